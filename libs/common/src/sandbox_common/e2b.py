@@ -1,0 +1,181 @@
+"""Everything we know about E2B's lifecycle webhooks, in one place (see shared/reference/e2b.md).
+
+Two payload shapes exist: v2 (snake_case, current) and v1 (camelCase, older). Both are
+normalised into `WebhookEvent`; nothing else in the code base reads E2B's raw shapes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+# Request headers E2B sends with each delivery (lower-case, as HTTP/2 carries them).
+HEADER_SIGNATURE = "e2b-signature"
+HEADER_SIGNATURE_VERSION = "e2b-signature-version"
+HEADER_WEBHOOK_ID = "e2b-webhook-id"
+# New on every attempt: never dedupe on it, the body `id` is the event's identity.
+HEADER_DELIVERY_ID = "e2b-delivery-id"
+SIGNATURE_VERSION = "v1"
+
+
+class LifecycleType(StrEnum):
+    CREATED = "sandbox.lifecycle.created"
+    PAUSED = "sandbox.lifecycle.paused"
+    RESUMED = "sandbox.lifecycle.resumed"
+    UPDATED = "sandbox.lifecycle.updated"
+    KILLED = "sandbox.lifecycle.killed"
+    # Exists upstream; accepted and recorded, but it changes no state.
+    CHECKPOINTED = "sandbox.lifecycle.checkpointed"
+
+
+SUBSCRIBED_TYPES: tuple[str, ...] = (
+    LifecycleType.CREATED,
+    LifecycleType.PAUSED,
+    LifecycleType.RESUMED,
+    LifecycleType.KILLED,
+    LifecycleType.UPDATED,
+)
+
+
+def compute_signature(secret: str, body: bytes) -> str:
+    """E2B's scheme: sha256(secret + raw body), URL-safe base64, '=' stripped. Not an HMAC."""
+    digest = hashlib.sha256(secret.encode() + body).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def verify_signature(secret: str, body: bytes, signature: str | None) -> bool:
+    """Constant-time check of the `e2b-signature` header against the raw request bytes."""
+    if not signature or not secret:
+        return False
+    expected = compute_signature(secret, body).encode("ascii")
+    try:
+        given = signature.strip().encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(expected, given)
+
+
+class WebhookError(ValueError):
+    """A webhook body that is not a usable lifecycle event (answered 400/422, never 5xx)."""
+
+
+class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One lifecycle event, whatever payload version it came in."""
+
+    id: str
+    version: str
+    type: str
+    timestamp: datetime
+    sandbox_id: str
+    team_id: str | None = None
+    template_id: str | None = None
+    build_id: str | None = None
+    execution_id: str | None = None
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    # event_data without the metadata, keys normalised to snake_case.
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    @property
+    def is_known_type(self) -> bool:
+        return self.type in _KNOWN_TYPES
+
+
+_KNOWN_TYPES = frozenset(t.value for t in LifecycleType)
+
+# (v2 name, v1 name) of each top-level field we read.
+_FIELDS = {
+    "sandbox_id": ("sandbox_id", "sandboxId"),
+    "team_id": ("sandbox_team_id", "sandboxTeamId"),
+    "template_id": ("sandbox_template_id", "sandboxTemplateId"),
+    "build_id": ("sandbox_build_id", "sandboxBuildId"),
+    "execution_id": ("sandbox_execution_id", "sandboxExecutionId"),
+}
+# event_data keys, v1 spelling -> our (v2) spelling.
+_DATA_KEYS = {
+    "sandboxMetadata": "sandbox_metadata",
+    "setTimeout": "set_timeout",
+    "networkEgress": "network_egress",
+    "killReason": "kill_reason",
+}
+_MAX_ID_LENGTH = 256
+
+
+def parse_webhook(body: bytes) -> WebhookEvent:
+    """Parse a webhook body (v1 or v2). Raises WebhookError with a reason a client can act on."""
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise WebhookError(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise WebhookError("body must be a JSON object")
+    v1 = "sandbox_id" not in raw and "sandboxId" in raw
+    col = 1 if v1 else 0
+    fields = {name: _optional_str(raw, names[col]) for name, names in _FIELDS.items()}
+    event_data = raw.get("eventData" if v1 else "event_data")
+    if event_data is None:
+        event_data = {}
+    if not isinstance(event_data, dict):
+        raise WebhookError(f"'{'eventData' if v1 else 'event_data'}' must be an object")
+    data = {_DATA_KEYS.get(k, k): v for k, v in event_data.items()}
+    metadata = data.pop("sandbox_metadata", None) or {}
+    if not isinstance(metadata, dict):
+        raise WebhookError("'sandbox_metadata' must be an object of strings")
+    sandbox_id = fields.pop("sandbox_id")
+    if not sandbox_id:
+        raise WebhookError("missing required field 'sandbox_id'")
+    return WebhookEvent(
+        id=_required_str(raw, "id"),
+        version=_optional_str(raw, "version") or ("v1" if v1 else "v2"),
+        type=_required_str(raw, "type"),
+        timestamp=_timestamp(raw),
+        sandbox_id=sandbox_id,
+        metadata={str(k): v if isinstance(v, str) else str(v) for k, v in metadata.items()},
+        data=data,
+        **fields,
+    )
+
+
+def _required_str(raw: dict[str, Any], key: str) -> str:
+    value = raw.get(key)
+    if value is None:
+        raise WebhookError(f"missing required field '{key}'")
+    if not isinstance(value, str) or not value.strip():
+        raise WebhookError(f"field '{key}' must be a non-empty string")
+    if len(value) > _MAX_ID_LENGTH:
+        raise WebhookError(f"field '{key}' is longer than {_MAX_ID_LENGTH} characters")
+    return value
+
+
+def _optional_str(raw: dict[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    return _required_str(raw, key)
+
+
+def _timestamp(raw: dict[str, Any]) -> datetime:
+    text = _required_str(raw, "timestamp")
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise WebhookError(f"field 'timestamp' is not an RFC 3339 time: {text!r}") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_time(value: object) -> datetime | None:
+    """An RFC 3339 time from event_data (e.g. `set_timeout`), or None when absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)

@@ -1,0 +1,109 @@
+"""The event envelope on `sandbox-lifecycle`: one fact about one sandbox, versioned.
+
+Every producer (ingest, enforcer, reconciler, status-api) writes this shape and every consumer
+reads it, so the E2B payload shapes stay at the edge (see e2b.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+from sandbox_common.e2b import LifecycleType, WebhookEvent
+
+SCHEMA_VERSION = 1
+
+
+class Source(StrEnum):
+    """Who observed or caused a fact; answers "why did this happen?" in the history."""
+
+    E2B_WEBHOOK = "e2b-webhook"
+    ENFORCER = "enforcer"
+    RECONCILER = "reconciler"
+    UI = "ui"
+    API = "api"
+
+
+class FactType(StrEnum):
+    CREATED = LifecycleType.CREATED.value
+    PAUSED = LifecycleType.PAUSED.value
+    RESUMED = LifecycleType.RESUMED.value
+    UPDATED = LifecycleType.UPDATED.value
+    KILLED = LifecycleType.KILLED.value
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    event_id: str
+    type: str
+    source: str
+    sandbox_id: str
+    occurred_at: datetime
+    received_at: datetime
+    project_id: str | None = None
+    team_id: str | None = None
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+
+class EnvelopeError(ValueError):
+    """A record on the topic that is not a readable envelope (a poison record)."""
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Envelope)
+
+
+def encode(envelope: Envelope) -> bytes:
+    return _encoder.encode(envelope)
+
+
+def decode(payload: bytes) -> Envelope:
+    try:
+        envelope = _decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise EnvelopeError(f"not a sandbox-lifecycle envelope: {exc}") from exc
+    if envelope.schema_version > SCHEMA_VERSION:
+        raise EnvelopeError(
+            f"schema_version {envelope.schema_version} is newer than this reader "
+            f"({SCHEMA_VERSION})"
+        )
+    if envelope.occurred_at.tzinfo is None:
+        raise EnvelopeError("occurred_at must carry a UTC offset")
+    return envelope
+
+
+def from_webhook(
+    event: WebhookEvent, *, received_at: datetime, project_metadata_key: str
+) -> Envelope:
+    data: dict[str, Any] = dict(event.data)
+    if event.metadata:
+        data["metadata"] = event.metadata
+    for key in ("template_id", "build_id", "execution_id"):
+        value = getattr(event, key)
+        if value is not None:
+            data[key] = value
+    data["payload_version"] = event.version
+    return Envelope(
+        event_id=event.id,
+        type=event.type,
+        source=Source.E2B_WEBHOOK,
+        sandbox_id=event.sandbox_id,
+        project_id=event.metadata.get(project_metadata_key),
+        team_id=event.team_id,
+        occurred_at=event.timestamp,
+        received_at=received_at,
+        data=data,
+    )
+
+
+def kafka_headers(envelope: Envelope) -> list[tuple[str, bytes]]:
+    """Headers that let tools filter a topic without decoding bodies."""
+    return [
+        ("event-id", envelope.event_id.encode()),
+        ("event-type", envelope.type.encode()),
+        ("source", envelope.source.encode()),
+        ("schema-version", str(envelope.schema_version).encode()),
+    ]

@@ -1,0 +1,23 @@
+"""The Redis key layout of the read model (one place; status-api and projector both use it)."""
+
+_PREFIX = "sbx"
+
+
+def sandbox_doc(sandbox_id: str) -> str:
+    """The status document of one sandbox (JSON, camelCase), or a KILLED tombstone."""
+    return f"{_PREFIX}:sandbox:{sandbox_id}"
+
+
+def project_sandbox(project_id: str) -> str:
+    """Pointer project -> the sandbox id currently serving that project."""
+    return f"{_PREFIX}:project:{project_id}:sandbox"
+
+
+def seen_event(event_id: str) -> str:
+    """Ingest's dedupe marker: this webhook event id is already on the topic."""
+    return f"{_PREFIX}:seen:{event_id}"
+
+
+# Fields of the sandbox_doc hash: the JSON document and the revision that guards its writes.
+DOC_FIELD = "d"
+REVISION_FIELD = "r"

@@ -1,0 +1,74 @@
+"""Settings, read from the environment once at start-up and passed down (never read at import).
+
+Every name here is documented in the README; secrets are kept out of repr() so they can never
+reach a log line by accident.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    e2b_webhook_secret: str = field(default="", repr=False)
+    e2b_api_key: str = field(default="", repr=False)
+    e2b_api_url: str = "https://api.e2b.app"
+    status_api_jwt_secret: str = field(default="", repr=False)
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    database_url: str = field(
+        default="postgresql://sandboxes:sandboxes@127.0.0.1:5432/sandboxes", repr=False
+    )
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    idle_timeout_seconds: int = 180
+    enforcer_schedule: str = "*/2 * * * *"
+    project_metadata_key: str = "projectId"
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = 8080
+    ingest_max_body_bytes: int = 256 * 1024
+    ingest_publish_timeout_seconds: float = 10.0
+    ingest_dedupe_ttl_seconds: int = 7 * 24 * 3600
+    status_api_host: str = "127.0.0.1"
+    status_api_port: int = 8081
+    projector_host: str = "127.0.0.1"
+    projector_port: int = 8082
+    projector_batch_size: int = 500
+    killed_tombstone_ttl_seconds: int = 7 * 24 * 3600
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        source = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = source.get(f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, raw, f.default)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def require(self, *names: str) -> Settings:
+        """Fail fast, naming the variable, when a service starts without a setting it needs."""
+        missing = [n.upper() for n in names if not getattr(self, n)]
+        if missing:
+            raise SettingsError(f"missing required setting(s): {', '.join(missing)}")
+        return self
+
+
+def _convert(name: str, raw: str, default: object) -> object:
+    try:
+        if isinstance(default, bool):
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name.upper()}={raw!r} is not a {type(default).__name__}") from exc
+    return raw

@@ -1,0 +1,79 @@
+"""Durable publishing to `sandbox-lifecycle`: acks=all, idempotent producer, keyed by sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from sandbox_common import envelope as env
+from sandbox_common import topics
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailableError(RuntimeError):
+    """The broker did not acknowledge in time; the caller answers 503 so E2B retries."""
+
+
+class KafkaPublisher:
+    def __init__(self, bootstrap_servers: str, timeout_seconds: float) -> None:
+        self._bootstrap = bootstrap_servers
+        self._timeout = timeout_seconds
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Connect; failure is not fatal: requests answer 503 until a retry succeeds."""
+        try:
+            await self._ensure_producer()
+        except BrokerUnavailableError:
+            log.warning("Kafka not reachable at start-up; will retry on the next request")
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._bootstrap,
+                    acks="all",
+                    enable_idempotence=True,
+                    linger_ms=1,
+                    request_timeout_ms=int(self._timeout * 1000),
+                    client_id="sandbox-ingest",
+                )
+                try:
+                    await asyncio.wait_for(producer.start(), self._timeout)
+                except (KafkaError, OSError, TimeoutError) as exc:
+                    await producer.stop()
+                    raise BrokerUnavailableError(f"cannot connect to Kafka: {exc!r}") from exc
+                self._producer = producer
+            return self._producer
+
+    async def publish(self, envelope: env.Envelope) -> None:
+        """Returns only once every in-sync replica has the record."""
+        producer = await self._ensure_producer()
+        try:
+            await asyncio.wait_for(
+                producer.send_and_wait(
+                    topics.LIFECYCLE,
+                    env.encode(envelope),
+                    key=topics.record_key(envelope.sandbox_id),
+                    headers=env.kafka_headers(envelope),
+                ),
+                self._timeout,
+            )
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise BrokerUnavailableError(f"publish not acknowledged: {exc!r}") from exc
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

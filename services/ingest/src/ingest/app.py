@@ -1,0 +1,99 @@
+"""Litestar app of ingest: the webhook route, health, readiness and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_400_BAD_REQUEST,
+    HTTP_401_UNAUTHORIZED,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ingest import metrics
+from ingest.adapters.dedupe import SeenEvents
+from ingest.adapters.kafka import BrokerUnavailableError, KafkaPublisher
+from ingest.handlers import Outcome, WebhookIntake
+from sandbox_common import e2b
+from sandbox_common.settings import Settings
+
+_STATUS = {
+    Outcome.ACCEPTED: HTTP_200_OK,
+    Outcome.DUPLICATE: HTTP_200_OK,
+    Outcome.REJECTED_SIGNATURE: HTTP_401_UNAUTHORIZED,
+    Outcome.REJECTED_PAYLOAD: HTTP_400_BAD_REQUEST,
+}
+
+
+def build_app(settings: Settings) -> Litestar:
+    settings.require("e2b_webhook_secret")
+    redis_client = aioredis.Redis.from_url(settings.redis_url)
+    publisher = KafkaPublisher(settings.kafka_bootstrap_servers,
+                               settings.ingest_publish_timeout_seconds)
+    dedupe = SeenEvents(redis_client, settings.ingest_dedupe_ttl_seconds)
+    intake = WebhookIntake(settings.e2b_webhook_secret, settings.project_metadata_key,
+                           publisher, dedupe)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await publisher.start()
+        try:
+            yield
+        finally:
+            await publisher.stop()
+            await redis_client.aclose()
+
+    @post("/api/webhooks/e2b", summary="Receive an E2B lifecycle webhook", status_code=200,
+          media_type=MediaType.JSON)
+    async def receive_webhook(request: Request[Any, Any, State]) -> Response[dict[str, str]]:
+        """Verifies `e2b-signature` over the raw body, then publishes the event durably.
+
+        200 once the event is on `sandbox-lifecycle` (or was already), 401 bad signature,
+        400 malformed body, 413 body too large, 503 broker unavailable (E2B retries).
+        """
+        body = await request.body()
+        try:
+            result = await intake.accept(body, request.headers.get(e2b.HEADER_SIGNATURE))
+        except BrokerUnavailableError as exc:
+            metrics.WEBHOOKS.labels(outcome="unavailable").inc()
+            return Response({"error": "broker_unavailable", "detail": str(exc)},
+                            status_code=HTTP_503_SERVICE_UNAVAILABLE,
+                            headers={"Retry-After": "5"})
+        metrics.WEBHOOKS.labels(outcome=result.outcome.value).inc()
+        if result.event_id is None:
+            return Response({"error": result.outcome.value, "detail": result.detail or ""},
+                            status_code=_STATUS[result.outcome])
+        return Response({"status": result.outcome.value, "eventId": result.event_id},
+                        status_code=_STATUS[result.outcome])
+
+    @get("/healthz", media_type=MediaType.JSON)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/readyz", media_type=MediaType.JSON)
+    async def readyz() -> Response[dict[str, object]]:
+        problems = [] if publisher.connected else ["kafka: producer not connected"]
+        if not await dedupe.ping():
+            problems.append("redis: unreachable (dedupe degraded)")
+        ready = publisher.connected  # Redis is optional for correctness
+        return Response({"status": "ready" if ready else "unready", "problems": problems},
+                        status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE)
+
+    @get("/metrics", include_in_schema=False)
+    async def metrics_route() -> Response[bytes]:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return Litestar(
+        route_handlers=[receive_webhook, healthz, readyz, metrics_route],
+        lifespan=[lifespan],
+        request_max_body_size=settings.ingest_max_body_bytes,
+        openapi_config=OpenAPIConfig(title="sandbox ingest", version="1.0.0"),
+    )

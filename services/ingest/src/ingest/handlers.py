@@ -1,0 +1,78 @@
+"""Use case: accept one signed E2B webhook delivery and make it durable on the topic."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Protocol
+
+from ingest import metrics
+from sandbox_common import e2b
+from sandbox_common.envelope import Envelope, from_webhook
+
+log = logging.getLogger("ingest")
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED_SIGNATURE = "rejected_signature"
+    REJECTED_PAYLOAD = "rejected_payload"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    event_id: str | None = None
+    detail: str | None = None
+
+
+class Publisher(Protocol):
+    async def publish(self, envelope: Envelope) -> None: ...
+
+
+class Dedupe(Protocol):
+    async def seen(self, event_id: str) -> bool: ...
+
+    async def mark(self, event_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class WebhookIntake:
+    secret: str
+    project_metadata_key: str
+    publisher: Publisher
+    dedupe: Dedupe
+
+    async def accept(self, body: bytes, signature: str | None) -> Result:
+        """Raises BrokerUnavailableError (from the publisher) when the event is not durable."""
+        started = time.perf_counter()
+        if not e2b.verify_signature(self.secret, body, signature):
+            log.warning("[E2B Webhook] Invalid signature",
+                        extra={"reason": "missing" if not signature else "mismatch"})
+            return Result(Outcome.REJECTED_SIGNATURE, detail="invalid or missing e2b-signature")
+        try:
+            event = e2b.parse_webhook(body)
+        except e2b.WebhookError as exc:
+            log.warning("[E2B Webhook] Rejected payload: %s", exc, extra={"reason": str(exc)})
+            return Result(Outcome.REJECTED_PAYLOAD, detail=str(exc))
+        log.info("[E2B Webhook] Received event: %s for sandbox %s", event.type, event.sandbox_id,
+                 extra={"event_type": event.type, "sandbox_id": event.sandbox_id,
+                        "event_id": event.id, "payload_version": event.version})
+        if await self.dedupe.seen(event.id):
+            return Result(Outcome.DUPLICATE, event_id=event.id)
+        envelope = from_webhook(event, received_at=datetime.now(UTC),
+                                project_metadata_key=self.project_metadata_key)
+        publish_started = time.perf_counter()
+        await self.publisher.publish(envelope)
+        metrics.PUBLISH_SECONDS.observe(time.perf_counter() - publish_started)
+        await self.dedupe.mark(event.id)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        log.info("[E2B Webhook] Processed %s event in %.1fms", event.type, elapsed_ms,
+                 extra={"event_type": event.type, "sandbox_id": event.sandbox_id,
+                        "event_id": event.id, "project_id": envelope.project_id,
+                        "duration_ms": round(elapsed_ms, 2)})
+        return Result(Outcome.ACCEPTED, event_id=event.id)

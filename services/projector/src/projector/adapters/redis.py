@@ -1,0 +1,80 @@
+"""Redis side of the projection: the status documents status-api serves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+
+from projector.domain import SandboxState
+from projector.handlers import Projected
+from sandbox_common import keys
+from sandbox_common.readmodel import StatusDoc, encode_doc
+
+# Compare-and-set on the revision: a replayed or late write never regresses a document.
+# KEYS: doc, project pointer (or the doc key again when there is no project).
+# ARGV: revision, document, ttl seconds (0 = keep), sandbox id, has project (1/0).
+_WRITE_DOC = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'r') or '-1')
+if current >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'r', ARGV[1], 'd', ARGV[2])
+if tonumber(ARGV[3]) > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+else
+  redis.call('PERSIST', KEYS[1])
+end
+if ARGV[5] == '1' then redis.call('SET', KEYS[2], ARGV[4]) end
+return 1
+""".replace("'r'", repr(keys.REVISION_FIELD)).replace("'d'", repr(keys.DOC_FIELD))
+
+
+def to_doc(state: SandboxState, revision: int, now: datetime) -> StatusDoc | None:
+    if state.status is None:
+        return None  # facts seen, but none that says what state the sandbox is in
+    status_stamp = state.stamps.get("status")
+    return StatusDoc(
+        sandbox_id=state.sandbox_id,
+        project_id=state.project_id,
+        status=state.status,
+        last_active_at=state.last_active_at,
+        status_changed_at=status_stamp.at if status_stamp else None,
+        timeout_at=state.timeout_at,
+        team_id=state.team_id,
+        template_id=state.template_id,
+        metadata=state.metadata,
+        revision=revision,
+        updated_at=now,
+    )
+
+
+class RedisReadModel:
+    def __init__(self, client: aioredis.Redis, tombstone_ttl_seconds: int) -> None:
+        self._client = client
+        self._tombstone_ttl = tombstone_ttl_seconds
+        self._script = client.register_script(_WRITE_DOC)
+
+    async def publish(self, projected: Sequence[Projected]) -> None:
+        if not projected:
+            return
+        now = datetime.now(UTC)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for p in projected:
+                doc = to_doc(p.state, p.revision, now)
+                if doc is None:
+                    continue
+                doc_key = keys.sandbox_doc(doc.sandbox_id)
+                # Tombstones expire; by then no late webhook for the sandbox is still in flight.
+                ttl = self._tombstone_ttl if p.state.killed else 0
+                live_project = doc.project_id is not None and not p.state.killed
+                pointer = keys.project_sandbox(doc.project_id) if doc.project_id else doc_key
+                await self._script(
+                    keys=[doc_key, pointer],
+                    args=[p.revision, encode_doc(doc), ttl, doc.sandbox_id,
+                          "1" if live_project else "0"],
+                    client=pipe,
+                )
+            await pipe.execute()
+
+    async def ping(self) -> None:
+        await self._client.ping()

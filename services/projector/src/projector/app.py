@@ -1,0 +1,110 @@
+"""FastStream entrypoint: a batch subscriber on `sandbox-lifecycle` plus health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from projector import metrics
+from projector.bootstrap import Resources
+from projector.handlers import BatchOutcome, Record, project_batch
+from sandbox_common import topics
+from sandbox_common.settings import Settings
+
+log = logging.getLogger("projector")
+_ATTEMPTS = 6
+
+
+def build_app(settings: Settings) -> AsgiFastStream:
+    broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=log)
+    resources = Resources(settings, broker)
+
+    @broker.subscriber(
+        topics.LIFECYCLE,
+        group_id=topics.PROJECTOR_GROUP,
+        batch=True,
+        max_records=settings.projector_batch_size,
+        batch_timeout_ms=50,
+        auto_offset_reset="earliest",
+        # Offsets are committed only after both stores are written; an error rewinds.
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )
+    async def on_batch(msg: KafkaMessage) -> None:
+        raw = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
+        records = [Record(r.topic, r.partition, r.offset, r.value) for r in raw]
+        await _project_with_retries(records, resources)
+
+    @get
+    async def healthz(scope: Any) -> AsgiResponse:
+        return AsgiResponse(b'{"status":"ok"}', 200, headers={"content-type": "application/json"})
+
+    @get
+    async def readyz(scope: Any) -> AsgiResponse:
+        problems = await resources.problems()
+        body = b'{"status":"ready"}' if not problems else (
+            json.dumps({"status": "unready", "problems": problems})
+        ).encode()
+        return AsgiResponse(body, 503 if problems else 200,
+                            headers={"content-type": "application/json"})
+
+    @get
+    async def metrics_route(scope: Any) -> AsgiResponse:
+        return AsgiResponse(generate_latest(), 200, headers={"content-type": CONTENT_TYPE_LATEST})
+
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics_route)],
+        on_startup=[resources.open],
+        after_shutdown=[resources.close],
+        logger=log,
+    )
+
+
+async def _project_with_retries(records: Sequence[Record], resources: Resources) -> None:
+    started = time.perf_counter()
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            outcome = await project_batch(
+                records, resources.store, resources.read_model, resources.dead_letters
+            )
+            break
+        except Exception:
+            if attempt == _ATTEMPTS:
+                # Raising rewinds the partitions (NACK): the batch is retried, never skipped.
+                log.exception("projection failed %d times; rewinding the batch", attempt)
+                raise
+            delay = min(10.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
+            metrics.RETRIES.inc()
+            log.warning("projection failed (attempt %d), retrying in %.2fs", attempt, delay,
+                        exc_info=True)
+            await asyncio.sleep(delay)
+    _observe(outcome, records, time.perf_counter() - started)
+
+
+def _observe(outcome: BatchOutcome, records: Sequence[Record], seconds: float) -> None:
+    metrics.BATCH_SECONDS.observe(seconds)
+    metrics.LAST_BATCH.set_to_current_time()
+    now = datetime.now(UTC)
+    for p in outcome.facts:
+        metrics.FACTS.labels(type=p.fact.type).inc()
+        metrics.LATENCY_SECONDS.observe(max(0.0, (now - p.fact.received_at).total_seconds()))
+    for poison in outcome.poison:
+        metrics.POISON.labels(reason=poison.reason.split(":")[0][:60]).inc()
+        log.error(
+            "poison record sent to %s: %s", topics.LIFECYCLE_DLQ, poison.reason,
+            extra={"topic": poison.record.topic, "partition": poison.record.partition,
+                   "offset": poison.record.offset},
+        )
+    log.debug("projected %d records in %.1f ms", len(records), seconds * 1000)

@@ -1,0 +1,61 @@
+"""Composition root: builds the pools and adapters once, from settings, at start-up."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from projector.adapters.dead_letters import KafkaDeadLetters
+from projector.adapters.postgres import PostgresStore
+from projector.adapters.redis import RedisReadModel
+from sandbox_common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Resources:
+    """Everything the subscriber needs; opened in the app's startup hook, never at import."""
+
+    def __init__(self, settings: Settings, broker: Any) -> None:
+        self._settings = settings
+        self.dead_letters = KafkaDeadLetters(broker)
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._redis: aioredis.Redis | None = None
+        self._store: PostgresStore | None = None
+        self._read_model: RedisReadModel | None = None
+
+    @property
+    def store(self) -> PostgresStore:
+        assert self._store is not None, "resources not opened"
+        return self._store
+
+    @property
+    def read_model(self) -> RedisReadModel:
+        assert self._read_model is not None, "resources not opened"
+        return self._read_model
+
+    async def open(self) -> None:
+        s = self._settings
+        self._pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=4)
+        self._redis = aioredis.Redis.from_url(s.redis_url)
+        self._store = PostgresStore(self._pool)
+        self._read_model = RedisReadModel(self._redis, s.killed_tombstone_ttl_seconds)
+        log.info("projector stores opened")
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def problems(self) -> list[str]:
+        found = []
+        for name, check in (("postgres", self.store.ping), ("redis", self.read_model.ping)):
+            try:
+                await check()
+            except Exception as exc:  # readiness reports any failure, whatever its type
+                found.append(f"{name}: {exc.__class__.__name__}: {exc}")
+        return found

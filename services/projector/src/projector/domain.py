@@ -1,0 +1,127 @@
+"""Projection rules: fold lifecycle facts into one sandbox's state. Pure: no I/O, no clock.
+
+Facts arrive twice, late and shuffled (E2B delivers at least once, in no order). So every field
+is a register that only moves forward along a total order of facts, the `Stamp` (E2B time, then
+a fixed rank of the type, then the event id). Folding is then commutative, associative and
+idempotent: any order and duplication of the same facts ends in the same state as the ordered,
+deduplicated sequence. `killed` is absorbing, so a late fact never brings a sandbox back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sandbox_common.e2b import parse_time
+from sandbox_common.envelope import Envelope, FactType
+from sandbox_common.readmodel import Status
+
+# Tie-break for facts with the same timestamp: the later step of a lifecycle wins.
+_RANK = {
+    FactType.CREATED: 0,
+    FactType.UPDATED: 1,
+    FactType.RESUMED: 2,
+    FactType.PAUSED: 3,
+    FactType.KILLED: 4,
+}
+_STATUS_OF = {
+    FactType.CREATED: Status.RUNNING,
+    FactType.RESUMED: Status.RUNNING,
+    FactType.PAUSED: Status.PAUSED,
+    FactType.KILLED: Status.KILLED,
+}
+# Facts that prove the sandbox was in use at that moment.
+_ACTIVITY = frozenset({FactType.CREATED, FactType.RESUMED})
+
+
+@dataclass(frozen=True, order=True)
+class Stamp:
+    at: datetime
+    rank: int
+    event_id: str
+
+    @classmethod
+    def of(cls, fact: Envelope) -> Stamp:
+        return cls(fact.occurred_at, _RANK.get(fact.type, -1), fact.event_id)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class SandboxState:
+    sandbox_id: str
+    status: Status | None = None
+    last_active_at: datetime | None = None
+    timeout_at: datetime | None = None
+    project_id: str | None = None
+    team_id: str | None = None
+    template_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    first_seen_at: datetime | None = None
+    last_event_at: datetime | None = None
+    # The stamp of the fact that last wrote each register (status, timeout, project, ...).
+    stamps: dict[str, Stamp] = field(default_factory=dict)
+
+    @property
+    def killed(self) -> bool:
+        return self.status is Status.KILLED
+
+    @property
+    def visible(self) -> bool:
+        """Served by status-api: known status and not a tombstone."""
+        return self.status is not None and not self.killed
+
+
+def evolve(state: SandboxState | None, fact: Envelope) -> SandboxState:
+    """Apply one fact. Unknown fact types only move the "seen" times."""
+    current = state or SandboxState(sandbox_id=fact.sandbox_id)
+    stamp = Stamp.of(fact)
+    at = fact.occurred_at
+    changes: dict[str, Any] = {
+        "first_seen_at": _min(current.first_seen_at, at),
+        "last_event_at": _max(current.last_event_at, at),
+    }
+    if fact.type in _ACTIVITY:
+        changes["last_active_at"] = _max(current.last_active_at, at)
+    stamps = dict(current.stamps)
+
+    def write(register: str, **values: Any) -> None:
+        held = stamps.get(register)
+        if held is None or stamp > held:
+            stamps[register] = stamp
+            changes.update(values)
+
+    status = _STATUS_OF.get(fact.type)  # type: ignore[call-overload]
+    if status is Status.KILLED and not current.killed:
+        stamps["status"] = stamp  # absorbing: a kill beats any stamp
+        changes["status"] = status
+    elif status is Status.KILLED or (status is not None and not current.killed):
+        write("status", status=status)
+    timeout_at = parse_time(fact.data.get("set_timeout"))
+    if timeout_at is not None:
+        write("timeout", timeout_at=timeout_at)
+    metadata = fact.data.get("metadata")
+    if isinstance(metadata, dict) and metadata:
+        write("metadata", metadata=dict(metadata))
+    if fact.project_id is not None or metadata:
+        write("project", project_id=fact.project_id)
+    if fact.team_id is not None:
+        write("team", team_id=fact.team_id)
+    template_id = fact.data.get("template_id")
+    if isinstance(template_id, str):
+        write("template", template_id=template_id)
+    changes["stamps"] = stamps
+    return replace(current, **changes)
+
+
+def fold(state: SandboxState | None, facts: list[Envelope]) -> SandboxState | None:
+    for fact in facts:
+        state = evolve(state, fact)
+    return state
+
+
+def _min(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b < a else a
+
+
+def _max(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b > a else a

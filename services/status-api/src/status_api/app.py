@@ -1,0 +1,106 @@
+"""Litestar app of status-api: sandbox state for frontends, straight from Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.datastructures import State
+from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+from sandbox_common.readmodel import Status, StatusDoc
+from sandbox_common.settings import Settings
+from status_api import metrics
+from status_api.adapters.redis import StatusReader
+from status_api.auth import AuthError, Principal, TokenVerifier
+from status_api.views import SandboxStatus, sandbox_status
+
+_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+
+def build_app(settings: Settings) -> Litestar:
+    settings.require("status_api_jwt_secret")
+    client = aioredis.Redis.from_url(settings.redis_url)
+    reader = StatusReader(client)
+    verifier = TokenVerifier(settings.status_api_jwt_secret)
+
+    def principal_of(request: Request[Any, Any, State]) -> Principal:
+        try:
+            return verifier.principal(request.headers.get("authorization"))
+        except AuthError as exc:
+            raise NotAuthorizedException(detail=str(exc)) from exc
+
+    def visible(doc: StatusDoc | None, route: str, what: str) -> StatusDoc:
+        if doc is None or doc.status is Status.KILLED:
+            metrics.READS.labels(route=route, outcome="not_found").inc()
+            raise NotFoundException(detail=f"no sandbox for {what}")
+        return doc
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    @get("/api/projects/{project_id:str}/sandbox", security=_SECURITY,
+         summary="Current sandbox of a project", raises=[NotFoundException])
+    async def project_sandbox(request: Request[Any, Any, State], project_id: str) -> SandboxStatus:
+        """404 when the project has no live sandbox (never created, or killed)."""
+        principal = principal_of(request)
+        if not principal.may_read(project_id):
+            metrics.READS.labels(route="project", outcome="forbidden").inc()
+            raise PermissionDeniedException(detail=f"token has no access to project {project_id}")
+        doc = visible(await reader.by_project(project_id), "project", f"project {project_id}")
+        metrics.READS.labels(route="project", outcome="ok").inc()
+        return sandbox_status(doc)
+
+    @get("/api/sandboxes/{sandbox_id:str}", security=_SECURITY, summary="One sandbox by id",
+         raises=[NotFoundException])
+    async def sandbox(request: Request[Any, Any, State], sandbox_id: str) -> SandboxStatus:
+        """403 when the sandbox belongs to a project the token does not name."""
+        principal = principal_of(request)
+        doc = visible(await reader.by_sandbox(sandbox_id), "sandbox", f"id {sandbox_id}")
+        if not principal.may_read(doc.project_id):
+            metrics.READS.labels(route="sandbox", outcome="forbidden").inc()
+            raise PermissionDeniedException(detail=f"token has no access to sandbox {sandbox_id}")
+        metrics.READS.labels(route="sandbox", outcome="ok").inc()
+        return sandbox_status(doc)
+
+    @get("/healthz", media_type=MediaType.JSON)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/readyz", media_type=MediaType.JSON)
+    async def readyz() -> Response[dict[str, object]]:
+        try:
+            await reader.ping()
+        except (RedisError, OSError) as exc:
+            return Response({"status": "unready", "problems": [f"redis: {exc}"]},
+                            status_code=HTTP_503_SERVICE_UNAVAILABLE)
+        return Response({"status": "ready", "problems": []}, status_code=HTTP_200_OK)
+
+    @get("/metrics", include_in_schema=False)
+    async def metrics_route() -> Response[bytes]:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return Litestar(
+        route_handlers=[project_sandbox, sandbox, healthz, readyz, metrics_route],
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(
+            title="sandbox status-api",
+            version="1.0.0",
+            description="Sandbox state for frontends, served from the Redis read model.",
+            components=Components(security_schemes={
+                "bearerAuth": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+            }),
+        ),
+    )

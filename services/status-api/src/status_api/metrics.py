@@ -1,0 +1,6 @@
+"""Prometheus metrics of status-api."""
+
+from prometheus_client import Counter
+
+READS = Counter("status_api_reads_total", "Status reads by route and outcome",
+                ["route", "outcome"])

@@ -1,0 +1,82 @@
+"""The webhook use case with fake publisher and dedupe: no broker needed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from ingest.adapters.kafka import BrokerUnavailableError
+from ingest.handlers import Outcome, WebhookIntake
+from sandbox_common import e2b
+from sandbox_common.envelope import Envelope
+from tests.unit.test_e2b_webhooks import SECRET, V2
+
+
+@dataclass
+class FakePublisher:
+    published: list[Envelope] = field(default_factory=list)
+    down: bool = False
+
+    async def publish(self, envelope: Envelope) -> None:
+        if self.down:
+            raise BrokerUnavailableError("down")
+        self.published.append(envelope)
+
+
+@dataclass
+class FakeDedupe:
+    ids: set[str] = field(default_factory=set)
+
+    async def seen(self, event_id: str) -> bool:
+        return event_id in self.ids
+
+    async def mark(self, event_id: str) -> None:
+        self.ids.add(event_id)
+
+
+def make() -> tuple[WebhookIntake, FakePublisher, FakeDedupe]:
+    publisher, dedupe = FakePublisher(), FakeDedupe()
+    return WebhookIntake(SECRET, "projectId", publisher, dedupe), publisher, dedupe
+
+
+BODY = json.dumps(V2).encode()
+
+
+async def test_signed_webhook_is_published_once() -> None:
+    intake, publisher, _ = make()
+    sig = e2b.compute_signature(SECRET, BODY)
+    first = await intake.accept(BODY, sig)
+    second = await intake.accept(BODY, sig)
+    assert first.outcome is Outcome.ACCEPTED
+    assert second.outcome is Outcome.DUPLICATE
+    assert [e.event_id for e in publisher.published] == [V2["id"]]
+
+
+async def test_bad_signature_publishes_nothing() -> None:
+    intake, publisher, _ = make()
+    result = await intake.accept(BODY, "nope")
+    assert result.outcome is Outcome.REJECTED_SIGNATURE
+    assert publisher.published == []
+
+
+async def test_malformed_body_is_rejected_after_the_signature_check() -> None:
+    intake, publisher, _ = make()
+    body = b'{"id": "x"}'
+    result = await intake.accept(body, e2b.compute_signature(SECRET, body))
+    assert result.outcome is Outcome.REJECTED_PAYLOAD
+    assert "sandbox_id" in (result.detail or "")
+    assert publisher.published == []
+
+
+async def test_failed_publish_is_not_remembered_so_the_retry_goes_through() -> None:
+    intake, publisher, dedupe = make()
+    sig = e2b.compute_signature(SECRET, BODY)
+    publisher.down = True
+    with pytest.raises(BrokerUnavailableError):
+        await intake.accept(BODY, sig)
+    assert dedupe.ids == set()
+    publisher.down = False
+    assert (await intake.accept(BODY, sig)).outcome is Outcome.ACCEPTED
+    assert len(publisher.published) == 1

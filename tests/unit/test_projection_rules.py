@@ -1,0 +1,155 @@
+"""Projection rules: ordering, duplicates and tombstones, as pure functions."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from projector.domain import SandboxState, evolve, fold
+from sandbox_common.envelope import Envelope, FactType
+from sandbox_common.readmodel import Status
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def fact(
+    kind: FactType | str,
+    seconds: float,
+    *,
+    event_id: str | None = None,
+    project: str | None = "p1",
+    **data: object,
+) -> Envelope:
+    payload: dict[str, object] = dict(data)
+    if project is not None:
+        payload.setdefault("metadata", {"projectId": project})
+    return Envelope(
+        event_id=event_id or f"{kind}-{seconds}",
+        type=str(kind),
+        source="e2b-webhook",
+        sandbox_id="sbx-1",
+        project_id=project,
+        team_id="team-1",
+        occurred_at=T0 + timedelta(seconds=seconds),
+        received_at=T0,
+        data=payload,
+    )
+
+
+def test_created_is_running_and_active_at_event_time() -> None:
+    state = evolve(None, fact(FactType.CREATED, 0))
+    assert state.status is Status.RUNNING
+    assert state.last_active_at == T0
+    assert state.project_id == "p1"
+    assert state.visible
+
+
+def test_paused_then_resumed_refreshes_last_active() -> None:
+    state = fold(None, [fact(FactType.CREATED, 0), fact(FactType.PAUSED, 10),
+                        fact(FactType.RESUMED, 20)])
+    assert state is not None
+    assert state.status is Status.RUNNING
+    assert state.last_active_at == T0 + timedelta(seconds=20)
+
+
+def test_older_event_never_overwrites_newer_state() -> None:
+    state = fold(None, [fact(FactType.CREATED, 0), fact(FactType.PAUSED, 30),
+                        fact(FactType.RESUMED, 20)])
+    assert state is not None
+    assert state.status is Status.PAUSED
+    # ...but the late resume still proves activity at t=20.
+    assert state.last_active_at == T0 + timedelta(seconds=20)
+
+
+def test_duplicate_changes_nothing() -> None:
+    once = fold(None, [fact(FactType.CREATED, 0), fact(FactType.PAUSED, 5)])
+    twice = fold(once, [fact(FactType.PAUSED, 5)])
+    assert once == twice
+
+
+def test_killed_is_a_tombstone_that_late_events_cannot_revive() -> None:
+    state = fold(None, [fact(FactType.CREATED, 0), fact(FactType.KILLED, 10),
+                        fact(FactType.RESUMED, 60)])
+    assert state is not None
+    assert state.status is Status.KILLED
+    assert not state.visible
+
+
+def test_updated_syncs_timeout_and_metadata() -> None:
+    end = "2026-11-27T13:00:00Z"
+    state = fold(None, [
+        fact(FactType.CREATED, 0),
+        fact(FactType.UPDATED, 5, set_timeout=end, project="p2",
+             metadata={"projectId": "p2", "tier": "pro"}),
+    ])
+    assert state is not None
+    assert state.timeout_at == datetime(2026, 11, 27, 13, 0, tzinfo=UTC)
+    assert state.metadata == {"projectId": "p2", "tier": "pro"}
+    assert state.project_id == "p2"
+    assert state.status is Status.RUNNING
+
+
+def test_unknown_type_is_ignored_for_status() -> None:
+    state = fold(None, [fact(FactType.CREATED, 0), fact("sandbox.lifecycle.checkpointed", 9)])
+    assert state is not None
+    assert state.status is Status.RUNNING
+    assert state.last_event_at == T0 + timedelta(seconds=9)
+
+
+def test_event_without_metadata_keeps_project() -> None:
+    state = fold(None, [fact(FactType.CREATED, 0), fact(FactType.PAUSED, 5, project=None)])
+    assert state is not None
+    assert state.project_id == "p1"
+
+
+_kinds = st.sampled_from([*FactType, "sandbox.lifecycle.checkpointed"])
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[Envelope]:
+    count = draw(st.integers(min_value=1, max_value=12))
+    facts = []
+    for i in range(count):
+        kind = draw(_kinds)
+        # Few distinct seconds, so equal timestamps (tie-breaks) are common.
+        second = draw(st.integers(min_value=0, max_value=5))
+        project = draw(st.sampled_from([None, "p1", "p2"]))
+        extra: dict[str, object] = {}
+        if kind == FactType.UPDATED and draw(st.booleans()):
+            extra["set_timeout"] = (T0 + timedelta(minutes=draw(st.integers(0, 9)))).isoformat()
+        if draw(st.booleans()):
+            extra["template_id"] = draw(st.sampled_from(["base", "py"]))
+        facts.append(fact(kind, second, event_id=f"e{i}", project=project, **extra))
+    return facts
+
+
+@settings(max_examples=400)
+@given(histories(), st.randoms(use_true_random=False), st.integers(0, 3))
+def test_any_order_and_duplication_ends_in_the_ordered_deduplicated_state(
+    facts: list[Envelope], rnd: random.Random, dup_factor: int
+) -> None:
+    ordered = sorted(facts, key=lambda f: (f.occurred_at, f.event_id))
+    expected = _ordered_fold(ordered)
+    shuffled = facts + [rnd.choice(facts) for _ in range(dup_factor * len(facts))]
+    rnd.shuffle(shuffled)
+    assert fold(None, shuffled) == expected
+
+
+def _ordered_fold(facts: list[Envelope]) -> SandboxState | None:
+    """Reference: apply in (time, rank) order, each event once, with the tombstone rule."""
+    seen: set[str] = set()
+    state: SandboxState | None = None
+    for f in sorted(facts, key=lambda f: (f.occurred_at, _rank(f), f.event_id)):
+        if f.event_id not in seen:
+            seen.add(f.event_id)
+            state = evolve(state, f)
+    return state
+
+
+def _rank(f: Envelope) -> int:
+    order = [FactType.CREATED, FactType.UPDATED, FactType.RESUMED, FactType.PAUSED,
+             FactType.KILLED]
+    return order.index(FactType(f.type)) if f.type in set(order) else -1

@@ -1,0 +1,98 @@
+"""project_batch with in-memory stores: ordering of writes, revisions, dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import pytest
+
+from projector.domain import SandboxState
+from projector.handlers import Poison, Positioned, Projected, Record, project_batch
+from sandbox_common import envelope as env
+from sandbox_common.envelope import FactType
+from sandbox_common.readmodel import Status
+from tests.unit.test_projection_rules import fact
+
+
+@dataclass
+class MemoryStore:
+    rows: dict[str, tuple[SandboxState, int]] = field(default_factory=dict)
+    history: dict[str, Positioned] = field(default_factory=dict)
+    fail: bool = False
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[MemoryStore]:
+        yield self
+
+    async def load(self, ids: Sequence[str]) -> dict[str, tuple[SandboxState, int]]:
+        return {i: self.rows[i] for i in ids if i in self.rows}
+
+    async def save(self, changed: Sequence[Projected], facts: Sequence[Positioned],
+                   offsets: Sequence[tuple[str, int, int]]) -> None:
+        if self.fail:
+            raise ConnectionError("postgres down")
+        for p in changed:
+            self.rows[p.state.sandbox_id] = (p.state, p.revision)
+        for f in facts:
+            self.history.setdefault(f.fact.event_id, f)
+
+
+@dataclass
+class MemoryReadModel:
+    docs: dict[str, tuple[SandboxState, int]] = field(default_factory=dict)
+
+    async def publish(self, projected: Sequence[Projected]) -> None:
+        for p in projected:
+            held = self.docs.get(p.state.sandbox_id)
+            if held is None or held[1] < p.revision:
+                self.docs[p.state.sandbox_id] = (p.state, p.revision)
+
+
+@dataclass
+class MemoryDeadLetters:
+    sent: list[Poison] = field(default_factory=list)
+
+    async def send(self, poison: Poison) -> None:
+        self.sent.append(poison)
+
+
+def records(*facts: env.Envelope | bytes) -> list[Record]:
+    return [Record("sandbox-lifecycle", 0, i, f if isinstance(f, bytes) else env.encode(f))
+            for i, f in enumerate(facts)]
+
+
+async def test_batch_lands_in_both_stores_and_revisions_grow() -> None:
+    store, rm, dlq = MemoryStore(), MemoryReadModel(), MemoryDeadLetters()
+    await project_batch(records(fact(FactType.CREATED, 0)), store, rm, dlq)
+    out = await project_batch(records(fact(FactType.PAUSED, 5)), store, rm, dlq)
+    assert [p.revision for p in out.changed] == [2]
+    assert rm.docs["sbx-1"][0].status is Status.PAUSED
+    assert len(store.history) == 2
+
+
+async def test_redelivered_batch_changes_nothing() -> None:
+    store, rm, dlq = MemoryStore(), MemoryReadModel(), MemoryDeadLetters()
+    batch = records(fact(FactType.CREATED, 0), fact(FactType.PAUSED, 5))
+    await project_batch(batch, store, rm, dlq)
+    again = await project_batch(batch, store, rm, dlq)
+    assert again.changed == []
+    assert store.rows["sbx-1"][1] == 1
+    assert len(store.history) == 2
+
+
+async def test_poison_goes_to_dead_letters_and_the_rest_is_projected() -> None:
+    store, rm, dlq = MemoryStore(), MemoryReadModel(), MemoryDeadLetters()
+    await project_batch(records(b"{not json", fact(FactType.CREATED, 0)), store, rm, dlq)
+    assert len(dlq.sent) == 1
+    assert dlq.sent[0].record.offset == 0
+    assert "not a sandbox-lifecycle envelope" in dlq.sent[0].reason
+    assert "sbx-1" in store.rows
+
+
+async def test_store_failure_raises_and_leaves_redis_untouched() -> None:
+    store, rm, dlq = MemoryStore(fail=True), MemoryReadModel(), MemoryDeadLetters()
+    with pytest.raises(ConnectionError):
+        await project_batch(records(fact(FactType.CREATED, 0)), store, rm, dlq)
+    assert rm.docs == {}
