@@ -34,18 +34,34 @@ def test_admin_reads_everything() -> None:
         None,
         "Basic abc",
         bearer("not-a-jwt"),
-        bearer(mint("other" * 8, projects=["p1"], admin=False, ttl_seconds=60,
-                    now=int(time.time()))),
-        bearer(mint(SECRET, projects=["p1"], admin=False, ttl_seconds=60,
-                    now=int(time.time()) - 3600)),
-        bearer(jwt.encode({"projects": ["p1"], "admin": True, "exp": int(time.time()) + 60},
-                          None, algorithm="none")),
+        bearer(
+            mint("other" * 8, projects=["p1"], admin=False, ttl_seconds=60, now=int(time.time()))
+        ),
+        bearer(
+            mint(SECRET, projects=["p1"], admin=False, ttl_seconds=60, now=int(time.time()) - 3600)
+        ),
+        bearer(
+            jwt.encode(
+                {"projects": ["p1"], "admin": True, "exp": int(time.time()) + 60},
+                None,
+                algorithm="none",
+            )
+        ),
         bearer(jwt.encode({"projects": ["p1"]}, SECRET, algorithm="HS256")),  # no exp
-        bearer(jwt.encode({"projects": "p1", "exp": int(time.time()) + 60}, SECRET,
-                          algorithm="HS256")),
+        bearer(
+            jwt.encode({"projects": "p1", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+        ),
     ],
-    ids=["missing", "basic", "garbage", "wrong-key", "expired", "alg-none", "no-exp",
-         "projects-not-list"],
+    ids=[
+        "missing",
+        "basic",
+        "garbage",
+        "wrong-key",
+        "expired",
+        "alg-none",
+        "no-exp",
+        "projects-not-list",
+    ],
 )
 def test_unusable_tokens_are_refused(header: str | None) -> None:
     with pytest.raises(AuthError):
@@ -66,9 +82,14 @@ def test_bad_number_names_the_variable() -> None:
 
 
 def test_secrets_never_in_repr() -> None:
-    s = Settings.from_env({"E2B_WEBHOOK_SECRET": "hush-1", "STATUS_API_JWT_SECRET": "hush-2",
-                           "E2B_API_KEY": "hush-3",
-                           "DATABASE_URL": "postgresql://u:hush-4@h/db"})
+    s = Settings.from_env(
+        {
+            "E2B_WEBHOOK_SECRET": "hush-1",
+            "STATUS_API_JWT_SECRET": "hush-2",
+            "E2B_API_KEY": "hush-3",
+            "DATABASE_URL": "postgresql://u:hush-4@h/db",
+        }
+    )
     assert not any(secret in repr(s) for secret in ("hush-1", "hush-2", "hush-3", "hush-4"))
 
 

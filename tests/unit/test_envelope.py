@@ -27,8 +27,10 @@ def test_webhook_becomes_an_envelope_with_project_from_metadata() -> None:
 def test_project_metadata_key_is_configurable() -> None:
     event = e2b.parse_webhook(json.dumps(V1).encode())
     assert env.from_webhook(event, received_at=NOW, project_metadata_key="user").project_id is None
-    assert env.from_webhook(event, received_at=NOW,
-                            project_metadata_key="projectId").project_id == "proj-2"
+    assert (
+        env.from_webhook(event, received_at=NOW, project_metadata_key="projectId").project_id
+        == "proj-2"
+    )
 
 
 def test_round_trip() -> None:
@@ -48,8 +50,9 @@ def test_unreadable_records_are_envelope_errors(payload: bytes) -> None:
 
 def test_newer_schema_version_is_refused_with_reason() -> None:
     event = e2b.parse_webhook(json.dumps(V2).encode())
-    raw = json.loads(env.encode(env.from_webhook(event, received_at=NOW,
-                                                 project_metadata_key="projectId")))
+    raw = json.loads(
+        env.encode(env.from_webhook(event, received_at=NOW, project_metadata_key="projectId"))
+    )
     raw["schema_version"] = env.SCHEMA_VERSION + 1
     with pytest.raises(env.EnvelopeError, match="newer than this reader"):
         env.decode(json.dumps(raw).encode())

@@ -48,16 +48,18 @@ def test_created_is_running_and_active_at_event_time() -> None:
 
 
 def test_paused_then_resumed_refreshes_last_active() -> None:
-    state = fold(None, [fact(FactType.CREATED, 0), fact(FactType.PAUSED, 10),
-                        fact(FactType.RESUMED, 20)])
+    state = fold(
+        None, [fact(FactType.CREATED, 0), fact(FactType.PAUSED, 10), fact(FactType.RESUMED, 20)]
+    )
     assert state is not None
     assert state.status is Status.RUNNING
     assert state.last_active_at == T0 + timedelta(seconds=20)
 
 
 def test_older_event_never_overwrites_newer_state() -> None:
-    state = fold(None, [fact(FactType.CREATED, 0), fact(FactType.PAUSED, 30),
-                        fact(FactType.RESUMED, 20)])
+    state = fold(
+        None, [fact(FactType.CREATED, 0), fact(FactType.PAUSED, 30), fact(FactType.RESUMED, 20)]
+    )
     assert state is not None
     assert state.status is Status.PAUSED
     # ...but the late resume still proves activity at t=20.
@@ -71,8 +73,9 @@ def test_duplicate_changes_nothing() -> None:
 
 
 def test_killed_is_a_tombstone_that_late_events_cannot_revive() -> None:
-    state = fold(None, [fact(FactType.CREATED, 0), fact(FactType.KILLED, 10),
-                        fact(FactType.RESUMED, 60)])
+    state = fold(
+        None, [fact(FactType.CREATED, 0), fact(FactType.KILLED, 10), fact(FactType.RESUMED, 60)]
+    )
     assert state is not None
     assert state.status is Status.KILLED
     assert not state.visible
@@ -80,11 +83,19 @@ def test_killed_is_a_tombstone_that_late_events_cannot_revive() -> None:
 
 def test_updated_syncs_timeout_and_metadata() -> None:
     end = "2026-11-27T13:00:00Z"
-    state = fold(None, [
-        fact(FactType.CREATED, 0),
-        fact(FactType.UPDATED, 5, set_timeout=end, project="p2",
-             metadata={"projectId": "p2", "tier": "pro"}),
-    ])
+    state = fold(
+        None,
+        [
+            fact(FactType.CREATED, 0),
+            fact(
+                FactType.UPDATED,
+                5,
+                set_timeout=end,
+                project="p2",
+                metadata={"projectId": "p2", "tier": "pro"},
+            ),
+        ],
+    )
     assert state is not None
     assert state.timeout_at == datetime(2026, 11, 27, 13, 0, tzinfo=UTC)
     assert state.metadata == {"projectId": "p2", "tier": "pro"}
@@ -150,6 +161,5 @@ def _ordered_fold(facts: list[Envelope]) -> SandboxState | None:
 
 
 def _rank(f: Envelope) -> int:
-    order = [FactType.CREATED, FactType.UPDATED, FactType.RESUMED, FactType.PAUSED,
-             FactType.KILLED]
+    order = [FactType.CREATED, FactType.UPDATED, FactType.RESUMED, FactType.PAUSED, FactType.KILLED]
     return order.index(FactType(f.type)) if f.type in set(order) else -1

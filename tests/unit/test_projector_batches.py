@@ -29,8 +29,12 @@ class MemoryStore:
     async def load(self, ids: Sequence[str]) -> dict[str, tuple[SandboxState, int]]:
         return {i: self.rows[i] for i in ids if i in self.rows}
 
-    async def save(self, changed: Sequence[Projected], facts: Sequence[Positioned],
-                   offsets: Sequence[tuple[str, int, int]]) -> None:
+    async def save(
+        self,
+        changed: Sequence[Projected],
+        facts: Sequence[Positioned],
+        offsets: Sequence[tuple[str, int, int]],
+    ) -> None:
         if self.fail:
             raise ConnectionError("postgres down")
         for p in changed:
@@ -59,8 +63,10 @@ class MemoryDeadLetters:
 
 
 def records(*facts: env.Envelope | bytes) -> list[Record]:
-    return [Record("sandbox-lifecycle", 0, i, f if isinstance(f, bytes) else env.encode(f))
-            for i, f in enumerate(facts)]
+    return [
+        Record("sandbox-lifecycle", 0, i, f if isinstance(f, bytes) else env.encode(f))
+        for i, f in enumerate(facts)
+    ]
 
 
 async def test_batch_lands_in_both_stores_and_revisions_grow() -> None:

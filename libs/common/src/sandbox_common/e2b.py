@@ -179,3 +179,69 @@ def parse_time(value: object) -> datetime | None:
     except ValueError:
         return None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def build_webhook(
+    *,
+    event_id: str,
+    event_type: str,
+    sandbox_id: str,
+    timestamp: datetime,
+    metadata: dict[str, str] | None = None,
+    extra_data: dict[str, Any] | None = None,
+    team_id: str = "team-local",
+    template_id: str = "base",
+    execution_id: str | None = None,
+    version: str = "v2",
+) -> dict[str, Any]:
+    """A webhook body in E2B's shape (v2 snake_case or v1 camelCase), as E2B would send it.
+
+    Used by the dev CLI, the tests and the simulator, so they all speak the documented shape.
+    """
+    data: dict[str, Any] = dict(extra_data or {})
+    if metadata:
+        data["sandbox_metadata"] = metadata
+    ts = timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if version == "v1":
+        v1_data = {_V1_DATA_KEYS.get(k, k): v for k, v in data.items()}
+        body: dict[str, Any] = {
+            "id": event_id,
+            "version": "v1",
+            "type": event_type,
+            "sandboxId": sandbox_id,
+            "sandboxExecutionId": execution_id or event_id,
+            "sandboxTemplateId": template_id,
+            "sandboxBuildId": "build-local",
+            "sandboxTeamId": team_id,
+            "timestamp": ts,
+        }
+        if v1_data:
+            body["eventData"] = v1_data
+        return body
+    body = {
+        "id": event_id,
+        "version": "v2",
+        "type": event_type,
+        "timestamp": ts,
+        "event_category": "lifecycle",
+        "event_label": event_type.rsplit(".", 1)[-1],
+        "sandbox_id": sandbox_id,
+        "sandbox_execution_id": execution_id or event_id,
+        "sandbox_template_id": template_id,
+        "sandbox_build_id": "build-local",
+        "sandbox_team_id": team_id,
+    }
+    if data:  # E2B omits the key when there is no event data
+        body["event_data"] = data
+    return body
+
+
+_V1_DATA_KEYS = {v: k for k, v in _DATA_KEYS.items()}
+
+
+def signed_headers(secret: str, body: bytes) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        HEADER_SIGNATURE: compute_signature(secret, body),
+        HEADER_SIGNATURE_VERSION: SIGNATURE_VERSION,
+    }

@@ -67,8 +67,7 @@ def decode(payload: bytes) -> Envelope:
         raise EnvelopeError(f"not a sandbox-lifecycle envelope: {exc}") from exc
     if envelope.schema_version > SCHEMA_VERSION:
         raise EnvelopeError(
-            f"schema_version {envelope.schema_version} is newer than this reader "
-            f"({SCHEMA_VERSION})"
+            f"schema_version {envelope.schema_version} is newer than this reader ({SCHEMA_VERSION})"
         )
     if envelope.occurred_at.tzinfo is None:
         raise EnvelopeError("occurred_at must carry a UTC offset")

@@ -39,6 +39,7 @@ class Settings:
     projector_host: str = "127.0.0.1"
     projector_port: int = 8082
     projector_batch_size: int = 500
+    projector_group_id: str = "sandbox-projector"
     killed_tombstone_ttl_seconds: int = 7 * 24 * 3600
     log_level: str = "INFO"
 

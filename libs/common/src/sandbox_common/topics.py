@@ -4,8 +4,6 @@ LIFECYCLE = "sandbox-lifecycle"
 COMMANDS = "sandbox-commands"
 LIFECYCLE_DLQ = "sandbox-lifecycle.dlq"
 
-PROJECTOR_GROUP = "sandbox-projector"
-
 
 def record_key(sandbox_id: str) -> bytes:
     """Records are keyed by sandbox id so one sandbox's facts stay in one partition, in order."""

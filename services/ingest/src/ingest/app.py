@@ -36,11 +36,13 @@ _STATUS = {
 def build_app(settings: Settings) -> Litestar:
     settings.require("e2b_webhook_secret")
     redis_client = aioredis.Redis.from_url(settings.redis_url)
-    publisher = KafkaPublisher(settings.kafka_bootstrap_servers,
-                               settings.ingest_publish_timeout_seconds)
+    publisher = KafkaPublisher(
+        settings.kafka_bootstrap_servers, settings.ingest_publish_timeout_seconds
+    )
     dedupe = SeenEvents(redis_client, settings.ingest_dedupe_ttl_seconds)
-    intake = WebhookIntake(settings.e2b_webhook_secret, settings.project_metadata_key,
-                           publisher, dedupe)
+    intake = WebhookIntake(
+        settings.e2b_webhook_secret, settings.project_metadata_key, publisher, dedupe
+    )
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -51,8 +53,12 @@ def build_app(settings: Settings) -> Litestar:
             await publisher.stop()
             await redis_client.aclose()
 
-    @post("/api/webhooks/e2b", summary="Receive an E2B lifecycle webhook", status_code=200,
-          media_type=MediaType.JSON)
+    @post(
+        "/api/webhooks/e2b",
+        summary="Receive an E2B lifecycle webhook",
+        status_code=200,
+        media_type=MediaType.JSON,
+    )
     async def receive_webhook(request: Request[Any, Any, State]) -> Response[dict[str, str]]:
         """Verifies `e2b-signature` over the raw body, then publishes the event durably.
 
@@ -64,15 +70,21 @@ def build_app(settings: Settings) -> Litestar:
             result = await intake.accept(body, request.headers.get(e2b.HEADER_SIGNATURE))
         except BrokerUnavailableError as exc:
             metrics.WEBHOOKS.labels(outcome="unavailable").inc()
-            return Response({"error": "broker_unavailable", "detail": str(exc)},
-                            status_code=HTTP_503_SERVICE_UNAVAILABLE,
-                            headers={"Retry-After": "5"})
+            return Response(
+                {"error": "broker_unavailable", "detail": str(exc)},
+                status_code=HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": "5"},
+            )
         metrics.WEBHOOKS.labels(outcome=result.outcome.value).inc()
         if result.event_id is None:
-            return Response({"error": result.outcome.value, "detail": result.detail or ""},
-                            status_code=_STATUS[result.outcome])
-        return Response({"status": result.outcome.value, "eventId": result.event_id},
-                        status_code=_STATUS[result.outcome])
+            return Response(
+                {"error": result.outcome.value, "detail": result.detail or ""},
+                status_code=_STATUS[result.outcome],
+            )
+        return Response(
+            {"status": result.outcome.value, "eventId": result.event_id},
+            status_code=_STATUS[result.outcome],
+        )
 
     @get("/healthz", media_type=MediaType.JSON)
     async def healthz() -> dict[str, str]:
@@ -84,8 +96,10 @@ def build_app(settings: Settings) -> Litestar:
         if not await dedupe.ping():
             problems.append("redis: unreachable (dedupe degraded)")
         ready = publisher.connected  # Redis is optional for correctness
-        return Response({"status": "ready" if ready else "unready", "problems": problems},
-                        status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(
+            {"status": "ready" if ready else "unready", "problems": problems},
+            status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE,
+        )
 
     @get("/metrics", include_in_schema=False)
     async def metrics_route() -> Response[bytes]:
@@ -96,4 +110,5 @@ def build_app(settings: Settings) -> Litestar:
         lifespan=[lifespan],
         request_max_body_size=settings.ingest_max_body_bytes,
         openapi_config=OpenAPIConfig(title="sandbox ingest", version="1.0.0"),
+        logging_config=None,  # sandbox_common.logging owns the handlers (JSON lines)
     )

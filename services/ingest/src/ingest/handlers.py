@@ -51,28 +51,47 @@ class WebhookIntake:
         """Raises BrokerUnavailableError (from the publisher) when the event is not durable."""
         started = time.perf_counter()
         if not e2b.verify_signature(self.secret, body, signature):
-            log.warning("[E2B Webhook] Invalid signature",
-                        extra={"reason": "missing" if not signature else "mismatch"})
+            log.warning(
+                "[E2B Webhook] Invalid signature",
+                extra={"reason": "missing" if not signature else "mismatch"},
+            )
             return Result(Outcome.REJECTED_SIGNATURE, detail="invalid or missing e2b-signature")
         try:
             event = e2b.parse_webhook(body)
         except e2b.WebhookError as exc:
             log.warning("[E2B Webhook] Rejected payload: %s", exc, extra={"reason": str(exc)})
             return Result(Outcome.REJECTED_PAYLOAD, detail=str(exc))
-        log.info("[E2B Webhook] Received event: %s for sandbox %s", event.type, event.sandbox_id,
-                 extra={"event_type": event.type, "sandbox_id": event.sandbox_id,
-                        "event_id": event.id, "payload_version": event.version})
+        log.info(
+            "[E2B Webhook] Received event: %s for sandbox %s",
+            event.type,
+            event.sandbox_id,
+            extra={
+                "event_type": event.type,
+                "sandbox_id": event.sandbox_id,
+                "event_id": event.id,
+                "payload_version": event.version,
+            },
+        )
         if await self.dedupe.seen(event.id):
             return Result(Outcome.DUPLICATE, event_id=event.id)
-        envelope = from_webhook(event, received_at=datetime.now(UTC),
-                                project_metadata_key=self.project_metadata_key)
+        envelope = from_webhook(
+            event, received_at=datetime.now(UTC), project_metadata_key=self.project_metadata_key
+        )
         publish_started = time.perf_counter()
         await self.publisher.publish(envelope)
         metrics.PUBLISH_SECONDS.observe(time.perf_counter() - publish_started)
         await self.dedupe.mark(event.id)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        log.info("[E2B Webhook] Processed %s event in %.1fms", event.type, elapsed_ms,
-                 extra={"event_type": event.type, "sandbox_id": event.sandbox_id,
-                        "event_id": event.id, "project_id": envelope.project_id,
-                        "duration_ms": round(elapsed_ms, 2)})
+        log.info(
+            "[E2B Webhook] Processed %s event in %.1fms",
+            event.type,
+            elapsed_ms,
+            extra={
+                "event_type": event.type,
+                "sandbox_id": event.sandbox_id,
+                "event_id": event.id,
+                "project_id": envelope.project_id,
+                "duration_ms": round(elapsed_ms, 2),
+            },
+        )
         return Result(Outcome.ACCEPTED, event_id=event.id)

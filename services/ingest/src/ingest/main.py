@@ -12,5 +12,11 @@ from sandbox_common.settings import Settings
 def main() -> None:
     settings = Settings.from_env()
     jsonlog.configure("ingest", settings.log_level)
-    uvicorn.run(build_app(settings), host=settings.ingest_host, port=settings.ingest_port,
-                log_config=None, loop="uvloop", http="httptools")
+    uvicorn.run(
+        build_app(settings),
+        host=settings.ingest_host,
+        port=settings.ingest_port,
+        log_config=None,
+        loop="uvloop",
+        http="httptools",
+    )

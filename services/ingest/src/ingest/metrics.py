@@ -3,10 +3,12 @@
 from prometheus_client import Counter, Histogram
 
 WEBHOOKS = Counter(
-    "ingest_webhooks_total", "Webhook deliveries by outcome",
+    "ingest_webhooks_total",
+    "Webhook deliveries by outcome",
     ["outcome"],  # accepted, duplicate, rejected_signature, rejected_payload, unavailable
 )
 PUBLISH_SECONDS = Histogram(
-    "ingest_publish_seconds", "Time for the broker to acknowledge one event (acks=all)",
+    "ingest_publish_seconds",
+    "Time for the broker to acknowledge one event (acks=all)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

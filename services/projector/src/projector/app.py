@@ -28,12 +28,13 @@ _ATTEMPTS = 6
 
 
 def build_app(settings: Settings) -> AsgiFastStream:
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=log)
+    # Per-batch "Received/Processed" lines at DEBUG: at thousands of facts/s they would be noise.
+    broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=log, log_level=logging.DEBUG)
     resources = Resources(settings, broker)
 
     @broker.subscriber(
         topics.LIFECYCLE,
-        group_id=topics.PROJECTOR_GROUP,
+        group_id=settings.projector_group_id,
         batch=True,
         max_records=settings.projector_batch_size,
         batch_timeout_ms=50,
@@ -53,11 +54,14 @@ def build_app(settings: Settings) -> AsgiFastStream:
     @get
     async def readyz(scope: Any) -> AsgiResponse:
         problems = await resources.problems()
-        body = b'{"status":"ready"}' if not problems else (
-            json.dumps({"status": "unready", "problems": problems})
-        ).encode()
-        return AsgiResponse(body, 503 if problems else 200,
-                            headers={"content-type": "application/json"})
+        body = (
+            b'{"status":"ready"}'
+            if not problems
+            else (json.dumps({"status": "unready", "problems": problems})).encode()
+        )
+        return AsgiResponse(
+            body, 503 if problems else 200, headers={"content-type": "application/json"}
+        )
 
     @get
     async def metrics_route(scope: Any) -> AsgiResponse:
@@ -87,8 +91,9 @@ async def _project_with_retries(records: Sequence[Record], resources: Resources)
                 raise
             delay = min(10.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
             metrics.RETRIES.inc()
-            log.warning("projection failed (attempt %d), retrying in %.2fs", attempt, delay,
-                        exc_info=True)
+            log.warning(
+                "projection failed (attempt %d), retrying in %.2fs", attempt, delay, exc_info=True
+            )
             await asyncio.sleep(delay)
     _observe(outcome, records, time.perf_counter() - started)
 
@@ -103,8 +108,13 @@ def _observe(outcome: BatchOutcome, records: Sequence[Record], seconds: float) -
     for poison in outcome.poison:
         metrics.POISON.labels(reason=poison.reason.split(":")[0][:60]).inc()
         log.error(
-            "poison record sent to %s: %s", topics.LIFECYCLE_DLQ, poison.reason,
-            extra={"topic": poison.record.topic, "partition": poison.record.partition,
-                   "offset": poison.record.offset},
+            "poison record sent to %s: %s",
+            topics.LIFECYCLE_DLQ,
+            poison.reason,
+            extra={
+                "topic": poison.record.topic,
+                "partition": poison.record.partition,
+                "offset": poison.record.offset,
+            },
         )
     log.debug("projected %d records in %.1f ms", len(records), seconds * 1000)

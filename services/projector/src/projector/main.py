@@ -13,5 +13,10 @@ def main() -> None:
     settings = Settings.from_env()
     jsonlog.configure("projector", settings.log_level)
     app = build_app(settings)
-    uvicorn.run(app, host=settings.projector_host, port=settings.projector_port,
-                log_config=None, lifespan="on")
+    uvicorn.run(
+        app,
+        host=settings.projector_host,
+        port=settings.projector_port,
+        log_config=None,
+        lifespan="on",
+    )

@@ -51,8 +51,12 @@ def build_app(settings: Settings) -> Litestar:
         finally:
             await client.aclose()
 
-    @get("/api/projects/{project_id:str}/sandbox", security=_SECURITY,
-         summary="Current sandbox of a project", raises=[NotFoundException])
+    @get(
+        "/api/projects/{project_id:str}/sandbox",
+        security=_SECURITY,
+        summary="Current sandbox of a project",
+        raises=[NotFoundException],
+    )
     async def project_sandbox(request: Request[Any, Any, State], project_id: str) -> SandboxStatus:
         """404 when the project has no live sandbox (never created, or killed)."""
         principal = principal_of(request)
@@ -63,8 +67,12 @@ def build_app(settings: Settings) -> Litestar:
         metrics.READS.labels(route="project", outcome="ok").inc()
         return sandbox_status(doc)
 
-    @get("/api/sandboxes/{sandbox_id:str}", security=_SECURITY, summary="One sandbox by id",
-         raises=[NotFoundException])
+    @get(
+        "/api/sandboxes/{sandbox_id:str}",
+        security=_SECURITY,
+        summary="One sandbox by id",
+        raises=[NotFoundException],
+    )
     async def sandbox(request: Request[Any, Any, State], sandbox_id: str) -> SandboxStatus:
         """403 when the sandbox belongs to a project the token does not name."""
         principal = principal_of(request)
@@ -84,8 +92,10 @@ def build_app(settings: Settings) -> Litestar:
         try:
             await reader.ping()
         except (RedisError, OSError) as exc:
-            return Response({"status": "unready", "problems": [f"redis: {exc}"]},
-                            status_code=HTTP_503_SERVICE_UNAVAILABLE)
+            return Response(
+                {"status": "unready", "problems": [f"redis: {exc}"]},
+                status_code=HTTP_503_SERVICE_UNAVAILABLE,
+            )
         return Response({"status": "ready", "problems": []}, status_code=HTTP_200_OK)
 
     @get("/metrics", include_in_schema=False)
@@ -95,12 +105,15 @@ def build_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[project_sandbox, sandbox, healthz, readyz, metrics_route],
         lifespan=[lifespan],
+        logging_config=None,  # sandbox_common.logging owns the handlers (JSON lines)
         openapi_config=OpenAPIConfig(
             title="sandbox status-api",
             version="1.0.0",
             description="Sandbox state for frontends, served from the Redis read model.",
-            components=Components(security_schemes={
-                "bearerAuth": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
-            }),
+            components=Components(
+                security_schemes={
+                    "bearerAuth": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+                }
+            ),
         ),
     )

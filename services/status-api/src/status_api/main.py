@@ -12,5 +12,11 @@ from status_api.app import build_app
 def main() -> None:
     settings = Settings.from_env()
     jsonlog.configure("status-api", settings.log_level)
-    uvicorn.run(build_app(settings), host=settings.status_api_host,
-                port=settings.status_api_port, log_config=None, loop="uvloop", http="httptools")
+    uvicorn.run(
+        build_app(settings),
+        host=settings.status_api_host,
+        port=settings.status_api_port,
+        log_config=None,
+        loop="uvloop",
+        http="httptools",
+    )

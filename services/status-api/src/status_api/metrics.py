@@ -2,5 +2,4 @@
 
 from prometheus_client import Counter
 
-READS = Counter("status_api_reads_total", "Status reads by route and outcome",
-                ["route", "outcome"])
+READS = Counter("status_api_reads_total", "Status reads by route and outcome", ["route", "outcome"])

@@ -67,10 +67,18 @@ class PostgresTransaction:
                 " ON CONFLICT (event_id) DO NOTHING",
                 [
                     (
-                        p.fact.event_id, p.fact.sandbox_id, p.fact.type, p.fact.source,
-                        p.fact.project_id, p.fact.occurred_at, p.fact.received_at,
-                        msgspec.json.encode(p.fact.data).decode(), p.fact.schema_version,
-                        p.topic, p.partition, p.offset,
+                        p.fact.event_id,
+                        p.fact.sandbox_id,
+                        p.fact.type,
+                        p.fact.source,
+                        p.fact.project_id,
+                        p.fact.occurred_at,
+                        p.fact.received_at,
+                        msgspec.json.encode(p.fact.data).decode(),
+                        p.fact.schema_version,
+                        p.topic,
+                        p.partition,
+                        p.offset,
                     )
                     for p in facts
                 ],
@@ -87,10 +95,18 @@ class PostgresTransaction:
         for p in changed:
             s = p.state
             row = (
-                s.sandbox_id, s.project_id, s.team_id, s.template_id,
-                s.status.value if s.status else None, s.last_active_at, s.timeout_at,
-                json.dumps(s.metadata), json.dumps(_stamps_to_json(s.stamps)),
-                s.first_seen_at, s.last_event_at, p.revision,
+                s.sandbox_id,
+                s.project_id,
+                s.team_id,
+                s.template_id,
+                s.status.value if s.status else None,
+                s.last_active_at,
+                s.timeout_at,
+                json.dumps(s.metadata),
+                json.dumps(_stamps_to_json(s.stamps)),
+                s.first_seen_at,
+                s.last_event_at,
+                p.revision,
             )
             for col, value in zip(cols, row, strict=True):
                 col.append(value)

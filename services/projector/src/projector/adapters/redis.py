@@ -70,8 +70,13 @@ class RedisReadModel:
                 pointer = keys.project_sandbox(doc.project_id) if doc.project_id else doc_key
                 await self._script(
                     keys=[doc_key, pointer],
-                    args=[p.revision, encode_doc(doc), ttl, doc.sandbox_id,
-                          "1" if live_project else "0"],
+                    args=[
+                        p.revision,
+                        encode_doc(doc),
+                        ttl,
+                        doc.sandbox_id,
+                        "1" if live_project else "0",
+                    ],
                     client=pipe,
                 )
             await pipe.execute()

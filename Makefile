@@ -1,0 +1,44 @@
+# The project's commands; CI calls `make test` through .ci/run.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= uv
+PYTEST_ARGS ?=
+
+.PHONY: help deps up down status test test-unit test-connected lint bench
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install uv (from PyPI) and the locked Python dependencies
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet 'uv>=0.9'
+	@$(UV) sync --frozen --quiet
+	@echo "[deps] python dependencies in .venv (sandboxctl: .venv/bin/sandboxctl)"
+
+up: deps ## install what is missing and start Kafka, PostgreSQL, Redis and the services
+	@infra/local/up.sh
+	@source .state/infra.env && .venv/bin/sandboxctl migrate
+	@infra/local/services.sh start
+	@scripts/print-welcome.sh
+
+down: ## stop what `make up` started (by pid)
+	@infra/local/services.sh stop
+	@infra/local/down.sh
+
+status: ## show what is running
+	@infra/local/services.sh status || true
+	@infra/local/status.sh || true
+
+test: deps ## start the infrastructure, then run every test tier against it
+	@infra/local/up.sh
+	@source .state/infra.env && $(UV) run --frozen pytest $(PYTEST_ARGS)
+
+test-unit: deps ## the fast tier only: no broker, no database
+	@$(UV) run --frozen pytest -m "not connected" $(PYTEST_ARGS)
+
+lint: deps ## ruff and mypy --strict
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check libs services tools tests bench
+	@$(UV) run --frozen mypy libs/common/src services/*/src tools/sandboxctl/src tests bench
+
+bench: deps ## run the benchmarks (infrastructure must be up: make up)
+	@source .state/infra.env && $(UV) run --frozen python bench/run_all.py

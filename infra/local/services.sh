@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Starts/stops our own services (ingest, projector, status-api) in the background, by pid file.
+# Usage: services.sh {start|stop|status}
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# name:port:console-script (the health endpoint of each answers on that port)
+SERVICES=(
+  "projector:${PROJECTOR_PORT:-8082}:sandbox-projector"
+  "ingest:${INGEST_PORT:-8080}:sandbox-ingest"
+  "status-api:${STATUS_API_PORT:-8081}:sandbox-status-api"
+)
+VENV_BIN="$ROOT/.venv/bin"
+
+# Dev secrets, made once per state folder; real deployments set them in the environment.
+ensure_secrets() {
+  local file="$STATE/secrets.env"
+  if [[ ! -s $file ]]; then
+    umask 077
+    {
+      echo "# dev secrets written by infra/local/services.sh (never commit these)"
+      echo "export E2B_WEBHOOK_SECRET=${E2B_WEBHOOK_SECRET:-$(head -c 32 /dev/urandom | base64 | tr -d '/+=' | cut -c1-40)}"
+      echo "export STATUS_API_JWT_SECRET=${STATUS_API_JWT_SECRET:-$(head -c 48 /dev/urandom | base64 | tr -d '/+=' | cut -c1-48)}"
+    } >"$file"
+    log "dev secrets written to $file"
+  fi
+  cat "$STATE/infra.env" "$file" >"$STATE/env.sh"
+}
+
+start_one() {
+  local name=$1 port=$2 script=$3 pidfile="$RUN_DIR/$1.pid"
+  if pid_alive "$pidfile" "$script"; then
+    log "$name already running (pid $(read_pid "$pidfile"), port $port)"
+    return 0
+  fi
+  port_open 127.0.0.1 "$port" && fail_port_taken "$name" 127.0.0.1 "$port" "${name^^}_PORT"
+  [[ -x $VENV_BIN/$script ]] || die "$VENV_BIN/$script missing: run 'make deps' first"
+  setsid nohup "$VENV_BIN/$script" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  echo $! >"$pidfile"
+  if ! wait_for_port 127.0.0.1 "$port" 30; then
+    tail -n 30 "$LOG_DIR/$name.log" >&2
+    die "$name did not open port $port within 30s (log: $LOG_DIR/$name.log)"
+  fi
+  log "$name started (pid $(read_pid "$pidfile"), http://127.0.0.1:$port, log $LOG_DIR/$name.log)"
+}
+
+cmd=${1:-}
+ensure_state_dirs
+case $cmd in
+  start)
+    ensure_secrets
+    # shellcheck source=/dev/null
+    source "$STATE/infra.env"
+    # shellcheck source=/dev/null
+    source "$STATE/secrets.env"
+    export E2B_WEBHOOK_SECRET STATUS_API_JWT_SECRET
+    for entry in "${SERVICES[@]}"; do
+      IFS=: read -r name port script <<<"$entry"
+      start_one "$name" "$port" "$script"
+    done
+    ;;
+  stop)
+    for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
+      IFS=: read -r name _ _ <<<"${SERVICES[$i]}"
+      stop_pid "$RUN_DIR/$name.pid" "$name" || true
+    done
+    ;;
+  status)
+    rc=0
+    for entry in "${SERVICES[@]}"; do
+      IFS=: read -r name port script <<<"$entry"
+      if pid_alive "$RUN_DIR/$name.pid" "$script"; then
+        log "$name: running (pid $(read_pid "$RUN_DIR/$name.pid"), port $port)"
+      else
+        log "$name: stopped"; rc=3
+      fi
+    done
+    exit $rc
+    ;;
+  *) die "usage: $0 {start|stop|status}" ;;
+esac

@@ -1,0 +1,146 @@
+"""Connected tier: real Kafka, PostgreSQL and Redis, and our services as real processes.
+
+Addresses come from the environment that `make test` sets up (.state/infra.env). With
+TEST_INFRA=containers and a Docker engine, testcontainers starts the three instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from projector.adapters.schema import migrate
+from sandbox_common import topics
+from tests.connected.services import ServiceProcess
+
+pytestmark = pytest.mark.connected
+
+
+@dataclass(frozen=True)
+class Infra:
+    kafka: str
+    database_url: str
+    redis_url: str
+
+
+def _containers() -> Iterator[Infra]:  # pragma: no cover - needs a Docker engine
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
+    from testcontainers.redis import RedisContainer
+
+    with (
+        KafkaContainer("apache/kafka:4.1.2").with_kraft() as kafka,
+        PostgresContainer("postgres:16", driver=None) as pg,
+        RedisContainer("redis:7") as rd,
+    ):
+        host, port = rd.get_container_host_ip(), rd.get_exposed_port(6379)
+        yield Infra(
+            kafka.get_bootstrap_server(), pg.get_connection_url(), f"redis://{host}:{port}/0"
+        )
+
+
+def _local() -> Iterator[Infra]:
+    database_url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if not database_url:
+        pytest.fail("connected tests need the local infrastructure: run them with `make test`")
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
+    # Database 15 keeps test documents apart from what `make up` serves on database 0.
+    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    yield Infra(kafka, database_url, f"{redis_url}/15")
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    source = _containers if os.environ.get("TEST_INFRA") == "containers" else _local
+    yield from source()
+
+
+@pytest.fixture(scope="session")
+async def prepared(infra: Infra) -> Infra:
+    await migrate(infra.database_url)
+    conn = await asyncpg.connect(infra.database_url)
+    try:
+        await conn.execute("TRUNCATE sandboxes, sandbox_events, projector_offsets")
+    finally:
+        await conn.close()
+    client = aioredis.Redis.from_url(infra.redis_url)
+    await client.flushdb()
+    await client.aclose()
+    return infra
+
+
+async def lifecycle_partitions(bootstrap: str) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topics.LIFECYCLE])
+    finally:
+        await admin.close()
+    parts = sorted(p["partition"] for p in described.get("partitions", []))
+    return [TopicPartition(topics.LIFECYCLE, p) for p in parts]
+
+
+async def start_group_at_end(bootstrap: str, group_id: str) -> None:
+    """A fresh test consumer group starts at the topic's end, not at its (long) history."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = await lifecycle_partitions(bootstrap)
+        assert tps, f"topic {topics.LIFECYCLE} not found: run infra/local/up.sh"
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.commit(dict(ends))
+    finally:
+        await consumer.stop()  # ran long enough (commit) not to hit aiokafka#647
+
+
+@dataclass
+class Stack:
+    infra: Infra
+    env: dict[str, str]
+    ingest: ServiceProcess
+    projector: ServiceProcess
+    status_api: ServiceProcess
+    webhook_secret: str
+    jwt_secret: str
+
+
+@pytest.fixture(scope="session")
+async def stack(prepared: Infra) -> AsyncIterator[Stack]:
+    group = f"projector-test-{uuid.uuid4().hex[:8]}"
+    await start_group_at_end(prepared.kafka, group)
+    webhook_secret = f"test-webhook-{uuid.uuid4().hex}"
+    jwt_secret = f"test-jwt-{uuid.uuid4().hex}{uuid.uuid4().hex}"
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": prepared.kafka,
+        "DATABASE_URL": prepared.database_url,
+        "REDIS_URL": prepared.redis_url,
+        "E2B_WEBHOOK_SECRET": webhook_secret,
+        "STATUS_API_JWT_SECRET": jwt_secret,
+        "PROJECTOR_GROUP_ID": group,
+        "INGEST_PORT": "18080",
+        "STATUS_API_PORT": "18081",
+        "PROJECTOR_PORT": "18082",
+        "INGEST_MAX_BODY_BYTES": "65536",
+    }
+    ingest = ServiceProcess("ingest", 18080, env)
+    projector = ServiceProcess("projector", 18082, env)
+    status_api = ServiceProcess("status-api", 18081, env)
+    services = [projector, ingest, status_api]
+    try:
+        await asyncio.gather(*(asyncio.to_thread(s.start) for s in services))
+        yield Stack(prepared, env, ingest, projector, status_api, webhook_secret, jwt_secret)
+    finally:
+        for s in services:
+            s.stop()

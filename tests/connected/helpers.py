@@ -1,0 +1,134 @@
+"""Small tools the connected tests share: signed webhooks, tokens, polling, topic reads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from sandbox_common import e2b
+from status_api.auth import mint
+from tests.connected.conftest import Stack, lifecycle_partitions
+
+T0 = datetime.now(UTC).replace(microsecond=0)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def webhook(
+    kind: str,
+    sandbox_id: str,
+    project: str | None,
+    *,
+    seconds: float = 0,
+    event_id: str | None = None,
+    version: str = "v2",
+    **extra: Any,
+) -> bytes:
+    body = e2b.build_webhook(
+        event_id=event_id or str(uuid.uuid4()),
+        event_type=f"sandbox.lifecycle.{kind}",
+        sandbox_id=sandbox_id,
+        timestamp=T0 + timedelta(seconds=seconds),
+        metadata={"projectId": project} if project else None,
+        extra_data=extra or None,
+        version=version,
+    )
+    return json.dumps(body).encode()
+
+
+async def post_webhook(
+    client: httpx.AsyncClient, stack: Stack, body: bytes, signature: str | None = "sign"
+) -> httpx.Response:
+    headers = e2b.signed_headers(stack.webhook_secret, body)
+    if signature is None:
+        del headers[e2b.HEADER_SIGNATURE]
+    elif signature != "sign":
+        headers[e2b.HEADER_SIGNATURE] = signature
+    return await client.post(f"{stack.ingest.url}/api/webhooks/e2b", content=body, headers=headers)
+
+
+def token(stack: Stack, *projects: str, admin: bool = False, ttl: int = 600) -> dict[str, str]:
+    jwt = mint(
+        stack.jwt_secret,
+        projects=list(projects),
+        admin=admin,
+        ttl_seconds=ttl,
+        now=int(time.time()),
+    )
+    return {"Authorization": f"Bearer {jwt}"}
+
+
+async def eventually(check: Callable[[], Any], within: float = 10.0, interval: float = 0.05) -> Any:
+    """Polls an async check until it returns a truthy value; fails with the last result."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {within}s; last result: {last!r}")
+
+
+async def status_of(client: httpx.AsyncClient, stack: Stack, project: str) -> httpx.Response:
+    return await client.get(
+        f"{stack.status_api.url}/api/projects/{project}/sandbox", headers=token(stack, project)
+    )
+
+
+async def end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(await lifecycle_partitions(bootstrap)))
+    finally:
+        await stop_quietly(consumer)
+
+
+async def records_since(bootstrap: str, since: dict[TopicPartition, int]) -> list[Any]:
+    """Every record on sandbox-lifecycle after the given offsets, up to the current end."""
+    ends = await end_offsets(bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        wanted = {tp: end for tp, end in ends.items() if end > since.get(tp, 0)}
+        if not wanted:
+            return []
+        consumer.assign(list(wanted))
+        for tp in wanted:
+            consumer.seek(tp, since.get(tp, 0))
+        out: list[Any] = []
+        done: set[TopicPartition] = set()
+        while len(done) < len(wanted):
+            batch = await consumer.getmany(timeout_ms=1000)
+            for tp, recs in batch.items():
+                out.extend(recs)
+                if recs and recs[-1].offset + 1 >= wanted[tp]:
+                    done.add(tp)
+            if not batch:
+                break
+        return out
+    finally:
+        await stop_quietly(consumer)
+
+
+async def stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    # aiokafka#647: stop() soon after start() can raise CancelledError from its own
+    # internal task; the consumer is closed all the same.
+    with contextlib.suppress(asyncio.CancelledError):
+        await consumer.stop()
+
+
+def event_ids(records: list[Any]) -> list[str]:
+    return [json.loads(r.value)["event_id"] for r in records if r.value]
