@@ -41,4 +41,4 @@ lint: deps ## ruff and mypy --strict
 	@$(UV) run --frozen mypy libs/common/src services/*/src tools/sandboxctl/src tests bench
 
 bench: deps ## run the benchmarks (infrastructure must be up: make up)
-	@source .state/infra.env && $(UV) run --frozen python bench/run_all.py
+	@source .state/env.sh && $(UV) run --frozen python -m bench.run_all

@@ -26,6 +26,8 @@ class Settings:
         default="postgresql://sandboxes:sandboxes@127.0.0.1:5432/sandboxes", repr=False
     )
     redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    # Bounded pools: a burst waits for a connection instead of opening thousands of them.
+    redis_max_connections: int = 64
     idle_timeout_seconds: int = 180
     enforcer_schedule: str = "*/2 * * * *"
     project_metadata_key: str = "projectId"

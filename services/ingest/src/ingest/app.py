@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,6 +26,7 @@ from ingest.handlers import Outcome, WebhookIntake
 from sandbox_common import e2b
 from sandbox_common.settings import Settings
 
+log = logging.getLogger("ingest")
 _STATUS = {
     Outcome.ACCEPTED: HTTP_200_OK,
     Outcome.DUPLICATE: HTTP_200_OK,
@@ -35,7 +37,11 @@ _STATUS = {
 
 def build_app(settings: Settings) -> Litestar:
     settings.require("e2b_webhook_secret")
-    redis_client = aioredis.Redis.from_url(settings.redis_url)
+    redis_client = aioredis.Redis(
+        connection_pool=aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.redis_max_connections, timeout=5
+        )
+    )
     publisher = KafkaPublisher(
         settings.kafka_bootstrap_servers, settings.ingest_publish_timeout_seconds
     )
@@ -50,6 +56,7 @@ def build_app(settings: Settings) -> Litestar:
         try:
             yield
         finally:
+            await dedupe.drain()
             await publisher.stop()
             await redis_client.aclose()
 
@@ -70,6 +77,7 @@ def build_app(settings: Settings) -> Litestar:
             result = await intake.accept(body, request.headers.get(e2b.HEADER_SIGNATURE))
         except BrokerUnavailableError as exc:
             metrics.WEBHOOKS.labels(outcome="unavailable").inc()
+            log.error("[E2B Webhook] Not accepted, broker unavailable: %s", exc)
             return Response(
                 {"error": "broker_unavailable", "detail": str(exc)},
                 status_code=HTTP_503_SERVICE_UNAVAILABLE,

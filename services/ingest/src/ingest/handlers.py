@@ -61,18 +61,8 @@ class WebhookIntake:
         except e2b.WebhookError as exc:
             log.warning("[E2B Webhook] Rejected payload: %s", exc, extra={"reason": str(exc)})
             return Result(Outcome.REJECTED_PAYLOAD, detail=str(exc))
-        log.info(
-            "[E2B Webhook] Received event: %s for sandbox %s",
-            event.type,
-            event.sandbox_id,
-            extra={
-                "event_type": event.type,
-                "sandbox_id": event.sandbox_id,
-                "event_id": event.id,
-                "payload_version": event.version,
-            },
-        )
         if await self.dedupe.seen(event.id):
+            _log_received(event, None, Outcome.DUPLICATE, started)
             return Result(Outcome.DUPLICATE, event_id=event.id)
         envelope = from_webhook(
             event, received_at=datetime.now(UTC), project_metadata_key=self.project_metadata_key
@@ -81,17 +71,26 @@ class WebhookIntake:
         await self.publisher.publish(envelope)
         metrics.PUBLISH_SECONDS.observe(time.perf_counter() - publish_started)
         await self.dedupe.mark(event.id)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        log.info(
-            "[E2B Webhook] Processed %s event in %.1fms",
-            event.type,
-            elapsed_ms,
-            extra={
-                "event_type": event.type,
-                "sandbox_id": event.sandbox_id,
-                "event_id": event.id,
-                "project_id": envelope.project_id,
-                "duration_ms": round(elapsed_ms, 2),
-            },
-        )
+        _log_received(event, envelope.project_id, Outcome.ACCEPTED, started)
         return Result(Outcome.ACCEPTED, event_id=event.id)
+
+
+def _log_received(
+    event: e2b.WebhookEvent, project_id: str | None, outcome: Outcome, started: float
+) -> None:
+    """The seed's line, once per delivery, written when the outcome is known (one line, not
+    two: at thousands of webhooks a second, log volume is a real share of ingest's CPU)."""
+    log.info(
+        "[E2B Webhook] Received event: %s for sandbox %s",
+        event.type,
+        event.sandbox_id,
+        extra={
+            "event_type": event.type,
+            "sandbox_id": event.sandbox_id,
+            "event_id": event.id,
+            "project_id": project_id,
+            "payload_version": event.version,
+            "outcome": outcome.value,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        },
+    )

@@ -40,7 +40,11 @@ class Resources:
     async def open(self) -> None:
         s = self._settings
         self._pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=4)
-        self._redis = aioredis.Redis.from_url(s.redis_url)
+        self._redis = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                s.redis_url, max_connections=s.redis_max_connections, timeout=5
+            )
+        )
         self._store = PostgresStore(self._pool)
         self._read_model = RedisReadModel(self._redis, s.killed_tombstone_ttl_seconds)
         log.info("projector stores opened")

@@ -28,7 +28,11 @@ _SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 def build_app(settings: Settings) -> Litestar:
     settings.require("status_api_jwt_secret")
-    client = aioredis.Redis.from_url(settings.redis_url)
+    client = aioredis.Redis(
+        connection_pool=aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.redis_max_connections, timeout=5
+        )
+    )
     reader = StatusReader(client)
     verifier = TokenVerifier(settings.status_api_jwt_secret)
 

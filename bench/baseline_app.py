@@ -1,0 +1,37 @@
+"""The baseline for status-api: a bare Litestar handler doing one Redis read, nothing else.
+
+Run under the same server settings as status-api, in the same benchmark run, so the ratio of the
+two says what auth, validation and serialisation cost on top of the unavoidable work.
+"""
+
+from __future__ import annotations
+
+import os
+
+import redis.asyncio as aioredis
+import uvicorn
+from litestar import Litestar, Response, get
+
+from sandbox_common import keys
+
+
+def build() -> Litestar:
+    client = aioredis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+    @get("/bare/{sandbox_id:str}")
+    async def bare(sandbox_id: str) -> Response[bytes]:
+        raw = await client.hget(keys.sandbox_doc(sandbox_id), keys.DOC_FIELD)
+        return Response(raw if isinstance(raw, bytes) else b"{}", media_type="application/json")
+
+    return Litestar([bare], logging_config=None)
+
+
+if __name__ == "__main__":
+    uvicorn.run(
+        build(),
+        host="127.0.0.1",
+        port=int(os.environ.get("BASELINE_PORT", "8091")),
+        log_level="warning",
+        loop="uvloop",
+        http="httptools",
+    )

@@ -1,0 +1,208 @@
+"""Runs the benchmarks against the stack `make up` started and rewrites docs/PERFORMANCE.md.
+
+    make up && make bench          (or: source .state/env.sh && uv run python -m bench.run_all)
+
+Everything is co-located on this machine: Kafka, PostgreSQL, Redis, the services, the load
+generator. Figures that are compared are measured in the same run, one after the other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from bench.loadgen import Report, Target, attack
+from sandbox_common import e2b
+from sandbox_common.settings import Settings
+from status_api.auth import mint
+
+ROOT = Path(__file__).resolve().parents[1]
+SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
+
+
+def webhook_targets(settings: Settings, url: str, count: int, run: str) -> list[Target]:
+    targets = []
+    now = datetime.now(UTC)
+    for i in range(count):
+        sandbox = f"bench-{run}-{i % 5000}"
+        body = json.dumps(
+            e2b.build_webhook(
+                event_id=str(uuid.uuid4()),
+                event_type="sandbox.lifecycle.updated",
+                sandbox_id=sandbox,
+                timestamp=now,
+                metadata={settings.project_metadata_key: f"{sandbox}-p"},
+                extra_data={"set_timeout": now.isoformat()},
+            )
+        ).encode()
+        targets.append(
+            Target("POST", url, e2b.signed_headers(settings.e2b_webhook_secret, body), body)
+        )
+    return targets
+
+
+def bench_ingest(settings: Settings) -> dict[str, Report]:
+    url = f"http://127.0.0.1:{settings.ingest_port}/api/webhooks/e2b"
+    run = uuid.uuid4().hex[:6]
+    results: dict[str, Report] = {}
+    attack(webhook_targets(settings, url, 2000, run + "w"), rate=500, seconds=3)  # warm-up
+    for rate in (1000, 2000):
+        targets = webhook_targets(settings, url, int(rate * SECONDS * 1.1), f"{run}{rate}")
+        results[f"ingest fixed {rate}/s"] = attack(targets, rate=rate, seconds=SECONDS)
+    targets = webhook_targets(settings, url, int(8000 * SECONDS), run + "peak")
+    results["ingest peak (64 connections)"] = attack(
+        targets, rate=0, seconds=SECONDS, workers=64, max_workers=64
+    )
+    return results
+
+
+def seed_sandboxes(settings: Settings, count: int) -> list[str]:
+    """Real path: signed webhooks through ingest and the projector into Redis."""
+    run = uuid.uuid4().hex[:6]
+    projects = [f"read-{run}-{i}" for i in range(count)]
+    ingest = f"http://127.0.0.1:{settings.ingest_port}/api/webhooks/e2b"
+    with httpx.Client(timeout=10) as client:
+        for project in projects:
+            body = json.dumps(
+                e2b.build_webhook(
+                    event_id=str(uuid.uuid4()),
+                    event_type="sandbox.lifecycle.created",
+                    sandbox_id=f"sbx-{project}",
+                    timestamp=datetime.now(UTC),
+                    metadata={settings.project_metadata_key: project},
+                )
+            ).encode()
+            r = client.post(
+                ingest, content=body, headers=e2b.signed_headers(settings.e2b_webhook_secret, body)
+            )
+            r.raise_for_status()
+        token = mint(
+            settings.status_api_jwt_secret,
+            projects=[projects[-1]],
+            admin=False,
+            ttl_seconds=600,
+            now=int(time.time()),
+        )
+        last = f"http://127.0.0.1:{settings.status_api_port}/api/projects/{projects[-1]}/sandbox"
+        deadline = time.monotonic() + 60
+        while client.get(last, headers={"Authorization": f"Bearer {token}"}).status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("seeded sandboxes did not become visible in 60 s")
+            time.sleep(0.2)
+    return projects
+
+
+def bench_status_api(settings: Settings) -> dict[str, Report]:
+    projects = seed_sandboxes(settings, 1000)
+    now = int(time.time())
+    api = [
+        Target(
+            "GET",
+            f"http://127.0.0.1:{settings.status_api_port}/api/projects/{p}/sandbox",
+            {
+                "Authorization": "Bearer "
+                + mint(
+                    settings.status_api_jwt_secret,
+                    projects=[p],
+                    admin=False,
+                    ttl_seconds=3600,
+                    now=now,
+                )
+            },
+        )
+        for p in projects
+    ]
+    port = int(os.environ.get("BASELINE_PORT", "8091"))
+    bare = [Target("GET", f"http://127.0.0.1:{port}/bare/sbx-{p}", {}) for p in projects]
+    baseline = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "baseline_app.py")],
+        env={**os.environ, "BASELINE_PORT": str(port)},
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/bare/none")
+        attack(api, rate=500, seconds=3)  # warm-up both
+        attack(bare, rate=500, seconds=3)
+        results: dict[str, Report] = {}
+        for rate in (1000, 2000):
+            results[f"status-api fixed {rate}/s"] = attack(api, rate=rate, seconds=SECONDS)
+            results[f"bare Litestar + 1 Redis read, fixed {rate}/s"] = attack(
+                bare, rate=rate, seconds=SECONDS
+            )
+        results["status-api peak (32 connections)"] = attack(
+            api, rate=0, seconds=SECONDS, workers=32, max_workers=32
+        )
+        results["bare Litestar + 1 Redis read, peak (32 connections)"] = attack(
+            bare, rate=0, seconds=SECONDS, workers=32, max_workers=32
+        )
+        return results
+    finally:
+        baseline.terminate()
+        baseline.wait()
+
+
+def _wait_http(url: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = int(
+        next(
+            line.split()[1]
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+    )
+    return (
+        f"{os.cpu_count()} vCPU ({cpu}), {mem_kb / 1024 / 1024:.0f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def main() -> None:
+    settings = Settings.from_env().require("e2b_webhook_secret", "status_api_jwt_secret")
+    print(f"[bench] machine: {machine()}")
+    print(f"[bench] {SECONDS:.0f} s per measurement; everything co-located on this machine")
+    results = {**bench_ingest(settings), **bench_status_api(settings)}
+    for label, report in results.items():
+        print(report.line(label))
+    out = ROOT / "bench" / "results.json"
+    out.write_text(
+        json.dumps(
+            {
+                "machine": machine(),
+                "when": datetime.now(UTC).isoformat(),
+                "seconds": SECONDS,
+                "results": {k: v.__dict__ for k, v in results.items()},
+            },
+            indent=2,
+        )
+    )
+    print(f"[bench] raw figures in {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
