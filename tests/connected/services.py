@@ -41,6 +41,7 @@ class ServiceProcess:
             env={**os.environ, **self.env},
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a kill reaches server workers too
         )
         log.close()
         self.wait("/readyz" if wait_ready else "/healthz", timeout)
@@ -70,7 +71,7 @@ class ServiceProcess:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            os.killpg(self.proc.pid, sig)
             self.proc.wait(timeout=30)
 
     def stop(self) -> None:

@@ -6,6 +6,8 @@ socket writes were a fifth of ingest's CPU, and this service shares two cores wi
 
 from __future__ import annotations
 
+from typing import Any
+
 from granian.constants import Interfaces, Loops
 from granian.server import Server
 from litestar import Litestar
@@ -34,5 +36,15 @@ def main() -> None:
         loop=Loops.uvloop,
         workers=1,
         log_access=False,
-        log_dictconfig=jsonlog.dict_config("ingest", settings.log_level),
+        log_dictconfig=_granian_logging(settings.log_level),
     ).serve()
+
+
+def _granian_logging(level: str) -> dict[str, Any]:
+    # granian merges this over its defaults shallowly: its loggers must name our handler.
+    config = jsonlog.dict_config("ingest", level)
+    config["loggers"] = {
+        name: {"handlers": ["stdout"], "propagate": False}
+        for name in ("_granian", "granian.access")
+    }
+    return config
