@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 
 import redis.asyncio as aioredis
-import uvicorn
 from litestar import Litestar, Response, get
 
 from sandbox_common import keys
+from sandbox_common.serving import serve
 
 
 def build() -> Litestar:
@@ -27,11 +27,11 @@ def build() -> Litestar:
 
 
 if __name__ == "__main__":
-    uvicorn.run(
-        build(),
+    # The same server, worker count and loop as status-api (sandbox_common.serving).
+    serve(
+        "bench.baseline_app:build",
+        service="baseline",
         host="127.0.0.1",
         port=int(os.environ.get("BASELINE_PORT", "8091")),
-        log_level="warning",
-        loop="uvloop",
-        http="httptools",
+        log_level="WARNING",
     )

@@ -96,3 +96,23 @@ def test_secrets_never_in_repr() -> None:
 def test_require_names_missing_settings() -> None:
     with pytest.raises(SettingsError, match="E2B_WEBHOOK_SECRET"):
         Settings.from_env({}).require("e2b_webhook_secret")
+
+
+def test_cached_token_is_refused_once_expired() -> None:
+    verifier = TokenVerifier(SECRET)
+    header = bearer(mint(SECRET, projects=["p1"], admin=False, ttl_seconds=1, now=int(time.time())))
+    assert verifier.principal(header).may_read("p1")
+    assert verifier.principal(header).may_read("p1")  # from the cache
+    time.sleep(1.1)
+    with pytest.raises(AuthError, match="expired"):
+        verifier.principal(header)
+
+
+def test_a_refused_token_is_never_cached() -> None:
+    verifier = TokenVerifier(SECRET)
+    forged = bearer(
+        mint("x" * 32, projects=["p1"], admin=True, ttl_seconds=60, now=int(time.time()))
+    )
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            verifier.principal(forged)

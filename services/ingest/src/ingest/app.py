@@ -43,7 +43,9 @@ def build_app(settings: Settings) -> Litestar:
         )
     )
     publisher = KafkaPublisher(
-        settings.kafka_bootstrap_servers, settings.ingest_publish_timeout_seconds
+        settings.kafka_bootstrap_servers,
+        settings.ingest_publish_timeout_seconds,
+        settings.ingest_kafka_linger_ms,
     )
     dedupe = SeenEvents(redis_client, settings.ingest_dedupe_ttl_seconds)
     intake = WebhookIntake(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import jwt
@@ -24,8 +26,17 @@ class Principal:
 
 
 class TokenVerifier:
-    def __init__(self, secret: str) -> None:
+    """Verifies bearer tokens; a verified token is remembered until it expires.
+
+    Frontends poll with the same token again and again: checking its HMAC once instead of on
+    every request is a large share of a status read. Only tokens that verified are cached, and
+    the cached expiry is checked on every hit.
+    """
+
+    def __init__(self, secret: str, cache_size: int = 10_000) -> None:
         self._secret = secret
+        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._cache_size = cache_size
 
     def principal(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -33,21 +44,35 @@ class TokenVerifier:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise AuthError("Authorization must be 'Bearer <token>'")
+        token = token.strip()
+        cached = self._cache.get(token)
+        if cached is not None:
+            if cached[1] > time.time():
+                return cached[0]
+            del self._cache[token]
+        principal, expires_at = self._verify(token)
+        self._cache[token] = (principal, expires_at)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             # algorithms is pinned: a token claiming alg=none or RS256 is refused.
             claims = jwt.decode(
-                token.strip(), self._secret, algorithms=[ALGORITHM], options={"require": ["exp"]}
+                token, self._secret, algorithms=[ALGORITHM], options={"require": ["exp"]}
             )
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {exc}") from exc
         projects = claims.get("projects") or []
         if not isinstance(projects, list) or not all(isinstance(p, str) for p in projects):
             raise AuthError("claim 'projects' must be a list of project ids")
-        return Principal(
+        principal = Principal(
             subject=claims.get("sub"),
             projects=frozenset(projects),
             admin=claims.get("admin") is True,
         )
+        return principal, float(claims["exp"])
 
 
 def mint(

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import uvicorn
+from litestar import Litestar
 
 from sandbox_common import logging as jsonlog
+from sandbox_common.serving import serve
 from sandbox_common.settings import Settings
 from status_api.app import build_app
 
 
-def main() -> None:
+def create_app() -> Litestar:
+    """Factory run inside the server's worker process: settings and logging are built there."""
     settings = Settings.from_env()
     jsonlog.configure("status-api", settings.log_level)
-    uvicorn.run(
-        build_app(settings),
+    return build_app(settings)
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    serve(
+        "status_api.main:create_app",
+        service="status-api",
         host=settings.status_api_host,
         port=settings.status_api_port,
-        log_config=None,
-        loop="uvloop",
-        http="httptools",
+        log_level=settings.log_level,
     )

@@ -19,9 +19,10 @@ class BrokerUnavailableError(RuntimeError):
 
 
 class KafkaPublisher:
-    def __init__(self, bootstrap_servers: str, timeout_seconds: float) -> None:
+    def __init__(self, bootstrap_servers: str, timeout_seconds: float, linger_ms: int) -> None:
         self._bootstrap = bootstrap_servers
         self._timeout = timeout_seconds
+        self._linger_ms = linger_ms
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -41,7 +42,7 @@ class KafkaPublisher:
                     bootstrap_servers=self._bootstrap,
                     acks="all",
                     enable_idempotence=True,
-                    linger_ms=1,
+                    linger_ms=self._linger_ms,
                     request_timeout_ms=int(self._timeout * 1000),
                     client_id="sandbox-ingest",
                 )
@@ -57,15 +58,14 @@ class KafkaPublisher:
         """Returns only once every in-sync replica has the record."""
         producer = await self._ensure_producer()
         try:
-            await asyncio.wait_for(
-                producer.send_and_wait(
+            # asyncio.timeout, not wait_for: no extra task per request on the hot path.
+            async with asyncio.timeout(self._timeout):
+                await producer.send_and_wait(
                     topics.LIFECYCLE,
                     env.encode(envelope),
                     key=topics.record_key(envelope.sandbox_id),
                     headers=env.kafka_headers(envelope),
-                ),
-                self._timeout,
-            )
+                )
         except (KafkaError, OSError, TimeoutError) as exc:
             raise BrokerUnavailableError(f"publish not acknowledged: {exc!r}") from exc
 
