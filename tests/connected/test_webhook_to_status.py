@@ -186,7 +186,8 @@ async def test_malformed_signed_bodies_are_4xx(
 ) -> None:
     r = await post_webhook(client, stack, body)
     assert r.status_code == expected
-    assert "error" in r.json()
+    assert r.json()["extra"]["reason"] == "rejected_payload"
+    assert r.json()["detail"]
 
 
 async def test_oversized_body_is_413(client: httpx.AsyncClient, stack: Stack) -> None:

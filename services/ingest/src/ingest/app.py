@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import State
+from litestar.exceptions import ClientException, ServiceUnavailableException
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import (
     HTTP_200_OK,
@@ -27,9 +29,14 @@ from sandbox_common import e2b
 from sandbox_common.settings import Settings
 
 log = logging.getLogger("ingest")
+
+
+class WebhookAnswer(msgspec.Struct, frozen=True, rename="camel"):
+    status: str  # accepted | duplicate
+    event_id: str
+
+
 _STATUS = {
-    Outcome.ACCEPTED: HTTP_200_OK,
-    Outcome.DUPLICATE: HTTP_200_OK,
     Outcome.REJECTED_SIGNATURE: HTTP_401_UNAUTHORIZED,
     Outcome.REJECTED_PAYLOAD: HTTP_400_BAD_REQUEST,
 }
@@ -65,14 +72,16 @@ def build_app(settings: Settings) -> Litestar:
     @post(
         "/api/webhooks/e2b",
         summary="Receive an E2B lifecycle webhook",
-        status_code=200,
-        media_type=MediaType.JSON,
+        status_code=HTTP_200_OK,
+        raises=[ClientException, ServiceUnavailableException],
     )
-    async def receive_webhook(request: Request[Any, Any, State]) -> Response[dict[str, str]]:
+    async def receive_webhook(request: Request[Any, Any, State]) -> WebhookAnswer:
         """Verifies `e2b-signature` over the raw body, then publishes the event durably.
 
-        200 once the event is on `sandbox-lifecycle` (or was already), 401 bad signature,
-        400 malformed body, 413 body too large, 503 broker unavailable (E2B retries).
+        200 once the event is on `sandbox-lifecycle` (or was already: `status: duplicate`),
+        401 bad or missing signature, 400 malformed body, 413 body too large, 503 broker
+        unavailable (with Retry-After, so E2B retries). Errors use Litestar's JSON shape
+        `{status_code, detail, extra: {reason}}`.
         """
         body = await request.body()
         try:
@@ -80,21 +89,19 @@ def build_app(settings: Settings) -> Litestar:
         except BrokerUnavailableError as exc:
             metrics.WEBHOOKS.labels(outcome="unavailable").inc()
             log.error("[E2B Webhook] Not accepted, broker unavailable: %s", exc)
-            return Response(
-                {"error": "broker_unavailable", "detail": str(exc)},
-                status_code=HTTP_503_SERVICE_UNAVAILABLE,
+            raise ServiceUnavailableException(
+                detail="event not durable yet: the broker did not acknowledge; retry",
                 headers={"Retry-After": "5"},
-            )
+                extra={"reason": "broker_unavailable"},
+            ) from exc
         metrics.WEBHOOKS.labels(outcome=result.outcome.value).inc()
         if result.event_id is None:
-            return Response(
-                {"error": result.outcome.value, "detail": result.detail or ""},
+            raise ClientException(
                 status_code=_STATUS[result.outcome],
+                detail=result.detail or result.outcome.value,
+                extra={"reason": result.outcome.value},
             )
-        return Response(
-            {"status": result.outcome.value, "eventId": result.event_id},
-            status_code=_STATUS[result.outcome],
-        )
+        return WebhookAnswer(status=result.outcome.value, event_id=result.event_id)
 
     @get("/healthz", media_type=MediaType.JSON)
     async def healthz() -> dict[str, str]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+from faststream.kafka import KafkaBroker
 
 from projector.adapters.dead_letters import KafkaDeadLetters
 from projector.adapters.postgres import PostgresStore
@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 class Resources:
     """Everything the subscriber needs; opened in the app's startup hook, never at import."""
 
-    def __init__(self, settings: Settings, broker: Any) -> None:
+    def __init__(self, settings: Settings, broker: KafkaBroker) -> None:
         self._settings = settings
+        self._broker = broker
         self.dead_letters = KafkaDeadLetters(broker)
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
         self._redis: aioredis.Redis | None = None
@@ -57,6 +58,8 @@ class Resources:
 
     async def problems(self) -> list[str]:
         found = []
+        if not await self._broker.ping(timeout=2.0):
+            found.append("kafka: broker not reachable")
         for name, check in (("postgres", self.store.ping), ("redis", self.read_model.ping)):
             try:
                 await check()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from faststream.kafka import KafkaBroker
 
 from projector.handlers import Poison
 from sandbox_common import topics
@@ -19,8 +19,7 @@ def dlq_headers(poison: Poison) -> dict[str, str]:
 
 
 class KafkaDeadLetters:
-    def __init__(self, broker: Any) -> None:
-        # A faststream KafkaBroker; typed loosely because faststream ships no stubs for mypy.
+    def __init__(self, broker: KafkaBroker) -> None:
         self._broker = broker
 
     async def send(self, poison: Poison) -> None:
