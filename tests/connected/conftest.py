@@ -78,15 +78,15 @@ async def prepared(infra: Infra) -> Infra:
     return infra
 
 
-async def lifecycle_partitions(bootstrap: str) -> list[TopicPartition]:
+async def topic_partitions(bootstrap: str, topic: str = topics.LIFECYCLE) -> list[TopicPartition]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        (described,) = await admin.describe_topics([topics.LIFECYCLE])
+        (described,) = await admin.describe_topics([topic])
     finally:
         await admin.close()
     parts = sorted(p["partition"] for p in described.get("partitions", []))
-    return [TopicPartition(topics.LIFECYCLE, p) for p in parts]
+    return [TopicPartition(topic, p) for p in parts]
 
 
 async def start_group_at_end(bootstrap: str, group_id: str) -> None:
@@ -96,7 +96,7 @@ async def start_group_at_end(bootstrap: str, group_id: str) -> None:
     )
     await consumer.start()
     try:
-        tps = await lifecycle_partitions(bootstrap)
+        tps = await topic_partitions(bootstrap)
         assert tps, f"topic {topics.LIFECYCLE} not found: run infra/local/up.sh"
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)

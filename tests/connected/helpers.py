@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from sandbox_common import e2b
 from status_api.auth import mint
-from tests.connected.conftest import Stack, lifecycle_partitions
+from tests.connected.conftest import Stack, topic_partitions
 
 T0 = datetime.now(UTC).replace(microsecond=0)
 
@@ -91,7 +91,7 @@ async def end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        return dict(await consumer.end_offsets(await lifecycle_partitions(bootstrap)))
+        return dict(await consumer.end_offsets(await topic_partitions(bootstrap)))
     finally:
         await stop_quietly(consumer)
 
