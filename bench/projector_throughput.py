@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -38,8 +38,9 @@ async def partitions(bootstrap: str) -> list[TopicPartition]:
 
 
 async def offsets(bootstrap: str, group: str | None) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         tps = await partitions(bootstrap)
@@ -52,8 +53,9 @@ async def offsets(bootstrap: str, group: str | None) -> dict[TopicPartition, int
 
 
 async def pin_group(bootstrap: str, group: str, at: dict[TopicPartition, int]) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         consumer.assign(list(at))
@@ -63,8 +65,9 @@ async def pin_group(bootstrap: str, group: str, at: dict[TopicPartition, int]) -
 
 
 async def publish(bootstrap: str, count: int, sandboxes: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
-                                max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=256 * 1024
+    )
     await producer.start()
     run = uuid.uuid4().hex[:6]
     t0 = datetime.now(UTC)
@@ -73,13 +76,18 @@ async def publish(bootstrap: str, count: int, sandboxes: int) -> None:
         for i in range(count):
             sid = f"pt-{run}-{i % sandboxes}"
             fact = Envelope(
-                event_id=str(uuid.uuid4()), type=KINDS[(i // sandboxes) % len(KINDS)],
-                source=Source.E2B_WEBHOOK, sandbox_id=sid, project_id=f"{sid}-p",
-                occurred_at=t0 + timedelta(milliseconds=i), received_at=t0,
+                event_id=str(uuid.uuid4()),
+                type=KINDS[(i // sandboxes) % len(KINDS)],
+                source=Source.E2B_WEBHOOK,
+                sandbox_id=sid,
+                project_id=f"{sid}-p",
+                occurred_at=t0 + timedelta(milliseconds=i),
+                received_at=t0,
                 data={"metadata": {"projectId": f"{sid}-p"}},
             )
-            pending.append(await producer.send(topics.LIFECYCLE, env.encode(fact),
-                                               key=topics.record_key(sid)))
+            pending.append(
+                await producer.send(topics.LIFECYCLE, env.encode(fact), key=topics.record_key(sid))
+            )
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
@@ -94,12 +102,18 @@ async def main(count: int, sandboxes: int) -> None:
     await publish(bootstrap, count, sandboxes)
     end = await offsets(bootstrap, None)
     total = sum(end[tp] - start[tp] for tp in end)
-    env_vars = {**os.environ, "PROJECTOR_GROUP_ID": group, "PROJECTOR_PORT": "18182",
-                "DATABASE_URL": os.environ.get("TEST_DATABASE_URL", os.environ["DATABASE_URL"]),
-                "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-                .rsplit("/", 1)[0] + "/15", "LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-c", "from projector.main import main; main()"],
-                            env=env_vars)
+    env_vars = {
+        **os.environ,
+        "PROJECTOR_GROUP_ID": group,
+        "PROJECTOR_PORT": "18182",
+        "DATABASE_URL": os.environ.get("TEST_DATABASE_URL", os.environ["DATABASE_URL"]),
+        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
+        + "/15",
+        "LOG_LEVEL": "WARNING",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from projector.main import main; main()", env=env_vars
+    )
     began = time.perf_counter()
     cpu0 = _cpu(proc.pid)
     try:
@@ -108,21 +122,24 @@ async def main(count: int, sandboxes: int) -> None:
             done = await offsets(bootstrap, group)
             left = sum(max(0, end[tp] - done.get(tp, 0)) for tp in end)
             elapsed = time.perf_counter() - began
-            print(f"\r[bench] {total - left:,}/{total:,} facts, {elapsed:5.1f} s", end="",
-                  flush=True)
+            print(
+                f"\r[bench] {total - left:,}/{total:,} facts, {elapsed:5.1f} s", end="", flush=True
+            )
             if left == 0:
                 break
         cpu = _cpu(proc.pid) - cpu0
     finally:
         proc.terminate()
-        proc.wait()
-    print(f"\nprojector: {total:,} facts in {elapsed:.1f} s = {total / elapsed:,.0f} facts/s "
-          f"(includes start-up and group join); projector CPU {cpu:.1f} s = "
-          f"{cpu / total * 1e6:.0f} us/fact")
+        await proc.wait()
+    print(
+        f"\nprojector: {total:,} facts in {elapsed:.1f} s = {total / elapsed:,.0f} facts/s "
+        f"(includes start-up and group join); projector CPU {cpu:.1f} s = "
+        f"{cpu / total * 1e6:.0f} us/fact"
+    )
 
 
 def _cpu(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
