@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from projector import metrics
@@ -41,6 +43,9 @@ def build_app(settings: Settings) -> AsgiFastStream:
         auto_offset_reset="earliest",
         # Offsets are committed only after both stores are written; an error rewinds.
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        # The handler decodes envelopes itself from the raw records: skip FastStream's per-record
+        # JSON decoding (a tenth of the projector's CPU).
+        decoder=_no_decode,
     )
     async def on_batch(msg: KafkaMessage) -> None:
         raw = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
@@ -76,6 +81,10 @@ def build_app(settings: Settings) -> AsgiFastStream:
     )
 
 
+async def _no_decode(msg: StreamMessage[Any]) -> None:
+    return None
+
+
 async def _project_with_retries(records: Sequence[Record], resources: Resources) -> None:
     started = time.perf_counter()
     for attempt in range(1, _ATTEMPTS + 1):
@@ -102,9 +111,14 @@ def _observe(outcome: BatchOutcome, records: Sequence[Record], seconds: float) -
     metrics.BATCH_SECONDS.observe(seconds)
     metrics.LAST_BATCH.set_to_current_time()
     now = datetime.now(UTC)
-    for p in outcome.facts:
-        metrics.FACTS.labels(type=p.fact.type).inc()
-        metrics.LATENCY_SECONDS.observe(max(0.0, (now - p.fact.received_at).total_seconds()))
+    by_type = Counter(p.fact.type for p in outcome.facts)
+    for fact_type, count in by_type.items():
+        metrics.FACTS.labels(type=fact_type).inc(count)
+    if outcome.facts:
+        # One observation per batch (its oldest fact): per-fact observations cost more CPU than
+        # the insight they add.
+        oldest = min(p.fact.received_at for p in outcome.facts)
+        metrics.LATENCY_SECONDS.observe(max(0.0, (now - oldest).total_seconds()))
     for poison in outcome.poison:
         metrics.POISON.labels(reason=poison.reason.split(":")[0][:60]).inc()
         log.error(
