@@ -60,7 +60,7 @@ def bench_ingest(settings: Settings) -> dict[str, Report]:
         results[f"ingest fixed {rate}/s"] = attack(targets, rate=rate, seconds=SECONDS)
     targets = webhook_targets(settings, url, int(8000 * SECONDS), run + "peak")
     results["ingest peak (64 connections)"] = attack(
-        targets, rate=0, seconds=SECONDS, workers=64, max_workers=64
+        targets, rate=0, seconds=SECONDS, connections=64
     )
     return results
 
@@ -138,10 +138,10 @@ def bench_status_api(settings: Settings) -> dict[str, Report]:
                 bare, rate=rate, seconds=SECONDS
             )
         results["status-api peak (32 connections)"] = attack(
-            api, rate=0, seconds=SECONDS, workers=32, max_workers=32
+            api, rate=0, seconds=SECONDS, connections=32
         )
         results["bare Litestar + 1 Redis read, peak (32 connections)"] = attack(
-            bare, rate=0, seconds=SECONDS, workers=32, max_workers=32
+            bare, rate=0, seconds=SECONDS, connections=32
         )
         return results
     finally:
@@ -227,8 +227,9 @@ Written by `make bench` (bench/run_all.py); the figures below are from its last 
 - When: {when}; {seconds} s per measurement, after a warm-up.
 - Everything co-located on this machine: Kafka (one KRaft node, JVM), PostgreSQL, Redis, the
   three services started by `make up` (the projector consuming while ingest is measured), and
-  the load generator (vegeta, open loop: requests leave at the fixed rate whatever the answers
-  do, so queueing shows up in the latencies instead of hiding in a slower send rate).
+  the load generator (bench/loadgen, open loop: requests leave at the fixed rate whatever the
+  answers do, and latency runs from each request's scheduled time, so queueing shows up in the
+  latencies instead of hiding in a slower send rate).
 - ingest: signed v2 webhooks, every one a new event id, each answered only after `acks=all`.
 - status-api: `GET /api/projects/{{id}}/sandbox` with a per-project JWT, over 1,000 sandboxes
   seeded through the real path (webhooks -> Kafka -> projector -> Redis). The baseline is a

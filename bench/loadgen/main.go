@@ -185,8 +185,9 @@ func (w *worker) do(t *target) (int, error) {
 		// One deadline for write+read: the timeout runs from the actual send.
 		c.c.SetDeadline(time.Now().Add(w.timeout))
 		if _, err = c.c.Write(t.raw); err == nil {
-			// Peek first so "server closed an idle keep-alive before answering" is told
-			// apart from a failure mid-answer; only the former is retried (as net/http does).
+			// Peek first so "server had closed this idle keep-alive, not a byte came back" is
+			// told apart from a failure mid-answer; only the former is retried, once, on a
+			// fresh connection (the server closed it idle, so it did not take the request).
 			if _, err = c.br.Peek(1); err == nil {
 				w.resp.SkipBody = t.head
 				if err = w.resp.Read(c.br); err == nil {
@@ -275,11 +276,12 @@ func main() {
 	// next syscall, then polls every 20 µs for a while. At a few thousand req/s that happens on
 	// every request and, in a VM, made up about two thirds of the generator's CPU. Any
 	// schedtrace setting keeps sysmon out of deep sleep (it then backs off to one wake per 10 ms);
-	// a period of ~24 days means nothing is ever printed in practice. It is read only at
-	// start-up, hence the re-exec.
-	if !strings.Contains(os.Getenv("GODEBUG"), "schedtrace=") {
+	// with a period of ~24.8 days it prints at most one line to stderr, and only on hosts up
+	// longer than that. GODEBUG is read only at start-up, hence the re-exec.
+	if godebug := os.Getenv("GODEBUG"); !strings.Contains(godebug, "schedtrace=") {
 		if exe, err := os.Executable(); err == nil {
-			env := append(os.Environ(), "GODEBUG="+os.Getenv("GODEBUG")+",schedtrace=2147483647")
+			env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "GODEBUG=") })
+			env = append(env, "GODEBUG="+strings.TrimPrefix(godebug+",schedtrace=2147483647", ","))
 			syscall.Exec(exe, os.Args, env) // only returns on failure: then carry on as we are
 		}
 	}
