@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -93,7 +94,21 @@ async def publish(bootstrap: str, count: int, sandboxes: int) -> None:
         await producer.stop()
 
 
-async def main(count: int, sandboxes: int) -> None:
+@dataclass(frozen=True)
+class ProjectorResult:
+    facts: int
+    seconds: float
+    cpu_seconds: float
+
+    def line(self) -> str:
+        return (
+            f"projector: {self.facts:,} facts in {self.seconds:.1f} s = "
+            f"{self.facts / self.seconds:,.0f} facts/s (start-up and group join included); "
+            f"projector CPU {self.cpu_seconds / self.facts * 1e6:.0f} us/fact"
+        )
+
+
+async def measure(count: int, sandboxes: int) -> ProjectorResult:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     group = f"bench-projector-{uuid.uuid4().hex[:6]}"
     start = await offsets(bootstrap, None)
@@ -131,11 +146,8 @@ async def main(count: int, sandboxes: int) -> None:
     finally:
         proc.terminate()
         await proc.wait()
-    print(
-        f"\nprojector: {total:,} facts in {elapsed:.1f} s = {total / elapsed:,.0f} facts/s "
-        f"(includes start-up and group join); projector CPU {cpu:.1f} s = "
-        f"{cpu / total * 1e6:.0f} us/fact"
-    )
+    print(flush=True)
+    return ProjectorResult(total, elapsed, cpu)
 
 
 def _cpu(pid: int) -> float:
@@ -146,4 +158,4 @@ def _cpu(pid: int) -> float:
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
     m = int(sys.argv[2]) if len(sys.argv) > 2 else 5_000
-    asyncio.run(main(n, m))
+    print(asyncio.run(measure(n, m)).line())

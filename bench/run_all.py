@@ -8,6 +8,7 @@ generator. Figures that are compared are measured in the same run, one after the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -20,12 +21,17 @@ from pathlib import Path
 
 import httpx
 
+from bench import cpu
 from bench.loadgen import Report, Target, attack
+from bench.projector_throughput import ProjectorResult, measure
 from sandbox_common import e2b
 from sandbox_common.settings import Settings
 from status_api.auth import mint
 
 ROOT = Path(__file__).resolve().parents[1]
+RUN_DIR = Path(os.environ.get("STATE_DIR", ROOT / ".state")) / "run"
+# measurement label -> CPU seconds per part of the system during it
+CPU_SHARES: dict[str, dict[str, float]] = {}
 SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
 
 
@@ -57,7 +63,9 @@ def bench_ingest(settings: Settings) -> dict[str, Report]:
     attack(webhook_targets(settings, url, 2000, run + "w"), rate=500, seconds=3)  # warm-up
     for rate in (1000, 2000):
         targets = webhook_targets(settings, url, int(rate * SECONDS * 1.1), f"{run}{rate}")
+        before = cpu.snapshot(RUN_DIR)
         results[f"ingest fixed {rate}/s"] = attack(targets, rate=rate, seconds=SECONDS)
+        CPU_SHARES[f"ingest fixed {rate}/s"] = cpu.delta(before, cpu.snapshot(RUN_DIR))
     targets = webhook_targets(settings, url, int(8000 * SECONDS), run + "peak")
     results["ingest peak (64 connections)"] = attack(
         targets, rate=0, seconds=SECONDS, connections=64
@@ -189,7 +197,7 @@ FLOORS = {
 }
 
 
-def write_markdown(results: dict[str, Report], path: Path) -> None:
+def write_markdown(results: dict[str, Report], projector: ProjectorResult, path: Path) -> None:
     rows = [
         "| measurement | ok/s | p50 ms | p90 ms | p99 ms | max ms | success | floor |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
@@ -215,6 +223,9 @@ def write_markdown(results: dict[str, Report], path: Path) -> None:
         seconds=f"{SECONDS:.0f}",
         table="\n".join(rows),
         ratio=ratio,
+        projector=projector.line(),
+        generator=_generator_cost(results),
+        cpu_table=_cpu_table(results),
     )
     path.write_text(text)
 
@@ -239,7 +250,41 @@ Written by `make bench` (bench/run_all.py); the figures below are from its last 
 {table}
 
 status-api peak throughput / bare Litestar baseline, same run: **{ratio}**.
+
+Projector, a backlog of 50,000 facts over 5,000 sandboxes folded into PostgreSQL and Redis by a
+fresh consumer group (bench/projector_throughput.py): {projector}.
+
+Load generator cost in this run: {generator}.
+
+Where the two cores went during the ingest measurements (CPU time of each process tree, in
+microseconds per request; "cores" is the average share of the machine):
+
+{cpu_table}
 """
+
+
+def _cpu_table(results: dict[str, Report]) -> str:
+    rows = [
+        "| measurement | " + " | ".join(cpu.PARTS) + " | load generator | cores in all |",
+        "|---|" + "---:|" * (len(cpu.PARTS) + 2),
+    ]
+    for label, shares in CPU_SHARES.items():
+        r = results[label]
+        per = [shares.get(p, 0.0) / max(r.requests, 1) * 1e6 for p in cpu.PARTS]
+        total = sum(shares.values()) + r.generator_cpu_s
+        rows.append(
+            f"| {label} | "
+            + " | ".join(f"{x:.0f}" for x in per)
+            + f" | {r.generator_cpu_s / max(r.requests, 1) * 1e6:.0f}"
+            + f" | {total / SECONDS:.2f} |"
+        )
+    return "\n".join(rows)
+
+
+def _generator_cost(results: dict[str, Report]) -> str:
+    cpu = sum(r.generator_cpu_s for r in results.values())
+    sent = sum(r.requests for r in results.values())
+    return f"{cpu:.1f} s of CPU for {sent:,} requests ({cpu / max(sent, 1) * 1e6:.0f} us each)"
 
 
 def main() -> None:
@@ -249,6 +294,8 @@ def main() -> None:
     results = {**bench_ingest(settings), **bench_status_api(settings)}
     for label, report in results.items():
         print(report.line(label))
+    projector = asyncio.run(measure(50_000, 5_000))
+    print(projector.line())
     state = Path(os.environ.get("STATE_DIR", ROOT / ".state"))
     state.mkdir(exist_ok=True)
     raw = state / "bench-results.json"
@@ -264,7 +311,7 @@ def main() -> None:
         )
     )
     doc = ROOT / "docs" / "PERFORMANCE.md"
-    write_markdown(results, doc)
+    write_markdown(results, projector, doc)
     print(f"[bench] {doc.relative_to(ROOT)} rewritten; raw figures in {raw}")
 
 
