@@ -1,0 +1,98 @@
+"""Smaller promises of the contract: seed log lines, no secrets in logs, timeout sync, and the
+read model's revision guard."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from projector.adapters.redis import RedisReadModel
+from projector.domain import SandboxState
+from projector.handlers import Projected
+from sandbox_common import keys
+from sandbox_common.readmodel import Status, decode_doc
+from tests.connected.conftest import Stack
+from tests.connected.helpers import eventually, post_webhook, status_of, unique, webhook
+
+pytestmark = pytest.mark.connected
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=15.0) as c:
+        yield c
+
+
+async def test_seed_log_lines_are_written_and_secrets_are_not(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    def lines() -> list[dict[str, object]]:
+        text = stack.ingest.log_path.read_text(errors="replace")
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+    def invalid_signatures() -> int:
+        return [e.get("message") for e in lines()].count("[E2B Webhook] Invalid signature")
+
+    sandbox = unique("sbx")
+    rejected_before = invalid_signatures()
+    await post_webhook(client, stack, webhook("created", sandbox, unique("proj")))
+    await post_webhook(client, stack, webhook("paused", sandbox, None), signature="forged")
+
+    async def both_logged() -> bool:
+        messages = [str(entry.get("message")) for entry in lines()]
+        return (
+            f"[E2B Webhook] Received event: sandbox.lifecycle.created for sandbox {sandbox}"
+            in messages
+            and invalid_signatures() == rejected_before + 1
+        )
+
+    await eventually(both_logged)
+    received = next(e for e in lines() if e.get("sandbox_id") == sandbox)
+    assert received["event_type"] == "sandbox.lifecycle.created"
+    assert received["outcome"] == "accepted"
+    for service in (stack.ingest, stack.projector, stack.status_api):
+        text = service.log_path.read_text(errors="replace")
+        assert stack.webhook_secret not in text
+        assert stack.jwt_secret not in text
+
+
+async def test_updated_event_syncs_the_timeout(client: httpx.AsyncClient, stack: Stack) -> None:
+    project, sandbox = unique("proj"), unique("sbx")
+    end = "2031-01-02T03:04:05Z"
+    await post_webhook(client, stack, webhook("created", sandbox, project, seconds=0))
+    await post_webhook(
+        client, stack, webhook("updated", sandbox, project, seconds=5, set_timeout=end)
+    )
+
+    async def synced() -> bool:
+        r = await status_of(client, stack, project)
+        return r.status_code == 200 and r.json()["timeoutAt"] == end
+
+    await eventually(synced)
+
+
+async def test_read_model_never_goes_back_to_an_older_revision(stack: Stack) -> None:
+    client = aioredis.Redis.from_url(stack.infra.redis_url)
+    model = RedisReadModel(client, tombstone_ttl_seconds=60)
+    sandbox = unique("sbx")
+    now = datetime.now(UTC)
+    newer = SandboxState(
+        sandbox_id=sandbox, status=Status.PAUSED, project_id="p", last_event_at=now
+    )
+    older = SandboxState(
+        sandbox_id=sandbox, status=Status.RUNNING, project_id="p", last_event_at=now
+    )
+    try:
+        await model.publish([Projected(newer, 5)])
+        await model.publish([Projected(older, 4)])  # a late write, e.g. a replayed batch
+        raw = await client.hget(keys.sandbox_doc(sandbox), keys.DOC_FIELD)
+        assert raw is not None
+        doc = decode_doc(raw)
+        assert (doc.status, doc.revision) == (Status.PAUSED, 5)
+    finally:
+        await client.aclose()
