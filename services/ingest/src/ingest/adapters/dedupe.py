@@ -20,6 +20,10 @@ from redis.exceptions import RedisError
 from sandbox_common import keys
 
 log = logging.getLogger(__name__)
+# Longest a marker waits for a lookup flush to ride along with. A duplicate that reaches another
+# replica within this window is published twice (harmless: the projector dedupes by event id);
+# E2B retries are seconds apart.
+MARK_DELAY = 0.05
 
 
 class SeenEvents:
@@ -31,6 +35,7 @@ class SeenEvents:
         self._lookups: list[tuple[str, asyncio.Future[bool]]] = []
         self._marks: list[str] = []
         self._flush_scheduled = False
+        self._mark_timer_armed = False
         self._in_flight: set[asyncio.Task[None]] = set()
 
     async def seen(self, event_id: str) -> bool:
@@ -43,12 +48,21 @@ class SeenEvents:
         return await future
 
     async def mark(self, event_id: str) -> None:
-        """Remembers the id locally now and in Redis with the next flush (write-behind)."""
+        """Remembers the id locally now, and in Redis with the next lookup flush or within
+        MARK_DELAY seconds (write-behind: under load markers ride along with lookups instead of
+        costing a round trip of their own)."""
         self._local[event_id] = None
         if len(self._local) > self._local_size:
             self._local.popitem(last=False)
         self._marks.append(event_id)
-        self._schedule_flush()
+        if not self._mark_timer_armed:
+            self._mark_timer_armed = True
+            asyncio.get_running_loop().call_later(MARK_DELAY, self._flush_marks)
+
+    def _flush_marks(self) -> None:
+        self._mark_timer_armed = False
+        if self._marks:
+            self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
