@@ -35,7 +35,9 @@ test: deps ## start the infrastructure, then run every test tier against it
 test-unit: deps ## the fast tier only: no broker, no database
 	@$(UV) run --frozen pytest -m "not connected" $(PYTEST_ARGS)
 
-lint: deps ## ruff and mypy --strict
+lint: deps ## ruff, mypy --strict and shellcheck
+	@command -v shellcheck >/dev/null 2>&1 || (source infra/local/lib.sh && apt_install shellcheck)
+	@shellcheck -x -S warning infra/local/*.sh scripts/*.sh .ci/run
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check libs services tools tests bench
 	@$(UV) run --frozen mypy libs/common/src services/*/src tools/sandboxctl/src tests bench

@@ -112,3 +112,11 @@ apt_install() {
   if ((ours)); then rm -f "$policy"; fi
   ((rc == 0)) || { tail -n 20 "$LOG_DIR/apt.log" >&2; die "apt-get failed for $* (see $LOG_DIR/apt.log)"; }
 }
+
+# run_command CMD: runs cmd_CMD of the sourcing script (each defines install/start/stop/status).
+run_command() {
+  case "${1:-}" in
+    install | start | stop | status) "cmd_$1" ;;
+    *) die "usage: $0 {install|start|stop|status}" ;;
+  esac
+}

@@ -90,10 +90,4 @@ cmd_status() {
   fi
 }
 
-case "${1:-}" in
-  install) cmd_install ;;
-  start) cmd_start ;;
-  stop) cmd_stop ;;
-  status) cmd_status ;;
-  *) die "usage: $0 {install|start|stop|status}" ;;
-esac
+run_command "$@"

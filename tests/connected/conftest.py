@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import asyncpg
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -103,6 +104,12 @@ async def start_group_at_end(bootstrap: str, group_id: str) -> None:
         await consumer.commit(dict(ends))
     finally:
         await consumer.stop()  # ran long enough (commit) not to hit aiokafka#647
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=15.0) as c:
+        yield c
 
 
 @dataclass

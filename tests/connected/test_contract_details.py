@@ -4,7 +4,6 @@ read model's revision guard."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
@@ -20,12 +19,6 @@ from tests.connected.conftest import Stack
 from tests.connected.helpers import eventually, post_webhook, status_of, unique, webhook
 
 pytestmark = pytest.mark.connected
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=15.0) as c:
-        yield c
 
 
 async def test_seed_log_lines_are_written_and_secrets_are_not(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -15,12 +14,6 @@ from tests.connected.helpers import eventually, post_webhook, unique, webhook
 from tests.connected.services import ServiceProcess
 
 pytestmark = pytest.mark.connected
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=15.0) as c:
-        yield c
 
 
 async def test_projector_killed_mid_stream_loses_nothing_and_doubles_nothing(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -22,12 +21,6 @@ from tests.connected.helpers import (
 )
 
 pytestmark = pytest.mark.connected
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=15.0) as c:
-        yield c
 
 
 async def test_poison_record_is_dead_lettered_and_the_partition_moves_on(

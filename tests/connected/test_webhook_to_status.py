@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -24,12 +23,6 @@ from tests.connected.helpers import (
 )
 
 pytestmark = pytest.mark.connected
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=15.0) as c:
-        yield c
 
 
 async def test_signed_webhook_shows_running_within_a_second(
