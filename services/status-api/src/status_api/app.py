@@ -24,6 +24,8 @@ from status_api.auth import AuthError, Principal, TokenVerifier
 from status_api.views import SandboxStatus, sandbox_status
 
 _SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+# Documented in OpenAPI: 401 no valid token, 403 another project's sandbox, 404 none or killed.
+_RAISES = [NotAuthorizedException, PermissionDeniedException, NotFoundException]
 
 
 def build_app(settings: Settings) -> Litestar:
@@ -59,7 +61,7 @@ def build_app(settings: Settings) -> Litestar:
         "/api/projects/{project_id:str}/sandbox",
         security=_SECURITY,
         summary="Current sandbox of a project",
-        raises=[NotFoundException],
+        raises=_RAISES,
     )
     async def project_sandbox(request: Request[Any, Any, State], project_id: str) -> SandboxStatus:
         """404 when the project has no live sandbox (never created, or killed)."""
@@ -75,7 +77,7 @@ def build_app(settings: Settings) -> Litestar:
         "/api/sandboxes/{sandbox_id:str}",
         security=_SECURITY,
         summary="One sandbox by id",
-        raises=[NotFoundException],
+        raises=_RAISES,
     )
     async def sandbox(request: Request[Any, Any, State], sandbox_id: str) -> SandboxStatus:
         """403 when the sandbox belongs to a project the token does not name."""
