@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sandbox_common import e2b
 
@@ -125,4 +128,33 @@ def test_unknown_type_is_accepted() -> None:
 )
 def test_malformed_payloads_give_a_clear_reason(body: bytes, reason: str) -> None:
     with pytest.raises(e2b.WebhookError, match=reason):
+        e2b.parse_webhook(body)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=512))
+def test_any_bytes_either_parse_or_give_a_webhook_error(body: bytes) -> None:
+    with contextlib.suppress(e2b.WebhookError):
+        e2b.parse_webhook(body)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.sampled_from([*V2.keys(), *V1.keys(), "x"]), _json_values))
+def test_any_json_object_either_parses_or_gives_a_webhook_error(payload: dict[str, object]) -> None:
+    with contextlib.suppress(e2b.WebhookError):
+        e2b.parse_webhook(json.dumps(payload).encode())
+
+
+def test_deeply_nested_body_is_a_webhook_error_not_a_crash() -> None:
+    body = b'{"id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(e2b.WebhookError):
         e2b.parse_webhook(body)

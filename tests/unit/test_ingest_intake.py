@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingest.adapters.kafka import BrokerUnavailableError
 from ingest.handlers import Outcome, WebhookIntake
@@ -80,3 +82,15 @@ async def test_failed_publish_is_not_remembered_so_the_retry_goes_through() -> N
     publisher.down = False
     assert (await intake.accept(BODY, sig)).outcome is Outcome.ACCEPTED
     assert len(publisher.published) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=1024), st.booleans())
+async def test_any_signed_body_gets_an_answer_never_an_exception(body: bytes, sign: bool) -> None:
+    intake, publisher, _ = make()
+    result = await intake.accept(body, e2b.compute_signature(SECRET, body) if sign else "x")
+    expected = (
+        {Outcome.REJECTED_PAYLOAD, Outcome.ACCEPTED} if sign else {Outcome.REJECTED_SIGNATURE}
+    )
+    assert result.outcome in expected
+    assert len(publisher.published) == (result.outcome is Outcome.ACCEPTED)

@@ -112,6 +112,8 @@ def parse_webhook(body: bytes) -> WebhookEvent:
         raw = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise WebhookError(f"body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # hostile nesting: a 400, never a crash
+        raise WebhookError("body is nested too deeply") from exc
     if not isinstance(raw, dict):
         raise WebhookError("body must be a JSON object")
     v1 = "sandbox_id" not in raw and "sandboxId" in raw
