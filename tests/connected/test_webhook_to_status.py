@@ -172,6 +172,7 @@ async def test_access_rules_of_status_api(client: httpx.AsyncClient, stack: Stac
         (b"{not json", 400),
         (b'{"id": "x", "type": "sandbox.lifecycle.created"}', 400),
         (b"[]", 400),
+        (b'{"id": ' + b"[" * 30_000 + b"]" * 30_000 + b"}", 400),  # hostile nesting
     ],
 )
 async def test_malformed_signed_bodies_are_4xx(
