@@ -40,7 +40,7 @@ lint: deps ## ruff, mypy --strict and shellcheck
 	@shellcheck -x -S warning infra/local/*.sh scripts/*.sh .ci/run
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check libs services tools tests bench
-	@$(UV) run --frozen mypy libs/common/src services/*/src tools/sandboxctl/src tests bench
+	@$(UV) run --frozen mypy libs/common/src services/*/src tools/*/src tests bench
 
 bench: deps ## run the benchmarks (infrastructure must be up: make up)
 	@source .state/env.sh && $(UV) run --frozen python -m bench.run_all

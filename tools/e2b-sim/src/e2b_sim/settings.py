@@ -1,0 +1,48 @@
+"""The simulator's settings, read once from the environment at the edge."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)  # no slots: from_env reads the class defaults
+class SimSettings:
+    host: str = "127.0.0.1"
+    port: int = 8090
+    api_key: str = field(default="sim-key", repr=False)
+    log_level: str = "INFO"
+    # How often timeouts are checked; E2B checks its expiry index every 50 ms.
+    tick_seconds: float = 0.2
+    # Delivery: the docs' draft says up to 3 retries 10 s apart; the per-attempt timeout is
+    # unconfirmed, so it is a setting.
+    webhook_retries: int = 3
+    webhook_retry_delay_seconds: float = 10.0
+    webhook_timeout_seconds: float = 5.0
+    # Seeds the fault dice so a failing test run can be replayed.
+    seed: int | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SimSettings:
+        env = os.environ if env is None else env
+
+        def get(name: str, default: str) -> str:
+            return env.get(f"E2B_SIM_{name}", default)
+
+        seed = get("SEED", "")
+        return cls(
+            host=get("HOST", cls.host),
+            port=int(get("PORT", str(cls.port))),
+            api_key=get("API_KEY", "sim-key"),
+            log_level=env.get("LOG_LEVEL", cls.log_level),
+            tick_seconds=float(get("TICK_SECONDS", str(cls.tick_seconds))),
+            webhook_retries=int(get("WEBHOOK_RETRIES", str(cls.webhook_retries))),
+            webhook_retry_delay_seconds=float(
+                get("WEBHOOK_RETRY_DELAY_SECONDS", str(cls.webhook_retry_delay_seconds))
+            ),
+            webhook_timeout_seconds=float(
+                get("WEBHOOK_TIMEOUT_SECONDS", str(cls.webhook_timeout_seconds))
+            ),
+            seed=int(seed) if seed else None,
+        )
