@@ -1,0 +1,74 @@
+"""Idle policy as pure functions: a sandbox's deadline, and whether to pause it now.
+
+No I/O and no clock: the ticker and the actuator pass `now` and the status document in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sandbox_common.readmodel import Status, StatusDoc
+
+# Sandbox metadata key that overrides the idle timeout for one sandbox (set by the app per
+# project, e.g. longer for paying users). Values outside the bounds fall back to the default.
+IDLE_OVERRIDE_KEY = "idleTimeoutSeconds"
+_MIN_IDLE = timedelta(seconds=10)
+_MAX_IDLE = timedelta(days=7)
+
+
+def idle_timeout(metadata: dict[str, str], default_seconds: int) -> timedelta:
+    raw = metadata.get(IDLE_OVERRIDE_KEY)
+    if raw is not None:
+        try:
+            chosen = timedelta(seconds=int(raw))
+        except ValueError:
+            chosen = None
+        if chosen is not None and _MIN_IDLE <= chosen <= _MAX_IDLE:
+            return chosen
+    return timedelta(seconds=default_seconds)
+
+
+def deadline(doc: StatusDoc, default_seconds: int) -> datetime | None:
+    """When a RUNNING sandbox becomes idle enough to pause; None when it is not running."""
+    if doc.status is not Status.RUNNING or doc.last_active_at is None:
+        return None
+    return doc.last_active_at + idle_timeout(doc.metadata, default_seconds)
+
+
+@dataclass(frozen=True)
+class PauseCommand:
+    command_id: str
+    sandbox_id: str
+    project_id: str | None
+    # The activity time the decision was based on: newer activity cancels the command.
+    judged_last_active_at: datetime
+    deadline: datetime
+    idle_seconds: int
+
+
+def command_id(sandbox_id: str, judged_last_active_at: datetime) -> str:
+    """Deterministic: two tickers, or one tick replayed, judging the same idleness agree."""
+    return f"pause:{sandbox_id}:{judged_last_active_at.isoformat()}"
+
+
+def decide(doc: StatusDoc, now: datetime, default_seconds: int) -> PauseCommand | None:
+    due = deadline(doc, default_seconds)
+    if due is None or now < due or doc.last_active_at is None:
+        return None
+    return PauseCommand(
+        command_id=command_id(doc.sandbox_id, doc.last_active_at),
+        sandbox_id=doc.sandbox_id,
+        project_id=doc.project_id,
+        judged_last_active_at=doc.last_active_at,
+        deadline=due,
+        idle_seconds=int((now - doc.last_active_at).total_seconds()),
+    )
+
+
+def still_due(command: PauseCommand, current: StatusDoc | None) -> bool:
+    """The actuator's re-check just before calling E2B: drop the pause when the sandbox is gone,
+    no longer running, or was active after the command was judged."""
+    if current is None or current.status not in (Status.RUNNING, Status.PAUSING):
+        return False
+    return current.last_active_at is None or current.last_active_at <= command.judged_last_active_at
