@@ -33,6 +33,11 @@ class FactType(StrEnum):
     RESUMED = LifecycleType.RESUMED.value
     UPDATED = LifecycleType.UPDATED.value
     KILLED = LifecycleType.KILLED.value
+    # Ours (source enforcer): the enforcer judged the sandbox idle and asked for a pause; the
+    # read model shows PAUSING until E2B's answer (a paused or killed fact) or a cancellation.
+    PAUSE_REQUESTED = "sandbox.pause.requested"
+    # The actuator dropped the pause: activity came after it was judged. Back to RUNNING.
+    PAUSE_CANCELLED = "sandbox.pause.cancelled"
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,7 +68,7 @@ def encode(envelope: Envelope) -> bytes:
 def decode(payload: bytes) -> Envelope:
     try:
         envelope = _decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise EnvelopeError(f"not a sandbox-lifecycle envelope: {exc}") from exc
     if envelope.schema_version > SCHEMA_VERSION:
         raise EnvelopeError(

@@ -1,0 +1,55 @@
+"""Intents on `sandbox-commands` (pause, resume, extend timeout), each with a deterministic id.
+
+A command says what we want done to a sandbox; what actually happened comes back as a fact
+on `sandbox-lifecycle` (see envelope.py). Keyed by sandbox id like the facts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+
+class CommandType(StrEnum):
+    PAUSE = "pause"
+    RESUME = "resume"
+    EXTEND_TIMEOUT = "extend_timeout"
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True):
+    command_id: str
+    type: CommandType
+    sandbox_id: str
+    issued_at: datetime
+    project_id: str | None = None
+    # For a pause: the last activity the enforcer judged idle; newer activity cancels it.
+    judged_last_active_at: datetime | None = None
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+
+class CommandError(ValueError):
+    """A record on sandbox-commands that is not a readable command (dead-lettered)."""
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Command)
+
+
+def encode(command: Command) -> bytes:
+    return _encoder.encode(command)
+
+
+def decode(payload: bytes) -> Command:
+    try:
+        command = _decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        raise CommandError(f"not a sandbox command: {exc}") from exc
+    if command.schema_version > SCHEMA_VERSION:
+        raise CommandError(f"command schema_version {command.schema_version} is too new")
+    return command
