@@ -71,7 +71,7 @@ async def test_updated_event_syncs_the_timeout(client: httpx.AsyncClient, stack:
 
 async def test_read_model_never_goes_back_to_an_older_revision(stack: Stack) -> None:
     client = aioredis.Redis.from_url(stack.infra.redis_url)
-    model = RedisReadModel(client, tombstone_ttl_seconds=60)
+    model = RedisReadModel(client, tombstone_ttl_seconds=60, default_idle_seconds=180)
     sandbox = unique("sbx")
     now = datetime.now(UTC)
     newer = SandboxState(
@@ -89,3 +89,28 @@ async def test_read_model_never_goes_back_to_an_older_revision(stack: Stack) -> 
         assert (doc.status, doc.revision) == (Status.PAUSED, 5)
     finally:
         await client.aclose()
+
+
+async def test_idle_deadline_index_follows_the_running_state(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    project, sandbox = unique("proj"), unique("sbx")
+    created = json.loads(webhook("created", sandbox, project, seconds=0))
+    redis_client = aioredis.Redis.from_url(stack.infra.redis_url)
+    try:
+        await post_webhook(client, stack, webhook("created", sandbox, project, seconds=0))
+
+        async def indexed() -> float | None:
+            return await redis_client.zscore(keys.IDLE_DEADLINES, sandbox)
+
+        score = await eventually(indexed)
+        active = datetime.fromisoformat(created["timestamp"].replace("Z", "+00:00"))
+        assert score == pytest.approx(active.timestamp() + 180, abs=0.01)  # default idle 180 s
+        await post_webhook(client, stack, webhook("paused", sandbox, project, seconds=5))
+
+        async def dropped() -> bool:
+            return await redis_client.zscore(keys.IDLE_DEADLINES, sandbox) is None
+
+        await eventually(dropped)
+    finally:
+        await redis_client.aclose()

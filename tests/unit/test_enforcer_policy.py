@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from enforcer.domain import IDLE_OVERRIDE_KEY, command_id, deadline, decide, idle_timeout, still_due
+from enforcer.domain import command_id, deadline, decide, still_due
 from enforcer.schedule import ScheduleError, parse_schedule
+from sandbox_common.idle import IDLE_OVERRIDE_KEY, idle_timeout
 from sandbox_common.readmodel import Status, StatusDoc
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

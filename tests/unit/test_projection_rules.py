@@ -103,6 +103,19 @@ def test_updated_syncs_timeout_and_metadata() -> None:
     assert state.status is Status.RUNNING
 
 
+def test_pause_request_shows_pausing_until_e2b_answers_or_it_is_cancelled() -> None:
+    requested = fold(None, [fact(FactType.CREATED, 0), fact(FactType.PAUSE_REQUESTED, 200)])
+    assert requested is not None
+    assert requested.status is Status.PAUSING
+    assert requested.last_active_at == T0  # a pause request is not activity
+    paused = fold(requested, [fact(FactType.PAUSED, 201)])
+    assert paused is not None
+    assert paused.status is Status.PAUSED
+    cancelled = fold(requested, [fact(FactType.PAUSE_CANCELLED, 202)])
+    assert cancelled is not None
+    assert cancelled.status is Status.RUNNING
+
+
 def test_unknown_type_is_ignored_for_status() -> None:
     state = fold(None, [fact(FactType.CREATED, 0), fact("sandbox.lifecycle.checkpointed", 9)])
     assert state is not None
@@ -161,5 +174,13 @@ def _ordered_fold(facts: list[Envelope]) -> SandboxState | None:
 
 
 def _rank(f: Envelope) -> int:
-    order = [FactType.CREATED, FactType.UPDATED, FactType.RESUMED, FactType.PAUSED, FactType.KILLED]
+    order = [
+        FactType.CREATED,
+        FactType.UPDATED,
+        FactType.RESUMED,
+        FactType.PAUSE_REQUESTED,
+        FactType.PAUSE_CANCELLED,
+        FactType.PAUSED,
+        FactType.KILLED,
+    ]
     return order.index(FactType(f.type)) if f.type in set(order) else -1

@@ -13,6 +13,12 @@ def project_sandbox(project_id: str) -> str:
     return f"{_PREFIX}:project:{project_id}:sandbox"
 
 
+# Sorted set: member sandbox id, score the epoch second at which a RUNNING sandbox becomes idle
+# enough to pause. The enforcer reads only the due part of it (cost grows with the number due,
+# not with the fleet); the projector keeps it in step with the status documents.
+IDLE_DEADLINES = f"{_PREFIX}:idle-deadlines"
+
+
 def seen_event(event_id: str) -> str:
     """Ingest's dedupe marker: this webhook event id is already on the topic."""
     return f"{_PREFIX}:seen:{event_id}"

@@ -37,6 +37,8 @@ class StatusDoc(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     team_id: str | None = None
     template_id: str | None = None
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    # When a RUNNING sandbox will be idle long enough to pause (None in any other status).
+    idle_deadline_at: datetime | None = None
     # Monotonic per sandbox: a write with a lower revision never replaces a higher one.
     revision: int = 0
     updated_at: datetime | None = None

@@ -6,34 +6,17 @@ No I/O and no clock: the ticker and the actuator pass `now` and the status docum
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from sandbox_common.idle import idle_deadline
 from sandbox_common.readmodel import Status, StatusDoc
-
-# Sandbox metadata key that overrides the idle timeout for one sandbox (set by the app per
-# project, e.g. longer for paying users). Values outside the bounds fall back to the default.
-IDLE_OVERRIDE_KEY = "idleTimeoutSeconds"
-_MIN_IDLE = timedelta(seconds=10)
-_MAX_IDLE = timedelta(days=7)
-
-
-def idle_timeout(metadata: dict[str, str], default_seconds: int) -> timedelta:
-    raw = metadata.get(IDLE_OVERRIDE_KEY)
-    if raw is not None:
-        try:
-            chosen = timedelta(seconds=int(raw))
-        except ValueError:
-            chosen = None
-        if chosen is not None and _MIN_IDLE <= chosen <= _MAX_IDLE:
-            return chosen
-    return timedelta(seconds=default_seconds)
 
 
 def deadline(doc: StatusDoc, default_seconds: int) -> datetime | None:
     """When a RUNNING sandbox becomes idle enough to pause; None when it is not running."""
     if doc.status is not Status.RUNNING or doc.last_active_at is None:
         return None
-    return doc.last_active_at + idle_timeout(doc.metadata, default_seconds)
+    return idle_deadline(doc.last_active_at, doc.metadata, default_seconds)
 
 
 @dataclass(frozen=True)

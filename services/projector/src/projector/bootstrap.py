@@ -47,7 +47,9 @@ class Resources:
             )
         )
         self._store = PostgresStore(self._pool)
-        self._read_model = RedisReadModel(self._redis, s.killed_tombstone_ttl_seconds)
+        self._read_model = RedisReadModel(
+            self._redis, s.killed_tombstone_ttl_seconds, s.idle_timeout_seconds
+        )
         log.info("projector stores opened")
 
     async def close(self) -> None:

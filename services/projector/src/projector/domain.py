@@ -22,12 +22,16 @@ _RANK = {
     FactType.CREATED: 0,
     FactType.UPDATED: 1,
     FactType.RESUMED: 2,
-    FactType.PAUSED: 3,
-    FactType.KILLED: 4,
+    FactType.PAUSE_REQUESTED: 3,
+    FactType.PAUSE_CANCELLED: 4,
+    FactType.PAUSED: 5,
+    FactType.KILLED: 6,
 }
 _STATUS_OF = {
     FactType.CREATED: Status.RUNNING,
     FactType.RESUMED: Status.RUNNING,
+    FactType.PAUSE_REQUESTED: Status.PAUSING,
+    FactType.PAUSE_CANCELLED: Status.RUNNING,
     FactType.PAUSED: Status.PAUSED,
     FactType.KILLED: Status.KILLED,
 }

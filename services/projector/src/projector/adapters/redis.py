@@ -10,11 +10,14 @@ import redis.asyncio as aioredis
 from projector.domain import SandboxState
 from projector.handlers import Projected
 from sandbox_common import keys
-from sandbox_common.readmodel import StatusDoc, encode_doc
+from sandbox_common.idle import idle_deadline
+from sandbox_common.readmodel import Status, StatusDoc, encode_doc
 
-# Compare-and-set on the revision: a replayed or late write never regresses a document.
-# KEYS: doc, project pointer (or the doc key again when there is no project).
-# ARGV: revision, document, ttl seconds (0 = keep), sandbox id, has project (1/0).
+# Compare-and-set on the revision: a replayed or late write never regresses a document. The
+# idle-deadline index moves in the same step, so the enforcer never sees one without the other.
+# KEYS: doc, project pointer (or the doc key again when there is no project), deadline index.
+# ARGV: revision, document, ttl seconds (0 = keep), sandbox id, has project (1/0),
+#       idle deadline as epoch seconds ('' = not running: leave the index).
 _WRITE_DOC = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'r') or '-1')
 if current >= tonumber(ARGV[1]) then return 0 end
@@ -25,14 +28,22 @@ else
   redis.call('PERSIST', KEYS[1])
 end
 if ARGV[5] == '1' then redis.call('SET', KEYS[2], ARGV[4]) end
+if ARGV[6] == '' then
+  redis.call('ZREM', KEYS[3], ARGV[4])
+else
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[4])
+end
 return 1
 """.replace("'r'", repr(keys.REVISION_FIELD)).replace("'d'", repr(keys.DOC_FIELD))
 
 
-def to_doc(state: SandboxState, revision: int, now: datetime) -> StatusDoc | None:
+def to_doc(
+    state: SandboxState, revision: int, now: datetime, default_idle_seconds: int
+) -> StatusDoc | None:
     if state.status is None:
         return None  # facts seen, but none that says what state the sandbox is in
     status_stamp = state.stamps.get("status")
+    active_at = state.last_active_at if state.status is Status.RUNNING else None
     return StatusDoc(
         sandbox_id=state.sandbox_id,
         project_id=state.project_id,
@@ -43,15 +54,21 @@ def to_doc(state: SandboxState, revision: int, now: datetime) -> StatusDoc | Non
         team_id=state.team_id,
         template_id=state.template_id,
         metadata=state.metadata,
+        idle_deadline_at=(
+            idle_deadline(active_at, state.metadata, default_idle_seconds) if active_at else None
+        ),
         revision=revision,
         updated_at=now,
     )
 
 
 class RedisReadModel:
-    def __init__(self, client: aioredis.Redis, tombstone_ttl_seconds: int) -> None:
+    def __init__(
+        self, client: aioredis.Redis, tombstone_ttl_seconds: int, default_idle_seconds: int
+    ) -> None:
         self._client = client
         self._tombstone_ttl = tombstone_ttl_seconds
+        self._default_idle = default_idle_seconds
         self._script = client.register_script(_WRITE_DOC)
 
     async def publish(self, projected: Sequence[Projected]) -> None:
@@ -60,7 +77,7 @@ class RedisReadModel:
         now = datetime.now(UTC)
         async with self._client.pipeline(transaction=False) as pipe:
             for p in projected:
-                doc = to_doc(p.state, p.revision, now)
+                doc = to_doc(p.state, p.revision, now, self._default_idle)
                 if doc is None:
                     continue
                 doc_key = keys.sandbox_doc(doc.sandbox_id)
@@ -68,14 +85,16 @@ class RedisReadModel:
                 ttl = self._tombstone_ttl if p.state.killed else 0
                 live_project = doc.project_id is not None and not p.state.killed
                 pointer = keys.project_sandbox(doc.project_id) if doc.project_id else doc_key
+                deadline = doc.idle_deadline_at
                 await self._script(
-                    keys=[doc_key, pointer],
+                    keys=[doc_key, pointer, keys.IDLE_DEADLINES],
                     args=[
                         p.revision,
                         encode_doc(doc),
                         ttl,
                         doc.sandbox_id,
                         "1" if live_project else "0",
+                        f"{deadline.timestamp():.3f}" if deadline else "",
                     ],
                     client=pipe,
                 )
