@@ -8,13 +8,15 @@ import pytest
 
 from enforcer.domain import command_id, deadline, decide, still_due
 from enforcer.schedule import ScheduleError, parse_schedule
-from sandbox_common.idle import IDLE_OVERRIDE_KEY, idle_timeout
+from sandbox_common.idle import IDLE_OVERRIDE_KEY, idle_deadline, idle_timeout
 from sandbox_common.readmodel import Status, StatusDoc
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def doc(status: Status = Status.RUNNING, active: datetime | None = T0, **meta: str) -> StatusDoc:
+    """A document as the projector writes it: the deadline is computed there (idle 180 s)."""
+    due = idle_deadline(active, meta, 180) if active and status is Status.RUNNING else None
     return StatusDoc(
         sandbox_id="sbx-1",
         project_id="p1",
@@ -22,16 +24,19 @@ def doc(status: Status = Status.RUNNING, active: datetime | None = T0, **meta: s
         last_active_at=active,
         status_changed_at=T0,
         metadata=dict(meta),
+        idle_deadline_at=due,
     )
 
 
 def test_deadline_is_last_activity_plus_the_idle_timeout() -> None:
-    assert deadline(doc(), 180) == T0 + timedelta(seconds=180)
+    assert deadline(doc()) == T0 + timedelta(seconds=180)
+    override = doc(**{IDLE_OVERRIDE_KEY: "600"})
+    assert deadline(override) == T0 + timedelta(seconds=600)
 
 
 @pytest.mark.parametrize("status", [Status.PAUSED, Status.PAUSING, Status.STARTING, Status.KILLED])
 def test_only_running_sandboxes_have_a_deadline(status: Status) -> None:
-    assert deadline(doc(status), 180) is None
+    assert deadline(doc(status)) is None
 
 
 @pytest.mark.parametrize(
@@ -43,8 +48,8 @@ def test_metadata_overrides_the_timeout_within_bounds(value: str, expected: int)
 
 
 def test_decide_pauses_only_once_the_deadline_has_passed() -> None:
-    assert decide(doc(), T0 + timedelta(seconds=179), 180) is None
-    command = decide(doc(), T0 + timedelta(seconds=200), 180)
+    assert decide(doc(), T0 + timedelta(seconds=179)) is None
+    command = decide(doc(), T0 + timedelta(seconds=200))
     assert command is not None
     assert command.idle_seconds == 200
     assert command.deadline == T0 + timedelta(seconds=180)
@@ -53,17 +58,17 @@ def test_decide_pauses_only_once_the_deadline_has_passed() -> None:
 
 def test_command_id_is_deterministic_and_changes_with_new_activity() -> None:
     now = T0 + timedelta(seconds=500)
-    first, second = decide(doc(), now, 180), decide(doc(), now + timedelta(seconds=60), 180)
+    first, second = decide(doc(), now), decide(doc(), now + timedelta(seconds=60))
     assert first is not None
     assert second is not None
     assert first.command_id == second.command_id == command_id("sbx-1", T0)
-    later = decide(doc(active=T0 + timedelta(seconds=10)), now, 180)
+    later = decide(doc(active=T0 + timedelta(seconds=10)), now)
     assert later is not None
     assert later.command_id != first.command_id
 
 
 def test_activity_after_the_command_cancels_it() -> None:
-    command = decide(doc(), T0 + timedelta(seconds=200), 180)
+    command = decide(doc(), T0 + timedelta(seconds=200))
     assert command is not None
     assert still_due(command, doc())
     assert still_due(command, doc(Status.PAUSING))

@@ -8,15 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sandbox_common.idle import idle_deadline
 from sandbox_common.readmodel import Status, StatusDoc
 
 
-def deadline(doc: StatusDoc, default_seconds: int) -> datetime | None:
-    """When a RUNNING sandbox becomes idle enough to pause; None when it is not running."""
+def deadline(doc: StatusDoc) -> datetime | None:
+    """When a RUNNING sandbox becomes idle enough to pause; None when it is not running.
+
+    The projector computes it (sandbox_common.idle) when it writes the document, so the index
+    the ticker scans and the decision here can never disagree."""
     if doc.status is not Status.RUNNING or doc.last_active_at is None:
         return None
-    return idle_deadline(doc.last_active_at, doc.metadata, default_seconds)
+    return doc.idle_deadline_at
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,8 @@ def command_id(sandbox_id: str, judged_last_active_at: datetime) -> str:
     return f"pause:{sandbox_id}:{judged_last_active_at.isoformat()}"
 
 
-def decide(doc: StatusDoc, now: datetime, default_seconds: int) -> PauseCommand | None:
-    due = deadline(doc, default_seconds)
+def decide(doc: StatusDoc, now: datetime) -> PauseCommand | None:
+    due = deadline(doc)
     if due is None or now < due or doc.last_active_at is None:
         return None
     return PauseCommand(
