@@ -17,6 +17,7 @@ _ENTRYPOINTS = {
     "ingest": "from ingest.main import main; main()",
     "projector": "from projector.main import main; main()",
     "status-api": "from status_api.main import main; main()",
+    "enforcer": "from enforcer.ticker_app import main; main()",
 }
 
 

@@ -30,6 +30,15 @@ class Settings:
     redis_max_connections: int = 64
     idle_timeout_seconds: int = 180
     enforcer_schedule: str = "*/2 * * * *"
+    # Off: no ticks at all. Dry run: ticks log and count what they would pause, and act on none
+    # (the seed's rollback plan, and a careful first rollout).
+    enforcer_enabled: bool = True
+    enforcer_dry_run: bool = False
+    enforcer_host: str = "127.0.0.1"
+    enforcer_port: int = 8083
+    # Most sandboxes judged in one tick; the rest wait for the next (bounded work per tick).
+    enforcer_batch_size: int = 1000
+    enforcer_lease_seconds: int = 60
     project_metadata_key: str = "projectId"
     ingest_host: str = "127.0.0.1"
     ingest_port: int = 8080

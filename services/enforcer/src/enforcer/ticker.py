@@ -1,0 +1,141 @@
+"""Use case: one enforcement tick. Reads the due part of the idle-deadline index, re-judges
+each sandbox from its status document, and asks for a pause of the idle ones.
+
+Per pause: the command goes out first, then the PAUSE_REQUESTED fact (the read model shows
+PAUSING). If the fact is lost the actuator's outcome still lands; the reverse order could
+leave a sandbox PAUSING with no command behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from enforcer.domain import PauseCommand, decide
+from sandbox_common.commands import Command, CommandType
+from sandbox_common.envelope import Envelope, FactType, Source
+from sandbox_common.readmodel import StatusDoc
+
+log = logging.getLogger("enforcer")
+
+
+class DeadlineIndex(Protocol):
+    async def due(self, now: datetime, limit: int) -> list[str]: ...
+
+
+class StatusDocs(Protocol):
+    async def get_many(self, sandbox_ids: Sequence[str]) -> dict[str, StatusDoc]: ...
+
+
+class PausePublisher(Protocol):
+    async def request_pause(self, command: Command, fact: Envelope) -> None: ...
+
+
+@dataclass
+class TickReport:
+    checked: int = 0
+    paused: int = 0
+    would_pause: int = 0
+    errors: int = 0
+    commands: list[PauseCommand] = field(default_factory=list)
+
+
+def pause_messages(command: PauseCommand, now: datetime) -> tuple[Command, Envelope]:
+    return (
+        Command(
+            command_id=command.command_id,
+            type=CommandType.PAUSE,
+            sandbox_id=command.sandbox_id,
+            project_id=command.project_id,
+            issued_at=now,
+            judged_last_active_at=command.judged_last_active_at,
+            data={"idle_seconds": command.idle_seconds, "reason": "idle"},
+        ),
+        Envelope(
+            event_id=f"{command.command_id}:requested",
+            type=FactType.PAUSE_REQUESTED,
+            source=Source.ENFORCER,
+            sandbox_id=command.sandbox_id,
+            project_id=command.project_id,
+            occurred_at=now,
+            received_at=now,
+            data={
+                "command_id": command.command_id,
+                "reason": "idle",
+                "idle_seconds": command.idle_seconds,
+                "idle_since": command.judged_last_active_at.isoformat(),
+                "deadline": command.deadline.isoformat(),
+            },
+        ),
+    )
+
+
+async def run_tick(
+    now: datetime,
+    index: DeadlineIndex,
+    docs: StatusDocs,
+    publisher: PausePublisher,
+    *,
+    batch_size: int,
+    dry_run: bool,
+) -> TickReport:
+    started = time.perf_counter()
+    log.info("[Sandbox Idle Enforcer] Starting idle timeout enforcement")
+    report = TickReport()
+    due_ids = await index.due(now, batch_size)
+    current = await docs.get_many(due_ids)
+    report.checked = len(due_ids)
+    log.info(
+        "[Sandbox Idle Enforcer] Found %d running sandboxes to check",
+        report.checked,
+        extra={"checked": report.checked, "dry_run": dry_run},
+    )
+    for sandbox_id in due_ids:
+        doc = current.get(sandbox_id)
+        command = decide(doc, now) if doc is not None else None
+        if command is None:
+            continue
+        report.commands.append(command)
+        log.info(
+            "[Sandbox Idle Enforcer] Pausing idle sandbox for project %s (idle for %ds)",
+            command.project_id,
+            command.idle_seconds,
+            extra={
+                "project_id": command.project_id,
+                "sandbox_id": sandbox_id,
+                "idle_seconds": command.idle_seconds,
+                "command_id": command.command_id,
+                "dry_run": dry_run,
+            },
+        )
+        if dry_run:
+            report.would_pause += 1
+            continue
+        try:
+            await publisher.request_pause(*pause_messages(command, now))
+            report.paused += 1
+        except Exception:  # one sandbox's failure must not stop the tick; it is retried next tick
+            report.errors += 1
+            log.exception(
+                "pause request for sandbox %s not published",
+                sandbox_id,
+                extra={"sandbox_id": sandbox_id},
+            )
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    log.info(
+        "[Sandbox Idle Enforcer] Completed: %d paused, %d errors, %dms",
+        report.paused,
+        report.errors,
+        round(elapsed_ms),
+        extra={
+            "paused": report.paused,
+            "errors": report.errors,
+            "would_pause": report.would_pause,
+            "duration_ms": round(elapsed_ms, 1),
+        },
+    )
+    return report

@@ -1,0 +1,15 @@
+"""Prometheus metrics of the ticker."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+TICKS = Counter("enforcer_ticks_total", "Ticks by outcome", ["outcome"])  # ran, not_leader, error
+TICK_SECONDS = Histogram(
+    "enforcer_tick_seconds",
+    "Duration of one tick",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CHECKED = Counter("enforcer_sandboxes_checked_total", "Due sandboxes judged by ticks")
+PAUSE_REQUESTS = Counter("enforcer_pause_requests_total", "Pause commands issued")
+WOULD_PAUSE = Counter("enforcer_dry_run_would_pause_total", "Pauses a dry-run tick did not issue")
+ERRORS = Counter("enforcer_pause_request_errors_total", "Pause requests that failed to publish")
+LAST_TICK = Gauge("enforcer_last_tick_timestamp_seconds", "When this replica last ran a tick")

@@ -1,0 +1,95 @@
+"""One tick with in-memory index, documents and publisher: who gets paused, and how."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from enforcer.ticker import run_tick
+from sandbox_common.commands import Command, CommandType
+from sandbox_common.envelope import Envelope, FactType, Source
+from sandbox_common.idle import idle_deadline
+from sandbox_common.readmodel import Status, StatusDoc
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def running(sandbox_id: str, idle_for: int, idle_timeout: int = 180) -> StatusDoc:
+    active = NOW - timedelta(seconds=idle_for)
+    return StatusDoc(
+        sandbox_id=sandbox_id,
+        project_id=f"{sandbox_id}-p",
+        status=Status.RUNNING,
+        last_active_at=active,
+        status_changed_at=active,
+        idle_deadline_at=idle_deadline(active, {}, idle_timeout),
+    )
+
+
+@dataclass
+class Memory:
+    docs: dict[str, StatusDoc]
+    sent: list[tuple[Command, Envelope]] = field(default_factory=list)
+    fail_for: set[str] = field(default_factory=set)
+    asked_limit: int | None = None
+
+    async def due(self, now: datetime, limit: int) -> list[str]:
+        self.asked_limit = limit
+        due = sorted(
+            (d.idle_deadline_at, sid)
+            for sid, d in self.docs.items()
+            if d.idle_deadline_at and d.idle_deadline_at <= now
+        )
+        return [sid for _, sid in due][:limit]
+
+    async def get_many(self, ids: Sequence[str]) -> dict[str, StatusDoc]:
+        return {i: self.docs[i] for i in ids if i in self.docs}
+
+    async def request_pause(self, command: Command, fact: Envelope) -> None:
+        if command.sandbox_id in self.fail_for:
+            raise ConnectionError("kafka down")
+        self.sent.append((command, fact))
+
+
+async def test_only_sandboxes_past_their_deadline_are_paused() -> None:
+    mem = Memory({"idle": running("idle", 200), "busy": running("busy", 30)})
+    report = await run_tick(NOW, mem, mem, mem, batch_size=100, dry_run=False)
+    assert (report.checked, report.paused, report.errors) == (1, 1, 0)
+    ((command, fact),) = mem.sent
+    assert command.type is CommandType.PAUSE
+    assert command.sandbox_id == "idle"
+    assert command.judged_last_active_at == NOW - timedelta(seconds=200)
+    assert fact.type == FactType.PAUSE_REQUESTED
+    assert fact.source == Source.ENFORCER
+    assert fact.event_id == f"{command.command_id}:requested"
+    assert fact.data["idle_seconds"] == 200
+
+
+async def test_dry_run_counts_and_sends_nothing() -> None:
+    mem = Memory({"idle": running("idle", 200)})
+    report = await run_tick(NOW, mem, mem, mem, batch_size=100, dry_run=True)
+    assert (report.would_pause, report.paused) == (1, 0)
+    assert mem.sent == []
+
+
+async def test_a_failed_publish_is_counted_and_the_rest_still_go_out() -> None:
+    mem = Memory({"a": running("a", 300), "b": running("b", 300)}, fail_for={"a"})
+    report = await run_tick(NOW, mem, mem, mem, batch_size=100, dry_run=False)
+    assert (report.paused, report.errors) == (1, 1)
+    assert [c.sandbox_id for c, _ in mem.sent] == ["b"]
+
+
+async def test_work_per_tick_is_bounded_by_the_batch_size() -> None:
+    mem = Memory({f"s{i}": running(f"s{i}", 200 + i) for i in range(10)})
+    report = await run_tick(NOW, mem, mem, mem, batch_size=3, dry_run=False)
+    assert mem.asked_limit == 3
+    assert report.paused == 3
+
+
+async def test_two_tickers_judging_the_same_idleness_issue_the_same_command_id() -> None:
+    mem = Memory({"idle": running("idle", 200)})
+    await run_tick(NOW, mem, mem, mem, batch_size=10, dry_run=False)
+    await run_tick(NOW + timedelta(seconds=5), mem, mem, mem, batch_size=10, dry_run=False)
+    first, second = (c.command_id for c, _ in mem.sent)
+    assert first == second
