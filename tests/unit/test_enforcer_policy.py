@@ -14,8 +14,13 @@ from sandbox_common.readmodel import Status, StatusDoc
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
-def doc(status: Status = Status.RUNNING, active: datetime | None = T0, **meta: str) -> StatusDoc:
+def doc(
+    status: Status = Status.RUNNING,
+    active: datetime | None = T0,
+    meta: dict[str, str] | None = None,
+) -> StatusDoc:
     """A document as the projector writes it: the deadline is computed there (idle 180 s)."""
+    meta = meta or {}
     due = idle_deadline(active, meta, 180) if active and status is Status.RUNNING else None
     return StatusDoc(
         sandbox_id="sbx-1",
@@ -30,7 +35,7 @@ def doc(status: Status = Status.RUNNING, active: datetime | None = T0, **meta: s
 
 def test_deadline_is_last_activity_plus_the_idle_timeout() -> None:
     assert deadline(doc()) == T0 + timedelta(seconds=180)
-    override = doc(**{IDLE_OVERRIDE_KEY: "600"})
+    override = doc(meta={IDLE_OVERRIDE_KEY: "600"})
     assert deadline(override) == T0 + timedelta(seconds=600)
 
 
