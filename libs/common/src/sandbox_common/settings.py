@@ -39,6 +39,20 @@ class Settings:
     # Most sandboxes judged in one tick; the rest wait for the next (bounded work per tick).
     enforcer_batch_size: int = 1000
     enforcer_lease_seconds: int = 60
+    actuator_host: str = "127.0.0.1"
+    actuator_port: int = 8084
+    actuator_group_id: str = "sandbox-actuator"
+    # Consumers in one actuator process: a command in backoff holds up only its own partitions.
+    actuator_workers: int = 4
+    actuator_max_attempts: int = 5
+    actuator_backoff_base_seconds: float = 1.0
+    actuator_backoff_cap_seconds: float = 10.0
+    # Toward E2B: per-call timeout, concurrent calls, and a token bucket well under E2B's
+    # 20,000 requests / 30 s per team.
+    e2b_timeout_seconds: float = 10.0
+    e2b_max_concurrency: int = 32
+    e2b_rate_per_second: float = 100.0
+    e2b_rate_burst: int = 100
     project_metadata_key: str = "projectId"
     ingest_host: str = "127.0.0.1"
     ingest_port: int = 8080

@@ -1,0 +1,157 @@
+"""Use case: carry out one command from `sandbox-commands` (today: pause) against E2B.
+
+No Kafka, Redis or HTTP here: the status reader, E2B client, fact sink and dead letters come in
+as protocols, so every branch is tested with fakes. The caller acks the record only after
+`handle` returns, i.e. after the resulting fact (or dead letter) is durable; an exception from a
+sink propagates so the record is redelivered, never skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from enforcer import actuator_facts as facts
+from enforcer.domain import PauseCommand, still_due
+from enforcer.e2b_client import PauseOutcome, PauseResult
+from sandbox_common import commands
+from sandbox_common.commands import Command, CommandType
+from sandbox_common.envelope import Envelope
+from sandbox_common.readmodel import Status, StatusDoc
+
+log = logging.getLogger("enforcer.actuator")
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+class StatusReader(Protocol):
+    async def status_of(self, sandbox_id: str) -> StatusDoc | None: ...
+
+
+class Pauser(Protocol):
+    async def pause(self, sandbox_id: str) -> PauseResult: ...
+
+
+class FactSink(Protocol):
+    async def publish(self, fact: Envelope) -> None: ...
+
+
+class DeadLetters(Protocol):
+    async def send(self, record: Record, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    base_seconds: float = 1.0
+    cap_seconds: float = 10.0
+
+    def delay(self, attempt: int, rand: float) -> float:
+        """Exponential, capped, with jitter in [50%, 100%): at most 1+2+4+8 = 15 s by default."""
+        return min(self.cap_seconds, self.base_seconds * 2.0 ** (attempt - 1)) * (0.5 + rand / 2)
+
+
+@dataclass(frozen=True)
+class Handled:
+    outcome: str  # paused, already_paused, gone, cancelled, skipped, gave_up, invalid
+    attempts: int = 0
+
+
+class Actuator:
+    def __init__(
+        self,
+        reader: StatusReader,
+        e2b: Pauser,
+        facts_sink: FactSink,
+        dead_letters: DeadLetters,
+        *,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._reader, self._e2b = reader, e2b
+        self._facts, self._dead = facts_sink, dead_letters
+        self._retry = retry or RetryPolicy()
+        self._clock, self._sleep, self._rand = clock, sleep, rand
+
+    async def handle(self, record: Record) -> Handled:
+        try:
+            command = commands.decode(record.value or b"")
+        except commands.CommandError as exc:
+            return await self._reject(record, str(exc))
+        if command.type is not CommandType.PAUSE:
+            # Resume / extend_timeout are not carried out yet: dead-lettered, visibly, not lost.
+            return await self._reject(record, f"unsupported command type {command.type}")
+        if command.judged_last_active_at is None:
+            return await self._reject(record, "pause command without judged_last_active_at")
+        return await self._pause(record, command, command.judged_last_active_at)
+
+    async def _pause(self, record: Record, command: Command, judged: datetime) -> Handled:
+        # deadline/idle_seconds are the ticker's bookkeeping; still_due only reads `judged`.
+        check = PauseCommand(command.command_id, command.sandbox_id, None, judged, judged, 0)
+        last: PauseResult | None = None
+        for attempt in range(1, self._retry.attempts + 1):
+            # Re-read before every attempt: activity during the backoff also cancels the pause.
+            doc = await self._reader.status_of(command.sandbox_id)
+            if not still_due(check, doc):
+                return await self._not_due(command, doc, attempt - 1)
+            result = await self._e2b.pause(command.sandbox_id)
+            if result.outcome in (PauseOutcome.PAUSED, PauseOutcome.ALREADY_PAUSED):
+                await self._facts.publish(facts.paused(command, self._clock(), result.status))
+                return self._done(command, result.outcome, attempt, result.status)
+            if result.outcome is PauseOutcome.GONE:
+                await self._facts.publish(facts.killed(command, self._clock(), result.status))
+                return self._done(command, "gone", attempt, result.status)
+            last = result
+            if attempt < self._retry.attempts:
+                delay = self._retry.delay(attempt, self._rand())
+                log.warning(
+                    "pause of sandbox %s not accepted (%s), retrying in %.2fs",
+                    command.sandbox_id,
+                    result.reason,
+                    delay,
+                    extra={"command_id": command.command_id, "attempt": attempt},
+                )
+                await self._sleep(delay)
+        tried = self._retry.attempts
+        reason = f"pause gave up after {tried} attempts: {last.reason if last else ''}"
+        await self._dead.send(record, reason)
+        # So the sandbox does not stay PAUSING; the next tick judges it again if still idle.
+        await self._facts.publish(facts.cancelled(command, self._clock(), "e2b_gave_up"))
+        log.error("%s", reason, extra={"command_id": command.command_id})
+        return Handled("gave_up", self._retry.attempts)
+
+    async def _not_due(self, command: Command, doc: StatusDoc | None, attempts: int) -> Handled:
+        # Only a pending pause is cancelled: a PAUSED/KILLED/STARTING sandbox already moved on,
+        # and a cancel (status RUNNING) would misstate it.
+        if doc is None or doc.status not in (Status.RUNNING, Status.PAUSING):
+            return self._done(command, "skipped", attempts, None)
+        # Running or pausing and not still due: there was activity after `judged`.
+        await self._facts.publish(facts.cancelled(command, self._clock(), "activity"))
+        return self._done(command, "cancelled", attempts, None)
+
+    async def _reject(self, record: Record, reason: str) -> Handled:
+        await self._dead.send(record, reason)
+        log.error("command dead-lettered: %s", reason, extra={"offset": record.offset})
+        return Handled("invalid")
+
+    def _done(self, command: Command, outcome: str, attempts: int, status: int | None) -> Handled:
+        log.info(
+            "pause command for sandbox %s: %s",
+            command.sandbox_id,
+            outcome,
+            extra={"command_id": command.command_id, "e2b_status": status, "attempts": attempts},
+        )
+        return Handled(outcome, attempts)

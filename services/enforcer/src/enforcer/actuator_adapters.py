@@ -1,0 +1,62 @@
+"""The actuator's I/O toward Redis and Kafka; nothing else in the enforcer knows these clients."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from faststream.kafka import KafkaBroker
+
+from enforcer.actuator import Record
+from sandbox_common import envelope, keys, topics
+from sandbox_common.envelope import Envelope
+from sandbox_common.readmodel import StatusDoc, decode_doc
+
+
+class RedisStatusReader:
+    """The projector's status document: the freshest view of activity the actuator can get."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    async def status_of(self, sandbox_id: str) -> StatusDoc | None:
+        raw: bytes | str | None = await self._client.hget(
+            keys.sandbox_doc(sandbox_id), keys.DOC_FIELD
+        )
+        return None if raw is None else decode_doc(raw)
+
+    async def ping(self) -> None:
+        await self._client.ping()
+
+
+class KafkaFacts:
+    """Facts to `sandbox-lifecycle`, keyed by sandbox; returns once the broker acknowledged."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self._broker = broker
+
+    async def publish(self, fact: Envelope) -> None:
+        await self._broker.publish(
+            envelope.encode(fact),
+            topic=topics.LIFECYCLE,
+            key=topics.record_key(fact.sandbox_id),
+            headers={k: v.decode() for k, v in envelope.kafka_headers(fact)},
+        )
+
+
+def dlq_headers(record: Record, reason: str) -> dict[str, str]:
+    # The same header names as the projector's dead letters: one DLQ, one way to read it.
+    return {
+        "dlq-reason": reason[:1000],
+        "dlq-original-topic": record.topic,
+        "dlq-original-partition": str(record.partition),
+        "dlq-original-offset": str(record.offset),
+    }
+
+
+class KafkaDeadLetters:
+    def __init__(self, broker: KafkaBroker) -> None:
+        self._broker = broker
+
+    async def send(self, record: Record, reason: str) -> None:
+        await self._broker.publish(
+            record.value or b"", topic=topics.LIFECYCLE_DLQ, headers=dlq_headers(record, reason)
+        )

@@ -1,0 +1,94 @@
+"""`sandbox-actuator`: a FastStream subscriber on `sandbox-commands` that carries commands out
+against E2B, plus /healthz, /readyz and /metrics, under uvicorn."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import uvicorn
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from enforcer import actuator_metrics as metrics
+from enforcer.actuator import Record
+from enforcer.actuator_bootstrap import ActuatorOptions, Resources
+from sandbox_common import logging as jsonlog
+from sandbox_common import topics
+from sandbox_common.settings import Settings
+
+log = logging.getLogger("enforcer.actuator")
+_JSON = {"content-type": "application/json"}
+
+
+def build_app(settings: Settings, options: ActuatorOptions | None = None) -> AsgiFastStream:
+    opts = options or ActuatorOptions()
+    # acks=all + idempotence: a fact is acknowledged by every in-sync replica before the
+    # command's offset is committed.
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        logger=log,
+        log_level=logging.DEBUG,
+    )
+    resources = Resources(settings, opts, broker)
+
+    @broker.subscriber(
+        topics.COMMANDS,
+        group_id=opts.group_id,
+        auto_offset_reset="earliest",
+        # The offset is committed only after the fact (or dead letter) is published; an error
+        # rewinds to the command, so it is carried out again, never skipped.
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_no_decode,  # the use case decodes (and dead-letters) the raw bytes itself
+        max_workers=opts.workers,
+    )
+    async def on_command(msg: KafkaMessage) -> None:
+        raw = msg.raw_message[0] if isinstance(msg.raw_message, tuple) else msg.raw_message
+        handled = await resources.actuator.handle(
+            Record(raw.topic, raw.partition, raw.offset, raw.value)
+        )
+        metrics.PAUSES.labels(outcome=handled.outcome).inc()
+        if handled.attempts > 1:
+            metrics.RETRIES.inc(handled.attempts - 1)
+
+    @get
+    async def healthz(scope: Any) -> AsgiResponse:
+        return AsgiResponse(b'{"status":"ok"}', 200, headers=_JSON)
+
+    @get
+    async def readyz(scope: Any) -> AsgiResponse:
+        problems = await resources.problems()
+        body = {"status": "unready", "problems": problems} if problems else {"status": "ready"}
+        return AsgiResponse(json.dumps(body).encode(), 503 if problems else 200, headers=_JSON)
+
+    @get
+    async def metrics_route(scope: Any) -> AsgiResponse:
+        return AsgiResponse(generate_latest(), 200, headers={"content-type": CONTENT_TYPE_LATEST})
+
+    return AsgiFastStream(
+        broker,
+        asgi_routes=[("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics_route)],
+        on_startup=[resources.open],
+        after_shutdown=[resources.close],
+        logger=log,
+    )
+
+
+async def _no_decode(msg: StreamMessage[Any]) -> None:
+    return None
+
+
+def main() -> None:
+    settings = Settings.from_env().require("e2b_api_key")
+    opts = ActuatorOptions.from_settings(settings)
+    jsonlog.configure("actuator", settings.log_level)
+    uvicorn.run(
+        build_app(settings, opts), host=opts.host, port=opts.port, log_config=None, lifespan="on"
+    )

@@ -1,0 +1,47 @@
+"""The facts the actuator publishes: pure builders, with event ids derived from the command id
+so a redelivered command re-publishes the same fact (the projector dedupes it by event id)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sandbox_common.commands import Command
+from sandbox_common.envelope import Envelope, FactType, Source
+
+
+def _fact(
+    command: Command, fact_type: FactType, suffix: str, now: datetime, data: dict[str, Any]
+) -> Envelope:
+    return Envelope(
+        event_id=f"{command.command_id}:{suffix}",
+        type=fact_type,
+        source=Source.ENFORCER,
+        sandbox_id=command.sandbox_id,
+        project_id=command.project_id,
+        occurred_at=now,
+        received_at=now,
+        data={**data, "command_id": command.command_id},
+    )
+
+
+def paused(command: Command, now: datetime, e2b_status: int | None) -> Envelope:
+    # Published at once so the state flips without waiting for E2B's (maybe lost) webhook.
+    return _fact(
+        command, FactType.PAUSED, "paused", now, {"reason": "idle", "e2b_status": e2b_status}
+    )
+
+
+def killed(command: Command, now: datetime, e2b_status: int | None) -> Envelope:
+    return _fact(
+        command,
+        FactType.KILLED,
+        "killed",
+        now,
+        {"kill_reason": "not_found", "e2b_status": e2b_status},
+    )
+
+
+def cancelled(command: Command, now: datetime, reason: str) -> Envelope:
+    """Back to RUNNING: activity came after judging, or E2B never accepted the pause."""
+    return _fact(command, FactType.PAUSE_CANCELLED, "cancelled", now, {"reason": reason})

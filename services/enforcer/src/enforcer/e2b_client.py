@@ -1,0 +1,107 @@
+"""The E2B REST calls the actuator makes (shared/reference/e2b.md), as typed outcomes.
+
+Every answer, including timeouts and connection errors, becomes a `PauseResult`: the use case
+decides what to do with it, this module only says what E2B answered. A semaphore caps calls in
+flight and a token bucket paces them, so a burst of due sandboxes never trips E2B's rate limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import quote
+
+import httpx
+
+from enforcer import actuator_metrics as metrics
+from enforcer.rate_limit import TokenBucket
+
+
+class PauseOutcome(StrEnum):
+    PAUSED = "paused"
+    ALREADY_PAUSED = "already_paused"
+    TRANSITIONAL = "transitional"  # pausing/resuming/killing in progress: ask again later
+    GONE = "gone"
+    RETRYABLE = "retryable"
+
+
+@dataclass(frozen=True)
+class PauseResult:
+    outcome: PauseOutcome
+    status: int | None  # None: no HTTP answer (timeout, connection error)
+    reason: str = ""
+
+
+def classify_pause(status: int, message: str) -> PauseResult:
+    """Pure: E2B's documented pause answers -> what they mean for us."""
+    if status == 204:
+        return PauseResult(PauseOutcome.PAUSED, status)
+    if status == 404:
+        return PauseResult(PauseOutcome.GONE, status, message)
+    if status == 409 and "already paused" in message:
+        return PauseResult(PauseOutcome.ALREADY_PAUSED, status, message)
+    if status == 409 and "cannot be paused while in" in message:
+        return PauseResult(PauseOutcome.TRANSITIONAL, status, message)
+    # 429, 5xx, and anything undocumented (an unknown 409, 401 on a bad key): retried, bounded,
+    # then dead-lettered with this reason, never dropped silently.
+    return PauseResult(PauseOutcome.RETRYABLE, status, f"HTTP {status}: {message}"[:300])
+
+
+class E2BClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_seconds: float = 10.0,
+        max_concurrency: int = 32,
+        limiter: TokenBucket | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"X-API-Key": api_key, "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0)),
+            limits=httpx.Limits(max_connections=max_concurrency),
+            transport=transport,
+        )
+        self._slots = asyncio.Semaphore(max_concurrency)
+        # Default: 100/s, well below E2B's ~666/s team limit, which other clients share.
+        self._limiter = limiter or TokenBucket(100.0, 100)
+
+    async def pause(self, sandbox_id: str) -> PauseResult:
+        path = f"/sandboxes/{quote(sandbox_id, safe='')}/pause"
+        async with self._slots:
+            await self._limiter.acquire()
+            started = time.perf_counter()
+            try:
+                response = await self._http.post(path)
+            except httpx.TimeoutException as exc:
+                _observe("timeout", started)
+                return PauseResult(PauseOutcome.RETRYABLE, None, f"timeout: {type(exc).__name__}")
+            except httpx.HTTPError as exc:
+                _observe("error", started)
+                return PauseResult(PauseOutcome.RETRYABLE, None, f"transport: {exc!r}"[:300])
+            _observe(str(response.status_code), started)
+        return classify_pause(response.status_code, _message(response))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _observe(status: str, started: float) -> None:
+    metrics.E2B_SECONDS.labels(operation="pause", status=status).observe(
+        time.perf_counter() - started
+    )
+
+
+def _message(response: httpx.Response) -> str:
+    """E2B errors are `{"code", "message"}`; anything else is kept as (short) text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    message = body.get("message") if isinstance(body, dict) else None
+    return message if isinstance(message, str) else response.text[:200]

@@ -1,0 +1,217 @@
+"""The actuator's use case with fakes: every E2B answer -> the right fact, retry or dead letter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+
+from enforcer.actuator import Actuator, Record, RetryPolicy
+from enforcer.e2b_client import PauseOutcome, PauseResult, classify_pause
+from sandbox_common import commands
+from sandbox_common.commands import Command, CommandType
+from sandbox_common.envelope import Envelope, FactType, Source
+from sandbox_common.readmodel import Status, StatusDoc
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+NOW = T0 + timedelta(minutes=5)
+CMD = Command(
+    command_id="pause:sbx-1:judged",
+    type=CommandType.PAUSE,
+    sandbox_id="sbx-1",
+    issued_at=T0 + timedelta(minutes=3),
+    project_id="p1",
+    judged_last_active_at=T0,
+)
+OK = PauseResult(PauseOutcome.PAUSED, 204)
+BUSY = PauseResult(PauseOutcome.TRANSITIONAL, 409, "cannot be paused while in 'pausing' state")
+LIMITED = PauseResult(PauseOutcome.RETRYABLE, 429, "HTTP 429: Rate limit exceeded")
+
+
+def doc(status: Status = Status.PAUSING, active: datetime | None = T0) -> StatusDoc:
+    return StatusDoc(
+        sandbox_id="sbx-1",
+        project_id="p1",
+        status=status,
+        last_active_at=active,
+        status_changed_at=T0,
+    )
+
+
+@dataclass
+class Fakes:
+    docs: list[StatusDoc | None]  # one per read; the last one repeats
+    answers: list[PauseResult]  # one per pause call; the last one repeats
+    pauses: int = 0
+    facts: list[Envelope] = field(default_factory=list)
+    dead: list[tuple[Record, str]] = field(default_factory=list)
+    sleeps: list[float] = field(default_factory=list)
+    reads: int = 0
+
+    async def status_of(self, sandbox_id: str) -> StatusDoc | None:
+        self.reads += 1
+        return self.docs[min(self.reads, len(self.docs)) - 1]
+
+    async def pause(self, sandbox_id: str) -> PauseResult:
+        self.pauses += 1
+        return self.answers[min(self.pauses, len(self.answers)) - 1]
+
+    async def publish(self, fact: Envelope) -> None:
+        self.facts.append(fact)
+
+    async def send(self, record: Record, reason: str) -> None:
+        self.dead.append((record, reason))
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+    def actuator(self) -> Actuator:
+        return Actuator(
+            self, self, self, self, clock=lambda: NOW, sleep=self.sleep, rand=lambda: 0.5
+        )
+
+
+def record(command: Command = CMD) -> Record:
+    return Record("sandbox-commands", 3, 42, commands.encode(command))
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [(OK, "paused"), (PauseResult(PauseOutcome.ALREADY_PAUSED, 409, "already"), "already_paused")],
+)
+async def test_accepted_pause_publishes_a_paused_fact_from_the_enforcer(
+    answer: PauseResult, outcome: str
+) -> None:
+    fakes = Fakes([doc()], [answer])
+    handled = await fakes.actuator().handle(record())
+    assert (handled.outcome, fakes.pauses, fakes.dead) == (outcome, 1, [])
+    (fact,) = fakes.facts
+    assert fact.type == FactType.PAUSED
+    assert fact.source == Source.ENFORCER
+    assert fact.event_id == f"{CMD.command_id}:paused"
+    assert (fact.sandbox_id, fact.project_id, fact.occurred_at) == ("sbx-1", "p1", NOW)
+    assert fact.data == {
+        "reason": "idle",
+        "command_id": CMD.command_id,
+        "e2b_status": answer.status,
+    }
+
+
+async def test_gone_sandbox_is_a_killed_fact() -> None:
+    fakes = Fakes([doc(Status.RUNNING)], [PauseResult(PauseOutcome.GONE, 404, "not found")])
+    assert (await fakes.actuator().handle(record())).outcome == "gone"
+    (fact,) = fakes.facts
+    assert (fact.type, fact.event_id) == (FactType.KILLED, f"{CMD.command_id}:killed")
+    assert fact.data["kill_reason"] == "not_found"
+
+
+async def test_activity_after_judging_cancels_without_calling_e2b() -> None:
+    fakes = Fakes([doc(active=T0 + timedelta(seconds=1))], [OK])
+    assert (await fakes.actuator().handle(record())).outcome == "cancelled"
+    assert fakes.pauses == 0
+    (fact,) = fakes.facts
+    assert (fact.type, fact.event_id) == (FactType.PAUSE_CANCELLED, f"{CMD.command_id}:cancelled")
+    assert (fact.source, fact.data["reason"]) == (Source.ENFORCER, "activity")
+
+
+@pytest.mark.parametrize(
+    "current", [None, doc(Status.PAUSED), doc(Status.KILLED), doc(Status.STARTING)]
+)
+async def test_a_sandbox_that_moved_on_gets_no_call_and_no_fact(current: StatusDoc | None) -> None:
+    fakes = Fakes([current], [OK])
+    assert (await fakes.actuator().handle(record())).outcome == "skipped"
+    assert (fakes.pauses, fakes.facts, fakes.dead) == (0, [], [])
+
+
+@pytest.mark.parametrize(
+    "busy", [BUSY, LIMITED, PauseResult(PauseOutcome.RETRYABLE, None, "timeout")]
+)
+async def test_retryable_answers_are_retried_with_backoff_then_paused(busy: PauseResult) -> None:
+    fakes = Fakes([doc()], [busy, busy, OK])
+    handled = await fakes.actuator().handle(record())
+    assert (handled.outcome, handled.attempts, fakes.pauses) == ("paused", 3, 3)
+    assert fakes.sleeps == [0.75, 1.5]  # base 1 s doubling, jitter at 75 %
+    assert [f.type for f in fakes.facts] == [FactType.PAUSED]
+
+
+async def test_activity_during_backoff_cancels_the_retry() -> None:
+    fakes = Fakes([doc(), doc(active=T0 + timedelta(seconds=30))], [BUSY, OK])
+    assert (await fakes.actuator().handle(record())).outcome == "cancelled"
+    assert fakes.pauses == 1
+    assert [f.type for f in fakes.facts] == [FactType.PAUSE_CANCELLED]
+
+
+async def test_retries_are_bounded_then_dead_lettered_and_cancelled() -> None:
+    fakes = Fakes([doc()], [LIMITED])
+    handled = await fakes.actuator().handle(record())
+    assert (handled.outcome, fakes.pauses) == ("gave_up", 5)
+    assert len(fakes.sleeps) == 4
+    assert sum(fakes.sleeps) <= 15
+    ((dead, reason),) = fakes.dead
+    assert (dead.partition, dead.offset) == (3, 42)
+    assert "gave up after 5 attempts" in reason
+    assert "429" in reason
+    (fact,) = fakes.facts
+    assert (fact.type, fact.data["reason"]) == (FactType.PAUSE_CANCELLED, "e2b_gave_up")
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (b"{not json", "not a sandbox command"),
+        (None, "not a sandbox command"),
+        (commands.encode(msgspec.structs.replace(CMD, type=CommandType.RESUME)), "unsupported"),
+        (
+            commands.encode(msgspec.structs.replace(CMD, judged_last_active_at=None)),
+            "without judged_last_active_at",
+        ),
+    ],
+)
+async def test_unusable_commands_are_dead_lettered_with_the_reason(
+    value: bytes | None, why: str
+) -> None:
+    fakes = Fakes([doc()], [OK])
+    assert (await fakes.actuator().handle(Record("sandbox-commands", 0, 7, value))).outcome == (
+        "invalid"
+    )
+    ((dead, reason),) = fakes.dead
+    assert why in reason
+    assert (dead.value, dead.offset) == (value, 7)
+    assert (fakes.pauses, fakes.facts) == (0, [])
+
+
+async def test_a_failing_sink_propagates_so_the_command_is_redelivered() -> None:
+    class Down(Fakes):
+        async def publish(self, fact: Envelope) -> None:
+            raise ConnectionError("broker down")
+
+    with pytest.raises(ConnectionError):
+        await Down([doc()], [OK]).actuator().handle(record())
+
+
+def test_retry_delays_grow_and_are_capped() -> None:
+    policy = RetryPolicy(attempts=10, base_seconds=1.0, cap_seconds=10.0)
+    assert [policy.delay(n, 0.999999) for n in (1, 2, 3, 4, 5, 6)] == pytest.approx(
+        [1, 2, 4, 8, 10, 10], rel=1e-5
+    )
+    assert policy.delay(1, 0.0) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "outcome"),
+    [
+        (204, "", PauseOutcome.PAUSED),
+        (409, "Sandbox sbx-1 is already paused", PauseOutcome.ALREADY_PAUSED),
+        (409, "Sandbox cannot be paused while in 'pausing' state", PauseOutcome.TRANSITIONAL),
+        (404, "Sandbox not found", PauseOutcome.GONE),
+        (429, "Rate limit exceeded", PauseOutcome.RETRYABLE),
+        (500, "boom", PauseOutcome.RETRYABLE),
+        (503, "", PauseOutcome.RETRYABLE),
+        (401, "Invalid API key", PauseOutcome.RETRYABLE),
+    ],
+)
+def test_e2b_pause_answers_are_classified(status: int, message: str, outcome: PauseOutcome) -> None:
+    result = classify_pause(status, message)
+    assert (result.outcome, result.status) == (outcome, status)

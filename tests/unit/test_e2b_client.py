@@ -1,0 +1,104 @@
+"""The E2B client over a fake HTTP transport, and the token bucket with a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from enforcer.e2b_client import E2BClient, PauseOutcome
+from enforcer.rate_limit import TokenBucket
+
+
+def client(handler: httpx.MockTransport) -> E2BClient:
+    return E2BClient("http://e2b.test/", "key-1", timeout_seconds=1.0, transport=handler)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "outcome"),
+    [
+        (204, None, PauseOutcome.PAUSED),
+        (409, {"code": 409, "message": "Sandbox s is already paused"}, PauseOutcome.ALREADY_PAUSED),
+        (
+            409,
+            {"code": 409, "message": "Sandbox cannot be paused while in 'killing' state"},
+            PauseOutcome.TRANSITIONAL,
+        ),
+        (404, {"code": 404, "message": "not found"}, PauseOutcome.GONE),
+        (429, {"code": 429, "message": "slow down"}, PauseOutcome.RETRYABLE),
+        (502, None, PauseOutcome.RETRYABLE),
+    ],
+)
+async def test_pause_sends_the_key_and_maps_the_answer(
+    status: int, body: dict[str, object] | None, outcome: PauseOutcome
+) -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(status, json=body) if body else httpx.Response(status)
+
+    e2b = client(httpx.MockTransport(answer))
+    try:
+        result = await e2b.pause("sbx/1")
+    finally:
+        await e2b.aclose()
+    assert (result.outcome, result.status) == (outcome, status)
+    (request,) = seen
+    assert request.method == "POST"
+    assert request.url.raw_path == b"/sandboxes/sbx%2F1/pause"
+    assert request.headers["X-API-Key"] == "key-1"
+
+
+async def test_timeouts_and_connection_errors_are_retryable_without_a_status() -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    e2b = client(httpx.MockTransport(fail))
+    try:
+        result = await e2b.pause("sbx-1")
+    finally:
+        await e2b.aclose()
+    assert (result.outcome, result.status) == (PauseOutcome.RETRYABLE, None)
+    assert "timeout" in result.reason
+
+
+async def test_token_bucket_allows_a_burst_then_paces_at_the_rate() -> None:
+    now = [0.0]
+    waited: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        now[0] += seconds
+
+    bucket = TokenBucket(10.0, 3, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        await bucket.acquire()
+    assert waited == pytest.approx([0.1, 0.1])
+    assert now[0] == pytest.approx(0.2)  # 5 calls: 3 at once, then one per 100 ms
+
+
+async def test_concurrency_is_capped() -> None:
+    in_flight, peak = 0, 0
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return httpx.Response(204)
+
+    e2b = E2BClient(
+        "http://e2b.test",
+        "k",
+        max_concurrency=3,
+        limiter=TokenBucket(1000.0, 1000),
+        transport=httpx.MockTransport(answer),
+    )
+    try:
+        await asyncio.gather(*(e2b.pause(f"s{i}") for i in range(12)))
+    finally:
+        await e2b.aclose()
+    assert peak == 3
