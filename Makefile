@@ -14,10 +14,11 @@ deps: ## install uv (from PyPI) and the locked Python dependencies
 	@$(UV) sync --frozen --quiet
 	@echo "[deps] python dependencies in .venv (sandboxctl: .venv/bin/sandboxctl)"
 
-up: deps ## install what is missing and start Kafka, PostgreSQL, Redis and the services
+up: deps ## install what is missing and start Kafka, PostgreSQL, Redis, the services and the E2B simulator
 	@infra/local/up.sh
 	@source .state/infra.env && .venv/bin/sandboxctl migrate
 	@infra/local/services.sh start
+	@scripts/e2b-dev-setup.sh
 	@scripts/print-welcome.sh
 
 down: ## stop what `make up` started (by pid)

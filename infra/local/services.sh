@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts/stops our own services (ingest, projector, status-api) in the background, by pid file.
+# Starts/stops the E2B simulator and our own services (ingest, projector, status-api) in the
+# background, by pid file.
 # Usage: services.sh {start|stop|status}
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -7,23 +8,40 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # name:port:console-script (the health endpoint of each answers on that port)
 SERVICES=(
+  "e2b-sim:${E2B_SIM_PORT:-8090}:e2b-sim"
   "projector:${PROJECTOR_PORT:-8082}:sandbox-projector"
   "ingest:${INGEST_PORT:-8080}:sandbox-ingest"
   "status-api:${STATUS_API_PORT:-8081}:sandbox-status-api"
 )
 VENV_BIN="$ROOT/.venv/bin"
 
+random_secret() { head -c 48 /dev/urandom | base64 | tr -d '/+=\n' | cut -c1-"$1"; }
+
 # Dev secrets, made once per state folder; real deployments set them in the environment.
+# A file written by an older version gets what it lacks appended (existing values are kept).
 ensure_secrets() {
-  local file="$STATE/secrets.env"
+  local file="$STATE/secrets.env" sim_url="http://127.0.0.1:${E2B_SIM_PORT:-8090}"
   if [[ ! -s $file ]]; then
     umask 077
-    {
-      echo "# dev secrets written by infra/local/services.sh (never commit these)"
-      echo "export E2B_WEBHOOK_SECRET=${E2B_WEBHOOK_SECRET:-$(head -c 32 /dev/urandom | base64 | tr -d '/+=' | cut -c1-40)}"
-      echo "export STATUS_API_JWT_SECRET=${STATUS_API_JWT_SECRET:-$(head -c 48 /dev/urandom | base64 | tr -d '/+=' | cut -c1-48)}"
-    } >"$file"
+    echo "# dev secrets written by infra/local/services.sh (never commit these)" >"$file"
     log "dev secrets written to $file"
+  fi
+  if ! grep -q '^export E2B_WEBHOOK_SECRET=' "$file"; then
+    echo "export E2B_WEBHOOK_SECRET=${E2B_WEBHOOK_SECRET:-$(random_secret 40)}" >>"$file"
+  fi
+  if ! grep -q '^export STATUS_API_JWT_SECRET=' "$file"; then
+    echo "export STATUS_API_JWT_SECRET=${STATUS_API_JWT_SECRET:-$(random_secret 48)}" >>"$file"
+  fi
+  if ! grep -q '^export E2B_SIM_API_KEY=' "$file"; then
+    {
+      echo "# the local E2B simulator's API key; E2B_API_URL/E2B_API_KEY point at the simulator"
+      echo "# unless E2B_API_URL was already set (real E2B: then set E2B_API_KEY too)"
+      echo "export E2B_SIM_API_KEY=$(random_secret 40)"
+      echo "if [ -z \"\${E2B_API_URL:-}\" ] || [ \"\$E2B_API_URL\" = $sim_url ]; then"
+      echo "  export E2B_API_URL=$sim_url E2B_API_KEY=\"\$E2B_SIM_API_KEY\""
+      echo "fi"
+    } >>"$file"
+    log "E2B simulator settings added to $file"
   fi
   cat "$STATE/infra.env" "$file" >"$STATE/env.sh"
 }
@@ -34,7 +52,8 @@ start_one() {
     log "$name already running (pid $(read_pid "$pidfile"), port $port)"
     return 0
   fi
-  port_open 127.0.0.1 "$port" && fail_port_taken "$name" 127.0.0.1 "$port" "${name^^}_PORT"
+  local var=${name^^}
+  port_open 127.0.0.1 "$port" && fail_port_taken "$name" 127.0.0.1 "$port" "${var//-/_}_PORT"
   [[ -x $VENV_BIN/$script ]] || die "$VENV_BIN/$script missing: run 'make deps' first"
   setsid nohup "$VENV_BIN/$script" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
@@ -54,7 +73,7 @@ case $cmd in
     source "$STATE/infra.env"
     # shellcheck source=/dev/null
     source "$STATE/secrets.env"
-    export E2B_WEBHOOK_SECRET STATUS_API_JWT_SECRET
+    export E2B_WEBHOOK_SECRET STATUS_API_JWT_SECRET E2B_SIM_API_KEY
     for entry in "${SERVICES[@]}"; do
       IFS=: read -r name port script <<<"$entry"
       start_one "$name" "$port" "$script"
