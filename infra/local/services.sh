@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Starts/stops the E2B simulator and our own services (ingest, projector, status-api) in the
-# background, by pid file.
+# Starts/stops the E2B simulator and our own services (projector, ingest, status-api, the
+# enforcer's ticker and its actuator) in the background, by pid file.
 # Usage: services.sh {start|stop|status}
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -12,6 +12,8 @@ SERVICES=(
   "projector:${PROJECTOR_PORT:-8082}:sandbox-projector"
   "ingest:${INGEST_PORT:-8080}:sandbox-ingest"
   "status-api:${STATUS_API_PORT:-8081}:sandbox-status-api"
+  "enforcer:${ENFORCER_PORT:-8083}:sandbox-enforcer"
+  "actuator:${ACTUATOR_PORT:-8084}:sandbox-actuator"
 )
 VENV_BIN="$ROOT/.venv/bin"
 
