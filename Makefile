@@ -31,6 +31,9 @@ status: ## show what is running
 
 test: deps ## start the infrastructure, then run every test tier against it
 	@infra/local/up.sh
+	@# The dev services share the topics with the test stack: their actuator would act on the
+	@# tests' commands. They are stopped (the infrastructure keeps running); `make up` restarts them.
+	@infra/local/services.sh stop
 	@source .state/infra.env && $(UV) run --frozen pytest $(PYTEST_ARGS)
 
 test-unit: deps ## the fast tier only: no broker, no database

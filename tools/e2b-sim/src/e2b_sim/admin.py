@@ -8,13 +8,13 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, get, patch, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from e2b_sim.errors import E2BError
 from e2b_sim.sim import Sim
 
-SandboxId = Annotated[str | None, Parameter(query="sandboxId")]
-EventId = Annotated[str | None, Parameter(query="eventId")]
+SandboxId = Annotated[str | None, QueryParameter(name="sandboxId")]
+EventId = Annotated[str | None, QueryParameter(name="eventId")]
 
 
 def routes(sim: Sim) -> list[HTTPRouteHandler]:

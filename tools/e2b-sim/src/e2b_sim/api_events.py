@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, patch, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 
 from e2b_sim import views
 from e2b_sim.errors import E2BError, decode
@@ -15,7 +15,7 @@ from e2b_sim.webhooks import InvalidRegistrationError, NewRegistration, Registra
 
 Limit = Annotated[int, Parameter(ge=1, le=100)]
 Offset = Annotated[int, Parameter(ge=0)]
-OrderAsc = Annotated[bool, Parameter(query="orderAsc")]
+OrderAsc = Annotated[bool, QueryParameter(name="orderAsc")]
 
 
 def routes(sim: Sim) -> list[HTTPRouteHandler]:

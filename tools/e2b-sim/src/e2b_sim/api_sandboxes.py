@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 
 from litestar import Request, Response, delete, get, post
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 
 from e2b_sim import domain, views
 from e2b_sim.bodies import NewSandbox, OptionalTimeout, Pause, Refresh, Timeout
@@ -50,10 +50,10 @@ def routes(sim: Sim) -> list[HTTPRouteHandler]:
 
     @get("/v2/sandboxes")
     async def list_sandboxes(
-        state_filter: Annotated[list[str] | None, Parameter(query="state")] = None,
+        state_filter: Annotated[list[str] | None, QueryParameter(name="state")] = None,
         metadata: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=100)] = 100,
-        next_token: Annotated[str | None, Parameter(query="nextToken")] = None,
+        next_token: Annotated[str | None, QueryParameter(name="nextToken")] = None,
     ) -> Response[Any]:
         # Both `state=running,paused` and `state=running&state=paused` are accepted.
         states = {s for value in state_filter or ["running,paused"] for s in value.split(",") if s}
