@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from sandbox_common import e2b
+from sandbox_common import e2b, topics
 from status_api.auth import mint
 from tests.connected.conftest import Stack, topic_partitions
 
@@ -87,18 +87,19 @@ async def status_of(client: httpx.AsyncClient, stack: Stack, project: str) -> ht
     )
 
 
-async def end_offsets(bootstrap: str) -> dict[TopicPartition, int]:
+async def end_offsets(bootstrap: str, topic: str = topics.LIFECYCLE) -> dict[TopicPartition, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        return dict(await consumer.end_offsets(await topic_partitions(bootstrap)))
+        return dict(await consumer.end_offsets(await topic_partitions(bootstrap, topic)))
     finally:
         await stop_quietly(consumer)
 
 
 async def records_since(bootstrap: str, since: dict[TopicPartition, int]) -> list[Any]:
-    """Every record on sandbox-lifecycle after the given offsets, up to the current end."""
-    ends = await end_offsets(bootstrap)
+    """Every record of the topic of `since` after its offsets, up to the current end."""
+    topic = next(iter(since)).topic if since else topics.LIFECYCLE
+    ends = await end_offsets(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -128,6 +129,14 @@ async def stop_quietly(consumer: AIOKafkaConsumer) -> None:
     # internal task; the consumer is closed all the same.
     with contextlib.suppress(asyncio.CancelledError):
         await consumer.stop()
+
+
+async def find_record(bootstrap: str, since: dict[TopicPartition, int], needle: bytes) -> Any:
+    """The first record after `since` whose value contains `needle`, or None."""
+    for record in await records_since(bootstrap, since):
+        if record.value and needle in record.value:
+            return record
+    return None
 
 
 def event_ids(records: list[Any]) -> list[str]:

@@ -25,7 +25,13 @@ from sandbox_common.readmodel import Status, StatusDoc, encode_doc
 from sandbox_common.settings import Settings
 from tests.connected.conftest import Infra, topic_partitions
 from tests.connected.e2b_sim_process import SimProcess, free_port
-from tests.connected.helpers import end_offsets, eventually, records_since, stop_quietly
+from tests.connected.helpers import (
+    end_offsets,
+    eventually,
+    find_record,
+    records_since,
+    stop_quietly,
+)
 
 pytestmark = pytest.mark.connected
 
@@ -210,40 +216,15 @@ async def test_persistent_5xx_gives_up_cancels_and_dead_letters(
     prepared: Infra, actuator: str, api: httpx.AsyncClient
 ) -> None:
     sid = await _create(api)
-    dlq_since = await _ends(prepared.kafka, topics.LIFECYCLE_DLQ)
+    dlq_since = await end_offsets(prepared.kafka, topics.LIFECYCLE_DLQ)
     r = await api.patch("/_sim/faults", json={"pauseStatus": 500, "pauseStatusCount": 10})
     assert r.status_code == 200
     fact = await _run(prepared, sid)
     assert fact["type"] == "sandbox.pause.cancelled"
     assert fact["data"]["reason"] == "e2b_gave_up"
     assert await _pause_calls(api, sid) == [500, 500, 500, 500]
-    dead = await _dead_letter_for(prepared.kafka, dlq_since, sid)
+    dead = await find_record(prepared.kafka, dlq_since, sid.encode())
+    assert dead is not None, f"no dead letter for {sid}"
     headers = {k: v.decode() for k, v in dead.headers}
     assert headers["dlq-original-topic"] == topics.COMMANDS
     assert "gave up after 4 attempts" in headers["dlq-reason"]
-
-
-async def _ends(bootstrap: str, topic: str) -> dict[Any, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        return dict(await consumer.end_offsets(await topic_partitions(bootstrap, topic)))
-    finally:
-        await stop_quietly(consumer)
-
-
-async def _dead_letter_for(bootstrap: str, since: dict[Any, int], sandbox_id: str) -> Any:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(list(since))
-        for tp, offset in since.items():
-            consumer.seek(tp, offset)
-        for _ in range(20):
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for r in records:
-                    if r.value and sandbox_id.encode() in r.value:
-                        return r
-        raise AssertionError(f"no dead letter for {sandbox_id}")
-    finally:
-        await stop_quietly(consumer)

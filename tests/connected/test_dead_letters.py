@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from sandbox_common import topics
-from tests.connected.conftest import Stack, topic_partitions
+from tests.connected.conftest import Stack
 from tests.connected.helpers import (
+    end_offsets,
     eventually,
+    find_record,
     post_webhook,
     status_of,
-    stop_quietly,
     unique,
     webhook,
 )
@@ -28,7 +28,7 @@ async def test_poison_record_is_dead_lettered_and_the_partition_moves_on(
 ) -> None:
     sandbox, project = unique("sbx"), unique("proj")
     marker = f"poison-{uuid.uuid4()}".encode()
-    dlq_start = await _dlq_ends(stack.infra.kafka)
+    dlq_start = await end_offsets(stack.infra.kafka, topics.LIFECYCLE_DLQ)
     producer = AIOKafkaProducer(bootstrap_servers=stack.infra.kafka, acks="all")
     await producer.start()
     try:
@@ -46,37 +46,8 @@ async def test_poison_record_is_dead_lettered_and_the_partition_moves_on(
         return (await status_of(client, stack, project)).status_code == 200
 
     await eventually(visible)
-    dead = await eventually(lambda: _find_in_dlq(stack.infra.kafka, dlq_start, marker))
+    dead = await eventually(lambda: find_record(stack.infra.kafka, dlq_start, marker))
     headers = {k: v.decode() for k, v in dead.headers}
     assert headers["dlq-original-topic"] == topics.LIFECYCLE
     assert int(headers["dlq-original-offset"]) >= 0
     assert "not a sandbox-lifecycle envelope" in headers["dlq-reason"]
-
-
-async def _dlq_ends(bootstrap: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        tps = await topic_partitions(bootstrap, topics.LIFECYCLE_DLQ)
-        return dict(await consumer.end_offsets(tps))
-    finally:
-        await stop_quietly(consumer)
-
-
-async def _find_in_dlq(bootstrap: str, since: dict[TopicPartition, int], marker: bytes) -> object:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(list(since))
-        for tp, offset in since.items():
-            consumer.seek(tp, offset)
-        for _ in range(5):
-            batch = await consumer.getmany(timeout_ms=300)
-            for records in batch.values():
-                for record in records:
-                    if record.value and marker in record.value:
-                        return record
-            await asyncio.sleep(0)
-        return None
-    finally:
-        await stop_quietly(consumer)

@@ -8,15 +8,16 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from sandbox_common import commands, topics
-from tests.connected.conftest import Stack, topic_partitions
+from tests.connected.conftest import Stack
 from tests.connected.helpers import (
+    end_offsets,
     eventually,
     post_webhook,
+    records_since,
     status_of,
-    stop_quietly,
     unique,
     webhook,
 )
@@ -46,7 +47,7 @@ async def tickers(stack: Stack) -> AsyncIterator[list[ServiceProcess]]:
 async def test_idle_sandbox_gets_exactly_one_pause_command_and_shows_pausing(
     client: httpx.AsyncClient, stack: Stack, tickers: list[ServiceProcess]
 ) -> None:
-    before = await _command_ends(stack.infra.kafka)
+    before = await end_offsets(stack.infra.kafka, topics.COMMANDS)
     idle_project, idle = unique("proj"), unique("sbx")
     busy_project, busy = unique("proj"), unique("sbx")
     # Last active 200 s ago: past the default 180 s idle timeout the projector indexes.
@@ -69,38 +70,12 @@ async def test_idle_sandbox_gets_exactly_one_pause_command_and_shows_pausing(
         assert "enforcer_ticks_total" in metrics
 
 
-async def _command_ends(bootstrap: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        return dict(await consumer.end_offsets(await topic_partitions(bootstrap, topics.COMMANDS)))
-    finally:
-        await stop_quietly(consumer)
-
-
 async def _commands_since(
     bootstrap: str, since: dict[TopicPartition, int]
 ) -> list[commands.Command]:
-    ends = await _command_ends(bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    found: list[commands.Command] = []
-    try:
-        wanted = {tp: end for tp, end in ends.items() if end > since.get(tp, 0)}
-        if not wanted:
-            return found
-        consumer.assign(list(wanted))
-        for tp in wanted:
-            consumer.seek(tp, since.get(tp, 0))
-        for _ in range(10):
-            batch = await consumer.getmany(timeout_ms=300)
-            for records in batch.values():
-                for record in records:
-                    # Other tests put poison on this topic on purpose: skip what isn't ours.
-                    with contextlib.suppress(commands.CommandError):
-                        found.append(commands.decode(record.value or b""))
-            if sum(len(v) for v in batch.values()) == 0:
-                break
-        return found
-    finally:
-        await stop_quietly(consumer)
+    found = []
+    for record in await records_since(bootstrap, since):
+        # Other tests put poison on this topic on purpose: skip what isn't a command.
+        with contextlib.suppress(commands.CommandError):
+            found.append(commands.decode(record.value or b""))
+    return found

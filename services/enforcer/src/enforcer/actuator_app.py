@@ -3,23 +3,22 @@ against E2B, plus /healthz, /readyz and /metrics, under uvicorn."""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import uvicorn
 from faststream import AckPolicy
-from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from enforcer import actuator_metrics as metrics
 from enforcer.actuator import Record
 from enforcer.actuator_bootstrap import ActuatorOptions, Resources
 from sandbox_common import logging as jsonlog
 from sandbox_common import topics
+from sandbox_common.probes import probe_routes
 from sandbox_common.settings import Settings
 
 log = logging.getLogger("enforcer.actuator")
@@ -58,23 +57,9 @@ def build_app(settings: Settings, options: ActuatorOptions | None = None) -> Asg
         if handled.attempts > 1:
             metrics.RETRIES.inc(handled.attempts - 1)
 
-    @get
-    async def healthz(scope: Any) -> AsgiResponse:
-        return AsgiResponse(b'{"status":"ok"}', 200, headers=_JSON)
-
-    @get
-    async def readyz(scope: Any) -> AsgiResponse:
-        problems = await resources.problems()
-        body = {"status": "unready", "problems": problems} if problems else {"status": "ready"}
-        return AsgiResponse(json.dumps(body).encode(), 503 if problems else 200, headers=_JSON)
-
-    @get
-    async def metrics_route(scope: Any) -> AsgiResponse:
-        return AsgiResponse(generate_latest(), 200, headers={"content-type": CONTENT_TYPE_LATEST})
-
     return AsgiFastStream(
         broker,
-        asgi_routes=[("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics_route)],
+        asgi_routes=probe_routes(resources.problems),
         on_startup=[resources.open],
         after_shutdown=[resources.close],
         logger=log,

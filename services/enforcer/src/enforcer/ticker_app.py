@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
 import redis.asyncio as aioredis
 import uvicorn
-from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from enforcer import ticker_metrics as metrics
 from enforcer.schedule import Schedule, parse_schedule
@@ -29,6 +26,7 @@ from enforcer.ticker_adapters import (
     RedisStatusDocs,
 )
 from sandbox_common import logging as jsonlog
+from sandbox_common.probes import probe_routes
 from sandbox_common.settings import Settings
 
 log = logging.getLogger("enforcer")
@@ -128,25 +126,9 @@ def build_app(settings: Settings) -> AsgiFastStream:
     )
     ticker = Ticker(settings, broker, schedule)
 
-    @get
-    async def healthz(scope: Any) -> AsgiResponse:
-        return AsgiResponse(b'{"status":"ok"}', 200, headers={"content-type": "application/json"})
-
-    @get
-    async def readyz(scope: Any) -> AsgiResponse:
-        problems = await ticker.problems()
-        body = json.dumps({"status": "unready" if problems else "ready", "problems": problems})
-        return AsgiResponse(
-            body.encode(), 503 if problems else 200, headers={"content-type": "application/json"}
-        )
-
-    @get
-    async def metrics_route(scope: Any) -> AsgiResponse:
-        return AsgiResponse(generate_latest(), 200, headers={"content-type": CONTENT_TYPE_LATEST})
-
     return AsgiFastStream(
         broker,
-        asgi_routes=[("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics_route)],
+        asgi_routes=probe_routes(ticker.problems),
         on_startup=[ticker.open],
         after_startup=[ticker.start],
         on_shutdown=[ticker.stop],

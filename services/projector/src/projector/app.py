@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -13,16 +12,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from faststream import AckPolicy
-from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from projector import metrics
 from projector.bootstrap import Resources
 from projector.handlers import BatchOutcome, Record, project_batch
 from sandbox_common import topics
+from sandbox_common.probes import probe_routes
 from sandbox_common.settings import Settings
 
 log = logging.getLogger("projector")
@@ -52,29 +51,9 @@ def build_app(settings: Settings) -> AsgiFastStream:
         records = [Record(r.topic, r.partition, r.offset, r.value) for r in raw]
         await _project_with_retries(records, resources)
 
-    @get
-    async def healthz(scope: Any) -> AsgiResponse:
-        return AsgiResponse(b'{"status":"ok"}', 200, headers={"content-type": "application/json"})
-
-    @get
-    async def readyz(scope: Any) -> AsgiResponse:
-        problems = await resources.problems()
-        body = (
-            b'{"status":"ready"}'
-            if not problems
-            else (json.dumps({"status": "unready", "problems": problems})).encode()
-        )
-        return AsgiResponse(
-            body, 503 if problems else 200, headers={"content-type": "application/json"}
-        )
-
-    @get
-    async def metrics_route(scope: Any) -> AsgiResponse:
-        return AsgiResponse(generate_latest(), 200, headers={"content-type": CONTENT_TYPE_LATEST})
-
     return AsgiFastStream(
         broker,
-        asgi_routes=[("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics_route)],
+        asgi_routes=probe_routes(resources.problems),
         on_startup=[resources.open],
         after_shutdown=[resources.close],
         logger=log,

@@ -1,0 +1,47 @@
+"""/healthz, /readyz and /metrics as plain ASGI apps, for the services that are not Litestar apps
+(the FastStream consumers: projector, enforcer ticker, actuator)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Problems = Callable[[], Awaitable[list[str]]]
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def probe_routes(problems: Problems) -> list[tuple[str, ASGIApp]]:
+    """`problems()` lists what keeps the service from doing its job (empty: ready)."""
+
+    async def healthz(scope: Scope, receive: Receive, send: Send) -> None:
+        await _respond(send, 200, b'{"status":"ok"}', "application/json")
+
+    async def readyz(scope: Scope, receive: Receive, send: Send) -> None:
+        found = await problems()
+        body = {"status": "unready", "problems": found} if found else {"status": "ready"}
+        await _respond(send, 503 if found else 200, msgspec.json.encode(body), "application/json")
+
+    async def metrics(scope: Scope, receive: Receive, send: Send) -> None:
+        await _respond(send, 200, generate_latest(), CONTENT_TYPE_LATEST)
+
+    return [("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics)]
