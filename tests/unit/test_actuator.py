@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from enforcer.actuator import Actuator, Record, RetryPolicy
+from enforcer.actuator import Actuator, RetryPolicy
 from enforcer.e2b_client import PauseOutcome, PauseResult, classify_pause
 from sandbox_common import commands
 from sandbox_common.commands import Command, CommandType
+from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope, FactType, Source
 from sandbox_common.readmodel import Status, StatusDoc
 

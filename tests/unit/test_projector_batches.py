@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from projector.domain import SandboxState
-from projector.handlers import Poison, Positioned, Projected, Record, project_batch
+from projector.handlers import Poison, Positioned, Projected, project_batch
 from sandbox_common import envelope as env
+from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import FactType
 from sandbox_common.readmodel import Status
 from tests.unit.test_projection_rules import fact

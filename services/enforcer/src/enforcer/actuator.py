@@ -21,18 +21,11 @@ from enforcer.domain import PauseCommand, still_due
 from enforcer.e2b_client import PauseOutcome, PauseResult
 from sandbox_common import commands
 from sandbox_common.commands import Command, CommandType
+from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope
 from sandbox_common.readmodel import Status, StatusDoc
 
 log = logging.getLogger("enforcer.actuator")
-
-
-@dataclass(frozen=True)
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
 
 
 class StatusReader(Protocol):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from faststream.kafka import KafkaBroker
 
-from enforcer.actuator import Record
-from sandbox_common import envelope, keys, topics
+from sandbox_common import dead_letters, envelope, keys, topics
+from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope
 from sandbox_common.readmodel import StatusDoc, decode_doc
 
@@ -42,21 +42,13 @@ class KafkaFacts:
         )
 
 
-def dlq_headers(record: Record, reason: str) -> dict[str, str]:
-    # The same header names as the projector's dead letters: one DLQ, one way to read it.
-    return {
-        "dlq-reason": reason[:1000],
-        "dlq-original-topic": record.topic,
-        "dlq-original-partition": str(record.partition),
-        "dlq-original-offset": str(record.offset),
-    }
-
-
 class KafkaDeadLetters:
     def __init__(self, broker: KafkaBroker) -> None:
         self._broker = broker
 
     async def send(self, record: Record, reason: str) -> None:
         await self._broker.publish(
-            record.value or b"", topic=topics.LIFECYCLE_DLQ, headers=dlq_headers(record, reason)
+            record.value or b"",
+            topic=topics.LIFECYCLE_DLQ,
+            headers=dead_letters.headers(record, reason),
         )

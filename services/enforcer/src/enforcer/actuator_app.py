@@ -14,10 +14,10 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
 from enforcer import actuator_metrics as metrics
-from enforcer.actuator import Record
 from enforcer.actuator_bootstrap import ActuatorOptions, Resources
 from sandbox_common import logging as jsonlog
 from sandbox_common import topics
+from sandbox_common.dead_letters import Record
 from sandbox_common.probes import probe_routes
 from sandbox_common.settings import Settings
 

@@ -19,8 +19,9 @@ from faststream.message import StreamMessage
 
 from projector import metrics
 from projector.bootstrap import Resources
-from projector.handlers import BatchOutcome, Record, project_batch
+from projector.handlers import BatchOutcome, project_batch
 from sandbox_common import topics
+from sandbox_common.dead_letters import Record
 from sandbox_common.probes import probe_routes
 from sandbox_common.settings import Settings
 

@@ -15,19 +15,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from projector.domain import SandboxState, evolve
+from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope, EnvelopeError, decode
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Record:
-    """A Kafka record, as far as the projector cares."""
-
-    topic: str
-    partition: int
-    offset: int
-    value: bytes | None
 
 
 @dataclass(frozen=True)

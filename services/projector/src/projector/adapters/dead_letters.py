@@ -5,17 +5,7 @@ from __future__ import annotations
 from faststream.kafka import KafkaBroker
 
 from projector.handlers import Poison
-from sandbox_common import topics
-
-
-def dlq_headers(poison: Poison) -> dict[str, str]:
-    r = poison.record
-    return {
-        "dlq-reason": poison.reason[:1000],
-        "dlq-original-topic": r.topic,
-        "dlq-original-partition": str(r.partition),
-        "dlq-original-offset": str(r.offset),
-    }
+from sandbox_common import dead_letters, topics
 
 
 class KafkaDeadLetters:
@@ -26,5 +16,5 @@ class KafkaDeadLetters:
         await self._broker.publish(
             poison.record.value or b"",
             topic=topics.LIFECYCLE_DLQ,
-            headers=dlq_headers(poison),
+            headers=dead_letters.headers(poison.record, poison.reason),
         )
