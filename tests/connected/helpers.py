@@ -25,6 +25,11 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def ago(seconds: float) -> float:
+    """The `seconds=` offset (from T0, fixed at import) of a moment `seconds` before now."""
+    return (datetime.now(UTC) - T0).total_seconds() - seconds
+
+
 def webhook(
     kind: str,
     sandbox_id: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -13,11 +14,13 @@ from aiokafka import TopicPartition
 from sandbox_common import commands, topics
 from tests.connected.conftest import Stack
 from tests.connected.helpers import (
+    ago,
     end_offsets,
     eventually,
     post_webhook,
     records_since,
     status_of,
+    token,
     unique,
     webhook,
 )
@@ -51,7 +54,7 @@ async def test_idle_sandbox_gets_exactly_one_pause_command_and_shows_pausing(
     idle_project, idle = unique("proj"), unique("sbx")
     busy_project, busy = unique("proj"), unique("sbx")
     # Last active 200 s ago: past the default 180 s idle timeout the projector indexes.
-    await post_webhook(client, stack, webhook("created", idle, idle_project, seconds=-200))
+    await post_webhook(client, stack, webhook("created", idle, idle_project, seconds=ago(200)))
     await post_webhook(client, stack, webhook("created", busy, busy_project, seconds=0))
 
     async def pausing() -> bool:
@@ -79,3 +82,40 @@ async def _commands_since(
         with contextlib.suppress(commands.CommandError):
             found.append(commands.decode(record.value or b""))
     return found
+
+
+async def test_heartbeats_move_the_deadline_and_keep_the_sandbox_running(
+    client: httpx.AsyncClient, stack: Stack, tickers: list[ServiceProcess]
+) -> None:
+    project, sandbox = unique("proj"), unique("sbx")
+    # 170 s idle: 10 s before the default 180 s deadline.
+    created_at = ago(170)
+    await post_webhook(client, stack, webhook("created", sandbox, project, seconds=created_at))
+    await eventually(lambda: _status_is(client, stack, project, "RUNNING"))
+    url = f"{stack.status_api.url}/api/projects/{project}/sandbox/activity"
+    first = await client.post(url, json={"source": "ui"}, headers=token(stack, project))
+    assert first.status_code == 202
+    assert first.json() == {"sandboxId": sandbox, "recorded": True}
+    again = await client.post(url, headers=token(stack, project))
+    assert again.json()["recorded"] is False  # throttled: one fact per window
+
+    async def moved() -> bool:
+        doc = (await status_of(client, stack, project)).json()
+        return str(doc["lastActiveAt"]) > webhook_time(created_at)
+
+    await eventually(moved)
+    await asyncio.sleep(12)  # past the first deadline, with the tickers running every second
+    assert await _status_is(client, stack, project, "RUNNING")
+    other = await client.post(url, headers=token(stack, unique("proj")))
+    assert other.status_code == 403
+    missing = f"{stack.status_api.url}/api/projects/{unique('proj')}/sandbox/activity"
+    assert (await client.post(missing, headers=token(stack, admin=True))).status_code == 404
+
+
+def webhook_time(seconds: float) -> str:
+    return str(json.loads(webhook("created", "x", None, seconds=seconds))["timestamp"])
+
+
+async def _status_is(client: httpx.AsyncClient, stack: Stack, project: str, status: str) -> bool:
+    r = await status_of(client, stack, project)
+    return r.status_code == 200 and r.json()["status"] == status

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.adapters.kafka import BrokerUnavailableError
 from ingest.handlers import Outcome, WebhookIntake
 from sandbox_common import e2b
 from sandbox_common.envelope import Envelope
+from sandbox_common.kafka_publisher import BrokerUnavailableError
 from tests.unit.test_e2b_webhooks import SECRET, V2
 
 

@@ -38,6 +38,9 @@ class FactType(StrEnum):
     PAUSE_REQUESTED = "sandbox.pause.requested"
     # The actuator dropped the pause: activity came after it was judged. Back to RUNNING.
     PAUSE_CANCELLED = "sandbox.pause.cancelled"
+    # A user or the app used the sandbox (a heartbeat, source ui/api): moves its last activity,
+    # and so its idle deadline; never its status.
+    ACTIVITY = "sandbox.activity.recorded"
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):

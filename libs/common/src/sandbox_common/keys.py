@@ -19,6 +19,11 @@ def project_sandbox(project_id: str) -> str:
 IDLE_DEADLINES = f"{_PREFIX}:idle-deadlines"
 
 
+def activity_throttle(sandbox_id: str) -> str:
+    """Present while a recent heartbeat of this sandbox already became an activity fact."""
+    return f"{_PREFIX}:activity-throttle:{sandbox_id}"
+
+
 def seen_event(event_id: str) -> str:
     """Ingest's dedupe marker: this webhook event id is already on the topic."""
     return f"{_PREFIX}:seen:{event_id}"

@@ -65,6 +65,10 @@ class Settings:
     ingest_kafka_linger_ms: int = 0
     status_api_host: str = "127.0.0.1"
     status_api_port: int = 8081
+    # At most one activity fact per sandbox per this many seconds: a flood of heartbeats costs
+    # a Redis SET each, not a Kafka record each (a few % of the idle window, as Coder does).
+    activity_throttle_seconds: float = 10.0
+    status_api_publish_timeout_seconds: float = 5.0
     projector_host: str = "127.0.0.1"
     projector_port: int = 8082
     projector_batch_size: int = 500

@@ -23,9 +23,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest import metrics
 from ingest.adapters.dedupe import SeenEvents
-from ingest.adapters.kafka import BrokerUnavailableError, KafkaPublisher
 from ingest.handlers import Outcome, WebhookIntake
 from sandbox_common import e2b
+from sandbox_common.kafka_publisher import BrokerUnavailableError, KafkaPublisher
 from sandbox_common.settings import Settings
 
 log = logging.getLogger("ingest")

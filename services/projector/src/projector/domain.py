@@ -36,7 +36,7 @@ _STATUS_OF = {
     FactType.KILLED: Status.KILLED,
 }
 # Facts that prove the sandbox was in use at that moment.
-_ACTIVITY = frozenset({FactType.CREATED, FactType.RESUMED})
+_ACTIVITY = frozenset({FactType.CREATED, FactType.RESUMED, FactType.ACTIVITY})
 
 
 @dataclass(frozen=True, order=True)

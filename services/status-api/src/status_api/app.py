@@ -7,21 +7,29 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
+from litestar.exceptions import (
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ServiceUnavailableException,
+)
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_503_SERVICE_UNAVAILABLE
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
+from sandbox_common.envelope import Source
+from sandbox_common.kafka_publisher import BrokerUnavailableError, KafkaPublisher
 from sandbox_common.readmodel import Status, StatusDoc
 from sandbox_common.settings import Settings
 from status_api import metrics
-from status_api.adapters.redis import StatusReader
+from status_api.activity import record_activity
+from status_api.adapters.redis import RedisThrottle, StatusReader
 from status_api.auth import AuthError, Principal, TokenVerifier
-from status_api.views import SandboxStatus, sandbox_status
+from status_api.views import ActivityAnswer, ActivityReport, SandboxStatus, sandbox_status
 
 _SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 # Documented in OpenAPI: 401 no valid token, 403 another project's sandbox, 404 none or killed.
@@ -37,6 +45,14 @@ def build_app(settings: Settings) -> Litestar:
     )
     reader = StatusReader(client)
     verifier = TokenVerifier(settings.status_api_jwt_secret)
+    throttle = RedisThrottle(client, settings.activity_throttle_seconds)
+    # Writes (activity) go to Kafka like every other fact; reads stay on Redis alone. The
+    # producer connects lazily, so reads work even while the broker is down.
+    publisher = KafkaPublisher(
+        settings.kafka_bootstrap_servers,
+        settings.status_api_publish_timeout_seconds,
+        client_id="sandbox-status-api",
+    )
 
     def principal_of(request: Request[Any, Any, State]) -> Principal:
         try:
@@ -52,9 +68,11 @@ def build_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await publisher.start()
         try:
             yield
         finally:
+            await publisher.stop()
             await client.aclose()
 
     @get(
@@ -89,6 +107,33 @@ def build_app(settings: Settings) -> Litestar:
         metrics.READS.labels(route="sandbox", outcome="ok").inc()
         return sandbox_status(doc)
 
+    @post(
+        "/api/projects/{project_id:str}/sandbox/activity",
+        security=_SECURITY,
+        summary="Report user activity (a heartbeat) for a project's sandbox",
+        status_code=HTTP_202_ACCEPTED,
+        raises=[*_RAISES, ServiceUnavailableException],
+    )
+    async def activity(
+        request: Request[Any, Any, State], project_id: str, data: ActivityReport | None = None
+    ) -> ActivityAnswer:
+        """Moves the sandbox's last activity (and so its idle deadline). Heartbeats are
+        throttled per sandbox: `recorded: false` means one of this window was already taken."""
+        principal = principal_of(request)
+        if not principal.may_read(project_id):
+            raise PermissionDeniedException(detail=f"token has no access to project {project_id}")
+        doc = visible(await reader.by_project(project_id), "activity", f"project {project_id}")
+        source = Source(data.source) if data else Source.UI
+        try:
+            result = await record_activity(doc, source, throttle, publisher)
+        except BrokerUnavailableError as exc:
+            raise ServiceUnavailableException(
+                detail="activity not recorded: the broker is unavailable; retry",
+                headers={"Retry-After": "5"},
+            ) from exc
+        metrics.ACTIVITY.labels(recorded=str(result.recorded).lower()).inc()
+        return ActivityAnswer(sandbox_id=doc.sandbox_id, recorded=result.recorded)
+
     @get("/healthz", media_type=MediaType.JSON)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -109,7 +154,7 @@ def build_app(settings: Settings) -> Litestar:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return Litestar(
-        route_handlers=[project_sandbox, sandbox, healthz, readyz, metrics_route],
+        route_handlers=[project_sandbox, sandbox, activity, healthz, readyz, metrics_route],
         lifespan=[lifespan],
         logging_config=None,  # sandbox_common.logging owns the handlers (JSON lines)
         openapi_config=OpenAPIConfig(

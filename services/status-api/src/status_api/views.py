@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 import msgspec
 
@@ -34,3 +35,13 @@ def sandbox_status(doc: StatusDoc) -> SandboxStatus:
         template_id=doc.template_id,
         metadata=doc.metadata,
     )
+
+
+class ActivityReport(msgspec.Struct, frozen=True, kw_only=True):
+    # Who saw the user active: answers "why won't it pause?" in the history.
+    source: Literal["ui", "api"] = "ui"
+
+
+class ActivityAnswer(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    sandbox_id: str
+    recorded: bool

@@ -26,3 +26,19 @@ class StatusReader:
 
     async def ping(self) -> bool:
         return bool(await self._client.ping())
+
+
+class RedisThrottle:
+    def __init__(self, client: aioredis.Redis, window_seconds: float) -> None:
+        self._client = client
+        self._window_ms = max(1, int(window_seconds * 1000))
+
+    async def first_in_window(self, sandbox_id: str) -> bool:
+        return bool(
+            await self._client.set(
+                keys.activity_throttle(sandbox_id), b"1", nx=True, px=self._window_ms
+            )
+        )
+
+    async def forget(self, sandbox_id: str) -> None:
+        await self._client.delete(keys.activity_throttle(sandbox_id))

@@ -1,4 +1,5 @@
-"""Durable publishing to `sandbox-lifecycle`: acks=all, idempotent producer, keyed by sandbox."""
+"""Durable publishing of facts to `sandbox-lifecycle`: acks=all, idempotent producer, keyed by
+sandbox. Used by ingest (webhooks) and status-api (activity)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,15 @@ class BrokerUnavailableError(RuntimeError):
 
 
 class KafkaPublisher:
-    def __init__(self, bootstrap_servers: str, timeout_seconds: float, linger_ms: int) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        timeout_seconds: float,
+        linger_ms: int = 0,
+        client_id: str = "sandbox-ingest",
+    ) -> None:
         self._bootstrap = bootstrap_servers
+        self._client_id = client_id
         self._timeout = timeout_seconds
         self._linger_ms = linger_ms
         self._producer: AIOKafkaProducer | None = None
@@ -44,7 +52,7 @@ class KafkaPublisher:
                     enable_idempotence=True,
                     linger_ms=self._linger_ms,
                     request_timeout_ms=int(self._timeout * 1000),
-                    client_id="sandbox-ingest",
+                    client_id=self._client_id,
                 )
                 try:
                     await asyncio.wait_for(producer.start(), self._timeout)
