@@ -216,3 +216,50 @@ def test_retry_delays_grow_and_are_capped() -> None:
 def test_e2b_pause_answers_are_classified(status: int, message: str, outcome: PauseOutcome) -> None:
     result = classify_pause(status, message)
     assert (result.outcome, result.status) == (outcome, status)
+
+
+@dataclass
+class Ledger:
+    ids: set[str] = field(default_factory=set)
+
+    async def done(self, command_id: str) -> bool:
+        return command_id in self.ids
+
+    async def remember(self, command_id: str) -> None:
+        self.ids.add(command_id)
+
+
+async def test_a_copy_of_a_carried_out_command_never_reaches_e2b_again() -> None:
+    fakes, ledger = Fakes([doc()], [OK]), Ledger()
+    actuator = Actuator(
+        fakes,
+        fakes,
+        fakes,
+        fakes,
+        clock=lambda: NOW,
+        sleep=fakes.sleep,
+        rand=lambda: 0.5,
+        ledger=ledger,
+    )
+    first = await actuator.handle(record())
+    second = await actuator.handle(record())
+    assert (first.outcome, second.outcome) == ("paused", "duplicate")
+    assert fakes.pauses == 1
+    assert len(fakes.facts) == 1
+
+
+async def test_a_command_that_gave_up_is_not_remembered_so_a_copy_is_tried_again() -> None:
+    busy = PauseResult(PauseOutcome.RETRYABLE, 500, "boom")
+    fakes, ledger = Fakes([doc()], [busy]), Ledger()
+    actuator = Actuator(
+        fakes,
+        fakes,
+        fakes,
+        fakes,
+        clock=lambda: NOW,
+        sleep=fakes.sleep,
+        rand=lambda: 0.5,
+        ledger=ledger,
+    )
+    assert (await actuator.handle(record())).outcome == "gave_up"
+    assert ledger.ids == set()

@@ -24,6 +24,11 @@ def activity_throttle(sandbox_id: str) -> str:
     return f"{_PREFIX}:activity-throttle:{sandbox_id}"
 
 
+def command_done(command_id: str) -> str:
+    """Present once the actuator carried out this command (E2B answered for good)."""
+    return f"{_PREFIX}:command-done:{command_id}"
+
+
 def seen_event(event_id: str) -> str:
     """Ingest's dedupe marker: this webhook event id is already on the topic."""
     return f"{_PREFIX}:seen:{event_id}"

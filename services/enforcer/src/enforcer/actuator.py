@@ -57,8 +57,21 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Handled:
-    outcome: str  # paused, already_paused, gone, cancelled, skipped, gave_up, invalid
+    outcome: str  # paused, already_paused, gone, cancelled, skipped, gave_up, invalid, duplicate
     attempts: int = 0
+
+
+# Outcomes after which E2B must not be asked again for the same command.
+_CARRIED_OUT = frozenset({PauseOutcome.PAUSED, PauseOutcome.ALREADY_PAUSED, PauseOutcome.GONE})
+
+
+class CommandLedger(Protocol):
+    """Which commands were already carried out: a copy of one (two ticks judged the same
+    idleness before the projector showed PAUSING) must not reach E2B a second time."""
+
+    async def done(self, command_id: str) -> bool: ...
+
+    async def remember(self, command_id: str) -> None: ...
 
 
 class Actuator:
@@ -73,8 +86,9 @@ class Actuator:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        ledger: CommandLedger | None = None,
     ) -> None:
-        self._reader, self._e2b = reader, e2b
+        self._reader, self._e2b, self._ledger = reader, e2b, ledger
         self._facts, self._dead = facts_sink, dead_letters
         self._retry = retry or RetryPolicy()
         self._clock, self._sleep, self._rand = clock, sleep, rand
@@ -89,7 +103,12 @@ class Actuator:
             return await self._reject(record, f"unsupported command type {command.type}")
         if command.judged_last_active_at is None:
             return await self._reject(record, "pause command without judged_last_active_at")
-        return await self._pause(record, command, command.judged_last_active_at)
+        if self._ledger is not None and await self._ledger.done(command.command_id):
+            return self._done(command, "duplicate", 0, None)
+        handled = await self._pause(record, command, command.judged_last_active_at)
+        if self._ledger is not None and handled.outcome in _CARRIED_OUT:
+            await self._ledger.remember(command.command_id)
+        return handled
 
     async def _pause(self, record: Record, command: Command, judged: datetime) -> Handled:
         # deadline/idle_seconds are the ticker's bookkeeping; still_due only reads `judged`.

@@ -52,3 +52,17 @@ class KafkaDeadLetters:
             topic=topics.LIFECYCLE_DLQ,
             headers=dead_letters.headers(record, reason),
         )
+
+
+class RedisCommandLedger:
+    """Commands the actuator carried out, remembered for a week (far beyond any redelivery)."""
+
+    def __init__(self, client: aioredis.Redis, ttl_seconds: int = 7 * 24 * 3600) -> None:
+        self._client = client
+        self._ttl = ttl_seconds
+
+    async def done(self, command_id: str) -> bool:
+        return bool(await self._client.exists(keys.command_done(command_id)))
+
+    async def remember(self, command_id: str) -> None:
+        await self._client.set(keys.command_done(command_id), b"1", ex=self._ttl)

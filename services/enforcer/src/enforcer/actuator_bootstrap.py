@@ -9,7 +9,12 @@ import redis.asyncio as aioredis
 from faststream.kafka import KafkaBroker
 
 from enforcer.actuator import Actuator, RetryPolicy
-from enforcer.actuator_adapters import KafkaDeadLetters, KafkaFacts, RedisStatusReader
+from enforcer.actuator_adapters import (
+    KafkaDeadLetters,
+    KafkaFacts,
+    RedisCommandLedger,
+    RedisStatusReader,
+)
 from enforcer.e2b_client import E2BClient
 from enforcer.rate_limit import TokenBucket
 from sandbox_common.settings import Settings
@@ -88,6 +93,7 @@ class Resources:
             KafkaFacts(self._broker),
             KafkaDeadLetters(self._broker),
             retry=o.retry,
+            ledger=RedisCommandLedger(self._redis),
         )
         log.info("actuator opened", extra={"e2b_api_url": s.e2b_api_url})
 
