@@ -8,6 +8,7 @@ leave a sandbox PAUSING with no command behind it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -42,6 +43,32 @@ class TickReport:
     would_pause: int = 0
     errors: int = 0
     commands: list[PauseCommand] = field(default_factory=list)
+
+
+# Pause requests in flight at once: a tick with many due sandboxes must not take one broker round
+# trip per sandbox in a row (1,000 due would take seconds), nor flood the producer.
+_CONCURRENT_SENDS = 64
+
+
+async def _send_all(
+    commands: list[PauseCommand], now: datetime, publisher: PausePublisher, report: TickReport
+) -> None:
+    gate = asyncio.Semaphore(_CONCURRENT_SENDS)
+
+    async def send(command: PauseCommand) -> None:
+        async with gate:
+            try:
+                await publisher.request_pause(*pause_messages(command, now))
+                report.paused += 1
+            except Exception:  # one sandbox's failure must not stop the tick; next tick retries
+                report.errors += 1
+                log.exception(
+                    "pause request for sandbox %s not published",
+                    command.sandbox_id,
+                    extra={"sandbox_id": command.sandbox_id},
+                )
+
+    await asyncio.gather(*(send(c) for c in commands))
 
 
 def pause_messages(command: PauseCommand, now: datetime) -> tuple[Command, Envelope]:
@@ -94,6 +121,7 @@ async def run_tick(
         report.checked,
         extra={"checked": report.checked, "dry_run": dry_run},
     )
+    to_send: list[PauseCommand] = []
     for sandbox_id in due_ids:
         doc = current.get(sandbox_id)
         command = decide(doc, now) if doc is not None else None
@@ -112,19 +140,11 @@ async def run_tick(
                 "dry_run": dry_run,
             },
         )
-        if dry_run:
-            report.would_pause += 1
-            continue
-        try:
-            await publisher.request_pause(*pause_messages(command, now))
-            report.paused += 1
-        except Exception:  # one sandbox's failure must not stop the tick; it is retried next tick
-            report.errors += 1
-            log.exception(
-                "pause request for sandbox %s not published",
-                sandbox_id,
-                extra={"sandbox_id": sandbox_id},
-            )
+        to_send.append(command)
+    if dry_run:
+        report.would_pause = len(to_send)
+    else:
+        await _send_all(to_send, now, publisher, report)
     elapsed_ms = (time.perf_counter() - started) * 1000
     log.info(
         "[Sandbox Idle Enforcer] Completed: %d paused, %d errors, %dms",
