@@ -22,7 +22,6 @@ from sandbox_common.probes import probe_routes
 from sandbox_common.settings import Settings
 
 log = logging.getLogger("enforcer.actuator")
-_JSON = {"content-type": "application/json"}
 
 
 def build_app(settings: Settings, options: ActuatorOptions | None = None) -> AsgiFastStream:

@@ -47,8 +47,6 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _send_webhook(args: argparse.Namespace, settings: Settings) -> None:
-    import httpx
-
     from sandbox_common import e2b
 
     settings.require("e2b_webhook_secret")
