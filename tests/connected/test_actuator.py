@@ -228,3 +228,36 @@ async def test_persistent_5xx_gives_up_cancels_and_dead_letters(
     headers = {k: v.decode() for k, v in dead.headers}
     assert headers["dlq-original-topic"] == topics.COMMANDS
     assert "gave up after 4 attempts" in headers["dlq-reason"]
+
+
+async def test_wake_resumes_a_paused_sandbox_through_connect(
+    prepared: Infra, actuator: str, api: httpx.AsyncClient
+) -> None:
+    sid = await _create(api)
+    assert (await api.post(f"/sandboxes/{sid}/pause")).status_code == 204
+    since = await end_offsets(prepared.kafka)
+    command = Command(
+        command_id=f"resume:{sid}:test",
+        type=CommandType.RESUME,
+        sandbox_id=sid,
+        issued_at=datetime.now(UTC),
+        project_id="proj-actuator",
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=prepared.kafka, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topics.COMMANDS, commands.encode(command), key=topics.record_key(sid)
+        )
+    finally:
+        await producer.stop()
+
+    async def resumed() -> list[dict[str, Any]]:
+        found = [json.loads(r.value) for r in await records_since(prepared.kafka, since) if r.value]
+        return [f for f in found if f["sandbox_id"] == sid and f["source"] == "enforcer"]
+
+    (fact,) = await eventually(resumed, within=30, interval=0.3)
+    assert fact["type"] == "sandbox.lifecycle.resumed"
+    assert (await api.get(f"/sandboxes/{sid}")).json()["state"] == "running"
+    calls = await api.get("/_sim/calls", params={"sandboxId": sid, "op": "connect"})
+    assert [c["status"] for c in calls.json()] == [201]

@@ -9,7 +9,14 @@ import msgspec
 import pytest
 
 from enforcer.actuator import Actuator, RetryPolicy
-from enforcer.e2b_client import PauseOutcome, PauseResult, classify_pause
+from enforcer.e2b_client import (
+    PauseOutcome,
+    PauseResult,
+    ResumeOutcome,
+    ResumeResult,
+    classify_connect,
+    classify_pause,
+)
 from sandbox_common import commands
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.dead_letters import Record
@@ -50,6 +57,10 @@ class Fakes:
     dead: list[tuple[Record, str]] = field(default_factory=list)
     sleeps: list[float] = field(default_factory=list)
     reads: int = 0
+    resumes: list[ResumeResult] = field(
+        default_factory=lambda: [ResumeResult(ResumeOutcome.RESUMED, 201)]
+    )
+    connects: list[int] = field(default_factory=list)
 
     async def status_of(self, sandbox_id: str) -> StatusDoc | None:
         self.reads += 1
@@ -58,6 +69,10 @@ class Fakes:
     async def pause(self, sandbox_id: str) -> PauseResult:
         self.pauses += 1
         return self.answers[min(self.pauses, len(self.answers)) - 1]
+
+    async def connect(self, sandbox_id: str, timeout_seconds: int) -> ResumeResult:
+        self.connects.append(timeout_seconds)
+        return self.resumes[min(len(self.connects), len(self.resumes)) - 1]
 
     async def publish(self, fact: Envelope) -> None:
         self.facts.append(fact)
@@ -163,7 +178,10 @@ async def test_retries_are_bounded_then_dead_lettered_and_cancelled() -> None:
     [
         (b"{not json", "not a sandbox command"),
         (None, "not a sandbox command"),
-        (commands.encode(msgspec.structs.replace(CMD, type=CommandType.RESUME)), "unsupported"),
+        (
+            commands.encode(msgspec.structs.replace(CMD, type=CommandType.EXTEND_TIMEOUT)),
+            "unsupported",
+        ),
         (
             commands.encode(msgspec.structs.replace(CMD, judged_last_active_at=None)),
             "without judged_last_active_at",
@@ -263,3 +281,57 @@ async def test_a_command_that_gave_up_is_not_remembered_so_a_copy_is_tried_again
     )
     assert (await actuator.handle(record())).outcome == "gave_up"
     assert ledger.ids == set()
+
+
+WAKE = Command(
+    command_id="resume:sbx-1:abc",
+    type=CommandType.RESUME,
+    sandbox_id="sbx-1",
+    project_id="p1",
+    issued_at=NOW,
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (200, ResumeOutcome.RESUMED),
+        (201, ResumeOutcome.RESUMED),
+        (404, ResumeOutcome.GONE),
+        (409, ResumeOutcome.GONE),
+        (429, ResumeOutcome.RETRYABLE),
+        (503, ResumeOutcome.RETRYABLE),
+    ],
+)
+def test_connect_answers_are_classified_as_documented(status: int, outcome: ResumeOutcome) -> None:
+    assert classify_connect(status, "x").outcome is outcome
+
+
+async def test_wake_resumes_through_connect_and_publishes_a_resumed_fact() -> None:
+    fakes = Fakes([doc(Status.PAUSED)], [OK])
+    handled = await fakes.actuator().handle(record(WAKE))
+    assert handled.outcome == "resumed"
+    assert fakes.connects == [300]
+    assert fakes.pauses == 0
+    (fact,) = fakes.facts
+    assert (fact.type, fact.source, fact.event_id) == (
+        FactType.RESUMED,
+        Source.ENFORCER,
+        "resume:sbx-1:abc:resumed",
+    )
+
+
+async def test_wake_of_a_gone_sandbox_is_a_killed_fact() -> None:
+    fakes = Fakes([None], [OK], resumes=[ResumeResult(ResumeOutcome.GONE, 404, "gone")])
+    assert (await fakes.actuator().handle(record(WAKE))).outcome == "gone"
+    assert [f.type for f in fakes.facts] == [FactType.KILLED]
+
+
+async def test_wake_retries_then_gives_up_with_a_dead_letter_and_wake_failed() -> None:
+    busy = ResumeResult(ResumeOutcome.RETRYABLE, 503, "busy")
+    fakes = Fakes([None], [OK], resumes=[busy])
+    handled = await fakes.actuator().handle(record(WAKE))
+    assert handled.outcome == "gave_up"
+    assert len(fakes.connects) == RetryPolicy().attempts
+    assert [f.type for f in fakes.facts] == [FactType.WAKE_FAILED]
+    assert "resume gave up" in fakes.dead[0][1]

@@ -116,6 +116,20 @@ def test_pause_request_shows_pausing_until_e2b_answers_or_it_is_cancelled() -> N
     assert cancelled.status is Status.RUNNING
 
 
+def test_wake_shows_starting_until_resumed_or_failed() -> None:
+    paused = [fact(FactType.CREATED, 0), fact(FactType.PAUSED, 10)]
+    starting = fold(None, [*paused, fact(FactType.WAKE_REQUESTED, 20)])
+    assert starting is not None
+    assert starting.status is Status.STARTING
+    resumed = fold(starting, [fact(FactType.RESUMED, 21)])
+    assert resumed is not None
+    assert resumed.status is Status.RUNNING
+    assert resumed.last_active_at == T0 + timedelta(seconds=21)
+    failed = fold(starting, [fact(FactType.WAKE_FAILED, 25)])
+    assert failed is not None
+    assert failed.status is Status.PAUSED
+
+
 def test_unknown_type_is_ignored_for_status() -> None:
     state = fold(None, [fact(FactType.CREATED, 0), fact("sandbox.lifecycle.checkpointed", 9)])
     assert state is not None
@@ -177,9 +191,11 @@ def _rank(f: Envelope) -> int:
     order = [
         FactType.CREATED,
         FactType.UPDATED,
+        FactType.WAKE_REQUESTED,
         FactType.RESUMED,
         FactType.PAUSE_REQUESTED,
         FactType.PAUSE_CANCELLED,
+        FactType.WAKE_FAILED,
         FactType.PAUSED,
         FactType.KILLED,
     ]

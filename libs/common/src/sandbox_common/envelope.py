@@ -41,6 +41,10 @@ class FactType(StrEnum):
     # A user or the app used the sandbox (a heartbeat, source ui/api): moves its last activity,
     # and so its idle deadline; never its status.
     ACTIVITY = "sandbox.activity.recorded"
+    # A user asked to wake a paused sandbox: STARTING until E2B resumes it (a resumed fact) or
+    # the actuator gives up (wake failed: back to PAUSED).
+    WAKE_REQUESTED = "sandbox.wake.requested"
+    WAKE_FAILED = "sandbox.wake.failed"
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,5 +1,5 @@
 """Durable publishing of facts to `sandbox-lifecycle`: acks=all, idempotent producer, keyed by
-sandbox. Used by ingest (webhooks) and status-api (activity)."""
+sandbox. Used by ingest (webhooks) and status-api (activity, wake)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from sandbox_common import commands, topics
 from sandbox_common import envelope as env
-from sandbox_common import topics
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +63,32 @@ class KafkaPublisher:
             return self._producer
 
     async def publish(self, envelope: env.Envelope) -> None:
-        """Returns only once every in-sync replica has the record."""
+        """Returns only once every in-sync replica has the fact."""
+        await self._send(
+            topics.LIFECYCLE,
+            env.encode(envelope),
+            envelope.sandbox_id,
+            env.kafka_headers(envelope),
+        )
+
+    async def publish_command(self, command: commands.Command) -> None:
+        """An intent on `sandbox-commands`, with the same durability as a fact."""
+        await self._send(
+            topics.COMMANDS,
+            commands.encode(command),
+            command.sandbox_id,
+            [("command-id", command.command_id.encode())],
+        )
+
+    async def _send(
+        self, topic: str, value: bytes, sandbox_id: str, headers: list[tuple[str, bytes]]
+    ) -> None:
         producer = await self._ensure_producer()
         try:
             # asyncio.timeout, not wait_for: no extra task per request on the hot path.
             async with asyncio.timeout(self._timeout):
                 await producer.send_and_wait(
-                    topics.LIFECYCLE,
-                    env.encode(envelope),
-                    key=topics.record_key(envelope.sandbox_id),
-                    headers=env.kafka_headers(envelope),
+                    topic, value, key=topics.record_key(sandbox_id), headers=headers
                 )
         except (KafkaError, OSError, TimeoutError) as exc:
             raise BrokerUnavailableError(f"publish not acknowledged: {exc!r}") from exc

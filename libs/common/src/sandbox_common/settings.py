@@ -53,6 +53,8 @@ class Settings:
     e2b_max_concurrency: int = 32
     e2b_rate_per_second: float = 100.0
     e2b_rate_burst: int = 100
+    # The E2B timeout a woken sandbox gets (connect's required `timeout`).
+    e2b_resume_timeout_seconds: int = 300
     project_metadata_key: str = "projectId"
     ingest_host: str = "127.0.0.1"
     ingest_port: int = 8080

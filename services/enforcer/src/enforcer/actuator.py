@@ -18,7 +18,7 @@ from typing import Protocol
 
 from enforcer import actuator_facts as facts
 from enforcer.domain import PauseCommand, still_due
-from enforcer.e2b_client import PauseOutcome, PauseResult
+from enforcer.e2b_client import PauseOutcome, PauseResult, ResumeOutcome, ResumeResult
 from sandbox_common import commands
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.dead_letters import Record
@@ -34,6 +34,8 @@ class StatusReader(Protocol):
 
 class Pauser(Protocol):
     async def pause(self, sandbox_id: str) -> PauseResult: ...
+
+    async def connect(self, sandbox_id: str, timeout_seconds: int) -> ResumeResult: ...
 
 
 class FactSink(Protocol):
@@ -62,7 +64,9 @@ class Handled:
 
 
 # Outcomes after which E2B must not be asked again for the same command.
-_CARRIED_OUT = frozenset({PauseOutcome.PAUSED, PauseOutcome.ALREADY_PAUSED, PauseOutcome.GONE})
+_CARRIED_OUT = frozenset(
+    {PauseOutcome.PAUSED, PauseOutcome.ALREADY_PAUSED, PauseOutcome.GONE, ResumeOutcome.RESUMED}
+)
 
 
 class CommandLedger(Protocol):
@@ -87,7 +91,9 @@ class Actuator:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         ledger: CommandLedger | None = None,
+        resume_timeout_seconds: int = 300,
     ) -> None:
+        self._resume_timeout = resume_timeout_seconds
         self._reader, self._e2b, self._ledger = reader, e2b, ledger
         self._facts, self._dead = facts_sink, dead_letters
         self._retry = retry or RetryPolicy()
@@ -98,14 +104,18 @@ class Actuator:
             command = commands.decode(record.value or b"")
         except commands.CommandError as exc:
             return await self._reject(record, str(exc))
-        if command.type is not CommandType.PAUSE:
-            # Resume / extend_timeout are not carried out yet: dead-lettered, visibly, not lost.
+        if command.type not in (CommandType.PAUSE, CommandType.RESUME):
+            # extend_timeout is not carried out yet: dead-lettered, visibly, not lost.
             return await self._reject(record, f"unsupported command type {command.type}")
-        if command.judged_last_active_at is None:
+        if command.type is CommandType.PAUSE and command.judged_last_active_at is None:
             return await self._reject(record, "pause command without judged_last_active_at")
         if self._ledger is not None and await self._ledger.done(command.command_id):
             return self._done(command, "duplicate", 0, None)
-        handled = await self._pause(record, command, command.judged_last_active_at)
+        if command.type is CommandType.RESUME:
+            handled = await self._resume(record, command)
+        else:
+            assert command.judged_last_active_at is not None
+            handled = await self._pause(record, command, command.judged_last_active_at)
         if self._ledger is not None and handled.outcome in _CARRIED_OUT:
             await self._ledger.remember(command.command_id)
         return handled
@@ -142,6 +152,29 @@ class Actuator:
         await self._dead.send(record, reason)
         # So the sandbox does not stay PAUSING; the next tick judges it again if still idle.
         await self._facts.publish(facts.cancelled(command, self._clock(), "e2b_gave_up"))
+        log.error("%s", reason, extra={"command_id": command.command_id})
+        return Handled("gave_up", self._retry.attempts)
+
+    async def _resume(self, record: Record, command: Command) -> Handled:
+        """Wake: E2B's connect, retried like a pause; RESUMED flips the state to RUNNING at once."""
+        last: ResumeResult | None = None
+        for attempt in range(1, self._retry.attempts + 1):
+            result = await self._e2b.connect(command.sandbox_id, self._resume_timeout)
+            if result.outcome is ResumeOutcome.RESUMED:
+                await self._facts.publish(facts.resumed(command, self._clock(), result.status))
+                return self._done(command, result.outcome, attempt, result.status)
+            if result.outcome is ResumeOutcome.GONE:
+                await self._facts.publish(facts.killed(command, self._clock(), result.status))
+                return self._done(command, "gone", attempt, result.status)
+            last = result
+            if attempt < self._retry.attempts:
+                await self._sleep(self._retry.delay(attempt, self._rand()))
+        reason = (
+            f"resume gave up after {self._retry.attempts} attempts: {last.reason if last else ''}"
+        )
+        await self._dead.send(record, reason)
+        # So the sandbox does not stay STARTING: it is still paused as far as we know.
+        await self._facts.publish(facts.wake_failed(command, self._clock(), reason))
         log.error("%s", reason, extra={"command_id": command.command_id})
         return Handled("gave_up", self._retry.attempts)
 

@@ -94,6 +94,7 @@ class Resources:
             KafkaDeadLetters(self._broker),
             retry=o.retry,
             ledger=RedisCommandLedger(self._redis),
+            resume_timeout_seconds=s.e2b_resume_timeout_seconds,
         )
         log.info("actuator opened", extra={"e2b_api_url": s.e2b_api_url})
 

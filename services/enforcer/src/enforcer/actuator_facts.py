@@ -45,3 +45,14 @@ def killed(command: Command, now: datetime, e2b_status: int | None) -> Envelope:
 def cancelled(command: Command, now: datetime, reason: str) -> Envelope:
     """Back to RUNNING: activity came after judging, or E2B never accepted the pause."""
     return _fact(command, FactType.PAUSE_CANCELLED, "cancelled", now, {"reason": reason})
+
+
+def resumed(command: Command, now: datetime, e2b_status: int | None) -> Envelope:
+    # RUNNING at once, last activity refreshed: waking is the user coming back.
+    return _fact(
+        command, FactType.RESUMED, "resumed", now, {"reason": "wake", "e2b_status": e2b_status}
+    )
+
+
+def wake_failed(command: Command, now: datetime, reason: str) -> Envelope:
+    return _fact(command, FactType.WAKE_FAILED, "wake-failed", now, {"reason": reason[:300]})

@@ -49,6 +49,28 @@ def classify_pause(status: int, message: str) -> PauseResult:
     return PauseResult(PauseOutcome.RETRYABLE, status, f"HTTP {status}: {message}"[:300])
 
 
+class ResumeOutcome(StrEnum):
+    RESUMED = "resumed"  # 201 resumed, or 200 it was running already (timeout extended)
+    GONE = "gone"  # 404, or 409 being killed
+    RETRYABLE = "retryable"
+
+
+@dataclass(frozen=True)
+class ResumeResult:
+    outcome: ResumeOutcome
+    status: int | None
+    reason: str = ""
+
+
+def classify_connect(status: int, message: str) -> ResumeResult:
+    """Pure: E2B's documented `connect` answers -> what they mean for a wake."""
+    if status in (200, 201):
+        return ResumeResult(ResumeOutcome.RESUMED, status)
+    if status in (404, 409):
+        return ResumeResult(ResumeOutcome.GONE, status, message)
+    return ResumeResult(ResumeOutcome.RETRYABLE, status, f"HTTP {status}: {message}"[:300])
+
+
 class E2BClient:
     def __init__(
         self,
@@ -72,27 +94,43 @@ class E2BClient:
         self._limiter = limiter or TokenBucket(100.0, 100)
 
     async def pause(self, sandbox_id: str) -> PauseResult:
-        path = f"/sandboxes/{quote(sandbox_id, safe='')}/pause"
+        answer = await self._post("pause", f"/sandboxes/{quote(sandbox_id, safe='')}/pause", None)
+        if isinstance(answer, str):
+            return PauseResult(PauseOutcome.RETRYABLE, None, answer)
+        return classify_pause(answer.status_code, _message(answer))
+
+    async def connect(self, sandbox_id: str, timeout_seconds: int) -> ResumeResult:
+        """Resume (or keep running) with a fresh E2B timeout: the documented way to wake."""
+        path = f"/sandboxes/{quote(sandbox_id, safe='')}/connect"
+        answer = await self._post("connect", path, {"timeout": timeout_seconds})
+        if isinstance(answer, str):
+            return ResumeResult(ResumeOutcome.RETRYABLE, None, answer)
+        return classify_connect(answer.status_code, _message(answer))
+
+    async def _post(
+        self, operation: str, path: str, body: dict[str, int] | None
+    ) -> httpx.Response | str:
+        """The response, or why there was none (a timeout or transport error, to retry)."""
         async with self._slots:
             await self._limiter.acquire()
             started = time.perf_counter()
             try:
-                response = await self._http.post(path)
+                response = await self._http.post(path, json=body)
             except httpx.TimeoutException as exc:
-                _observe("timeout", started)
-                return PauseResult(PauseOutcome.RETRYABLE, None, f"timeout: {type(exc).__name__}")
+                _observe(operation, "timeout", started)
+                return f"timeout: {type(exc).__name__}"
             except httpx.HTTPError as exc:
-                _observe("error", started)
-                return PauseResult(PauseOutcome.RETRYABLE, None, f"transport: {exc!r}"[:300])
-            _observe(str(response.status_code), started)
-        return classify_pause(response.status_code, _message(response))
+                _observe(operation, "error", started)
+                return f"transport: {exc!r}"[:300]
+            _observe(operation, str(response.status_code), started)
+            return response
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
 
-def _observe(status: str, started: float) -> None:
-    metrics.E2B_SECONDS.labels(operation="pause", status=status).observe(
+def _observe(operation: str, status: str, started: float) -> None:
+    metrics.E2B_SECONDS.labels(operation=operation, status=status).observe(
         time.perf_counter() - started
     )
 

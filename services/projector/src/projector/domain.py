@@ -21,17 +21,21 @@ from sandbox_common.readmodel import Status
 _RANK = {
     FactType.CREATED: 0,
     FactType.UPDATED: 1,
-    FactType.RESUMED: 2,
-    FactType.PAUSE_REQUESTED: 3,
-    FactType.PAUSE_CANCELLED: 4,
-    FactType.PAUSED: 5,
-    FactType.KILLED: 6,
+    FactType.WAKE_REQUESTED: 2,
+    FactType.RESUMED: 3,
+    FactType.PAUSE_REQUESTED: 4,
+    FactType.PAUSE_CANCELLED: 5,
+    FactType.WAKE_FAILED: 6,
+    FactType.PAUSED: 7,
+    FactType.KILLED: 8,
 }
 _STATUS_OF = {
     FactType.CREATED: Status.RUNNING,
     FactType.RESUMED: Status.RUNNING,
     FactType.PAUSE_REQUESTED: Status.PAUSING,
     FactType.PAUSE_CANCELLED: Status.RUNNING,
+    FactType.WAKE_REQUESTED: Status.STARTING,
+    FactType.WAKE_FAILED: Status.PAUSED,
     FactType.PAUSED: Status.PAUSED,
     FactType.KILLED: Status.KILLED,
 }

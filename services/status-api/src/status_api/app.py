@@ -23,13 +23,20 @@ from redis.exceptions import RedisError
 
 from sandbox_common.envelope import Source
 from sandbox_common.kafka_publisher import BrokerUnavailableError, KafkaPublisher
-from sandbox_common.readmodel import Status, StatusDoc
+from sandbox_common.readmodel import POLL_AFTER_MS, Status, StatusDoc
 from sandbox_common.settings import Settings
 from status_api import metrics
 from status_api.activity import record_activity
 from status_api.adapters.redis import RedisThrottle, StatusReader
 from status_api.auth import AuthError, Principal, TokenVerifier
-from status_api.views import ActivityAnswer, ActivityReport, SandboxStatus, sandbox_status
+from status_api.views import (
+    ActivityAnswer,
+    Caller,
+    SandboxStatus,
+    WakeAnswer,
+    sandbox_status,
+)
+from status_api.wake import request_wake
 
 _SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 # Documented in OpenAPI: 401 no valid token, 403 another project's sandbox, 404 none or killed.
@@ -115,7 +122,7 @@ def build_app(settings: Settings) -> Litestar:
         raises=[*_RAISES, ServiceUnavailableException],
     )
     async def activity(
-        request: Request[Any, Any, State], project_id: str, data: ActivityReport | None = None
+        request: Request[Any, Any, State], project_id: str, data: Caller | None = None
     ) -> ActivityAnswer:
         """Moves the sandbox's last activity (and so its idle deadline). Heartbeats are
         throttled per sandbox: `recorded: false` means one of this window was already taken."""
@@ -133,6 +140,34 @@ def build_app(settings: Settings) -> Litestar:
             ) from exc
         metrics.ACTIVITY.labels(recorded=str(result.recorded).lower()).inc()
         return ActivityAnswer(sandbox_id=doc.sandbox_id, recorded=result.recorded)
+
+    @post(
+        "/api/projects/{project_id:str}/sandbox/wake",
+        security=_SECURITY,
+        summary="Wake (resume) a project's paused sandbox",
+        status_code=HTTP_202_ACCEPTED,
+        raises=[*_RAISES, ServiceUnavailableException],
+    )
+    async def wake(
+        request: Request[Any, Any, State], project_id: str, data: Caller | None = None
+    ) -> WakeAnswer:
+        """202 with `status: STARTING` (poll or listen until RUNNING); a sandbox already
+        RUNNING or STARTING is left as it is and its status returned."""
+        principal = principal_of(request)
+        if not principal.may_read(project_id):
+            raise PermissionDeniedException(detail=f"token has no access to project {project_id}")
+        doc = visible(await reader.by_project(project_id), "wake", f"project {project_id}")
+        source = Source(data.source) if data else Source.UI
+        try:
+            status = await request_wake(doc, source, publisher)
+        except BrokerUnavailableError as exc:
+            raise ServiceUnavailableException(
+                detail="wake not requested: the broker is unavailable; retry",
+                headers={"Retry-After": "5"},
+            ) from exc
+        return WakeAnswer(
+            sandbox_id=doc.sandbox_id, status=status, poll_after_ms=POLL_AFTER_MS[status]
+        )
 
     @get("/healthz", media_type=MediaType.JSON)
     async def healthz() -> dict[str, str]:
@@ -154,7 +189,15 @@ def build_app(settings: Settings) -> Litestar:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return Litestar(
-        route_handlers=[project_sandbox, sandbox, activity, healthz, readyz, metrics_route],
+        route_handlers=[
+            project_sandbox,
+            sandbox,
+            activity,
+            wake,
+            healthz,
+            readyz,
+            metrics_route,
+        ],
         lifespan=[lifespan],
         logging_config=None,  # sandbox_common.logging owns the handlers (JSON lines)
         openapi_config=OpenAPIConfig(

@@ -37,11 +37,19 @@ def sandbox_status(doc: StatusDoc) -> SandboxStatus:
     )
 
 
-class ActivityReport(msgspec.Struct, frozen=True, kw_only=True):
-    # Who saw the user active: answers "why won't it pause?" in the history.
+class Caller(msgspec.Struct, frozen=True, kw_only=True):
+    """Optional body of activity and wake: who is calling, recorded with the fact (it answers
+    "why won't it pause?" in the history)."""
+
     source: Literal["ui", "api"] = "ui"
 
 
 class ActivityAnswer(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     sandbox_id: str
     recorded: bool
+
+
+class WakeAnswer(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    sandbox_id: str
+    status: Status
+    poll_after_ms: int | None

@@ -1,0 +1,50 @@
+"""Waking a sandbox: a resume command first, then STARTING; an awake sandbox is left alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from sandbox_common.commands import Command, CommandType
+from sandbox_common.envelope import Envelope, FactType, Source
+from sandbox_common.readmodel import Status, StatusDoc
+from status_api.wake import request_wake
+from tests.unit.test_projection_rules import T0
+
+
+def doc(status: Status) -> StatusDoc:
+    return StatusDoc(
+        sandbox_id="sbx-1", project_id="p1", status=status, last_active_at=T0, status_changed_at=T0
+    )
+
+
+@dataclass
+class Sent:
+    order: list[Command | Envelope] = field(default_factory=list)
+
+    async def publish(self, envelope: Envelope) -> None:
+        self.order.append(envelope)
+
+    async def publish_command(self, command: Command) -> None:
+        self.order.append(command)
+
+
+@pytest.mark.parametrize("status", [Status.PAUSED, Status.PAUSING])
+async def test_a_paused_sandbox_gets_a_resume_command_then_shows_starting(status: Status) -> None:
+    sent = Sent()
+    assert await request_wake(doc(status), Source.UI, sent) is Status.STARTING
+    command, fact = sent.order
+    assert isinstance(command, Command)
+    assert isinstance(fact, Envelope)
+    assert command.type is CommandType.RESUME
+    assert command.sandbox_id == "sbx-1"
+    assert fact.type == FactType.WAKE_REQUESTED
+    assert fact.data["command_id"] == command.command_id
+
+
+@pytest.mark.parametrize("status", [Status.RUNNING, Status.STARTING])
+async def test_an_awake_sandbox_is_left_alone(status: Status) -> None:
+    sent = Sent()
+    assert await request_wake(doc(status), Source.API, sent) is status
+    assert sent.order == []
