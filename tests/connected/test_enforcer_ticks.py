@@ -93,6 +93,7 @@ async def test_heartbeats_move_the_deadline_and_keep_the_sandbox_running(
     await post_webhook(client, stack, webhook("created", sandbox, project, seconds=created_at))
     await eventually(lambda: _status_is(client, stack, project, "RUNNING"))
     url = f"{stack.status_api.url}/api/projects/{project}/sandbox/activity"
+    before = await end_offsets(stack.infra.kafka, topics.COMMANDS)
     first = await client.post(url, json={"source": "ui"}, headers=token(stack, project))
     assert first.status_code == 202
     assert first.json() == {"sandboxId": sandbox, "recorded": True}
@@ -104,6 +105,11 @@ async def test_heartbeats_move_the_deadline_and_keep_the_sandbox_running(
         return str(doc["lastActiveAt"]) > webhook_time(created_at)
 
     await eventually(moved)
+    # E2B's own end is unknown for this sandbox: the heartbeat also asks to push it out.
+    kinds = [
+        c.type for c in await _commands_since(stack.infra.kafka, before) if c.sandbox_id == sandbox
+    ]
+    assert kinds == [commands.CommandType.EXTEND_TIMEOUT]
     await asyncio.sleep(12)  # past the first deadline, with the tickers running every second
     assert await _status_is(client, stack, project, "RUNNING")
     other = await client.post(url, headers=token(stack, unique("proj")))

@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from projector.domain import fold
+from sandbox_common.commands import Command, CommandType
 from sandbox_common.envelope import Envelope, FactType, Source
 from sandbox_common.kafka_publisher import BrokerUnavailableError
 from sandbox_common.readmodel import Status, StatusDoc
-from status_api.activity import record_activity
+from status_api.activity import needs_more_e2b_time, record_activity
 from tests.unit.test_projection_rules import T0, fact
 
+# E2B's own end is far ahead: no keep-alive needed unless a test says otherwise.
 DOC = StatusDoc(
     sandbox_id="sbx-1",
     project_id="p1",
@@ -21,6 +24,7 @@ DOC = StatusDoc(
     last_active_at=T0,
     status_changed_at=T0,
     team_id="team-1",
+    timeout_at=datetime.now(UTC) + timedelta(hours=1),
 )
 
 
@@ -28,6 +32,7 @@ DOC = StatusDoc(
 class Memory:
     taken: set[str] = field(default_factory=set)
     published: list[Envelope] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
     down: bool = False
 
     async def first_in_window(self, sandbox_id: str) -> bool:
@@ -43,6 +48,9 @@ class Memory:
         if self.down:
             raise BrokerUnavailableError("down")
         self.published.append(envelope)
+
+    async def publish_command(self, command: Command) -> None:
+        self.commands.append(command)
 
 
 async def test_a_flood_of_heartbeats_becomes_one_fact_per_window() -> None:
@@ -81,3 +89,21 @@ def test_activity_moves_last_activity_but_not_the_status() -> None:
     pausing = fold(None, [fact(FactType.CREATED, 0), fact(FactType.PAUSE_REQUESTED, 50), activity])
     assert pausing is not None
     assert pausing.status is Status.PAUSING  # the actuator's re-check turns this into a cancel
+
+
+async def test_e2b_timeout_is_pushed_out_when_it_gets_close_and_only_then() -> None:
+    keep_alive = timedelta(minutes=10)
+    near = msgspec.structs.replace(DOC, timeout_at=datetime.now(UTC) + timedelta(minutes=2))
+    mem = Memory()
+    result = await record_activity(near, Source.UI, mem, mem, keep_alive)
+    assert (result.recorded, result.extended) == (True, True)
+    (command,) = mem.commands
+    assert command.type is CommandType.EXTEND_TIMEOUT
+    assert command.data == {"timeout_seconds": 600}
+    far = Memory()
+    assert not (await record_activity(DOC, Source.UI, far, far, keep_alive)).extended
+    assert far.commands == []
+    paused = msgspec.structs.replace(near, status=Status.PAUSED)
+    assert not needs_more_e2b_time(paused, datetime.now(UTC), keep_alive)
+    unknown = msgspec.structs.replace(DOC, timeout_at=None)
+    assert needs_more_e2b_time(unknown, datetime.now(UTC), keep_alive)

@@ -14,6 +14,8 @@ from enforcer.e2b_client import (
     PauseResult,
     ResumeOutcome,
     ResumeResult,
+    TimeoutOutcome,
+    TimeoutResult,
     classify_connect,
     classify_pause,
 )
@@ -61,6 +63,10 @@ class Fakes:
         default_factory=lambda: [ResumeResult(ResumeOutcome.RESUMED, 201)]
     )
     connects: list[int] = field(default_factory=list)
+    timeouts: list[TimeoutResult] = field(
+        default_factory=lambda: [TimeoutResult(TimeoutOutcome.SET, 204)]
+    )
+    timeout_calls: list[int] = field(default_factory=list)
 
     async def status_of(self, sandbox_id: str) -> StatusDoc | None:
         self.reads += 1
@@ -69,6 +75,10 @@ class Fakes:
     async def pause(self, sandbox_id: str) -> PauseResult:
         self.pauses += 1
         return self.answers[min(self.pauses, len(self.answers)) - 1]
+
+    async def set_timeout(self, sandbox_id: str, timeout_seconds: int) -> TimeoutResult:
+        self.timeout_calls.append(timeout_seconds)
+        return self.timeouts[min(len(self.timeout_calls), len(self.timeouts)) - 1]
 
     async def connect(self, sandbox_id: str, timeout_seconds: int) -> ResumeResult:
         self.connects.append(timeout_seconds)
@@ -179,8 +189,8 @@ async def test_retries_are_bounded_then_dead_lettered_and_cancelled() -> None:
         (b"{not json", "not a sandbox command"),
         (None, "not a sandbox command"),
         (
-            commands.encode(msgspec.structs.replace(CMD, type=CommandType.EXTEND_TIMEOUT)),
-            "unsupported",
+            commands.encode(CMD).replace(b'"type":"pause"', b'"type":"reboot"'),
+            "not a sandbox command",
         ),
         (
             commands.encode(msgspec.structs.replace(CMD, judged_last_active_at=None)),
@@ -335,3 +345,33 @@ async def test_wake_retries_then_gives_up_with_a_dead_letter_and_wake_failed() -
     assert len(fakes.connects) == RetryPolicy().attempts
     assert [f.type for f in fakes.facts] == [FactType.WAKE_FAILED]
     assert "resume gave up" in fakes.dead[0][1]
+
+
+EXTEND = Command(
+    command_id="extend:sbx-1:1",
+    type=CommandType.EXTEND_TIMEOUT,
+    sandbox_id="sbx-1",
+    project_id="p1",
+    issued_at=NOW,
+    data={"timeout_seconds": 600},
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome", "fact_types"),
+    [
+        (TimeoutResult(TimeoutOutcome.SET, 204), "set", [FactType.UPDATED]),
+        (TimeoutResult(TimeoutOutcome.NOT_RUNNING, 409, "paused"), "skipped", []),
+        (TimeoutResult(TimeoutOutcome.GONE, 404, "gone"), "gone", [FactType.KILLED]),
+    ],
+)
+async def test_keep_alive_moves_e2b_timeout_and_records_the_new_end(
+    answer: TimeoutResult, outcome: str, fact_types: list[FactType]
+) -> None:
+    fakes = Fakes([doc()], [OK], timeouts=[answer])
+    handled = await fakes.actuator().handle(record(EXTEND))
+    assert handled.outcome == outcome
+    assert fakes.timeout_calls == [600]
+    assert [f.type for f in fakes.facts] == fact_types
+    if fact_types == [FactType.UPDATED]:
+        assert fakes.facts[0].data["set_timeout"] == (NOW + timedelta(seconds=600)).isoformat()

@@ -70,6 +70,8 @@ class Settings:
     # At most one activity fact per sandbox per this many seconds: a flood of heartbeats costs
     # a Redis SET each, not a Kafka record each (a few % of the idle window, as Coder does).
     activity_throttle_seconds: float = 10.0
+    # While a user is active, E2B's timeout is kept at least half this far ahead (set to this).
+    e2b_keep_alive_seconds: int = 600
     status_api_publish_timeout_seconds: float = 5.0
     projector_host: str = "127.0.0.1"
     projector_port: int = 8082

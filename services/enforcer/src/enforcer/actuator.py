@@ -13,12 +13,19 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from enforcer import actuator_facts as facts
 from enforcer.domain import PauseCommand, still_due
-from enforcer.e2b_client import PauseOutcome, PauseResult, ResumeOutcome, ResumeResult
+from enforcer.e2b_client import (
+    PauseOutcome,
+    PauseResult,
+    ResumeOutcome,
+    ResumeResult,
+    TimeoutOutcome,
+    TimeoutResult,
+)
 from sandbox_common import commands
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.dead_letters import Record
@@ -36,6 +43,8 @@ class Pauser(Protocol):
     async def pause(self, sandbox_id: str) -> PauseResult: ...
 
     async def connect(self, sandbox_id: str, timeout_seconds: int) -> ResumeResult: ...
+
+    async def set_timeout(self, sandbox_id: str, timeout_seconds: int) -> TimeoutResult: ...
 
 
 class FactSink(Protocol):
@@ -65,8 +74,17 @@ class Handled:
 
 # Outcomes after which E2B must not be asked again for the same command.
 _CARRIED_OUT = frozenset(
-    {PauseOutcome.PAUSED, PauseOutcome.ALREADY_PAUSED, PauseOutcome.GONE, ResumeOutcome.RESUMED}
+    {
+        PauseOutcome.PAUSED,
+        PauseOutcome.ALREADY_PAUSED,
+        PauseOutcome.GONE,
+        ResumeOutcome.RESUMED,
+        TimeoutOutcome.SET,
+    }
 )
+
+
+_SUPPORTED = frozenset({CommandType.PAUSE, CommandType.RESUME, CommandType.EXTEND_TIMEOUT})
 
 
 class CommandLedger(Protocol):
@@ -104,8 +122,7 @@ class Actuator:
             command = commands.decode(record.value or b"")
         except commands.CommandError as exc:
             return await self._reject(record, str(exc))
-        if command.type not in (CommandType.PAUSE, CommandType.RESUME):
-            # extend_timeout is not carried out yet: dead-lettered, visibly, not lost.
+        if command.type not in _SUPPORTED:
             return await self._reject(record, f"unsupported command type {command.type}")
         if command.type is CommandType.PAUSE and command.judged_last_active_at is None:
             return await self._reject(record, "pause command without judged_last_active_at")
@@ -113,6 +130,8 @@ class Actuator:
             return self._done(command, "duplicate", 0, None)
         if command.type is CommandType.RESUME:
             handled = await self._resume(record, command)
+        elif command.type is CommandType.EXTEND_TIMEOUT:
+            handled = await self._extend(record, command)
         else:
             assert command.judged_last_active_at is not None
             handled = await self._pause(record, command, command.judged_last_active_at)
@@ -175,6 +194,32 @@ class Actuator:
         await self._dead.send(record, reason)
         # So the sandbox does not stay STARTING: it is still paused as far as we know.
         await self._facts.publish(facts.wake_failed(command, self._clock(), reason))
+        log.error("%s", reason, extra={"command_id": command.command_id})
+        return Handled("gave_up", self._retry.attempts)
+
+    async def _extend(self, record: Record, command: Command) -> Handled:
+        """Keep-alive: E2B's timeout moves to now + N while a user is active."""
+        seconds = int(command.data.get("timeout_seconds", self._resume_timeout))
+        last: TimeoutResult | None = None
+        for attempt in range(1, self._retry.attempts + 1):
+            result = await self._e2b.set_timeout(command.sandbox_id, seconds)
+            now = self._clock()
+            if result.outcome is TimeoutOutcome.SET:
+                end = now + timedelta(seconds=seconds)
+                await self._facts.publish(facts.timeout_set(command, now, end))
+                return self._done(command, result.outcome, attempt, result.status)
+            if result.outcome is TimeoutOutcome.GONE:
+                await self._facts.publish(facts.killed(command, now, result.status))
+                return self._done(command, "gone", attempt, result.status)
+            if result.outcome is TimeoutOutcome.NOT_RUNNING:
+                return self._done(command, "skipped", attempt, result.status)
+            last = result
+            if attempt < self._retry.attempts:
+                await self._sleep(self._retry.delay(attempt, self._rand()))
+        reason = (
+            f"timeout gave up after {self._retry.attempts} attempts: {last.reason if last else ''}"
+        )
+        await self._dead.send(record, reason)
         log.error("%s", reason, extra={"command_id": command.command_id})
         return Handled("gave_up", self._retry.attempts)
 

@@ -56,3 +56,14 @@ def resumed(command: Command, now: datetime, e2b_status: int | None) -> Envelope
 
 def wake_failed(command: Command, now: datetime, reason: str) -> Envelope:
     return _fact(command, FactType.WAKE_FAILED, "wake-failed", now, {"reason": reason[:300]})
+
+
+def timeout_set(command: Command, now: datetime, end: datetime) -> Envelope:
+    """E2B's new end, known at once (E2B's own `updated` webhook may come late, or not at all)."""
+    return _fact(
+        command,
+        FactType.UPDATED,
+        "timeout-set",
+        now,
+        {"set_timeout": end.isoformat(), "reason": "keep_alive"},
+    )

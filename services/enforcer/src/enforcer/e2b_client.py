@@ -71,6 +71,31 @@ def classify_connect(status: int, message: str) -> ResumeResult:
     return ResumeResult(ResumeOutcome.RETRYABLE, status, f"HTTP {status}: {message}"[:300])
 
 
+class TimeoutOutcome(StrEnum):
+    SET = "set"  # 204: the new end is now + timeout
+    NOT_RUNNING = "not_running"  # 409: paused or pausing; nothing to keep alive
+    GONE = "gone"  # 404
+    RETRYABLE = "retryable"
+
+
+@dataclass(frozen=True)
+class TimeoutResult:
+    outcome: TimeoutOutcome
+    status: int | None
+    reason: str = ""
+
+
+def classify_timeout(status: int, message: str) -> TimeoutResult:
+    """Pure: E2B's documented `POST /sandboxes/{id}/timeout` answers."""
+    if status == 204:
+        return TimeoutResult(TimeoutOutcome.SET, status)
+    if status == 409:
+        return TimeoutResult(TimeoutOutcome.NOT_RUNNING, status, message)
+    if status == 404:
+        return TimeoutResult(TimeoutOutcome.GONE, status, message)
+    return TimeoutResult(TimeoutOutcome.RETRYABLE, status, f"HTTP {status}: {message}"[:300])
+
+
 class E2BClient:
     def __init__(
         self,
@@ -106,6 +131,14 @@ class E2BClient:
         if isinstance(answer, str):
             return ResumeResult(ResumeOutcome.RETRYABLE, None, answer)
         return classify_connect(answer.status_code, _message(answer))
+
+    async def set_timeout(self, sandbox_id: str, timeout_seconds: int) -> TimeoutResult:
+        """E2B's end becomes now + timeout: keeps E2B from killing a sandbox a user is in."""
+        path = f"/sandboxes/{quote(sandbox_id, safe='')}/timeout"
+        answer = await self._post("timeout", path, {"timeout": timeout_seconds})
+        if isinstance(answer, str):
+            return TimeoutResult(TimeoutOutcome.RETRYABLE, None, answer)
+        return classify_timeout(answer.status_code, _message(answer))
 
     async def _post(
         self, operation: str, path: str, body: dict[str, int] | None

@@ -1,15 +1,17 @@
 """Use case: a heartbeat from a frontend or the app becomes an activity fact, at most once per
-sandbox per throttle window, so the idle deadline moves while a user works."""
+sandbox per throttle window, so the idle deadline moves while a user works; and E2B's own
+timeout is pushed out when it gets close, so E2B never kills a sandbox under an active user."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from sandbox_common.commands import Command, CommandType
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.readmodel import StatusDoc
+from sandbox_common.readmodel import Status, StatusDoc
 
 
 class Throttle(Protocol):
@@ -21,14 +23,43 @@ class Throttle(Protocol):
 class Publisher(Protocol):
     async def publish(self, envelope: Envelope) -> None: ...
 
+    async def publish_command(self, command: Command) -> None: ...
+
 
 @dataclass(frozen=True)
 class Recorded:
     recorded: bool  # False: a heartbeat of this window was already recorded
+    extended: bool = False  # True: E2B's own timeout is being pushed out too
+
+
+def needs_more_e2b_time(doc: StatusDoc, now: datetime, keep_alive: timedelta) -> bool:
+    """E2B kills (or auto-pauses) a sandbox at its own timeout, whatever our idle policy says.
+    While a user is active, keep at least half the keep-alive window of E2B time ahead."""
+    if doc.status is not Status.RUNNING:
+        return False
+    return doc.timeout_at is None or doc.timeout_at - now < keep_alive / 2
+
+
+def extend_command(doc: StatusDoc, now: datetime, keep_alive: timedelta) -> Command:
+    # One id per half window: heartbeats seen before E2B's new end reaches the read model
+    # repeat the same command, and the actuator carries it out once.
+    bucket = int(now.timestamp() // max(1.0, keep_alive.total_seconds() / 2))
+    return Command(
+        command_id=f"extend:{doc.sandbox_id}:{bucket}",
+        type=CommandType.EXTEND_TIMEOUT,
+        sandbox_id=doc.sandbox_id,
+        project_id=doc.project_id,
+        issued_at=now,
+        data={"timeout_seconds": int(keep_alive.total_seconds())},
+    )
 
 
 async def record_activity(
-    doc: StatusDoc, source: Source, throttle: Throttle, publisher: Publisher
+    doc: StatusDoc,
+    source: Source,
+    throttle: Throttle,
+    publisher: Publisher,
+    keep_alive: timedelta = timedelta(minutes=10),
 ) -> Recorded:
     if not await throttle.first_in_window(doc.sandbox_id):
         return Recorded(recorded=False)
@@ -49,4 +80,7 @@ async def record_activity(
         # Not recorded: the next heartbeat must not be throttled away.
         await throttle.forget(doc.sandbox_id)
         raise
+    if needs_more_e2b_time(doc, now, keep_alive):
+        await publisher.publish_command(extend_command(doc, now, keep_alive))
+        return Recorded(recorded=True, extended=True)
     return Recorded(recorded=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -53,6 +54,7 @@ def build_app(settings: Settings) -> Litestar:
     reader = StatusReader(client)
     verifier = TokenVerifier(settings.status_api_jwt_secret)
     throttle = RedisThrottle(client, settings.activity_throttle_seconds)
+    keep_alive = timedelta(seconds=settings.e2b_keep_alive_seconds)
     # Writes (activity) go to Kafka like every other fact; reads stay on Redis alone. The
     # producer connects lazily, so reads work even while the broker is down.
     publisher = KafkaPublisher(
@@ -132,7 +134,7 @@ def build_app(settings: Settings) -> Litestar:
         doc = visible(await reader.by_project(project_id), "activity", f"project {project_id}")
         source = Source(data.source) if data else Source.UI
         try:
-            result = await record_activity(doc, source, throttle, publisher)
+            result = await record_activity(doc, source, throttle, publisher, keep_alive)
         except BrokerUnavailableError as exc:
             raise ServiceUnavailableException(
                 detail="activity not recorded: the broker is unavailable; retry",
