@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
-from sandbox_common import commands, topics
+from sandbox_common import commands, envelope, topics
+from sandbox_common.envelope import Envelope, FactType, Source
 from tests.connected.conftest import Stack
 from tests.connected.helpers import (
     ago,
@@ -32,7 +34,12 @@ pytestmark = pytest.mark.connected
 @pytest.fixture
 async def tickers(stack: Stack) -> AsyncIterator[list[ServiceProcess]]:
     """Two enforcer replicas ticking every second: the lease must let only one act."""
-    env = {**stack.env, "ENFORCER_SCHEDULE": "1s", "ENFORCER_LEASE_SECONDS": "5"}
+    env = {
+        **stack.env,
+        "ENFORCER_SCHEDULE": "1s",
+        "ENFORCER_LEASE_SECONDS": "5",
+        "ENFORCER_STUCK_AFTER_SECONDS": "15",
+    }
     replicas = [
         ServiceProcess(
             "enforcer", port, {**env, "ENFORCER_PORT": str(port)}, label=f"enforcer-{port}"
@@ -125,3 +132,35 @@ def webhook_time(seconds: float) -> str:
 async def _status_is(client: httpx.AsyncClient, stack: Stack, project: str, status: str) -> bool:
     r = await status_of(client, stack, project)
     return r.status_code == 200 and r.json()["status"] == status
+
+
+async def test_a_sandbox_stuck_in_pausing_is_put_back_to_running(
+    client: httpx.AsyncClient, stack: Stack, tickers: list[ServiceProcess]
+) -> None:
+    project, sandbox = unique("proj"), unique("sbx")
+    await post_webhook(client, stack, webhook("created", sandbox, project, seconds=ago(60)))
+    # A pause requested 10 s ago whose command never reached the actuator (none runs here).
+    requested_at = datetime.now(UTC) - timedelta(seconds=10)
+    stuck = Envelope(
+        event_id=unique("evt"),
+        type=FactType.PAUSE_REQUESTED,
+        source=Source.ENFORCER,
+        sandbox_id=sandbox,
+        project_id=project,
+        occurred_at=requested_at,
+        received_at=requested_at,
+        data={"reason": "idle"},
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=stack.infra.kafka, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topics.LIFECYCLE, envelope.encode(stuck), key=topics.record_key(sandbox)
+        )
+    finally:
+        await producer.stop()
+    # PAUSING for about 5 s more, then the repair (stuck after 15 s) brings it back.
+    await eventually(lambda: _status_is(client, stack, project, "PAUSING"), within=5)
+    await eventually(lambda: _status_is(client, stack, project, "RUNNING"), within=15)
+    doc = (await status_of(client, stack, project)).json()
+    assert doc["statusChangedAt"] > requested_at.isoformat()[:19]

@@ -19,6 +19,11 @@ def project_sandbox(project_id: str) -> str:
 IDLE_DEADLINES = f"{_PREFIX}:idle-deadlines"
 
 
+# Sorted set: member sandbox id, score the epoch second it entered PAUSING or STARTING. The
+# enforcer repairs members left there too long (a lost command, an actuator down).
+TRANSITIONAL = f"{_PREFIX}:transitional"
+
+
 def activity_throttle(sandbox_id: str) -> str:
     """Present while a recent heartbeat of this sandbox already became an activity fact."""
     return f"{_PREFIX}:activity-throttle:{sandbox_id}"

@@ -39,6 +39,8 @@ class Settings:
     # Most sandboxes judged in one tick; the rest wait for the next (bounded work per tick).
     enforcer_batch_size: int = 1000
     enforcer_lease_seconds: int = 60
+    # PAUSING/STARTING for longer than this is repaired (see enforcer/repair.py).
+    enforcer_stuck_after_seconds: int = 300
     actuator_host: str = "127.0.0.1"
     actuator_port: int = 8084
     actuator_group_id: str = "sandbox-actuator"

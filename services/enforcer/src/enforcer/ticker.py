@@ -42,6 +42,7 @@ class TickReport:
     paused: int = 0
     would_pause: int = 0
     errors: int = 0
+    repaired: int = 0
     commands: list[PauseCommand] = field(default_factory=list)
 
 

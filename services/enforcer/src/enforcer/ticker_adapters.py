@@ -43,6 +43,17 @@ class RedisDeadlineIndex:
         return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
 
 
+class RedisTransitionalIndex:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+
+    async def entered_before(self, cutoff: datetime, limit: int) -> list[str]:
+        members = await self._client.zrangebyscore(
+            keys.TRANSITIONAL, "-inf", cutoff.timestamp(), start=0, num=limit
+        )
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+
+
 class RedisStatusDocs:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
@@ -77,17 +88,19 @@ class KafkaPausePublisher:
     def __init__(self, broker: KafkaBroker) -> None:
         self._broker = broker
 
-    async def request_pause(self, command: Command, fact: Envelope) -> None:
-        key = topics.record_key(command.sandbox_id)
-        await self._broker.publish(
-            commands.encode(command),
-            topic=topics.COMMANDS,
-            key=key,
-            headers={"command-id": command.command_id},
-        )
+    async def publish_fact(self, fact: Envelope) -> None:
         await self._broker.publish(
             envelope.encode(fact),
             topic=topics.LIFECYCLE,
-            key=key,
+            key=topics.record_key(fact.sandbox_id),
             headers={k: v.decode() for k, v in envelope.kafka_headers(fact)},
         )
+
+    async def request_pause(self, command: Command, fact: Envelope) -> None:
+        await self._broker.publish(
+            commands.encode(command),
+            topic=topics.COMMANDS,
+            key=topics.record_key(command.sandbox_id),
+            headers={"command-id": command.command_id},
+        )
+        await self.publish_fact(fact)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 import uvicorn
@@ -17,6 +17,7 @@ from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 
 from enforcer import ticker_metrics as metrics
+from enforcer.repair import repair_stuck
 from enforcer.schedule import Schedule, parse_schedule
 from enforcer.ticker import run_tick
 from enforcer.ticker_adapters import (
@@ -24,6 +25,7 @@ from enforcer.ticker_adapters import (
     RedisDeadlineIndex,
     RedisLease,
     RedisStatusDocs,
+    RedisTransitionalIndex,
 )
 from sandbox_common import logging as jsonlog
 from sandbox_common.probes import probe_routes
@@ -71,6 +73,7 @@ class Ticker:
         assert self._lease is not None
         s, lease = self._settings, self._lease
         index, docs = RedisDeadlineIndex(self._redis), RedisStatusDocs(self._redis)
+        transitional = RedisTransitionalIndex(self._redis)
         publisher = KafkaPausePublisher(self._broker)
         while True:
             now = datetime.now(UTC)
@@ -90,6 +93,15 @@ class Ticker:
                         batch_size=s.enforcer_batch_size,
                         dry_run=s.enforcer_dry_run,
                     )
+                    if not s.enforcer_dry_run:
+                        report.repaired = await repair_stuck(
+                            datetime.now(UTC),
+                            transitional,
+                            docs,
+                            publisher,
+                            stuck_after=timedelta(seconds=s.enforcer_stuck_after_seconds),
+                            batch_size=s.enforcer_batch_size,
+                        )
             except Exception:  # a failed tick is logged and counted; the next one tries again
                 metrics.TICKS.labels(outcome="error").inc()
                 log.exception("[Sandbox Idle Enforcer] tick failed")
@@ -100,6 +112,7 @@ class Ticker:
             metrics.PAUSE_REQUESTS.inc(report.paused)
             metrics.WOULD_PAUSE.inc(report.would_pause)
             metrics.ERRORS.inc(report.errors)
+            metrics.REPAIRED.inc(report.repaired)
 
     async def problems(self) -> list[str]:
         found = []

@@ -13,3 +13,6 @@ PAUSE_REQUESTS = Counter("enforcer_pause_requests_total", "Pause commands issued
 WOULD_PAUSE = Counter("enforcer_dry_run_would_pause_total", "Pauses a dry-run tick did not issue")
 ERRORS = Counter("enforcer_pause_request_errors_total", "Pause requests that failed to publish")
 LAST_TICK = Gauge("enforcer_last_tick_timestamp_seconds", "When this replica last ran a tick")
+REPAIRED = Counter(
+    "enforcer_repaired_total", "Sandboxes repaired after sticking in PAUSING/STARTING"
+)

@@ -15,9 +15,11 @@ from sandbox_common.readmodel import Status, StatusDoc, encode_doc
 
 # Compare-and-set on the revision: a replayed or late write never regresses a document. The
 # idle-deadline index moves in the same step, so the enforcer never sees one without the other.
-# KEYS: doc, project pointer (or the doc key again when there is no project), deadline index.
+# KEYS: doc, project pointer (or the doc key again when there is no project), deadline index,
+#       transitional index.
 # ARGV: revision, document, ttl seconds (0 = keep), sandbox id, has project (1/0),
-#       idle deadline as epoch seconds ('' = not running: leave the index).
+#       idle deadline as epoch seconds ('' = not running: leave the index),
+#       since when PAUSING/STARTING as epoch seconds ('' = neither: leave that index).
 _WRITE_DOC = """
 local current = tonumber(redis.call('HGET', KEYS[1], 'r') or '-1')
 if current >= tonumber(ARGV[1]) then return 0 end
@@ -33,8 +35,17 @@ if ARGV[6] == '' then
 else
   redis.call('ZADD', KEYS[3], ARGV[6], ARGV[4])
 end
+if ARGV[7] == '' then
+  redis.call('ZREM', KEYS[4], ARGV[4])
+else
+  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[4])
+end
 return 1
 """.replace("'r'", repr(keys.REVISION_FIELD)).replace("'d'", repr(keys.DOC_FIELD))
+
+
+# States that wait for an answer (the actuator's, or E2B's); the enforcer repairs stuck ones.
+_TRANSITIONAL = frozenset({Status.PAUSING, Status.STARTING})
 
 
 def to_doc(
@@ -86,8 +97,9 @@ class RedisReadModel:
                 live_project = doc.project_id is not None and not p.state.killed
                 pointer = keys.project_sandbox(doc.project_id) if doc.project_id else doc_key
                 deadline = doc.idle_deadline_at
+                changed = doc.status_changed_at if doc.status in _TRANSITIONAL else None
                 await self._script(
-                    keys=[doc_key, pointer, keys.IDLE_DEADLINES],
+                    keys=[doc_key, pointer, keys.IDLE_DEADLINES, keys.TRANSITIONAL],
                     args=[
                         p.revision,
                         encode_doc(doc),
@@ -95,6 +107,7 @@ class RedisReadModel:
                         doc.sandbox_id,
                         "1" if live_project else "0",
                         f"{deadline.timestamp():.3f}" if deadline else "",
+                        f"{changed.timestamp():.3f}" if changed else "",
                     ],
                     client=pipe,
                 )
