@@ -90,15 +90,15 @@ async def topic_partitions(bootstrap: str, topic: str = topics.LIFECYCLE) -> lis
     return [TopicPartition(topic, p) for p in parts]
 
 
-async def start_group_at_end(bootstrap: str, group_id: str) -> None:
+async def start_group_at_end(bootstrap: str, group_id: str, topic: str = topics.LIFECYCLE) -> None:
     """A fresh test consumer group starts at the topic's end, not at its (long) history."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
     )
     await consumer.start()
     try:
-        tps = await topic_partitions(bootstrap)
-        assert tps, f"topic {topics.LIFECYCLE} not found: run infra/local/up.sh"
+        tps = await topic_partitions(bootstrap, topic)
+        assert tps, f"topic {topic} not found: run infra/local/up.sh"
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         await consumer.commit(dict(ends))

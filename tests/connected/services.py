@@ -18,6 +18,7 @@ _ENTRYPOINTS = {
     "projector": "from projector.main import main; main()",
     "status-api": "from status_api.main import main; main()",
     "enforcer": "from enforcer.ticker_app import main; main()",
+    "actuator": "from enforcer.actuator_app import main; main()",
 }
 
 
