@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.connected.conftest import Stack
-from tests.connected.helpers import eventually, post_webhook, unique, webhook
+from tests.connected.helpers import ago, eventually, post_webhook, status_of, token, unique, webhook
 from tests.connected.services import ServiceProcess
 
 pytestmark = pytest.mark.connected
@@ -99,3 +99,41 @@ def _signed(stack: Stack, body: bytes) -> dict[str, str]:
     from sandbox_common.e2b import signed_headers
 
     return signed_headers(stack.webhook_secret, body)
+
+
+async def test_status_api_writes_are_503_while_reads_go_on_without_the_broker(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    project, sandbox = unique("proj"), unique("sbx")
+    await post_webhook(client, stack, webhook("created", sandbox, project, seconds=ago(60)))
+    await post_webhook(client, stack, webhook("paused", sandbox, project, seconds=ago(30)))
+    await eventually(lambda: _paused(client, stack, project))
+    api = ServiceProcess(
+        "status-api",
+        18091,
+        {
+            **stack.env,
+            "STATUS_API_PORT": "18091",
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",  # nothing listens there
+            "STATUS_API_PUBLISH_TIMEOUT_SECONDS": "1",
+        },
+        label="status-api-no-broker",
+    )
+    api.start()
+    try:
+        headers = token(stack, project)
+        read = await client.get(f"{api.url}/api/projects/{project}/sandbox", headers=headers)
+        assert read.status_code == 200
+        for action in ("activity", "wake"):
+            r = await client.post(
+                f"{api.url}/api/projects/{project}/sandbox/{action}", headers=headers
+            )
+            assert r.status_code == 503, (action, r.text)
+            assert r.headers["retry-after"] == "5"
+    finally:
+        api.stop()
+
+
+async def _paused(client: httpx.AsyncClient, stack: Stack, project: str) -> bool:
+    r = await status_of(client, stack, project)
+    return r.status_code == 200 and r.json()["status"] == "PAUSED"

@@ -44,6 +44,17 @@ _SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 _RAISES = [NotAuthorizedException, PermissionDeniedException, NotFoundException]
 
 
+def _broker_unavailable(
+    request: Request[Any, Any, State], exc: BrokerUnavailableError
+) -> Response[dict[str, object]]:
+    """A write (activity, wake) the broker did not take: 503 so the caller retries."""
+    return Response(
+        {"status_code": 503, "detail": "not recorded: the broker is unavailable; retry"},
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    )
+
+
 def build_app(settings: Settings) -> Litestar:
     settings.require("status_api_jwt_secret")
     client = aioredis.Redis(
@@ -74,6 +85,14 @@ def build_app(settings: Settings) -> Litestar:
             metrics.READS.labels(route=route, outcome="not_found").inc()
             raise NotFoundException(detail=f"no sandbox for {what}")
         return doc
+
+    async def project_doc_to_act_on(
+        request: Request[Any, Any, State], project_id: str, route: str
+    ) -> StatusDoc:
+        """The live sandbox of a project the token may act on (401, 403 or 404 otherwise)."""
+        if not principal_of(request).may_read(project_id):
+            raise PermissionDeniedException(detail=f"token has no access to project {project_id}")
+        return visible(await reader.by_project(project_id), route, f"project {project_id}")
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -128,18 +147,9 @@ def build_app(settings: Settings) -> Litestar:
     ) -> ActivityAnswer:
         """Moves the sandbox's last activity (and so its idle deadline). Heartbeats are
         throttled per sandbox: `recorded: false` means one of this window was already taken."""
-        principal = principal_of(request)
-        if not principal.may_read(project_id):
-            raise PermissionDeniedException(detail=f"token has no access to project {project_id}")
-        doc = visible(await reader.by_project(project_id), "activity", f"project {project_id}")
+        doc = await project_doc_to_act_on(request, project_id, "activity")
         source = Source(data.source) if data else Source.UI
-        try:
-            result = await record_activity(doc, source, throttle, publisher, keep_alive)
-        except BrokerUnavailableError as exc:
-            raise ServiceUnavailableException(
-                detail="activity not recorded: the broker is unavailable; retry",
-                headers={"Retry-After": "5"},
-            ) from exc
+        result = await record_activity(doc, source, throttle, publisher, keep_alive)
         metrics.ACTIVITY.labels(recorded=str(result.recorded).lower()).inc()
         return ActivityAnswer(sandbox_id=doc.sandbox_id, recorded=result.recorded)
 
@@ -155,18 +165,9 @@ def build_app(settings: Settings) -> Litestar:
     ) -> WakeAnswer:
         """202 with `status: STARTING` (poll or listen until RUNNING); a sandbox already
         RUNNING or STARTING is left as it is and its status returned."""
-        principal = principal_of(request)
-        if not principal.may_read(project_id):
-            raise PermissionDeniedException(detail=f"token has no access to project {project_id}")
-        doc = visible(await reader.by_project(project_id), "wake", f"project {project_id}")
+        doc = await project_doc_to_act_on(request, project_id, "wake")
         source = Source(data.source) if data else Source.UI
-        try:
-            status = await request_wake(doc, source, publisher)
-        except BrokerUnavailableError as exc:
-            raise ServiceUnavailableException(
-                detail="wake not requested: the broker is unavailable; retry",
-                headers={"Retry-After": "5"},
-            ) from exc
+        status = await request_wake(doc, source, publisher)
         return WakeAnswer(
             sandbox_id=doc.sandbox_id, status=status, poll_after_ms=POLL_AFTER_MS[status]
         )
@@ -202,6 +203,7 @@ def build_app(settings: Settings) -> Litestar:
         ],
         lifespan=[lifespan],
         logging_config=None,  # sandbox_common.logging owns the handlers (JSON lines)
+        exception_handlers={BrokerUnavailableError: _broker_unavailable},
         openapi_config=OpenAPIConfig(
             title="sandbox status-api",
             version="1.0.0",
