@@ -282,6 +282,24 @@ microseconds per request; "cores" is the average share of the machine):
   now rides along with lookups) moved the median more than any CPU saving did.
 - Run-to-run noise on this shared machine is large: the same build measured 30 to 60 ms p99
   at 2,000 webhooks/s across runs. Compare figures from one run only.
+
+## Pause overshoot (measured separately)
+
+`bench/pause_overshoot.py` needs the stack restarted for each schedule
+(`ENFORCER_SCHEDULE=5s make up`), so `make bench` does not run it; figures of its last run
+(2026-11-27, same machine, 20 sandboxes each with a 10 s idle timeout, deadline -> E2B pause call):
+
+| ENFORCER_SCHEDULE | median | p95 | max |
+|---|---:|---:|---:|
+| `5s` | 2.6 s | 4.8 s | 5.0 s |
+| `*/2 * * * *` (default) | 97.1 s | 99.3 s | 99.5 s |
+
+A pause lands within one tick of its deadline: the overshoot is where the deadline falls in the
+tick interval, plus well under a second of pipeline (tick -> command -> actuator -> E2B). The
+default schedule's 20 deadlines fell inside one 5-second span, so they share one phase
+(~97 s); over many sandboxes the default's overshoot spreads evenly over 0-120 s. The seed's
+Inngest cron had the same 0-2 min lag; `ENFORCER_SCHEDULE=5s` cuts it to seconds at the cost of
+a tick every 5 s (about 30 ms each for 100,000 running sandboxes, see above).
 """
 
 
