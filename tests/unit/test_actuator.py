@@ -93,9 +93,16 @@ class Fakes:
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
 
-    def actuator(self) -> Actuator:
+    def actuator(self, ledger: Ledger | None = None) -> Actuator:
         return Actuator(
-            self, self, self, self, clock=lambda: NOW, sleep=self.sleep, rand=lambda: 0.5
+            self,
+            self,
+            self,
+            self,
+            clock=lambda: NOW,
+            sleep=self.sleep,
+            rand=lambda: 0.5,
+            ledger=ledger,
         )
 
 
@@ -259,16 +266,7 @@ class Ledger:
 
 async def test_a_copy_of_a_carried_out_command_never_reaches_e2b_again() -> None:
     fakes, ledger = Fakes([doc()], [OK]), Ledger()
-    actuator = Actuator(
-        fakes,
-        fakes,
-        fakes,
-        fakes,
-        clock=lambda: NOW,
-        sleep=fakes.sleep,
-        rand=lambda: 0.5,
-        ledger=ledger,
-    )
+    actuator = fakes.actuator(ledger)
     first = await actuator.handle(record())
     second = await actuator.handle(record())
     assert (first.outcome, second.outcome) == ("paused", "duplicate")
@@ -279,16 +277,7 @@ async def test_a_copy_of_a_carried_out_command_never_reaches_e2b_again() -> None
 async def test_a_command_that_gave_up_is_not_remembered_so_a_copy_is_tried_again() -> None:
     busy = PauseResult(PauseOutcome.RETRYABLE, 500, "boom")
     fakes, ledger = Fakes([doc()], [busy]), Ledger()
-    actuator = Actuator(
-        fakes,
-        fakes,
-        fakes,
-        fakes,
-        clock=lambda: NOW,
-        sleep=fakes.sleep,
-        rand=lambda: 0.5,
-        ledger=ledger,
-    )
+    actuator = fakes.actuator(ledger)
     assert (await actuator.handle(record())).outcome == "gave_up"
     assert ledger.ids == set()
 
