@@ -142,84 +142,104 @@ class Actuator:
     async def _pause(self, record: Record, command: Command, judged: datetime) -> Handled:
         # deadline/idle_seconds are the ticker's bookkeeping; still_due only reads `judged`.
         check = PauseCommand(command.command_id, command.sandbox_id, None, judged, judged, 0)
-        last: PauseResult | None = None
-        for attempt in range(1, self._retry.attempts + 1):
+
+        async def attempt(n: int) -> Handled | str:
             # Re-read before every attempt: activity during the backoff also cancels the pause.
             doc = await self._reader.status_of(command.sandbox_id)
             if not still_due(check, doc):
-                return await self._not_due(command, doc, attempt - 1)
+                return await self._not_due(command, doc, n - 1)
             result = await self._e2b.pause(command.sandbox_id)
             if result.outcome in (PauseOutcome.PAUSED, PauseOutcome.ALREADY_PAUSED):
                 await self._facts.publish(facts.paused(command, self._clock(), result.status))
-                return self._done(command, result.outcome, attempt, result.status)
+                return self._done(command, result.outcome, n, result.status)
             if result.outcome is PauseOutcome.GONE:
                 await self._facts.publish(facts.killed(command, self._clock(), result.status))
-                return self._done(command, "gone", attempt, result.status)
-            last = result
-            if attempt < self._retry.attempts:
-                delay = self._retry.delay(attempt, self._rand())
-                log.warning(
-                    "pause of sandbox %s not accepted (%s), retrying in %.2fs",
-                    command.sandbox_id,
-                    result.reason,
-                    delay,
-                    extra={"command_id": command.command_id, "attempt": attempt},
-                )
-                await self._sleep(delay)
-        tried = self._retry.attempts
-        reason = f"pause gave up after {tried} attempts: {last.reason if last else ''}"
-        await self._dead.send(record, reason)
-        # So the sandbox does not stay PAUSING; the next tick judges it again if still idle.
-        await self._facts.publish(facts.cancelled(command, self._clock(), "e2b_gave_up"))
-        log.error("%s", reason, extra={"command_id": command.command_id})
-        return Handled("gave_up", self._retry.attempts)
+                return self._done(command, "gone", n, result.status)
+            return result.reason
+
+        # On giving up: so the sandbox does not stay PAUSING; the next tick judges it again.
+        return await self._with_retries(
+            record,
+            command,
+            "pause",
+            attempt,
+            lambda reason: facts.cancelled(command, self._clock(), "e2b_gave_up"),
+        )
 
     async def _resume(self, record: Record, command: Command) -> Handled:
         """Wake: E2B's connect, retried like a pause; RESUMED flips the state to RUNNING at once."""
-        last: ResumeResult | None = None
-        for attempt in range(1, self._retry.attempts + 1):
+
+        async def attempt(n: int) -> Handled | str:
             result = await self._e2b.connect(command.sandbox_id, self._resume_timeout)
             if result.outcome is ResumeOutcome.RESUMED:
                 await self._facts.publish(facts.resumed(command, self._clock(), result.status))
-                return self._done(command, result.outcome, attempt, result.status)
+                return self._done(command, result.outcome, n, result.status)
             if result.outcome is ResumeOutcome.GONE:
                 await self._facts.publish(facts.killed(command, self._clock(), result.status))
-                return self._done(command, "gone", attempt, result.status)
-            last = result
-            if attempt < self._retry.attempts:
-                await self._sleep(self._retry.delay(attempt, self._rand()))
-        reason = (
-            f"resume gave up after {self._retry.attempts} attempts: {last.reason if last else ''}"
+                return self._done(command, "gone", n, result.status)
+            return result.reason
+
+        # On giving up: so the sandbox does not stay STARTING; as far as we know it is paused.
+        return await self._with_retries(
+            record,
+            command,
+            "resume",
+            attempt,
+            lambda reason: facts.wake_failed(command, self._clock(), reason),
         )
-        await self._dead.send(record, reason)
-        # So the sandbox does not stay STARTING: it is still paused as far as we know.
-        await self._facts.publish(facts.wake_failed(command, self._clock(), reason))
-        log.error("%s", reason, extra={"command_id": command.command_id})
-        return Handled("gave_up", self._retry.attempts)
 
     async def _extend(self, record: Record, command: Command) -> Handled:
         """Keep-alive: E2B's timeout moves to now + N while a user is active."""
         seconds = int(command.data.get("timeout_seconds", self._resume_timeout))
-        last: TimeoutResult | None = None
-        for attempt in range(1, self._retry.attempts + 1):
+
+        async def attempt(n: int) -> Handled | str:
             result = await self._e2b.set_timeout(command.sandbox_id, seconds)
             now = self._clock()
             if result.outcome is TimeoutOutcome.SET:
                 end = now + timedelta(seconds=seconds)
                 await self._facts.publish(facts.timeout_set(command, now, end))
-                return self._done(command, result.outcome, attempt, result.status)
+                return self._done(command, result.outcome, n, result.status)
             if result.outcome is TimeoutOutcome.GONE:
                 await self._facts.publish(facts.killed(command, now, result.status))
-                return self._done(command, "gone", attempt, result.status)
+                return self._done(command, "gone", n, result.status)
             if result.outcome is TimeoutOutcome.NOT_RUNNING:
-                return self._done(command, "skipped", attempt, result.status)
-            last = result
-            if attempt < self._retry.attempts:
-                await self._sleep(self._retry.delay(attempt, self._rand()))
-        reason = (
-            f"timeout gave up after {self._retry.attempts} attempts: {last.reason if last else ''}"
-        )
+                return self._done(command, "skipped", n, result.status)
+            return result.reason
+
+        # On giving up: nothing to undo, E2B's old end still stands.
+        return await self._with_retries(record, command, "timeout", attempt, None)
+
+    async def _with_retries(
+        self,
+        record: Record,
+        command: Command,
+        operation: str,
+        attempt: Callable[[int], Awaitable[Handled | str]],
+        give_up_fact: Callable[[str], Envelope] | None,
+    ) -> Handled:
+        """Runs `attempt` (finished: a Handled; to retry: the reason) with bounded backoff and
+        jitter; past the last attempt the command is dead-lettered with the last reason."""
+        last = ""
+        for n in range(1, self._retry.attempts + 1):
+            outcome = await attempt(n)
+            if isinstance(outcome, Handled):
+                return outcome
+            last = outcome
+            if n < self._retry.attempts:
+                delay = self._retry.delay(n, self._rand())
+                log.warning(
+                    "%s of sandbox %s not accepted (%s), retrying in %.2fs",
+                    operation,
+                    command.sandbox_id,
+                    last,
+                    delay,
+                    extra={"command_id": command.command_id, "attempt": n},
+                )
+                await self._sleep(delay)
+        reason = f"{operation} gave up after {self._retry.attempts} attempts: {last}"
         await self._dead.send(record, reason)
+        if give_up_fact is not None:
+            await self._facts.publish(give_up_fact(reason))
         log.error("%s", reason, extra={"command_id": command.command_id})
         return Handled("gave_up", self._retry.attempts)
 
