@@ -7,6 +7,7 @@ TEST_INFRA=containers and a Docker engine, testcontainers starts the three inste
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -62,7 +63,12 @@ def _local() -> Iterator[Infra]:
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
     source = _containers if os.environ.get("TEST_INFRA") == "containers" else _local
-    yield from source()
+    # Every checkout on this machine shares one broker, the test topics, database and ports:
+    # a second connected run waits here instead of interleaving with the first.
+    lock_path = os.environ.get("CONNECTED_TEST_LOCK", "/tmp/e2b-lifecycle-connected.lock")
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield from source()
 
 
 @pytest.fixture(scope="session")
