@@ -71,7 +71,9 @@ async def test_updated_event_syncs_the_timeout(client: httpx.AsyncClient, stack:
 
 async def test_read_model_never_goes_back_to_an_older_revision(stack: Stack) -> None:
     client = aioredis.Redis.from_url(stack.infra.redis_url)
-    model = RedisReadModel(client, tombstone_ttl_seconds=60, default_idle_seconds=180)
+    model = RedisReadModel(
+        client, tombstone_ttl_seconds=60, default_idle_seconds=180, change_feed_max_length=1000
+    )
     sandbox = unique("sbx")
     now = datetime.now(UTC)
     newer = SandboxState(

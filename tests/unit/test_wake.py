@@ -9,7 +9,7 @@ import pytest
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.envelope import Envelope, FactType, Source
 from sandbox_common.readmodel import Status, StatusDoc
-from status_api.wake import request_wake
+from status_api.actions import request_wake
 from tests.unit.test_projection_rules import T0
 
 

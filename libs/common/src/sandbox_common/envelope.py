@@ -47,6 +47,10 @@ class FactType(StrEnum):
     WAKE_FAILED = "sandbox.wake.failed"
 
 
+# Facts that move a sandbox's last activity (and with it the idle deadline).
+MOVES_LAST_ACTIVITY = frozenset({FactType.CREATED, FactType.RESUMED, FactType.ACTIVITY})
+
+
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     event_id: str
     type: str

@@ -42,3 +42,13 @@ def seen_event(event_id: str) -> str:
 # Fields of the sandbox_doc hash: the JSON document and the revision that guards its writes.
 DOC_FIELD = "d"
 REVISION_FIELD = "r"
+
+
+# Redis stream of read-model changes (the projector's document writes and status-api's
+# pause warnings), newest last; SSE clients follow it and resume from its entry ids.
+CHANGES = f"{_PREFIX}:changes"
+
+
+def pause_warned(sandbox_id: str, deadline: str) -> str:
+    """Present once the pauseImminent warning for this sandbox's deadline has gone out."""
+    return f"{_PREFIX}:pause-warned:{sandbox_id}:{deadline}"

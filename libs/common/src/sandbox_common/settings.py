@@ -75,6 +75,16 @@ class Settings:
     # While a user is active, E2B's timeout is kept at least half this far ahead (set to this).
     e2b_keep_alive_seconds: int = 600
     status_api_publish_timeout_seconds: float = 5.0
+    # A pauseImminent warning goes out this long before a RUNNING sandbox's idle deadline.
+    status_api_warn_before_seconds: int = 30
+    # SSE keep-alive comments: proxies drop connections that stay silent for a minute or so.
+    status_api_sse_keepalive_seconds: float = 15.0
+    # Requests per second per token (a burst of twice that), 0 = unlimited.
+    status_api_rate_limit_per_second: float = 50.0
+    # Comma-separated origins allowed by CORS ('*' for any); empty: no CORS headers at all.
+    status_api_cors_origins: str = ""
+    # Changes kept in the Redis change feed for SSE clients that resume with Last-Event-ID.
+    change_feed_max_length: int = 50_000
     projector_host: str = "127.0.0.1"
     projector_port: int = 8082
     projector_batch_size: int = 500

@@ -48,7 +48,10 @@ class Resources:
         )
         self._store = PostgresStore(self._pool)
         self._read_model = RedisReadModel(
-            self._redis, s.killed_tombstone_ttl_seconds, s.idle_timeout_seconds
+            self._redis,
+            s.killed_tombstone_ttl_seconds,
+            s.idle_timeout_seconds,
+            s.change_feed_max_length,
         )
         log.info("projector stores opened")
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sandbox_common.e2b import parse_time
-from sandbox_common.envelope import Envelope, FactType
+from sandbox_common.envelope import MOVES_LAST_ACTIVITY, Envelope, FactType
 from sandbox_common.readmodel import Status
 
 # Tie-break for facts with the same timestamp: the later step of a lifecycle wins.
@@ -40,7 +40,7 @@ _STATUS_OF = {
     FactType.KILLED: Status.KILLED,
 }
 # Facts that prove the sandbox was in use at that moment.
-_ACTIVITY = frozenset({FactType.CREATED, FactType.RESUMED, FactType.ACTIVITY})
+_ACTIVITY = MOVES_LAST_ACTIVITY
 
 
 @dataclass(frozen=True, order=True)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from litestar import Litestar
-
 from sandbox_common import logging as jsonlog
 from sandbox_common.serving import serve
 from sandbox_common.settings import Settings
-from status_api.app import build_app
+from status_api.app import build_server_app
+from status_api.fast_lane import FastLane
 
 
-def create_app() -> Litestar:
+def create_app() -> FastLane:
     """Factory run inside the server's worker process: settings and logging are built there."""
     settings = Settings.from_env()
     jsonlog.configure("status-api", settings.log_level)
-    return build_app(settings)
+    return build_server_app(settings)
 
 
 def main() -> None:

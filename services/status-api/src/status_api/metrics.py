@@ -1,8 +1,17 @@
 """Prometheus metrics of status-api."""
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 READS = Counter("status_api_reads_total", "Status reads by route and outcome", ["route", "outcome"])
 ACTIVITY = Counter(
     "status_api_activity_total", "Heartbeats, by whether they became a fact", ["recorded"]
 )
+REFUSED = Counter(
+    "status_api_refused_total", "Requests refused before any read, by reason", ["reason"]
+)
+SSE_CLIENTS = Gauge("status_api_sse_clients", "Server-sent event streams open", ["stream"])
+SSE_EVENTS = Counter("status_api_sse_events_total", "Events sent on streams", ["event"])
+SSE_DROPPED = Counter(
+    "status_api_sse_overflows_total", "Streams closed because their client fell too far behind"
+)
+WARNINGS = Counter("status_api_pause_warnings_total", "pauseImminent warnings put on the feed")

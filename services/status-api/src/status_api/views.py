@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import msgspec
@@ -21,9 +21,14 @@ class SandboxStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     timeout_at: datetime | None = None
     template_id: str | None = None
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    # When a RUNNING sandbox becomes idle long enough to be paused (null in other states);
+    # activity moves it. The enforcer pauses at its first tick after this time.
+    idle_deadline_at: datetime | None = None
+    # True from STATUS_API_WARN_BEFORE_SECONDS before the deadline: "pausing soon, stay?".
+    pause_imminent: bool = False
 
 
-def sandbox_status(doc: StatusDoc) -> SandboxStatus:
+def sandbox_status(doc: StatusDoc, now: datetime, warn_before: timedelta) -> SandboxStatus:
     return SandboxStatus(
         project_id=doc.project_id,
         sandbox_id=doc.sandbox_id,
@@ -34,7 +39,14 @@ def sandbox_status(doc: StatusDoc) -> SandboxStatus:
         timeout_at=doc.timeout_at,
         template_id=doc.template_id,
         metadata=doc.metadata,
+        idle_deadline_at=doc.idle_deadline_at,
+        pause_imminent=pause_imminent(doc, now, warn_before),
     )
+
+
+def pause_imminent(doc: StatusDoc, now: datetime, warn_before: timedelta) -> bool:
+    deadline = doc.idle_deadline_at
+    return doc.status is Status.RUNNING and deadline is not None and deadline - now <= warn_before
 
 
 class Caller(msgspec.Struct, frozen=True, kw_only=True):
@@ -49,7 +61,52 @@ class ActivityAnswer(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     recorded: bool
 
 
-class WakeAnswer(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+class ActionAnswer(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     sandbox_id: str
     status: Status
     poll_after_ms: int | None
+
+
+class PauseWarning(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """Pushed once per idle deadline (again when activity moves the deadline)."""
+
+    sandbox_id: str
+    project_id: str | None
+    idle_deadline_at: datetime
+    seconds_left: int
+
+
+class Gone(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """Pushed when a project has no live sandbox (killed, or none yet)."""
+
+    project_id: str | None
+    sandbox_id: str | None
+
+
+class HistoryEvent(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    event_id: str
+    type: str
+    source: str
+    occurred_at: datetime
+    received_at: datetime
+    # The fact's own data: for a pause request the idle deadline and last activity it judged,
+    # for activity the caller, for E2B webhooks the payload's fields.
+    data: dict[str, object]
+
+
+class HistoryPage(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    sandbox_id: str
+    project_id: str | None
+    events: list[HistoryEvent]
+    # Pass as `cursor` for the next (older) page; null: this was the last page.
+    next_cursor: str | None
+    # The newest fact that moved the sandbox's last activity, whatever the page: answers "why
+    # won't it pause?" (who kept it busy) and "idle since when?".
+    last_activity: HistoryEvent | None = None
+
+
+class FleetPage(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    sandboxes: list[SandboxStatus]
+    # Sandboxes per status over the whole filter (not just this page), KILLED excluded.
+    counts: dict[str, int]
+    next_cursor: str | None

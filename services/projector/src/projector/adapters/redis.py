@@ -9,21 +9,24 @@ import redis.asyncio as aioredis
 
 from projector.domain import SandboxState
 from projector.handlers import Projected
-from sandbox_common import keys
+from sandbox_common import changes, keys
 from sandbox_common.idle import idle_deadline
 from sandbox_common.readmodel import Status, StatusDoc, encode_doc
 
 # Compare-and-set on the revision: a replayed or late write never regresses a document. The
 # idle-deadline index moves in the same step, so the enforcer never sees one without the other.
+# The change feed entry is added in the same step too: an SSE client that sees the entry can
+# read the document it announces.
 # KEYS: doc, project pointer (or the doc key again when there is no project), deadline index,
-#       transitional index.
+#       transitional index, change feed.
 # ARGV: revision, document, ttl seconds (0 = keep), sandbox id, has project (1/0),
 #       idle deadline as epoch seconds ('' = not running: leave the index),
-#       since when PAUSING/STARTING as epoch seconds ('' = neither: leave that index).
-_WRITE_DOC = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'r') or '-1')
+#       since when PAUSING/STARTING as epoch seconds ('' = neither: leave that index),
+#       project id ('' = none), change feed length.
+_WRITE_DOC = f"""
+local current = tonumber(redis.call('HGET', KEYS[1], {keys.REVISION_FIELD!r}) or '-1')
 if current >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'r', ARGV[1], 'd', ARGV[2])
+redis.call('HSET', KEYS[1], {keys.REVISION_FIELD!r}, ARGV[1], {keys.DOC_FIELD!r}, ARGV[2])
 if tonumber(ARGV[3]) > 0 then
   redis.call('EXPIRE', KEYS[1], ARGV[3])
 else
@@ -40,8 +43,19 @@ if ARGV[7] == '' then
 else
   redis.call('ZADD', KEYS[4], ARGV[7], ARGV[4])
 end
+{
+    changes.lua_xadd(
+        feed="KEYS[5]",
+        max_length="ARGV[9]",
+        kind=changes.ChangeKind.DOC,
+        project="ARGV[8]",
+        sandbox="ARGV[4]",
+        revision="ARGV[1]",
+        data="ARGV[2]",
+    )
+}
 return 1
-""".replace("'r'", repr(keys.REVISION_FIELD)).replace("'d'", repr(keys.DOC_FIELD))
+"""
 
 
 # States that wait for an answer (the actuator's, or E2B's); the enforcer repairs stuck ones.
@@ -75,9 +89,14 @@ def to_doc(
 
 class RedisReadModel:
     def __init__(
-        self, client: aioredis.Redis, tombstone_ttl_seconds: int, default_idle_seconds: int
+        self,
+        client: aioredis.Redis,
+        tombstone_ttl_seconds: int,
+        default_idle_seconds: int,
+        change_feed_max_length: int,
     ) -> None:
         self._client = client
+        self._feed_length = change_feed_max_length
         self._tombstone_ttl = tombstone_ttl_seconds
         self._default_idle = default_idle_seconds
         self._script = client.register_script(_WRITE_DOC)
@@ -99,7 +118,7 @@ class RedisReadModel:
                 deadline = doc.idle_deadline_at
                 changed = doc.status_changed_at if doc.status in _TRANSITIONAL else None
                 await self._script(
-                    keys=[doc_key, pointer, keys.IDLE_DEADLINES, keys.TRANSITIONAL],
+                    keys=[doc_key, pointer, keys.IDLE_DEADLINES, keys.TRANSITIONAL, keys.CHANGES],
                     args=[
                         p.revision,
                         encode_doc(doc),
@@ -108,6 +127,8 @@ class RedisReadModel:
                         "1" if live_project else "0",
                         f"{deadline.timestamp():.3f}" if deadline else "",
                         f"{changed.timestamp():.3f}" if changed else "",
+                        doc.project_id or "",
+                        self._feed_length,
                     ],
                     client=pipe,
                 )

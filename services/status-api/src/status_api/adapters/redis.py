@@ -1,31 +1,92 @@
-"""Reads of the status documents the projector maintains (never writes them)."""
+"""status-api's Redis: reads of the documents the projector maintains, the heartbeat throttle,
+and pause warnings into the change feed."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 
-from sandbox_common import keys
+from sandbox_common import changes, keys
 from sandbox_common.readmodel import StatusDoc, decode_doc
+
+# Project pointer -> document in one round trip (this is the hot read of every frontend poll).
+# KEYS: project pointer. ARGV: document key prefix, document field.
+_BY_PROJECT = """
+local sandbox_id = redis.call('GET', KEYS[1])
+if not sandbox_id then return false end
+return redis.call('HGET', ARGV[1] .. sandbox_id, ARGV[2])
+"""
+
+# The warning for one deadline goes out once, however many status-api replicas see it due.
+# KEYS: warned marker, change feed. ARGV: marker ttl, feed length, project ('' = none),
+#       sandbox id, revision, warning JSON.
+_WARN_ONCE = f"""
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+{
+    changes.lua_xadd(
+        feed="KEYS[2]",
+        max_length="ARGV[2]",
+        kind=changes.ChangeKind.WARNING,
+        project="ARGV[3]",
+        sandbox="ARGV[4]",
+        revision="ARGV[5]",
+        data="ARGV[6]",
+    )
+}
+return 1
+"""
 
 
 class StatusReader:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
+        self._by_project = client.register_script(_BY_PROJECT)
+        self._doc_prefix = keys.sandbox_doc("")
 
     async def by_sandbox(self, sandbox_id: str) -> StatusDoc | None:
         raw = await self._client.hget(keys.sandbox_doc(sandbox_id), keys.DOC_FIELD)
         return decode_doc(raw) if raw else None
 
     async def by_project(self, project_id: str) -> StatusDoc | None:
-        sandbox_id = await self._client.get(keys.project_sandbox(project_id))
-        if not sandbox_id:
-            return None
-        return await self.by_sandbox(
-            sandbox_id.decode() if isinstance(sandbox_id, bytes) else sandbox_id
+        raw = await self._by_project(
+            keys=[keys.project_sandbox(project_id)], args=[self._doc_prefix, keys.DOC_FIELD]
         )
+        return decode_doc(raw) if raw else None
+
+    async def due_deadlines(self, low: float, high: float) -> list[tuple[str, float]]:
+        """RUNNING sandboxes whose idle deadline (epoch s) is within [low, high]."""
+        members: Any = await self._client.zrangebyscore(
+            keys.IDLE_DEADLINES, low, high, withscores=True
+        )
+        return [(_text(m), float(score)) for m, score in members]
 
     async def ping(self) -> bool:
         return bool(await self._client.ping())
+
+
+class WarningFeed:
+    def __init__(self, client: aioredis.Redis, feed_length: int) -> None:
+        self._script = client.register_script(_WARN_ONCE)
+        self._feed_length = feed_length
+
+    async def warn_once(
+        self, doc: StatusDoc, deadline_key: str, payload: bytes, marker_ttl_seconds: int
+    ) -> bool:
+        """False when this deadline was already warned about (by any replica)."""
+        return bool(
+            await self._script(
+                keys=[keys.pause_warned(doc.sandbox_id, deadline_key), keys.CHANGES],
+                args=[
+                    marker_ttl_seconds,
+                    self._feed_length,
+                    doc.project_id or "",
+                    doc.sandbox_id,
+                    doc.revision,
+                    payload,
+                ],
+            )
+        )
 
 
 class RedisThrottle:
@@ -42,3 +103,7 @@ class RedisThrottle:
 
     async def forget(self, sandbox_id: str) -> None:
         await self._client.delete(keys.activity_throttle(sandbox_id))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,149 @@
+"""Reads of PostgreSQL, the source of truth: a sandbox's history and the fleet (admin).
+
+The hot status reads never come here (they are Redis only); these are operator questions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+import asyncpg
+import msgspec
+
+from sandbox_common.envelope import MOVES_LAST_ACTIVITY
+from sandbox_common.readmodel import Status
+
+
+class Queries(Protocol):
+    """The part of an asyncpg pool these reads use."""
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]: ...
+
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record | None: ...
+
+    async def fetchval(self, query: str, *args: object) -> object: ...
+
+
+class HistoryRow(msgspec.Struct, frozen=True):
+    event_id: str
+    type: str
+    source: str
+    project_id: str | None
+    occurred_at: datetime
+    received_at: datetime
+    data: dict[str, Any]
+
+
+class FleetRow(msgspec.Struct, frozen=True):
+    sandbox_id: str
+    project_id: str | None
+    status: Status
+    last_active_at: datetime | None
+    timeout_at: datetime | None
+    template_id: str | None
+    metadata: dict[str, str]
+
+
+_HISTORY = """
+SELECT event_id, type, source, project_id, occurred_at, received_at, data
+FROM sandbox_events
+WHERE sandbox_id = $1 AND ($2::timestamptz IS NULL OR (occurred_at, event_id) < ($2, $3))
+ORDER BY occurred_at DESC, event_id DESC
+LIMIT $4
+"""
+
+_LAST_ACTIVITY = """
+SELECT event_id, type, source, project_id, occurred_at, received_at, data
+FROM sandbox_events
+WHERE sandbox_id = $1 AND type = ANY($2::text[])
+ORDER BY occurred_at DESC
+LIMIT 1
+"""
+
+_FLEET = """
+SELECT sandbox_id, project_id, status, last_active_at, timeout_at, template_id, metadata
+FROM sandboxes
+WHERE status IS NOT NULL AND status <> 'KILLED'
+  AND ($1::text IS NULL OR status = $1)
+  AND ($2::text IS NULL OR project_id = $2)
+  AND ($3::text IS NULL OR sandbox_id > $3)
+ORDER BY sandbox_id
+LIMIT $4
+"""
+
+_COUNTS = """
+SELECT status, count(*) AS n
+FROM sandboxes
+WHERE status IS NOT NULL AND status <> 'KILLED' AND ($1::text IS NULL OR project_id = $1)
+GROUP BY status
+"""
+
+
+def _json(value: object) -> Any:
+    # asyncpg hands jsonb back as text unless a codec is set; decoding here keeps pools plain.
+    return msgspec.json.decode(value) if isinstance(value, str | bytes) else value
+
+
+def _history_row(r: asyncpg.Record) -> HistoryRow:
+    return HistoryRow(
+        r["event_id"],
+        r["type"],
+        r["source"],
+        r["project_id"],
+        r["occurred_at"],
+        r["received_at"],
+        _json(r["data"]),
+    )
+
+
+class HistoryStore:
+    def __init__(self, pool: Queries) -> None:
+        self._pool = pool
+
+    async def page(
+        self, sandbox_id: str, before: tuple[datetime, str] | None, limit: int
+    ) -> list[HistoryRow]:
+        """Newest first; `before` is the (occurred_at, event_id) of the last row already seen."""
+        at, event_id = before if before else (None, None)
+        rows = await self._pool.fetch(_HISTORY, sandbox_id, at, event_id, limit)
+        return [_history_row(r) for r in rows]
+
+    async def last_activity(self, sandbox_id: str) -> HistoryRow | None:
+        row = await self._pool.fetchrow(
+            _LAST_ACTIVITY, sandbox_id, sorted(t.value for t in MOVES_LAST_ACTIVITY)
+        )
+        return _history_row(row) if row else None
+
+    async def fleet(
+        self, status: Status | None, project_id: str | None, after: str | None, limit: int
+    ) -> list[FleetRow]:
+        rows = await self._pool.fetch(
+            _FLEET, status.value if status else None, project_id, after, limit
+        )
+        return [
+            FleetRow(
+                r["sandbox_id"],
+                r["project_id"],
+                Status(r["status"]),
+                r["last_active_at"],
+                r["timeout_at"],
+                r["template_id"],
+                _json(r["metadata"]),
+            )
+            for r in rows
+        ]
+
+    async def project_of(self, sandbox_id: str) -> tuple[bool, str | None]:
+        """(known, project id): whether the sandbox was ever seen, and whose it is."""
+        row = await self._pool.fetchrow(
+            "SELECT project_id FROM sandboxes WHERE sandbox_id = $1", sandbox_id
+        )
+        return (row is not None, row["project_id"] if row else None)
+
+    async def counts(self, project_id: str | None) -> dict[str, int]:
+        rows = await self._pool.fetch(_COUNTS, project_id)
+        return {r["status"]: r["n"] for r in rows}
+
+    async def ping(self) -> None:
+        await self._pool.fetchval("SELECT 1")

@@ -1,0 +1,131 @@
+"""Follows the change feed (one Redis stream read loop per process) and hands each change to
+this process's SSE clients: a thousand open streams cost one blocking XREAD, not a thousand
+polls.
+
+A client that cannot keep up is cut off rather than buffered without bound; its EventSource
+reconnects with Last-Event-ID and catches up from the feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from itertools import chain
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from sandbox_common import changes, keys
+from sandbox_common.changes import Change
+from status_api import metrics
+
+log = logging.getLogger(__name__)
+
+
+class Subscription:
+    def __init__(self, project_id: str | None, size: int) -> None:
+        self.project_id = project_id  # None: every change (the admin fleet stream)
+        self.queue: asyncio.Queue[Change] = asyncio.Queue(size)
+        self.overflowed = False
+
+
+class ChangeHub:
+    def __init__(
+        self, client: aioredis.Redis, *, block_ms: int = 5000, queue_size: int = 256
+    ) -> None:
+        self._client = client
+        self._block_ms = block_ms
+        self._queue_size = queue_size
+        self._by_project: dict[str, set[Subscription]] = {}
+        self._everything: set[Subscription] = set()
+        self._task: asyncio.Task[None] | None = None
+        # The newest feed entry this process has handed out: a snapshot read after subscribing
+        # reflects at least every change up to here (the projector writes document and entry
+        # in one step).
+        self.last_id = "0-0"
+
+    async def start(self) -> None:
+        try:
+            newest: Any = await self._client.xrevrange(keys.CHANGES, count=1)
+            if newest:
+                self.last_id = _text(newest[0][0])
+        except RedisError as exc:  # the loop below keeps trying; reads can still be served
+            log.warning("change feed not readable yet: %s", exc)
+        self._task = asyncio.create_task(self._follow(), name="change-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @contextlib.contextmanager
+    def subscribe(self, project_id: str | None) -> Iterator[Subscription]:
+        sub = Subscription(project_id, self._queue_size)
+        group = (
+            self._everything
+            if project_id is None
+            else self._by_project.setdefault(project_id, set())
+        )
+        group.add(sub)
+        try:
+            yield sub
+        finally:
+            group.discard(sub)
+            if project_id is not None and not group:
+                self._by_project.pop(project_id, None)
+
+    async def since(self, last_event_id: str, project_id: str | None) -> list[Change] | None:
+        """The changes after `last_event_id` (for a reconnecting client), or None when the feed
+        no longer reaches back that far or the id is not one of ours: send a snapshot then."""
+        try:
+            position = changes.entry_position(last_event_id)
+        except ValueError:
+            return None
+        oldest: Any = await self._client.xrange(keys.CHANGES, count=1)
+        if not oldest or changes.entry_position(_text(oldest[0][0])) > position:
+            return None
+        entries: Any = await self._client.xrange(
+            keys.CHANGES, min=f"({last_event_id}", count=10_000
+        )
+        found = (changes.from_entry(i, f) for i, f in entries)
+        return [
+            c for c in found if c is not None and (project_id is None or c.project_id == project_id)
+        ]
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                answer: Any = await self._client.xread(
+                    {keys.CHANGES: self.last_id}, block=self._block_ms, count=1000
+                )
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("change feed read failed, retrying in 1 s: %s", exc)
+                await asyncio.sleep(1)
+                continue
+            for _stream, entries in answer or ():
+                for entry_id, fields in entries:
+                    self.last_id = _text(entry_id)
+                    change = changes.from_entry(entry_id, fields)
+                    if change is not None:
+                        self._dispatch(change)
+
+    def _dispatch(self, change: Change) -> None:
+        listeners = self._by_project.get(change.project_id or "", ())
+        for sub in chain(listeners, self._everything):
+            if sub.overflowed:
+                continue
+            try:
+                sub.queue.put_nowait(change)
+            except asyncio.QueueFull:
+                sub.overflowed = True
+                metrics.SSE_DROPPED.inc()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

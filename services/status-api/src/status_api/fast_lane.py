@@ -1,0 +1,95 @@
+"""The hot reads without Litestar's per-request machinery.
+
+Every frontend poll is `GET /api/projects/{id}/sandbox` or `GET /api/sandboxes/{id}`. This ASGI
+wrapper answers those when the answer is a 200 or a 304 (a token already verified, the sandbox
+visible to it), with the same `reads.render` the Litestar routes use. Anything else (errors,
+CORS requests, every other route) goes to the Litestar app, which stays the documented
+(OpenAPI) and complete implementation: the fast lane only ever declines or agrees with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from sandbox_common.readmodel import Status, StatusDoc
+from status_api.deps import Deps
+from status_api.reads import render
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+# Loose on purpose: Litestar types its __call__ with its own scope and event unions.
+ASGIApp = Callable[..., Awaitable[None]]
+
+_PROJECTS, _PROJECT_SUFFIX = "/api/projects/", "/sandbox"
+_SANDBOXES = "/api/sandboxes/"
+_JSON = (b"content-type", b"application/json")
+
+
+class FastLane:
+    def __init__(self, app: ASGIApp, deps: Deps) -> None:
+        self._app = app
+        self._deps = deps
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            served = await self._serve(scope, send)
+            if served:
+                return
+        await self._app(scope, receive, send)
+
+    async def _serve(self, scope: Scope, send: Send) -> bool:
+        path: str = scope["path"]
+        project_id = sandbox_id = None
+        if path.startswith(_PROJECTS) and path.endswith(_PROJECT_SUFFIX):
+            project_id = path[len(_PROJECTS) : -len(_PROJECT_SUFFIX)]
+            if not project_id or "/" in project_id:
+                return False
+        elif path.startswith(_SANDBOXES):
+            sandbox_id = path[len(_SANDBOXES) :]
+            if not sandbox_id or "/" in sandbox_id or sandbox_id == "stream":
+                return False
+        else:
+            return False
+        authorization = if_none_match = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"if-none-match":
+                if_none_match = value.decode("latin-1")
+            elif name == b"origin":
+                return False  # cross-origin: Litestar adds the CORS headers
+        principal = self._deps.gate.known_principal(authorization)
+        if principal is None:
+            return False
+        doc: StatusDoc | None
+        if project_id is not None:
+            if not principal.may_read(project_id):
+                return False
+            doc = await self._deps.reader.by_project(project_id)
+        else:
+            assert sandbox_id is not None
+            doc = await self._deps.reader.by_sandbox(sandbox_id)
+            if doc is not None and not principal.may_read(doc.project_id):
+                return False
+        if doc is None or doc.status is Status.KILLED:
+            return False
+        answer = render(
+            doc,
+            if_none_match,
+            self._deps.clock(),
+            self._deps.warn_before,
+            "project" if project_id is not None else "sandbox",
+        )
+        headers = [
+            (b"etag", answer.etag.encode()),
+            (b"cache-control", answer.cache_control.encode()),
+        ]
+        if answer.status_code == 200:
+            headers += [_JSON, (b"content-length", str(len(answer.body)).encode())]
+        await send(
+            {"type": "http.response.start", "status": answer.status_code, "headers": headers}
+        )
+        await send({"type": "http.response.body", "body": answer.body})
+        return True

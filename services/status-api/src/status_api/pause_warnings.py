@@ -1,0 +1,107 @@
+"""pauseImminent: a warning on the change feed shortly before a RUNNING sandbox's idle deadline,
+once per deadline. Activity moves the deadline, and a new deadline is warned about afresh.
+
+Every status-api replica runs the loop; a marker in Redis (set in the same step as the feed
+entry) makes one of them send each warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import msgspec
+from redis.exceptions import RedisError
+
+from sandbox_common.readmodel import Status, StatusDoc
+from status_api import metrics
+from status_api.views import PauseWarning
+
+log = logging.getLogger(__name__)
+
+# Deadlines this far in the past are still warned about: the loop may have been late, and the
+# enforcer pauses at its next tick, not at the deadline itself.
+_LOOKBACK_SECONDS = 10.0
+
+
+class Reader(Protocol):
+    async def due_deadlines(self, low: float, high: float) -> list[tuple[str, float]]: ...
+
+    async def by_sandbox(self, sandbox_id: str) -> StatusDoc | None: ...
+
+
+class Feed(Protocol):
+    async def warn_once(
+        self, doc: StatusDoc, deadline_key: str, payload: bytes, marker_ttl_seconds: int
+    ) -> bool: ...
+
+
+def warning_for(doc: StatusDoc, now: datetime, warn_before: timedelta) -> PauseWarning | None:
+    deadline = doc.idle_deadline_at
+    if doc.status is not Status.RUNNING or deadline is None or deadline - now > warn_before:
+        return None
+    return PauseWarning(
+        sandbox_id=doc.sandbox_id,
+        project_id=doc.project_id,
+        idle_deadline_at=deadline,
+        seconds_left=max(0, round((deadline - now).total_seconds())),
+    )
+
+
+class PauseWarner:
+    def __init__(
+        self,
+        reader: Reader,
+        feed: Feed,
+        warn_before: timedelta,
+        clock: Callable[[], datetime],
+        interval_seconds: float = 1.0,
+    ) -> None:
+        self._reader = reader
+        self._feed = feed
+        self._warn_before = warn_before
+        self._clock = clock
+        self._interval = interval_seconds
+        # (sandbox, deadline) pairs handled here already: spares a Redis round trip per second
+        # for each of them while they stay in the window.
+        self._handled: OrderedDict[tuple[str, float], None] = OrderedDict()
+        self._encoder = msgspec.json.Encoder()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except (RedisError, OSError) as exc:
+                log.warning("pause warnings skipped this round: %s", exc)
+            await asyncio.sleep(self._interval)
+
+    async def run_once(self) -> int:
+        now = self._clock()
+        horizon = now + self._warn_before
+        due = await self._reader.due_deadlines(
+            now.timestamp() - _LOOKBACK_SECONDS, horizon.timestamp()
+        )
+        sent = 0
+        for sandbox_id, score in due:
+            if (sandbox_id, score) in self._handled:
+                continue
+            doc = await self._reader.by_sandbox(sandbox_id)
+            warning = warning_for(doc, now, self._warn_before) if doc else None
+            if doc is not None and warning is not None:
+                ttl = int(self._warn_before.total_seconds() + _LOOKBACK_SECONDS) + 3600
+                deadline_key = f"{warning.idle_deadline_at.timestamp():.3f}"
+                payload = self._encoder.encode(warning)
+                if await self._feed.warn_once(doc, deadline_key, payload, ttl):
+                    sent += 1
+                    metrics.WARNINGS.inc()
+            self._remember((sandbox_id, score))
+        return sent
+
+    def _remember(self, key: tuple[str, float]) -> None:
+        self._handled[key] = None
+        if len(self._handled) > 100_000:
+            self._handled.popitem(last=False)

@@ -1,0 +1,180 @@
+"""Server-sent events: a project's sandbox (for its frontend) and the whole fleet (admin).
+
+On connect the current state is sent, then every change as the projector writes it. A client
+that reconnects with Last-Event-ID gets the changes it missed from the feed instead, or a fresh
+snapshot when the feed no longer reaches back that far. Keep-alive comments hold proxies open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from litestar import Request, get
+from litestar.datastructures import State
+from litestar.handlers import HTTPRouteHandler
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from sandbox_common.changes import Change, ChangeKind, entry_position
+from sandbox_common.readmodel import Status, StatusDoc, decode_doc
+from status_api import metrics
+from status_api.change_hub import Subscription
+from status_api.deps import Deps
+from status_api.pause_warnings import warning_for
+from status_api.routes.sandboxes import RAISES, SECURITY
+from status_api.views import Gone, sandbox_status
+
+_encoder = msgspec.json.Encoder()
+# How soon a browser's EventSource reconnects after the stream ends.
+_RETRY_MS = 2000
+
+_STREAM_DOC = (
+    "Server-sent events. `sandbox`: the status (same JSON as the GET route); `pauseImminent`: "
+    "{sandboxId, projectId, idleDeadlineAt, secondsLeft}, once per idle deadline; `gone`: no "
+    "live sandbox (killed, or none yet). Each event's id resumes the stream (Last-Event-ID). "
+    "A browser's EventSource cannot set headers: pass the token as `?access_token=` instead."
+)
+
+
+class _Sender:
+    """Turns feed changes into SSE messages for one client, newest revision per sandbox only."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+        self._revisions: dict[str, int] = {}
+        self.last_id: tuple[int, int] = (0, 0)
+
+    def snapshot(
+        self, doc: StatusDoc | None, project_id: str | None, event_id: str
+    ) -> list[ServerSentEventMessage]:
+        if doc is None or doc.status is Status.KILLED:
+            return [self._gone(project_id, doc.sandbox_id if doc else None, event_id)]
+        self._revisions[doc.sandbox_id] = doc.revision
+        messages = [self._status(doc, event_id)]
+        warning = warning_for(doc, self._deps.clock(), self._deps.warn_before)
+        if warning is not None:
+            messages.append(self._message("pauseImminent", _encoder.encode(warning), event_id))
+        return messages
+
+    def start_at(self, event_id: str) -> None:
+        self.last_id = entry_position(event_id)
+
+    def change(self, change: Change) -> ServerSentEventMessage | None:
+        position = entry_position(change.id)
+        if position <= self.last_id:
+            return None  # already sent (backlog and live overlap)
+        self.last_id = position
+        if change.kind is ChangeKind.WARNING:
+            return self._message("pauseImminent", change.data, change.id)
+        if change.revision <= self._revisions.get(change.sandbox_id, -1):
+            return None  # older than what this client was shown
+        self._revisions[change.sandbox_id] = change.revision
+        doc = decode_doc(change.data)
+        if doc.status is Status.KILLED:
+            return self._gone(doc.project_id, doc.sandbox_id, change.id)
+        return self._status(doc, change.id)
+
+    def _status(self, doc: StatusDoc, event_id: str) -> ServerSentEventMessage:
+        status = sandbox_status(doc, self._deps.clock(), self._deps.warn_before)
+        return self._message("sandbox", _encoder.encode(status), event_id)
+
+    def _gone(
+        self, project_id: str | None, sandbox_id: str | None, event_id: str
+    ) -> ServerSentEventMessage:
+        body = _encoder.encode(Gone(project_id=project_id, sandbox_id=sandbox_id))
+        return self._message("gone", body, event_id)
+
+    @staticmethod
+    def _message(event: str, data: bytes, event_id: str) -> ServerSentEventMessage:
+        metrics.SSE_EVENTS.labels(event=event).inc()
+        return ServerSentEventMessage(data=data.decode(), event=event, id=event_id)
+
+
+def handlers(deps: Deps) -> list[HTTPRouteHandler]:
+    gate, hub, reader = deps.gate, deps.hub, deps.reader
+
+    async def follow(
+        sub: Subscription, sender: _Sender, first: list[ServerSentEventMessage], stream: str
+    ) -> AsyncIterator[ServerSentEventMessage]:
+        metrics.SSE_CLIENTS.labels(stream=stream).inc()
+        try:
+            for message in first:
+                yield message
+            while not sub.overflowed:
+                try:
+                    change = await asyncio.wait_for(
+                        sub.queue.get(), timeout=deps.sse_keepalive_seconds
+                    )
+                except TimeoutError:
+                    yield ServerSentEventMessage(comment="keep-alive")
+                    continue
+                live = sender.change(change)
+                if live is not None:
+                    yield live
+            # Fell too far behind: end the stream; EventSource reconnects and catches up.
+        finally:
+            metrics.SSE_CLIENTS.labels(stream=stream).dec()
+
+    async def opening(
+        request: Request[Any, Any, State], sender: _Sender, project_id: str | None
+    ) -> list[ServerSentEventMessage]:
+        """What a client gets first: the changes it missed, or the current state."""
+        head = hub.last_id
+        sender.start_at(head)
+        resume = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
+        if resume:
+            missed = await hub.since(resume, project_id)
+            if missed is not None:
+                sender.start_at(resume)
+                messages = [m for m in map(sender.change, missed) if m is not None]
+                return messages or [ServerSentEventMessage(comment="up to date")]
+        if project_id is None:
+            return [ServerSentEventMessage(comment=f"fleet stream from {head}")]
+        return sender.snapshot(await reader.by_project(project_id), project_id, head)
+
+    @get(
+        "/api/projects/{project_id:str}/sandbox/stream",
+        security=SECURITY,
+        summary="Live status of a project's sandbox (server-sent events)",
+        description=_STREAM_DOC,
+        raises=RAISES,
+    )
+    async def project_stream(request: Request[Any, Any, State], project_id: str) -> ServerSentEvent:
+        gate.for_project(request, project_id, query_token=True)
+        sender = _Sender(deps)
+
+        async def events() -> AsyncIterator[ServerSentEventMessage]:
+            # Subscribed before the snapshot is read: no change falls between the two.
+            with hub.subscribe(project_id) as sub:
+                first = await opening(request, sender, project_id)
+                async for message in follow(sub, sender, first, "project"):
+                    yield message
+
+        return ServerSentEvent(events(), retry_duration=_RETRY_MS, headers=_NO_BUFFERING)
+
+    @get(
+        "/api/sandboxes/stream",
+        security=SECURITY,
+        summary="Live changes of the whole fleet (admin, server-sent events)",
+        description=_STREAM_DOC + " No snapshot: list the fleet with GET /api/sandboxes.",
+        raises=RAISES,
+    )
+    async def fleet_stream(request: Request[Any, Any, State]) -> ServerSentEvent:
+        gate.admin(request, query_token=True)
+        sender = _Sender(deps)
+
+        async def events() -> AsyncIterator[ServerSentEventMessage]:
+            with hub.subscribe(None) as sub:
+                first = await opening(request, sender, None)
+                async for message in follow(sub, sender, first, "fleet"):
+                    yield message
+
+        return ServerSentEvent(events(), retry_duration=_RETRY_MS, headers=_NO_BUFFERING)
+
+    return [project_stream, fleet_stream]
+
+
+# nginx and other proxies buffer responses by default, which would hold events back.
+_NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
