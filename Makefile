@@ -31,6 +31,7 @@ status: ## show what is running
 
 test: deps ## start the infrastructure, then run every test tier against it
 	@infra/local/up.sh
+	@infra/local/chromium.sh >/dev/null # the dashboard's browser test drives Debian's chromium
 	@# The dev services share the topics with the test stack: their actuator would act on the
 	@# tests' commands. They are stopped (the infrastructure keeps running); `make up` restarts them.
 	@infra/local/services.sh stop

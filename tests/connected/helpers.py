@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,6 +39,7 @@ def webhook(
     seconds: float = 0,
     event_id: str | None = None,
     version: str = "v2",
+    metadata: dict[str, str] | None = None,
     **extra: Any,
 ) -> bytes:
     body = e2b.build_webhook(
@@ -45,7 +47,7 @@ def webhook(
         event_type=f"sandbox.lifecycle.{kind}",
         sandbox_id=sandbox_id,
         timestamp=T0 + timedelta(seconds=seconds),
-        metadata={"projectId": project} if project else None,
+        metadata={**({"projectId": project} if project else {}), **(metadata or {})} or None,
         extra_data=extra or None,
         version=version,
     )
@@ -146,3 +148,65 @@ async def find_record(bootstrap: str, since: dict[TopicPartition, int], needle: 
 
 def event_ids(records: list[Any]) -> list[str]:
     return [json.loads(r.value)["event_id"] for r in records if r.value]
+
+
+@dataclass
+class Event:
+    event: str
+    id: str | None
+    data: Any
+    at: float  # time.monotonic() when it arrived
+
+
+class EventStream:
+    """Reads a server-sent event stream in the background into `events`."""
+
+    def __init__(self, client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> None:
+        self.events: list[Event] = []
+        self.status_code: int | None = None
+        self.headers: httpx.Headers | None = None
+        self._client, self._url, self._headers = client, url, headers
+        self._task: asyncio.Task[None] | None = None
+        self._open = asyncio.Event()
+
+    async def __aenter__(self) -> EventStream:
+        self._task = asyncio.create_task(self._read())
+        await asyncio.wait_for(self._open.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def of(self, event: str) -> list[Event]:
+        return [e for e in self.events if e.event == event]
+
+    async def wait_for(self, event: str, count: int = 1, within: float = 5.0) -> list[Event]:
+        """The events of this kind once there are at least `count` of them."""
+
+        async def enough() -> list[Event]:
+            found = self.of(event)
+            return found if len(found) >= count else []
+
+        found: list[Event] = await eventually(enough, within=within)
+        return found
+
+    async def _read(self) -> None:
+        async with self._client.stream("GET", self._url, headers=self._headers) as r:
+            self.status_code, self.headers = r.status_code, r.headers
+            self._open.set()
+            event, event_id, data = "message", None, list[str]()
+            async for line in r.aiter_lines():
+                if line == "":
+                    if data:
+                        payload = json.loads("\n".join(data))
+                        self.events.append(Event(event, event_id, payload, time.monotonic()))
+                    event, event_id, data = "message", None, []
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("id:"):
+                    event_id = line[3:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].lstrip())

@@ -105,8 +105,13 @@ class HistoryPage(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     last_activity: HistoryEvent | None = None
 
 
+class FleetSandbox(SandboxStatus, frozen=True, kw_only=True, rename="camel"):
+    # Who last moved its activity: e2b-webhook (created, resumed), ui or api (heartbeats).
+    last_activity_source: str | None = None
+
+
 class FleetPage(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    sandboxes: list[SandboxStatus]
+    sandboxes: list[FleetSandbox]
     # Sandboxes per status over the whole filter (not just this page), KILLED excluded.
     counts: dict[str, int]
     next_cursor: str | None

@@ -43,7 +43,10 @@ class FleetRow(msgspec.Struct, frozen=True):
     timeout_at: datetime | None
     template_id: str | None
     metadata: dict[str, str]
+    last_activity_source: str | None
 
+
+_ACTIVITY_TYPES = sorted(t.value for t in MOVES_LAST_ACTIVITY)
 
 _HISTORY = """
 SELECT event_id, type, source, project_id, occurred_at, received_at, data
@@ -61,14 +64,21 @@ ORDER BY occurred_at DESC
 LIMIT 1
 """
 
+# The source of the newest activity fact per listed sandbox: one index probe per row of a page.
 _FLEET = """
-SELECT sandbox_id, project_id, status, last_active_at, timeout_at, template_id, metadata
-FROM sandboxes
-WHERE status IS NOT NULL AND status <> 'KILLED'
-  AND ($1::text IS NULL OR status = $1)
-  AND ($2::text IS NULL OR project_id = $2)
-  AND ($3::text IS NULL OR sandbox_id > $3)
-ORDER BY sandbox_id
+SELECT s.sandbox_id, s.project_id, s.status, s.last_active_at, s.timeout_at, s.template_id,
+       s.metadata, a.source AS last_activity_source
+FROM sandboxes s
+LEFT JOIN LATERAL (
+  SELECT e.source FROM sandbox_events e
+  WHERE e.sandbox_id = s.sandbox_id AND e.type = ANY($5::text[])
+  ORDER BY e.occurred_at DESC LIMIT 1
+) a ON true
+WHERE s.status IS NOT NULL AND s.status <> 'KILLED'
+  AND ($1::text IS NULL OR s.status = $1)
+  AND ($2::text IS NULL OR s.project_id = $2)
+  AND ($3::text IS NULL OR s.sandbox_id > $3)
+ORDER BY s.sandbox_id
 LIMIT $4
 """
 
@@ -110,16 +120,14 @@ class HistoryStore:
         return [_history_row(r) for r in rows]
 
     async def last_activity(self, sandbox_id: str) -> HistoryRow | None:
-        row = await self._pool.fetchrow(
-            _LAST_ACTIVITY, sandbox_id, sorted(t.value for t in MOVES_LAST_ACTIVITY)
-        )
+        row = await self._pool.fetchrow(_LAST_ACTIVITY, sandbox_id, _ACTIVITY_TYPES)
         return _history_row(row) if row else None
 
     async def fleet(
         self, status: Status | None, project_id: str | None, after: str | None, limit: int
     ) -> list[FleetRow]:
         rows = await self._pool.fetch(
-            _FLEET, status.value if status else None, project_id, after, limit
+            _FLEET, status.value if status else None, project_id, after, limit, _ACTIVITY_TYPES
         )
         return [
             FleetRow(
@@ -130,6 +138,7 @@ class HistoryStore:
                 r["timeout_at"],
                 r["template_id"],
                 _json(r["metadata"]),
+                r["last_activity_source"],
             )
             for r in rows
         ]

@@ -20,7 +20,7 @@ from status_api import metrics
 from status_api.adapters.postgres import FleetRow, HistoryRow
 from status_api.deps import Deps
 from status_api.routes.sandboxes import RAISES, SECURITY
-from status_api.views import FleetPage, HistoryEvent, HistoryPage, SandboxStatus
+from status_api.views import FleetPage, FleetSandbox, HistoryEvent, HistoryPage
 
 
 def encode_cursor(*parts: str) -> str:
@@ -53,9 +53,9 @@ def _event(row: HistoryRow) -> HistoryEvent:
 def handlers(deps: Deps) -> list[HTTPRouteHandler]:
     gate, store = deps.gate, deps.history
 
-    def fleet_status(row: FleetRow) -> SandboxStatus:
+    def fleet_status(row: FleetRow) -> FleetSandbox:
         running = row.status is Status.RUNNING and row.last_active_at is not None
-        return SandboxStatus(
+        return FleetSandbox(
             project_id=row.project_id,
             sandbox_id=row.sandbox_id,
             status=row.status,
@@ -69,6 +69,7 @@ def handlers(deps: Deps) -> list[HTTPRouteHandler]:
                 if running and row.last_active_at
                 else None
             ),
+            last_activity_source=row.last_activity_source,
         )
 
     @get(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -24,9 +25,10 @@ from status_api.change_hub import Subscription
 from status_api.deps import Deps
 from status_api.pause_warnings import warning_for
 from status_api.routes.sandboxes import RAISES, SECURITY
-from status_api.views import Gone, sandbox_status
+from status_api.views import Gone, PauseWarning, sandbox_status
 
 _encoder = msgspec.json.Encoder()
+_warning_decoder = msgspec.json.Decoder(PauseWarning)
 # How soon a browser's EventSource reconnects after the stream ends.
 _RETRY_MS = 2000
 
@@ -38,12 +40,21 @@ _STREAM_DOC = (
 )
 
 
+def _comment(text: str) -> ServerSentEventMessage:
+    # data=None: Litestar would otherwise add an empty `data:` line, which clients parse as an
+    # (empty, not JSON) event.
+    return ServerSentEventMessage(comment=text, data=None)
+
+
 class _Sender:
     """Turns feed changes into SSE messages for one client, newest revision per sandbox only."""
 
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._revisions: dict[str, int] = {}
+        # (sandbox, deadline) warnings this client was given: a warning in the snapshot and the
+        # same one from the feed are one warning.
+        self._warned: set[tuple[str, datetime]] = set()
         self.last_id: tuple[int, int] = (0, 0)
 
     def snapshot(
@@ -55,6 +66,7 @@ class _Sender:
         messages = [self._status(doc, event_id)]
         warning = warning_for(doc, self._deps.clock(), self._deps.warn_before)
         if warning is not None:
+            self._warned.add((warning.sandbox_id, warning.idle_deadline_at))
             messages.append(self._message("pauseImminent", _encoder.encode(warning), event_id))
         return messages
 
@@ -67,6 +79,11 @@ class _Sender:
             return None  # already sent (backlog and live overlap)
         self.last_id = position
         if change.kind is ChangeKind.WARNING:
+            warning = _warning_decoder.decode(change.data)
+            key = (warning.sandbox_id, warning.idle_deadline_at)
+            if key in self._warned:
+                return None
+            self._warned.add(key)
             return self._message("pauseImminent", change.data, change.id)
         if change.revision <= self._revisions.get(change.sandbox_id, -1):
             return None  # older than what this client was shown
@@ -108,7 +125,7 @@ def handlers(deps: Deps) -> list[HTTPRouteHandler]:
                         sub.queue.get(), timeout=deps.sse_keepalive_seconds
                     )
                 except TimeoutError:
-                    yield ServerSentEventMessage(comment="keep-alive")
+                    yield _comment("keep-alive")
                     continue
                 live = sender.change(change)
                 if live is not None:
@@ -129,9 +146,9 @@ def handlers(deps: Deps) -> list[HTTPRouteHandler]:
             if missed is not None:
                 sender.start_at(resume)
                 messages = [m for m in map(sender.change, missed) if m is not None]
-                return messages or [ServerSentEventMessage(comment="up to date")]
+                return messages or [_comment("up to date")]
         if project_id is None:
-            return [ServerSentEventMessage(comment=f"fleet stream from {head}")]
+            return [_comment(f"fleet stream from {head}")]
         return sender.snapshot(await reader.by_project(project_id), project_id, head)
 
     @get(

@@ -1,0 +1,78 @@
+"""The operators' dashboard in a real browser (Debian's chromium driven by Playwright): counts,
+the fleet table, live updates over SSE, and the wake action. Keeps a screenshot in docs/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import async_playwright, expect
+
+from tests.connected.conftest import Stack
+from tests.connected.helpers import ago, eventually, post_webhook, status_of, token, unique, webhook
+
+pytestmark = pytest.mark.connected
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def chromium() -> str:
+    """`make test` installs it (infra/local/chromium.sh); a missing browser is a failure."""
+    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
+    if path is None:
+        script = ROOT / "infra" / "local" / "chromium.sh"
+        path = subprocess.run([script], check=True, capture_output=True, text=True).stdout.strip()
+    return path
+
+
+async def test_the_dashboard_shows_the_fleet_live_and_wakes_a_sandbox(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    project, running, paused = unique("dash"), unique("sbx-run"), unique("sbx-paused")
+    other = unique("dash")
+    await post_webhook(client, stack, webhook("created", running, project, seconds=ago(5)))
+    await post_webhook(client, stack, webhook("created", paused, other, seconds=ago(60)))
+    await post_webhook(client, stack, webhook("paused", paused, other, seconds=ago(30)))
+
+    async def ready() -> bool:
+        a, b = await status_of(client, stack, project), await status_of(client, stack, other)
+        return a.status_code == 200 and b.status_code == 200 and b.json()["status"] == "PAUSED"
+
+    await eventually(ready)
+    admin = token(stack, admin=True)["Authorization"].removeprefix("Bearer ")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 800})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(f"{stack.status_api.url}/dashboard/#token={admin}")
+            row = page.locator(f'tr[data-id="{running}"]')
+            await expect(row.locator(".status")).to_have_text("RUNNING")
+            await expect(row.locator(".project")).to_have_text(project)
+            await expect(row.locator(".source")).to_have_text("e2b-webhook")
+            await expect(page.locator("#live")).to_have_text("live")
+            running_count = int(await page.locator('li[data-status="RUNNING"] .n').inner_text())
+            assert running_count >= 1
+            # Live: E2B pauses the running sandbox; the row and the counts follow, no reload.
+            await post_webhook(client, stack, webhook("paused", running, project, seconds=ago(0)))
+            await expect(row.locator(".status")).to_have_text("PAUSED", timeout=5000)
+            await expect(page.locator('li[data-status="RUNNING"] .n')).to_have_text(
+                str(running_count - 1)
+            )
+            await expect(page.locator("#events")).to_contain_text(f"{running} → PAUSED")
+            # The wake action: STARTING arrives over the stream.
+            other_row = page.locator(f'tr[data-id="{paused}"]')
+            await other_row.locator("button", has_text="wake").click()
+            await expect(other_row.locator(".status")).to_have_text("STARTING", timeout=5000)
+            # History of a sandbox on click.
+            await other_row.locator(".id").click()
+            await expect(page.locator("#history")).to_contain_text("sandbox.wake.requested")
+            await page.screenshot(path=str(ROOT / "docs" / "dashboard.png"), full_page=True)
+            assert errors == []
+        finally:
+            await browser.close()

@@ -1,0 +1,82 @@
+"""Every status-api route refuses a token for another project, and never shows its data.
+
+The list of routes is checked against the OpenAPI document: a new route that is not added here
+fails the test."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.connected.conftest import Stack
+from tests.connected.helpers import ago, eventually, post_webhook, status_of, token, unique, webhook
+
+pytestmark = pytest.mark.connected
+
+# method, path template ({project} and {sandbox} belong to the victim), admin only
+ROUTES = [
+    ("GET", "/api/projects/{project}/sandbox", False),
+    ("GET", "/api/projects/{project}/sandbox/stream", False),
+    ("POST", "/api/projects/{project}/sandbox/activity", False),
+    ("POST", "/api/projects/{project}/sandbox/wake", False),
+    ("GET", "/api/sandboxes/{sandbox}", False),
+    ("GET", "/api/sandboxes/{sandbox}/history", False),
+    ("POST", "/api/sandboxes/{sandbox}/pause", True),
+    ("GET", "/api/sandboxes", True),
+    ("GET", "/api/sandboxes/stream", True),
+]
+
+
+@pytest.fixture(scope="module")
+async def victim(stack: Stack) -> tuple[str, str]:
+    project, sandbox = unique("victim"), unique("sbx")
+    async with httpx.AsyncClient() as client:
+        await post_webhook(client, stack, webhook("created", sandbox, project, seconds=ago(0)))
+
+        async def visible() -> bool:
+            return (await status_of(client, stack, project)).status_code == 200
+
+        await eventually(visible)
+    return project, sandbox
+
+
+@pytest.mark.parametrize(("method", "template", "admin_only"), ROUTES)
+async def test_a_token_for_another_project_is_refused(
+    client: httpx.AsyncClient,
+    stack: Stack,
+    victim: tuple[str, str],
+    method: str,
+    template: str,
+    admin_only: bool,
+) -> None:
+    project, sandbox = victim
+    url = stack.status_api.url + template.format(project=project, sandbox=sandbox)
+    intruder = token(stack, unique("intruder"))
+    async with client.stream(method, url, headers=intruder) as r:
+        body = await r.aread()
+        assert r.status_code == 403, (r.status_code, body[:200])
+    assert sandbox.encode() not in body or b"no access" in body
+    assert b'"status":"RUNNING"' not in body
+    if not admin_only:
+        # The owner's token gets through (so the 403 above was about the project).
+        async with client.stream(method, url, headers=token(stack, project)) as ok:
+            assert ok.status_code < 300, ok.status_code
+    no_token = await client.request(method, url) if "stream" not in template else None
+    if no_token is not None:
+        assert no_token.status_code == 401
+
+
+async def test_the_list_covers_every_api_route(client: httpx.AsyncClient, stack: Stack) -> None:
+    schema = (await client.get(f"{stack.status_api.url}/schema/openapi.json")).json()
+    documented = {
+        (method.upper(), path)
+        for path, item in schema["paths"].items()
+        if path.startswith("/api/")
+        for method in item
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
+    listed = {
+        (m, t.replace("{project}", "{project_id}").replace("{sandbox}", "{sandbox_id}"))
+        for m, t, _ in ROUTES
+    }
+    assert documented == listed
