@@ -9,7 +9,7 @@ import pytest
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.envelope import Envelope, FactType, Source
 from sandbox_common.readmodel import Status, StatusDoc
-from status_api.actions import request_wake
+from status_api.actions import request_pause, request_wake
 from tests.unit.test_projection_rules import T0
 
 
@@ -47,4 +47,24 @@ async def test_a_paused_sandbox_gets_a_resume_command_then_shows_starting(status
 async def test_an_awake_sandbox_is_left_alone(status: Status) -> None:
     sent = Sent()
     assert await request_wake(doc(status), Source.API, sent) is status
+    assert sent.order == []
+
+
+async def test_an_operator_pause_is_judged_against_the_activity_seen_now() -> None:
+    sent = Sent()
+    assert await request_pause(doc(Status.RUNNING), "ops", sent) is Status.PAUSING
+    command, fact = sent.order
+    assert isinstance(command, Command)
+    assert isinstance(fact, Envelope)
+    assert command.type is CommandType.PAUSE
+    assert command.judged_last_active_at == T0
+    assert fact.type == FactType.PAUSE_REQUESTED
+    assert fact.data["reason"] == "operator"
+    assert fact.event_id == f"{command.command_id}:requested"
+
+
+@pytest.mark.parametrize("status", [Status.PAUSED, Status.PAUSING, Status.STARTING])
+async def test_only_a_running_sandbox_is_paused_by_an_operator(status: Status) -> None:
+    sent = Sent()
+    assert await request_pause(doc(status), "ops", sent) is status
     assert sent.order == []

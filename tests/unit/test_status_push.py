@@ -1,0 +1,287 @@
+"""status-api's push and caching rules without Redis: rate limits, ETags, pause warnings, the
+per-client SSE filter, the change feed's entry shape, cursors and the fast lane."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+import pytest
+from litestar.exceptions import ValidationException
+
+from sandbox_common import changes
+from sandbox_common.readmodel import Status, StatusDoc, encode_doc
+from status_api import http_cache
+from status_api.access import Gate
+from status_api.auth import TokenVerifier, mint
+from status_api.fast_lane import FastLane
+from status_api.pause_warnings import PauseWarner, warning_for
+from status_api.rate_limit import RateLimiter
+from status_api.routes.operators import decode_cursor, encode_cursor
+from status_api.routes.streams import _Sender
+from tests.unit.test_projection_rules import T0
+
+WARN = timedelta(seconds=30)
+
+
+def doc(
+    status: Status = Status.RUNNING,
+    deadline_in: float | None = 20,
+    revision: int = 1,
+    sandbox: str = "sbx-1",
+    project: str | None = "p1",
+) -> StatusDoc:
+    return StatusDoc(
+        sandbox_id=sandbox,
+        project_id=project,
+        status=status,
+        last_active_at=T0,
+        status_changed_at=T0,
+        idle_deadline_at=T0 + timedelta(seconds=deadline_in) if deadline_in is not None else None,
+        revision=revision,
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_token_gets_a_burst_of_twice_its_rate_then_waits() -> None:
+    clock = Clock()
+    limiter = RateLimiter(5, clock)
+    assert [limiter.retry_after("t") for _ in range(10)] == [0.0] * 10
+    assert limiter.retry_after("t") == pytest.approx(0.2)
+    assert limiter.retry_after("other") == 0.0  # per token
+    clock.now += 0.2
+    assert limiter.retry_after("t") == 0.0
+    assert limiter.retry_after("t") > 0
+
+
+def test_a_zero_rate_limits_nothing() -> None:
+    limiter = RateLimiter(0, Clock())
+    assert not limiter.enabled
+    assert all(limiter.retry_after("t") == 0.0 for _ in range(1000))
+
+
+def test_the_etag_changes_with_revision_warning_and_sandbox() -> None:
+    tag = http_cache.etag("sbx-1", 3, False)
+    assert tag.startswith('"')
+    assert tag.endswith('"')
+    assert len({tag, http_cache.etag("sbx-1", 4, False), http_cache.etag("sbx-1", 3, True)}) == 3
+    assert http_cache.etag("sbx-2", 3, False) != tag
+    assert http_cache.matches(tag, tag)
+    assert http_cache.matches(f'"x", W/{tag}', tag)
+    assert http_cache.matches("*", tag)
+    assert not http_cache.matches(None, tag)
+    assert not http_cache.matches('"other"', tag)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (Status.RUNNING, "private, max-age=30"),
+        (Status.STARTING, "private, max-age=5"),
+        (Status.PAUSING, "private, max-age=5"),
+        (Status.PAUSED, "private, no-cache"),
+    ],
+)
+def test_cache_control_follows_poll_after_ms(status: Status, expected: str) -> None:
+    assert http_cache.cache_control(status) == expected
+
+
+def test_a_warning_is_due_only_for_a_running_sandbox_inside_the_window() -> None:
+    warning = warning_for(doc(deadline_in=20), T0, WARN)
+    assert warning is not None
+    assert warning.seconds_left == 20
+    assert warning_for(doc(deadline_in=31), T0, WARN) is None
+    assert warning_for(doc(Status.PAUSING), T0, WARN) is None
+    assert warning_for(doc(deadline_in=None), T0, WARN) is None
+    late = warning_for(doc(deadline_in=-3), T0, WARN)
+    assert late is not None
+    assert late.seconds_left == 0
+
+
+@dataclass
+class FakeRedis:
+    docs: dict[str, StatusDoc] = field(default_factory=dict)
+    markers: set[str] = field(default_factory=set)
+    sent: list[bytes] = field(default_factory=list)
+
+    async def due_deadlines(self, low: float, high: float) -> list[tuple[str, float]]:
+        return [
+            (d.sandbox_id, d.idle_deadline_at.timestamp())
+            for d in self.docs.values()
+            if d.idle_deadline_at and low <= d.idle_deadline_at.timestamp() <= high
+        ]
+
+    async def by_sandbox(self, sandbox_id: str) -> StatusDoc | None:
+        return self.docs.get(sandbox_id)
+
+    async def warn_once(self, doc: StatusDoc, key: str, payload: bytes, ttl: int) -> bool:
+        marker = f"{doc.sandbox_id}:{key}"
+        if marker in self.markers:
+            return False
+        self.markers.add(marker)
+        self.sent.append(payload)
+        return True
+
+
+async def test_the_warner_warns_once_per_deadline_and_again_for_a_moved_one() -> None:
+    redis = FakeRedis(
+        {"sbx-1": doc(deadline_in=20), "sbx-far": doc(sandbox="sbx-far", deadline_in=90)}
+    )
+    now = [T0]
+    warner = PauseWarner(redis, redis, WARN, lambda: now[0])
+    assert await warner.run_once() == 1
+    assert await warner.run_once() == 0
+    # Another replica (its own memory, the same Redis) does not send it again either.
+    assert await PauseWarner(redis, redis, WARN, lambda: now[0]).run_once() == 0
+    redis.docs["sbx-1"] = doc(deadline_in=45, revision=2)  # activity moved the deadline
+    now[0] = T0 + timedelta(seconds=20)
+    assert await warner.run_once() == 1
+    sent = [msgspec.json.decode(p) for p in redis.sent]
+    assert [w["sandboxId"] for w in sent] == ["sbx-1", "sbx-1"]
+    assert sent[0]["idleDeadlineAt"] != sent[1]["idleDeadlineAt"]
+
+
+def change(
+    entry: str, kind: changes.ChangeKind, data: bytes, revision: int = 1, sandbox: str = "sbx-1"
+) -> changes.Change:
+    return changes.Change(entry, kind, "p1", sandbox, revision, data)
+
+
+def sender() -> _Sender:
+    deps: Any = type("D", (), {"clock": staticmethod(lambda: T0), "warn_before": WARN})()
+    return _Sender(deps)
+
+
+def test_a_client_is_sent_each_revision_once_in_feed_order() -> None:
+    s = sender()
+    first = s.snapshot(doc(revision=2, deadline_in=100), "p1", "5-0")
+    assert [m.event for m in first] == ["sandbox"]
+    s.start_at("5-0")
+    assert s.change(change("4-0", changes.ChangeKind.DOC, encode_doc(doc(revision=3)))) is None
+    assert s.change(change("6-0", changes.ChangeKind.DOC, encode_doc(doc(revision=2)))) is None
+    paused = doc(Status.PAUSED, revision=3)
+    message = s.change(change("7-0", changes.ChangeKind.DOC, encode_doc(paused), revision=3))
+    assert message is not None
+    assert message.event == "sandbox"
+    assert message.id == "7-0"
+    killed = doc(Status.KILLED, revision=4)
+    gone = s.change(change("8-0", changes.ChangeKind.DOC, encode_doc(killed), revision=4))
+    assert gone is not None
+    assert gone.event == "gone"
+
+
+def test_a_warning_in_the_snapshot_is_not_repeated_by_the_feed() -> None:
+    s = sender()
+    current = doc(deadline_in=10)
+    assert [m.event for m in s.snapshot(current, "p1", "1-0")] == ["sandbox", "pauseImminent"]
+    warning = warning_for(current, T0, WARN)
+    payload = msgspec.json.encode(warning)
+    assert s.change(change("2-0", changes.ChangeKind.WARNING, payload)) is None
+    moved = msgspec.json.encode(warning_for(doc(deadline_in=25), T0, WARN))
+    again = s.change(change("3-0", changes.ChangeKind.WARNING, moved))
+    assert again is not None
+    assert again.event == "pauseImminent"
+
+
+def test_feed_entries_parse_and_unknown_ones_are_skipped() -> None:
+    fields = {b"k": b"doc", b"p": b"", b"s": b"sbx-1", b"r": b"7", b"d": b"{}"}
+    parsed = changes.from_entry(b"12-3", fields)
+    assert parsed == changes.Change("12-3", changes.ChangeKind.DOC, None, "sbx-1", 7, b"{}")
+    assert changes.from_entry(b"1-0", {**fields, b"k": b"future-kind"}) is None
+    assert changes.from_entry(b"1-0", {b"k": b"doc"}) is None
+    assert changes.entry_position("12-3") < changes.entry_position("12-10")
+    assert changes.entry_position("9-9") < changes.entry_position("10-0")
+    with pytest.raises(ValueError, match="invalid literal"):
+        changes.entry_position("garbage")
+
+
+def test_cursors_round_trip_and_foreign_ones_are_refused() -> None:
+    assert decode_cursor(encode_cursor("2026-11-27T10:00:00+00:00", "evt-1"), 2) == [
+        "2026-11-27T10:00:00+00:00",
+        "evt-1",
+    ]
+    for bad in ("!!", encode_cursor("only-one"), "bm90IG91cnM"):
+        with pytest.raises(ValidationException):
+            decode_cursor(bad, 2)
+
+
+class Inner:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls += 1
+
+
+async def lane_request(
+    lane: FastLane, path: str, headers: list[tuple[bytes, bytes]]
+) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    scope = {"type": "http", "method": "GET", "path": path, "headers": headers}
+    await lane(scope, receive, send)
+    return sent
+
+
+async def test_the_fast_lane_serves_only_the_happy_path_and_hands_on_the_rest() -> None:
+    redis = FakeRedis({"sbx-1": doc(deadline_in=100)})
+
+    class Reader:
+        async def by_project(self, project_id: str) -> StatusDoc | None:
+            return redis.docs["sbx-1"] if project_id == "p1" else None
+
+        by_sandbox = redis.by_sandbox
+
+    secret = "s" * 40
+    deps: Any = type(
+        "D",
+        (),
+        {
+            "gate": Gate(TokenVerifier(secret), RateLimiter(0, Clock())),
+            "reader": Reader(),
+            "clock": staticmethod(lambda: T0),
+            "warn_before": WARN,
+        },
+    )()
+    inner = Inner()
+    lane = FastLane(inner, deps)
+    good = mint(secret, projects=["p1"], admin=False, ttl_seconds=600, now=int(time.time()))
+    auth = [(b"authorization", f"Bearer {good}".encode())]
+    start, body = await lane_request(lane, "/api/projects/p1/sandbox", auth)
+    assert start["status"] == 200
+    assert msgspec.json.decode(body["body"])["sandboxId"] == "sbx-1"
+    etag = dict(start["headers"])[b"etag"]
+    (not_modified, _) = await lane_request(
+        lane, "/api/sandboxes/sbx-1", [*auth, (b"if-none-match", etag)]
+    )
+    assert not_modified["status"] == 304
+    declined = [
+        ("/api/projects/p2/sandbox", auth),  # another project: Litestar says 403
+        ("/api/projects/p1/sandbox", []),  # no token: 401
+        ("/api/projects/p1/sandbox", [(b"authorization", b"Bearer nope")]),
+        ("/api/projects/p1/sandbox", [*auth, (b"origin", b"https://app.example")]),  # CORS
+        ("/api/sandboxes/unknown", auth),  # 404
+        ("/api/sandboxes/stream", auth),
+        ("/api/sandboxes/sbx-1/history", auth),
+        ("/api/projects/p1/sandbox/stream", auth),
+        ("/healthz", []),
+    ]
+    for path, headers in declined:
+        assert await lane_request(lane, path, headers) == [], path
+    assert inner.calls == len(declined)
