@@ -12,6 +12,7 @@ SIM_URL="http://127.0.0.1:${E2B_SIM_PORT:-8090}"
 STATUS_URL="http://127.0.0.1:${STATUS_API_PORT:-8081}"
 DEMO=(demo-1 demo-2 demo-3)  # made by scripts/e2b-dev-setup.sh
 TOKEN="$("$ROOT/.venv/bin/sandboxctl" token --project demo "${DEMO[@]/#/--project=}")"
+ADMIN_TOKEN="$("$ROOT/.venv/bin/sandboxctl" token --admin)"
 if [[ $E2B_API_URL == "$SIM_URL" ]]; then
   E2B_LINE="E2B simulator $SIM_URL   (E2B_API_URL; key E2B_SIM_API_KEY in secrets.env)"
 else
@@ -30,12 +31,15 @@ DEMO_TEXT="  Demo fleet: sandboxes in the E2B simulator; their signed webhooks f
 ${DEMO_LINES}    source .state/env.sh && .venv/bin/sandboxctl webhooks list
     curl -s -H \"Authorization: Bearer \$(.venv/bin/sandboxctl token --project demo-1)\" \\
       $STATUS_URL/api/projects/demo-1/sandbox
+  Live (server-sent events; pauseImminent 30 s before an idle pause):
+    curl -sN \"$STATUS_URL/api/projects/demo-1/sandbox/stream?access_token=\$(.venv/bin/sandboxctl token --project demo-1)\"
 "
 [[ $E2B_API_URL == "$SIM_URL" ]] || DEMO_TEXT=""
 cat <<TXT
 
   ingest      http://127.0.0.1:${INGEST_PORT:-8080}   (POST /api/webhooks/e2b)
   status-api  http://127.0.0.1:${STATUS_API_PORT:-8081}   (OpenAPI: /schema)
+  dashboard   $STATUS_URL/dashboard/#token=$ADMIN_TOKEN
   projector   http://127.0.0.1:${PROJECTOR_PORT:-8082}   (/healthz /readyz /metrics)
   $E2B_LINE
   Kafka ${KAFKA_BOOTSTRAP_SERVERS}   PostgreSQL ${DATABASE_URL%%@*}@...   Redis ${REDIS_URL}
