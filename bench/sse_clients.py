@@ -103,7 +103,9 @@ async def measure(
 
     rss_before = tree_rss_bytes(status_api_pid)
     limits = httpx.Limits(max_connections=len(projects) + 10)
-    async with httpx.AsyncClient(timeout=None, limits=limits) as http:
+    # No read timeout: a held stream is quiet between keep-alives by design.
+    timeout = httpx.Timeout(10.0, read=None)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
         started = time.monotonic()
         tasks = [asyncio.create_task(client(http, p)) for p in projects]
         await asyncio.wait_for(all_ready.wait(), 120)
