@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
+from redis.exceptions import RedisError
 
 from sandbox_common.kafka_publisher import BrokerUnavailableError, KafkaPublisher
 from sandbox_common.settings import Settings
@@ -33,6 +35,8 @@ from status_api.pause_warnings import PauseWarner
 from status_api.rate_limit import RateLimiter
 from status_api.routes import dashboard, operators, probes, sandboxes, streams
 
+log = logging.getLogger(__name__)
+
 
 def _broker_unavailable(
     request: Request[Any, Any, State], exc: BrokerUnavailableError
@@ -42,6 +46,18 @@ def _broker_unavailable(
         {"status_code": 503, "detail": "not recorded: the broker is unavailable; retry"},
         status_code=HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": "5"},
+    )
+
+
+def _store_unavailable(
+    request: Request[Any, Any, State], exc: Exception
+) -> Response[dict[str, object]]:
+    """Redis or PostgreSQL did not answer: 503 (the client retries), never a bare 500."""
+    log.warning("store unavailable for %s: %s", request.url.path, exc)
+    return Response(
+        {"status_code": 503, "detail": "state store unavailable; retry"},
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "2"},
     )
 
 
@@ -165,7 +181,12 @@ def _build(settings: Settings) -> tuple[Litestar, Deps]:
         lifespan=[lifespan],
         cors_config=_cors(settings.status_api_cors_origins),
         logging_config=None,  # sandbox_common.logging owns the handlers (JSON lines)
-        exception_handlers={BrokerUnavailableError: _broker_unavailable},
+        exception_handlers={
+            BrokerUnavailableError: _broker_unavailable,
+            RedisError: _store_unavailable,
+            asyncpg.PostgresError: _store_unavailable,
+            OSError: _store_unavailable,
+        },
         openapi_config=OpenAPIConfig(
             title="sandbox status-api",
             version="1.1.0",

@@ -17,7 +17,8 @@ from litestar.exceptions import (
 )
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_304_NOT_MODIFIED
+from litestar.openapi.spec import Example
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_304_NOT_MODIFIED
 
 from sandbox_common.envelope import Source
 from sandbox_common.readmodel import POLL_AFTER_MS, Status, StatusDoc
@@ -43,18 +44,46 @@ RAISES = [
     NotFoundException,
     TooManyRequestsException,
 ]
-_NOT_MODIFIED = {
+_EXAMPLE_STATUS = {
+    "projectId": "proj-1",
+    "sandboxId": "sbx-1",
+    "status": "RUNNING",
+    "lastActiveAt": "2026-11-27T10:00:00Z",
+    "pollAfterMs": 30000,
+    "statusChangedAt": "2026-11-27T09:58:00Z",
+    "timeoutAt": "2026-11-27T10:10:00Z",
+    "templateId": "base",
+    "metadata": {"projectId": "proj-1"},
+    "idleDeadlineAt": "2026-11-27T10:03:00Z",
+    "pauseImminent": False,
+}
+# Documented responses of the two status reads: the body with examples, and the 304.
+STATUS_RESPONSES = {
+    HTTP_200_OK: ResponseSpec(
+        data_container=SandboxStatus,
+        description="The sandbox's status, with ETag and Cache-Control headers",
+        generate_examples=False,
+        examples=[
+            Example(summary="running", value=_EXAMPLE_STATUS),
+            Example(
+                summary="paused (stop polling)",
+                value={
+                    **_EXAMPLE_STATUS,
+                    "status": "PAUSED",
+                    "pollAfterMs": None,
+                    "idleDeadlineAt": None,
+                },
+            ),
+            Example(
+                summary="pausing soon unless used",
+                value={**_EXAMPLE_STATUS, "pauseImminent": True},
+            ),
+        ],
+    ),
     HTTP_304_NOT_MODIFIED: ResponseSpec(
         data_container=None, description="Unchanged since the ETag sent in If-None-Match"
-    )
+    ),
 }
-_EXAMPLE_STATUS = (
-    '{"projectId":"proj-1","sandboxId":"sbx-1","status":"RUNNING",'
-    '"lastActiveAt":"2026-11-27T10:00:00Z","pollAfterMs":30000,'
-    '"statusChangedAt":"2026-11-27T09:58:00Z","timeoutAt":"2026-11-27T10:10:00Z",'
-    '"templateId":"base","metadata":{"projectId":"proj-1"},'
-    '"idleDeadlineAt":"2026-11-27T10:03:00Z","pauseImminent":false}'
-)
 
 
 def visible(doc: StatusDoc | None, route: str, what: str) -> StatusDoc:
@@ -91,10 +120,10 @@ def handlers(deps: Deps) -> list[HTTPRouteHandler]:
         description=(
             "404 when the project has no live sandbox (never created, or killed). Send the "
             "ETag back in If-None-Match for a 304; poll again after `pollAfterMs` (null: stop "
-            f"polling), or listen on the stream instead. Example: `{_EXAMPLE_STATUS}`"
+            "polling), or listen on the stream instead."
         ),
         raises=RAISES,
-        responses=_NOT_MODIFIED,
+        responses=STATUS_RESPONSES,
     )
     async def project_sandbox(
         request: Request[Any, Any, State], project_id: str
@@ -109,7 +138,7 @@ def handlers(deps: Deps) -> list[HTTPRouteHandler]:
         summary="One sandbox by id",
         description="403 when the sandbox belongs to a project the token does not name.",
         raises=RAISES,
-        responses=_NOT_MODIFIED,
+        responses=STATUS_RESPONSES,
     )
     async def sandbox(
         request: Request[Any, Any, State], sandbox_id: str
