@@ -194,7 +194,8 @@ def test_a_long_transition_and_a_stale_index_are_reported() -> None:
     )
     assert len(problems) == 1
     assert "PAUSING/STARTING for 700s" in problems[0]
-    assert any(line.startswith("note: PostgreSQL has 3 RUNNING, the idle index 1") for line in lines)
+    note = "note: PostgreSQL has 3 RUNNING, the idle index 1"
+    assert any(line.startswith(note) for line in lines)
 
 
 def test_cli_layout_errors_are_one_line_and_exit_1(
