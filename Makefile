@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: help deps up down status test test-unit test-connected lint bench
+.PHONY: help deps up down status test test-unit test-connected lint bench helm-lint compose-check
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,3 +49,15 @@ lint: deps ## ruff, mypy --strict and shellcheck
 
 bench: deps ## run the benchmarks (infrastructure must be up: make up)
 	@source .state/env.sh && $(UV) run --frozen python -m bench.run_all
+
+CHART := deploy/helm/e2b-lifecycle
+
+helm-lint: deps ## lint and render the Helm chart over its ci/ values (builds helm once if missing)
+	@helm="$$(scripts/install-helm.sh)" && for values in $(CHART)/ci/*.yaml; do \
+	  "$$helm" lint --strict --quiet --kube-version 1.31.0 $(CHART) -f "$$values" >/dev/null && \
+	  "$$helm" template lint $(CHART) --kube-version 1.31.0 -f "$$values" >/dev/null && \
+	  echo "[helm] $$values: lint and template ok" || exit 1; \
+	done
+
+compose-check: deps ## validate docker-compose.yml against the compose specification (no Docker needed)
+	@$(UV) run --frozen check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -65,11 +66,8 @@ def infra() -> Iterator[Infra]:
     source = _containers if os.environ.get("TEST_INFRA") == "containers" else _local
     # Every checkout on this machine shares one broker, the test topics, database and ports:
     # a second connected run waits here instead of interleaving with the first.
-    # A fixed, machine-wide path on purpose: every checkout must find the same lock.
-    lock_path = os.environ.get(
-        "CONNECTED_TEST_LOCK",
-        "/tmp/e2b-lifecycle-connected.lock",  # noqa: S108
-    )
+    default_lock = os.path.join(tempfile.gettempdir(), "e2b-lifecycle-connected.lock")
+    lock_path = os.environ.get("CONNECTED_TEST_LOCK", default_lock)
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield from source()

@@ -18,6 +18,9 @@ def project_sandbox(project_id: str) -> str:
 # not with the fleet); the projector keeps it in step with the status documents.
 IDLE_DEADLINES = f"{_PREFIX}:idle-deadlines"
 
+# String: the id of the one ticker replica allowed to tick, with a TTL (ENFORCER_LEASE_SECONDS).
+TICKER_LEASE = f"{IDLE_DEADLINES}:ticker-lease"
+
 
 # Sorted set: member sandbox id, score the epoch second it entered PAUSING or STARTING. The
 # enforcer repairs members left there too long (a lost command, an actuator down).

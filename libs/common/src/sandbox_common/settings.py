@@ -90,6 +90,8 @@ class Settings:
     projector_batch_size: int = 500
     projector_group_id: str = "sandbox-projector"
     killed_tombstone_ttl_seconds: int = 7 * 24 * 3600
+    # How often the projector and the actuator measure their group's lag (kafka_consumer_lag_*).
+    consumer_lag_interval_seconds: float = 15.0
     log_level: str = "INFO"
 
     @classmethod

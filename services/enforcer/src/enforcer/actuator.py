@@ -233,14 +233,22 @@ class Actuator:
                     command.sandbox_id,
                     last,
                     delay,
-                    extra={"command_id": command.command_id, "attempt": n},
+                    extra={
+                        "command_id": command.command_id,
+                        "sandbox_id": command.sandbox_id,
+                        "attempt": n,
+                    },
                 )
                 await self._sleep(delay)
         reason = f"{operation} gave up after {self._retry.attempts} attempts: {last}"
         await self._dead.send(record, reason)
         if give_up_fact is not None:
             await self._facts.publish(give_up_fact(reason))
-        log.error("%s", reason, extra={"command_id": command.command_id})
+        log.error(
+            "%s",
+            reason,
+            extra={"command_id": command.command_id, "sandbox_id": command.sandbox_id},
+        )
         return Handled("gave_up", self._retry.attempts)
 
     async def _not_due(self, command: Command, doc: StatusDoc | None, attempts: int) -> Handled:
@@ -262,6 +270,11 @@ class Actuator:
             "pause command for sandbox %s: %s",
             command.sandbox_id,
             outcome,
-            extra={"command_id": command.command_id, "e2b_status": status, "attempts": attempts},
+            extra={
+                "command_id": command.command_id,
+                "sandbox_id": command.sandbox_id,
+                "e2b_status": status,
+                "attempts": attempts,
+            },
         )
         return Handled(outcome, attempts)

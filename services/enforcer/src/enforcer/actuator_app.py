@@ -17,6 +17,7 @@ from enforcer import actuator_metrics as metrics
 from enforcer.actuator_bootstrap import ActuatorOptions, Resources
 from sandbox_common import logging as jsonlog
 from sandbox_common import topics
+from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.dead_letters import Record
 from sandbox_common.probes import probe_routes
 from sandbox_common.settings import Settings
@@ -36,6 +37,12 @@ def build_app(settings: Settings, options: ActuatorOptions | None = None) -> Asg
         log_level=logging.DEBUG,
     )
     resources = Resources(settings, opts, broker)
+    lag = LagMonitor(
+        settings.kafka_bootstrap_servers,
+        opts.group_id,
+        topics.COMMANDS,
+        settings.consumer_lag_interval_seconds,
+    )
 
     @broker.subscriber(
         topics.COMMANDS,
@@ -59,8 +66,8 @@ def build_app(settings: Settings, options: ActuatorOptions | None = None) -> Asg
     return AsgiFastStream(
         broker,
         asgi_routes=probe_routes(resources.problems),
-        on_startup=[resources.open],
-        after_shutdown=[resources.close],
+        on_startup=[resources.open, lag.start],
+        after_shutdown=[lag.stop, resources.close],
         logger=log,
     )
 

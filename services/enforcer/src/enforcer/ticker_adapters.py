@@ -15,7 +15,7 @@ from sandbox_common.commands import Command
 from sandbox_common.envelope import Envelope
 from sandbox_common.readmodel import StatusDoc, decode_doc
 
-LEASE_KEY = f"{keys.IDLE_DEADLINES}:ticker-lease"
+LEASE_KEY = keys.TICKER_LEASE
 # Take the lease if free, or extend it if it is already ours; never take another's.
 _HOLD = """
 local holder = redis.call('GET', KEYS[1])

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, ServiceUnavailableException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import (
     HTTP_200_OK,
@@ -83,7 +84,11 @@ def build_app(settings: Settings) -> Litestar:
         unavailable (with Retry-After, so E2B retries). Errors use Litestar's JSON shape
         `{status_code, detail, extra: {reason}}`.
         """
-        body = await request.body()
+        try:
+            body = await request.body()
+        except RequestEntityTooLarge:
+            metrics.REJECTED.labels(reason="too_large").inc()
+            raise
         try:
             result = await intake.accept(body, request.headers.get(e2b.HEADER_SIGNATURE))
         except BrokerUnavailableError as exc:

@@ -51,14 +51,14 @@ class WebhookIntake:
         """Raises BrokerUnavailableError (from the publisher) when the event is not durable."""
         started = time.perf_counter()
         if not e2b.verify_signature(self.secret, body, signature):
-            log.warning(
-                "[E2B Webhook] Invalid signature",
-                extra={"reason": "missing" if not signature else "mismatch"},
-            )
+            reason = "missing" if not signature else "mismatch"
+            metrics.REJECTED.labels(reason=f"signature_{reason}").inc()
+            log.warning("[E2B Webhook] Invalid signature", extra={"reason": reason})
             return Result(Outcome.REJECTED_SIGNATURE, detail="invalid or missing e2b-signature")
         try:
             event = e2b.parse_webhook(body)
         except e2b.WebhookError as exc:
+            metrics.REJECTED.labels(reason="malformed").inc()
             log.warning("[E2B Webhook] Rejected payload: %s", exc, extra={"reason": str(exc)})
             return Result(Outcome.REJECTED_PAYLOAD, detail=str(exc))
         if await self.dedupe.seen(event.id):

@@ -7,6 +7,11 @@ WEBHOOKS = Counter(
     "Webhook deliveries by outcome",
     ["outcome"],  # accepted, duplicate, rejected_signature, rejected_payload, unavailable
 )
+REJECTED = Counter(
+    "ingest_webhooks_rejected_total",
+    "Webhook deliveries refused, by reason",
+    ["reason"],  # signature_missing, signature_mismatch, malformed, too_large
+)
 PUBLISH_SECONDS = Histogram(
     "ingest_publish_seconds",
     "Time for the broker to acknowledge one event (acks=all)",

@@ -21,6 +21,7 @@ from projector import metrics
 from projector.bootstrap import Resources
 from projector.handlers import BatchOutcome, project_batch
 from sandbox_common import topics
+from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.dead_letters import Record
 from sandbox_common.probes import probe_routes
 from sandbox_common.settings import Settings
@@ -33,6 +34,12 @@ def build_app(settings: Settings) -> AsgiFastStream:
     # Per-batch "Received/Processed" lines at DEBUG: at thousands of facts/s they would be noise.
     broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=log, log_level=logging.DEBUG)
     resources = Resources(settings, broker)
+    lag = LagMonitor(
+        settings.kafka_bootstrap_servers,
+        settings.projector_group_id,
+        topics.LIFECYCLE,
+        settings.consumer_lag_interval_seconds,
+    )
 
     @broker.subscriber(
         topics.LIFECYCLE,
@@ -55,8 +62,8 @@ def build_app(settings: Settings) -> AsgiFastStream:
     return AsgiFastStream(
         broker,
         asgi_routes=probe_routes(resources.problems),
-        on_startup=[resources.open],
-        after_shutdown=[resources.close],
+        on_startup=[resources.open, lag.start],
+        after_shutdown=[lag.stop, resources.close],
         logger=log,
     )
 

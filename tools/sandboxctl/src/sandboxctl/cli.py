@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 
 from sandbox_common.settings import Settings, SettingsError
+from sandboxctl import ops_cli
 from sandboxctl.e2b_api import E2BApiError, E2BClient
+from sandboxctl.errors import OperatorError
 
 LIFECYCLE_PREFIX = "sandbox.lifecycle."
 
@@ -317,6 +319,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--status-api-url", help="then wait until status-api shows each sandbox")
     demo.add_argument("--wait", type=float, default=30.0, help="seconds to wait for status-api")
     demo.set_defaults(run=_demo_fleet)
+    ops_cli.register(sub)
     return root
 
 
@@ -332,7 +335,7 @@ def main(
     try:
         settings = Settings.from_env()
         args.run(args, settings)
-    except (SettingsError, OSError, E2BApiError) as exc:
+    except (SettingsError, OSError, E2BApiError, OperatorError) as exc:
         print(f"sandboxctl {command}: {exc}", file=sys.stderr)
         sys.exit(1)
     except Exception as exc:  # the CLI's contract: one line, non-zero, never a traceback

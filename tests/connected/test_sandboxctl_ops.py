@@ -1,0 +1,103 @@
+"""`sandboxctl topics create|describe` and `status` against the real Kafka, PostgreSQL, Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+from aiokafka.admin import AIOKafkaAdminClient
+
+from sandbox_common import keys, topics
+from sandboxctl import topics_cmd
+from sandboxctl.kafka_admin import KafkaAdmin
+from sandboxctl.topic_specs import TopicSpec
+from tests.connected.conftest import Infra
+
+pytestmark = pytest.mark.connected
+
+
+def sandboxctl(
+    infra: Infra, *argv: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka,
+        "DATABASE_URL": infra.database_url,
+        "REDIS_URL": infra.redis_url,
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-c", "from sandboxctl.cli import main; main()", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_create_makes_a_missing_topic_with_its_settings_then_leaves_it(
+    prepared: Infra,
+) -> None:
+    name = f"sandboxctl-test-{uuid.uuid4().hex[:8]}"
+    spec = TopicSpec(name, 3, 1, {"retention.ms": "-1", "min.insync.replicas": "1"})
+    try:
+        async with KafkaAdmin(prepared.kafka) as admin:
+            first = await topics_cmd.create(admin, [spec])
+            second = await topics_cmd.create(admin, [spec])
+            state = (await admin.existing([name]))[name]
+        assert first == [f"{name}: created (3 partitions, replication factor 1)"]
+        assert second == [f"{name}: exists"]
+        assert (state.partitions, state.replication_factor) == (3, 1)
+        assert state.configs["retention.ms"] == "-1"
+    finally:
+        cleanup = AIOKafkaAdminClient(bootstrap_servers=prepared.kafka)
+        await cleanup.start()
+        try:
+            await cleanup.delete_topics([name])
+        finally:
+            await cleanup.close()
+
+
+def test_describe_lists_the_three_topics_and_the_create_is_idempotent(prepared: Infra) -> None:
+    created = sandboxctl(prepared, "topics", "create")
+    assert created.returncode == 0, created.stderr
+    assert [line.split(":")[0] for line in created.stdout.splitlines()] == [
+        topics.LIFECYCLE,
+        topics.COMMANDS,
+        topics.LIFECYCLE_DLQ,
+    ]
+    described = sandboxctl(prepared, "topics", "describe")
+    assert described.returncode == 0, described.stdout + described.stderr
+    assert f"{topics.LIFECYCLE}: 12 partitions" in described.stdout
+
+
+def test_describe_reports_drift_with_exit_2(prepared: Infra) -> None:
+    # Asking for more partitions than the topic has is drift: exit 2, and the reason.
+    grown = sandboxctl(prepared, "topics", "describe", env={"DLQ_PARTITIONS": "6"})
+    assert grown.returncode == 2, grown.stdout + grown.stderr
+    assert f"PROBLEM: {topics.LIFECYCLE_DLQ}: 3 partitions, 6 wanted" in grown.stdout
+
+
+async def test_status_flags_sandboxes_the_enforcer_left_overdue(prepared: Infra) -> None:
+    redis = aioredis.Redis.from_url(prepared.redis_url)
+    member = f"sbx-overdue-{uuid.uuid4().hex[:8]}"
+    try:
+        assert not await redis.exists(keys.TICKER_LEASE), "no ticker may run in this test"
+        before = sandboxctl(prepared, "status")
+        assert before.returncode in (0, 2), before.stderr  # other tests may leave due ones
+        assert before.stdout.startswith("sandboxes (PostgreSQL): ")
+        await redis.zadd(keys.IDLE_DEADLINES, {member: time.time() - 3600})
+        overdue = sandboxctl(prepared, "status")
+        assert overdue.returncode == 2, overdue.stdout + overdue.stderr
+        (problem,) = [line for line in overdue.stdout.splitlines() if line.startswith("PROBLEM")]
+        assert "the oldest for 36" in problem  # ours, due an hour ago (3600 s and a few)
+        assert "(no ticker holds the lease): the enforcer is not pausing" in problem
+    finally:
+        await redis.zrem(keys.IDLE_DEADLINES, member)
+        await redis.aclose()

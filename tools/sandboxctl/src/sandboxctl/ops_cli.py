@@ -1,0 +1,98 @@
+"""The operator's subcommands on our own infrastructure: `topics create|describe`, `status` and
+`init` (topics, then migrations: the one-shot job of docker-compose and the Helm hook).
+
+Exit codes: 0 done; 1 could not do it (one line on stderr, from cli.main); 2 done, but found
+problems (`topics describe`, `status`), so scripts and probes can tell the three apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from sandbox_common import topics
+from sandbox_common.settings import Settings
+from sandboxctl import fleet, topic_specs, topics_cmd
+from sandboxctl.fleet_stores import read_snapshot
+from sandboxctl.kafka_admin import KafkaAdmin
+
+PROBLEMS_FOUND = 2
+
+
+def _specs() -> list[topic_specs.TopicSpec]:
+    return topic_specs.wanted(os.environ)
+
+
+def _finish(lines: Sequence[str], problems: Sequence[str]) -> None:
+    for line in lines:
+        print(line)
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    if problems:
+        sys.exit(PROBLEMS_FOUND)
+
+
+def _topics_create(args: argparse.Namespace, settings: Settings) -> None:
+    specs = _specs()
+
+    async def run() -> list[str]:
+        async with KafkaAdmin(settings.kafka_bootstrap_servers, args.timeout) as admin:
+            return await topics_cmd.create(admin, specs)
+
+    _finish(asyncio.run(run()), [])
+
+
+def _topics_describe(args: argparse.Namespace, settings: Settings) -> None:
+    specs = _specs()
+    groups = {
+        settings.projector_group_id: topics.LIFECYCLE,
+        settings.actuator_group_id: topics.COMMANDS,
+    }
+
+    async def run() -> tuple[list[str], list[str]]:
+        async with KafkaAdmin(settings.kafka_bootstrap_servers, args.timeout) as admin:
+            return await topics_cmd.describe(admin, specs, groups)
+
+    _finish(*asyncio.run(run()))
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> None:
+    snapshot = asyncio.run(read_snapshot(settings))
+    _finish(*fleet.report(snapshot, settings.enforcer_stuck_after_seconds))
+
+
+def _init(args: argparse.Namespace, settings: Settings) -> None:
+    from projector.adapters.schema import migrate
+
+    _topics_create(args, settings)
+    applied = asyncio.run(migrate(settings.database_url))
+    print(f"migrations applied: {', '.join(applied)}" if applied else "schema up to date")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def with_timeout(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--timeout", type=float, default=10.0, help="seconds per Kafka request")
+        return p
+
+    sizing = (
+        "sizes from LIFECYCLE_PARTITIONS (12), COMMANDS_PARTITIONS (12), DLQ_PARTITIONS (3), "
+        "KAFKA_REPLICATION_FACTOR (1), KAFKA_MIN_INSYNC_REPLICAS (1)"
+    )
+    kafka = sub.add_parser("topics", help="the project's Kafka topics").add_subparsers(
+        dest="action", required=True
+    )
+    create = kafka.add_parser("create", help=f"create missing topics (idempotent); {sizing}")
+    with_timeout(create).set_defaults(run=_topics_create)
+    describe = kafka.add_parser(
+        "describe", help="partitions, settings, records and consumer lag; exit 2 on problems"
+    )
+    with_timeout(describe).set_defaults(run=_topics_describe)
+    status = sub.add_parser(
+        "status", help="fleet summary from PostgreSQL and Redis; exit 2 on problems"
+    )
+    status.set_defaults(run=_status)
+    init = sub.add_parser("init", help="topics create, then migrate (deploy-time one-shot job)")
+    with_timeout(init).set_defaults(run=_init)
