@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingest.fast_lane import WebhookLane
 from ingest.handlers import Outcome, WebhookIntake
 from sandbox_common import e2b
 from sandbox_common.envelope import Envelope
@@ -94,3 +97,54 @@ async def test_any_signed_body_gets_an_answer_never_an_exception(body: bytes, si
     )
     assert result.outcome in expected
     assert len(publisher.published) == (result.outcome is Outcome.ACCEPTED)
+
+
+class Inner:
+    """Stands for the Litestar app behind the lane: records what it was handed."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.paths.append(scope["path"])
+
+
+async def through_lane(
+    lane: WebhookLane, body: bytes, headers: dict[str, str], path: str = "/api/webhooks/e2b"
+) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    scope = {"type": "http", "method": "POST", "path": path, "headers": raw}
+    await lane(scope, receive, send)
+    return sent
+
+
+async def test_the_fast_lane_answers_deliveries_like_the_route_and_hands_on_the_rest() -> None:
+    intake, publisher, _ = make()
+    inner = Inner()
+    lane = WebhookLane(inner, intake, max_body_bytes=4096)
+    body = BODY
+    signed = {**e2b.signed_headers(SECRET, body), "content-length": str(len(body))}
+    start, reply = await through_lane(lane, body, signed)
+    assert start["status"] == 200
+    assert msgspec.json.decode(reply["body"])["status"] == "accepted"
+    start, reply = await through_lane(lane, body, signed)
+    assert msgspec.json.decode(reply["body"])["status"] == "duplicate"
+    assert len(publisher.published) == 1
+    bad = {**signed, e2b.HEADER_SIGNATURE: "nope"}
+    start, reply = await through_lane(lane, body, bad)
+    assert start["status"] == 401
+    assert msgspec.json.decode(reply["body"])["extra"] == {"reason": "rejected_signature"}
+    # Litestar's turn: no length (chunked), a length over the limit (413), another route.
+    unsized = {k: v for k, v in signed.items() if k != "content-length"}
+    assert await through_lane(lane, body, unsized) == []
+    assert await through_lane(lane, body, {**signed, "content-length": "5000"}) == []
+    assert await through_lane(lane, body, signed, path="/healthz") == []
+    assert inner.paths == ["/api/webhooks/e2b", "/api/webhooks/e2b", "/healthz"]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
-import msgspec
 import redis.asyncio as aioredis
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import State
@@ -16,38 +15,39 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import (
     HTTP_200_OK,
-    HTTP_400_BAD_REQUEST,
-    HTTP_401_UNAUTHORIZED,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest import metrics
 from ingest.adapters.dedupe import SeenEvents
-from ingest.handlers import Outcome, WebhookIntake
+from ingest.answers import WebhookAnswer, answer
+from ingest.fast_lane import WebhookLane
+from ingest.handlers import WebhookIntake
 from sandbox_common import e2b
-from sandbox_common.kafka_publisher import BrokerUnavailableError, KafkaPublisher
+from sandbox_common.kafka_publisher import KafkaPublisher
 from sandbox_common.settings import Settings
 
 log = logging.getLogger("ingest")
 
 
-class WebhookAnswer(msgspec.Struct, frozen=True, rename="camel"):
-    status: str  # accepted | duplicate
-    event_id: str
-
-
-_STATUS = {
-    Outcome.REJECTED_SIGNATURE: HTTP_401_UNAUTHORIZED,
-    Outcome.REJECTED_PAYLOAD: HTTP_400_BAD_REQUEST,
-}
-
-
 def build_app(settings: Settings) -> Litestar:
+    return _build(settings)[0]
+
+
+def build_server_app(settings: Settings) -> WebhookLane:
+    """What the server runs: the Litestar app behind the fast lane for webhook deliveries."""
+    app, intake = _build(settings)
+    return WebhookLane(app, intake, settings.ingest_max_body_bytes)
+
+
+def _build(settings: Settings) -> tuple[Litestar, WebhookIntake]:
     settings.require("e2b_webhook_secret")
     redis_client = aioredis.Redis(
-        connection_pool=aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=settings.redis_max_connections, timeout=5
+        # Plain pool: handing out a connection costs a fraction of the blocking pool's, and
+        # lookups are coalesced into few pipelines anyway (adapters/dedupe.py).
+        connection_pool=aioredis.ConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.redis_max_connections
         )
     )
     publisher = KafkaPublisher(
@@ -76,7 +76,7 @@ def build_app(settings: Settings) -> Litestar:
         status_code=HTTP_200_OK,
         raises=[ClientException, ServiceUnavailableException],
     )
-    async def receive_webhook(request: Request[Any, Any, State]) -> WebhookAnswer:
+    async def receive_webhook(request: Request[Any, Any, State]) -> Response[WebhookAnswer]:
         """Verifies `e2b-signature` over the raw body, then publishes the event durably.
 
         200 once the event is on `sandbox-lifecycle` (or was already: `status: duplicate`),
@@ -89,24 +89,15 @@ def build_app(settings: Settings) -> Litestar:
         except RequestEntityTooLarge:
             metrics.REJECTED.labels(reason="too_large").inc()
             raise
-        try:
-            result = await intake.accept(body, request.headers.get(e2b.HEADER_SIGNATURE))
-        except BrokerUnavailableError as exc:
-            metrics.WEBHOOKS.labels(outcome="unavailable").inc()
-            log.error("[E2B Webhook] Not accepted, broker unavailable: %s", exc)
-            raise ServiceUnavailableException(
-                detail="event not durable yet: the broker did not acknowledge; retry",
-                headers={"Retry-After": "5"},
-                extra={"reason": "broker_unavailable"},
-            ) from exc
-        metrics.WEBHOOKS.labels(outcome=result.outcome.value).inc()
-        if result.event_id is None:
-            raise ClientException(
-                status_code=_STATUS[result.outcome],
-                detail=result.detail or result.outcome.value,
-                extra={"reason": result.outcome.value},
-            )
-        return WebhookAnswer(status=result.outcome.value, event_id=result.event_id)
+        reply = await answer(intake, body, request.headers.get(e2b.HEADER_SIGNATURE))
+        # Already encoded (answers.answer): Litestar sends the bytes as they are.
+        response = Response(
+            reply.body,
+            status_code=reply.status_code,
+            media_type=MediaType.JSON,
+            headers=reply.headers,
+        )
+        return cast("Response[WebhookAnswer]", response)
 
     @get("/healthz", media_type=MediaType.JSON)
     async def healthz() -> dict[str, str]:
@@ -127,10 +118,11 @@ def build_app(settings: Settings) -> Litestar:
     async def metrics_route() -> Response[bytes]:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[receive_webhook, healthz, readyz, metrics_route],
         lifespan=[lifespan],
         request_max_body_size=settings.ingest_max_body_bytes,
         openapi_config=OpenAPIConfig(title="sandbox ingest", version="1.0.0"),
         logging_config=None,  # sandbox_common.logging owns the handlers (JSON lines)
     )
+    return app, intake

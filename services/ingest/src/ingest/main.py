@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from litestar import Litestar
-
-from ingest.app import build_app
+from ingest.app import build_server_app
+from ingest.fast_lane import WebhookLane
 from sandbox_common import logging as jsonlog
 from sandbox_common.serving import serve
 from sandbox_common.settings import Settings
 
 
-def create_app() -> Litestar:
+def create_app() -> WebhookLane:
     """Factory run inside the server's worker process: settings and logging are built there."""
     settings = Settings.from_env()
     jsonlog.configure("ingest", settings.log_level)
-    return build_app(settings)
+    return build_server_app(settings)
 
 
 def main() -> None:
