@@ -80,6 +80,12 @@ class Settings:
     projector_batch_size: int = 500
     projector_group_id: str = "sandbox-projector"
     killed_tombstone_ttl_seconds: int = 7 * 24 * 3600
+    # How often the projector checks that Redis still holds the read model (its marker key),
+    # rebuilding it from PostgreSQL when not; 0 turns the check off.
+    read_model_check_seconds: float = 10.0
+    # The reconciler (in the enforcer process): when it compares our state with E2B's list.
+    reconciler_schedule: str = "*/5 * * * *"
+    reconciler_enabled: bool = True
     log_level: str = "INFO"
 
     @classmethod

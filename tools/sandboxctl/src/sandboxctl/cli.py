@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from sandbox_common.settings import Settings, SettingsError
+from sandboxctl import rebuild
 from sandboxctl.e2b_api import E2BApiError, E2BClient
 
 LIFECYCLE_PREFIX = "sandbox.lifecycle."
@@ -317,6 +318,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--status-api-url", help="then wait until status-api shows each sandbox")
     demo.add_argument("--wait", type=float, default=30.0, help="seconds to wait for status-api")
     demo.set_defaults(run=_demo_fleet)
+    rebuild.add_commands(sub)
     return root
 
 
