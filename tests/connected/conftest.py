@@ -65,7 +65,7 @@ def infra() -> Iterator[Infra]:
     source = _containers if os.environ.get("TEST_INFRA") == "containers" else _local
     # Every checkout on this machine shares one broker, the test topics, database and ports:
     # a second connected run waits here instead of interleaving with the first.
-    lock_path = os.environ.get("CONNECTED_TEST_LOCK", "/tmp/e2b-lifecycle-connected.lock")
+    lock_path = os.environ.get("CONNECTED_TEST_LOCK", "/tmp/e2b-lifecycle-connected.lock")  # noqa: S108
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield from source()
