@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from sandbox_common.settings import Settings, SettingsError
-from sandboxctl import rebuild
+from sandboxctl import rebuild, reconcile
 from sandboxctl.e2b_api import E2BApiError, E2BClient
 
 LIFECYCLE_PREFIX = "sandbox.lifecycle."
@@ -319,6 +319,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--wait", type=float, default=30.0, help="seconds to wait for status-api")
     demo.set_defaults(run=_demo_fleet)
     rebuild.add_commands(sub)
+    reconcile.add_commands(sub)
     return root
 
 
