@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from sandbox_common.settings import Settings, SettingsError
-from sandboxctl import rebuild, reconcile
+from sandboxctl import dlq, rebuild, reconcile
 from sandboxctl.e2b_api import E2BApiError, E2BClient
 
 LIFECYCLE_PREFIX = "sandbox.lifecycle."
@@ -320,6 +320,7 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo_fleet)
     rebuild.add_commands(sub)
     reconcile.add_commands(sub)
+    dlq.add_commands(sub)
     return root
 
 
