@@ -60,7 +60,8 @@ async def _count(bootstrap: str, topic: str) -> int | None:
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        return sum((await consumer.end_offsets(tps)).values())
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        return sum(ends.values())
     finally:
         await consumer.stop()
 
