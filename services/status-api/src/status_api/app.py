@@ -28,7 +28,7 @@ from sandbox_common.readmodel import POLL_AFTER_MS, Status, StatusDoc
 from sandbox_common.settings import Settings
 from status_api import metrics
 from status_api.activity import record_activity
-from status_api.adapters.redis import RedisThrottle, StatusReader
+from status_api.adapters.redis import ReadModelMissingError, RedisThrottle, StatusReader
 from status_api.auth import AuthError, Principal, TokenVerifier
 from status_api.views import (
     ActivityAnswer,
@@ -52,6 +52,17 @@ def _broker_unavailable(
         {"status_code": 503, "detail": "not recorded: the broker is unavailable; retry"},
         status_code=HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": "5"},
+    )
+
+
+def _read_model_missing(
+    request: Request[Any, Any, State], exc: ReadModelMissingError
+) -> Response[dict[str, object]]:
+    """Redis lost the read model and the projector is rebuilding it: retry, don't conclude 404."""
+    return Response(
+        {"status_code": 503, "detail": str(exc)},
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "2"},
     )
 
 
@@ -203,7 +214,10 @@ def build_app(settings: Settings) -> Litestar:
         ],
         lifespan=[lifespan],
         logging_config=None,  # sandbox_common.logging owns the handlers (JSON lines)
-        exception_handlers={BrokerUnavailableError: _broker_unavailable},
+        exception_handlers={
+            BrokerUnavailableError: _broker_unavailable,
+            ReadModelMissingError: _read_model_missing,
+        },
         openapi_config=OpenAPIConfig(
             title="sandbox status-api",
             version="1.0.0",
