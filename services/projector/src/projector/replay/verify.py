@@ -6,9 +6,10 @@ in Redis (their expiry depends on when each was written; PostgreSQL keeps them a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from enum import IntFlag
+from typing import Any
 
 import msgspec
 
@@ -24,22 +25,28 @@ class Differs(IntFlag):
     REDIS = 4
 
 
+def _by_field(
+    what: str, rebuilt: Mapping[str, Any], live: Mapping[str, Any], names: Sequence[str]
+) -> list[str]:
+    """One line per record only one side has, and per field that differs."""
+    out = []
+    for key in sorted(rebuilt.keys() | live.keys()):
+        a, b = rebuilt.get(key), live.get(key)
+        if a is None or b is None:
+            out.append(f"{what} {key}: {'missing live' if b is None else 'only live'}")
+            continue
+        out.extend(
+            f"{what} {key}: {n} rebuilt={getattr(a, n)!r} live={getattr(b, n)!r}"
+            for n in names
+            if getattr(a, n) != getattr(b, n)
+        )
+    return out
+
+
 def compare_states(
     rebuilt: Mapping[str, SandboxState], live: Mapping[str, SandboxState]
 ) -> list[str]:
-    out = []
-    for sid in sorted(rebuilt.keys() | live.keys()):
-        a, b = rebuilt.get(sid), live.get(sid)
-        if a is None or b is None:
-            out.append(f"postgres sandbox {sid}: {'missing live' if b is None else 'only live'}")
-            continue
-        out.extend(
-            f"postgres sandbox {sid}: {f.name} rebuilt={getattr(a, f.name)!r}"
-            f" live={getattr(b, f.name)!r}"
-            for f in fields(SandboxState)
-            if getattr(a, f.name) != getattr(b, f.name)
-        )
-    return out
+    return _by_field("postgres sandbox", rebuilt, live, [f.name for f in fields(SandboxState)])
 
 
 def compare_history(rebuilt: set[str], live: set[str]) -> list[str]:
@@ -53,21 +60,10 @@ def _comparable(doc: StatusDoc) -> StatusDoc:
 
 
 def compare_docs(expected: Mapping[str, StatusDoc], live: Mapping[str, StatusDoc]) -> list[str]:
-    served = {k: v for k, v in expected.items() if v.status is not Status.KILLED}
-    actual = {k: v for k, v in live.items() if v.status is not Status.KILLED}
-    out = []
-    for sid in sorted(served.keys() | actual.keys()):
-        a, b = served.get(sid), actual.get(sid)
-        if a is None or b is None:
-            out.append(f"redis doc {sid}: {'missing live' if b is None else 'only live'}")
-            continue
-        a, b = _comparable(a), _comparable(b)
-        out.extend(
-            f"redis doc {sid}: {name} rebuilt={getattr(a, name)!r} live={getattr(b, name)!r}"
-            for name in a.__struct_fields__
-            if getattr(a, name) != getattr(b, name)
-        )
-    return out
+    def served(docs: Mapping[str, StatusDoc]) -> dict[str, StatusDoc]:
+        return {k: _comparable(v) for k, v in docs.items() if v.status is not Status.KILLED}
+
+    return _by_field("redis doc", served(expected), served(live), StatusDoc.__struct_fields__)
 
 
 def compare_scores(
