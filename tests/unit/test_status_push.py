@@ -285,3 +285,27 @@ async def test_the_fast_lane_serves_only_the_happy_path_and_hands_on_the_rest() 
     for path, headers in declined:
         assert await lane_request(lane, path, headers) == [], path
     assert inner.calls == len(declined)
+
+
+def test_a_reset_reaches_every_stream_and_spans_resumes() -> None:
+    from status_api.change_hub import ChangeHub, _concerns
+
+    hub = ChangeHub(client=None)  # type: ignore[arg-type]  # dispatch needs no Redis
+    reset = changes.Change("9-0", changes.ChangeKind.RESET, None, "", 0, b"")
+    other = change("8-0", changes.ChangeKind.DOC, b"{}")
+    with hub.subscribe("p1") as mine, hub.subscribe("p2") as theirs, hub.subscribe(None) as fleet:
+        hub._dispatch(other)
+        hub._dispatch(reset)
+        assert [c.id for c in _drain(mine.queue)] == ["8-0", "9-0"]
+        assert [c.id for c in _drain(theirs.queue)] == ["9-0"]
+        assert [c.id for c in _drain(fleet.queue)] == ["8-0", "9-0"]
+    assert _concerns(reset, "p2")
+    assert not _concerns(other, "p2")
+    assert sender().change(reset) is None  # the stream itself re-reads the state
+
+
+def _drain(queue: Any) -> list[changes.Change]:
+    out = []
+    while not queue.empty():
+        out.append(queue.get_nowait())
+    return out

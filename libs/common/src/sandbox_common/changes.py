@@ -14,6 +14,9 @@ from enum import StrEnum
 class ChangeKind(StrEnum):
     DOC = "doc"  # data: the StatusDoc JSON as the projector wrote it
     WARNING = "warning"  # data: a pause warning (status-api's PauseWarning JSON)
+    # The whole read model was swapped (a replay, or a rebuild from PostgreSQL): no per-document
+    # entries were written, so clients must be sent the current state afresh. Empty data.
+    RESET = "reset"
 
 
 # Field names of a stream entry (short: the stream holds tens of thousands of them).

@@ -55,3 +55,24 @@ CHANGES = f"{_PREFIX}:changes"
 def pause_warned(sandbox_id: str, deadline: str) -> str:
     """Present once the pauseImminent warning for this sandbox's deadline has gone out."""
     return f"{_PREFIX}:pause-warned:{sandbox_id}:{deadline}"
+
+
+# Present once the read model is complete (written by a replay or a rebuild from PostgreSQL).
+# Missing means Redis lost it (flushed, a new instance): the projector rebuilds it from PostgreSQL.
+READ_MODEL_MARKER = f"{_PREFIX}:read-model"
+# The reconciler's lease: one replica compares with E2B per period.
+RECONCILER_LEASE = f"{_PREFIX}:reconciler-lease"
+
+_SHADOW_PREFIX = "sbx-shadow:"
+
+
+def shadow(live_key: str) -> str:
+    """Where a rebuild writes the next version of a read-model key before swapping it in."""
+    return _SHADOW_PREFIX + live_key
+
+
+# Shadow-side sets the swap walks: the sandbox ids rebuilt, and live ids no longer in the model.
+SHADOW_IDS = f"{_SHADOW_PREFIX}ids"
+SHADOW_STALE = f"{_SHADOW_PREFIX}stale"
+SHADOW_PATTERN = f"{_SHADOW_PREFIX}*"
+SHADOW_PROJECTS = f"{_SHADOW_PREFIX}projects"

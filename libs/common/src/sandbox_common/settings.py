@@ -92,6 +92,13 @@ class Settings:
     killed_tombstone_ttl_seconds: int = 7 * 24 * 3600
     # How often the projector and the actuator measure their group's lag (kafka_consumer_lag_*).
     consumer_lag_interval_seconds: float = 15.0
+
+    # How often the projector checks that Redis still holds the read model (its marker key),
+    # rebuilding it from PostgreSQL when not; 0 turns the check off.
+    read_model_check_seconds: float = 10.0
+    # The reconciler (in the enforcer process): when it compares our state with E2B's list.
+    reconciler_schedule: str = "*/5 * * * *"
+    reconciler_enabled: bool = True
     log_level: str = "INFO"
 
     @classmethod

@@ -71,17 +71,18 @@ class RedisStatusDocs:
 class RedisLease:
     """One ticking replica at a time; the holder extends its lease at every tick."""
 
-    def __init__(self, client: aioredis.Redis, ttl_seconds: int) -> None:
+    def __init__(self, client: aioredis.Redis, ttl_seconds: int, key: str = LEASE_KEY) -> None:
         self.owner = f"enforcer-{uuid.uuid4().hex[:12]}"
+        self._key = key
         self._ttl_ms = ttl_seconds * 1000
         self._hold = client.register_script(_HOLD)
         self._release = client.register_script(_RELEASE)
 
     async def hold(self) -> bool:
-        return bool(await self._hold(keys=[LEASE_KEY], args=[self.owner, self._ttl_ms]))
+        return bool(await self._hold(keys=[self._key], args=[self.owner, self._ttl_ms]))
 
     async def release(self) -> None:
-        await self._release(keys=[LEASE_KEY], args=[self.owner])
+        await self._release(keys=[self._key], args=[self.owner])
 
 
 class KafkaPausePublisher:

@@ -17,6 +17,7 @@ from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 
 from enforcer import ticker_metrics as metrics
+from enforcer.reconciler_app import ReconcileLoop
 from enforcer.repair import repair_stuck
 from enforcer.schedule import Schedule, parse_schedule
 from enforcer.ticker import run_tick
@@ -138,13 +139,14 @@ def build_app(settings: Settings) -> AsgiFastStream:
         log_level=logging.DEBUG,
     )
     ticker = Ticker(settings, broker, schedule)
+    reconciler = ReconcileLoop(settings, parse_schedule(settings.reconciler_schedule))
 
     return AsgiFastStream(
         broker,
         asgi_routes=probe_routes(ticker.problems),
         on_startup=[ticker.open],
-        after_startup=[ticker.start],
-        on_shutdown=[ticker.stop],
+        after_startup=[ticker.start, reconciler.start],
+        on_shutdown=[ticker.stop, reconciler.stop],
         logger=log,
     )
 

@@ -19,7 +19,7 @@ from faststream.message import StreamMessage
 
 from projector import metrics
 from projector.bootstrap import Resources
-from projector.handlers import BatchOutcome, project_batch
+from projector.handlers import BatchOutcome, Poison, project_batch
 from sandbox_common import topics
 from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.dead_letters import Record
@@ -28,6 +28,8 @@ from sandbox_common.settings import Settings
 
 log = logging.getLogger("projector")
 _ATTEMPTS = 6
+# A batch that keeps failing while the stores are healthy is retried record by record.
+_SINGLE_ATTEMPTS = 2
 
 
 def build_app(settings: Settings) -> AsgiFastStream:
@@ -56,7 +58,9 @@ def build_app(settings: Settings) -> AsgiFastStream:
     )
     async def on_batch(msg: KafkaMessage) -> None:
         raw = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
-        records = [Record(r.topic, r.partition, r.offset, r.value) for r in raw]
+        records = [
+            Record(r.topic, r.partition, r.offset, r.value, r.key, tuple(r.headers)) for r in raw
+        ]
         await _project_with_retries(records, resources)
 
     return AsgiFastStream(
@@ -82,6 +86,11 @@ async def _project_with_retries(records: Sequence[Record], resources: Resources)
             break
         except Exception:
             if attempt == _ATTEMPTS:
+                if not await resources.problems():
+                    # Both stores answer, yet the batch keeps failing: one of its records is
+                    # poison to the stores. Isolate it, dead-letter it, let the partition move on.
+                    outcome = await _one_by_one(records, resources)
+                    break
                 # Raising rewinds the partitions (NACK): the batch is retried, never skipped.
                 log.exception("projection failed %d times; rewinding the batch", attempt)
                 raise
@@ -92,6 +101,29 @@ async def _project_with_retries(records: Sequence[Record], resources: Resources)
             )
             await asyncio.sleep(delay)
     _observe(outcome, records, time.perf_counter() - started)
+
+
+async def _one_by_one(records: Sequence[Record], resources: Resources) -> BatchOutcome:
+    total = BatchOutcome()
+    for record in records:
+        for attempt in range(1, _SINGLE_ATTEMPTS + 1):
+            try:
+                one = await project_batch(
+                    [record], resources.store, resources.read_model, resources.dead_letters
+                )
+            except Exception as exc:
+                if attempt < _SINGLE_ATTEMPTS:
+                    await asyncio.sleep(0.2)
+                    continue
+                poison = Poison(record, f"processing failed after {attempt} attempts: {exc!r}")
+                await resources.dead_letters.send(poison)
+                total.poison.append(poison)
+            else:
+                total.facts.extend(one.facts)
+                total.changed.extend(one.changed)
+                total.poison.extend(one.poison)
+            break
+    return total
 
 
 def _observe(outcome: BatchOutcome, records: Sequence[Record], seconds: float) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 import asyncpg
@@ -11,6 +13,7 @@ from faststream.kafka import KafkaBroker
 from projector.adapters.dead_letters import KafkaDeadLetters
 from projector.adapters.postgres import PostgresStore
 from projector.adapters.redis import RedisReadModel
+from projector.replay.rebuild_redis import rebuild_if_empty
 from sandbox_common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,6 +30,7 @@ class Resources:
         self._redis: aioredis.Redis | None = None
         self._store: PostgresStore | None = None
         self._read_model: RedisReadModel | None = None
+        self._guard: asyncio.Task[None] | None = None
 
     @property
     def store(self) -> PostgresStore:
@@ -54,8 +58,32 @@ class Resources:
             s.change_feed_max_length,
         )
         log.info("projector stores opened")
+        if s.read_model_check_seconds > 0:
+            self._guard = asyncio.create_task(self._guard_read_model(), name="read-model-guard")
+
+    async def _guard_read_model(self) -> None:
+        """Redis lost the read model (flushed, a new instance): rebuild it from PostgreSQL."""
+        assert self._pool is not None
+        assert self._redis is not None
+        s = self._settings
+        while True:
+            try:
+                await rebuild_if_empty(
+                    self._pool,
+                    self._redis,
+                    tombstone_ttl_seconds=s.killed_tombstone_ttl_seconds,
+                    default_idle_seconds=s.idle_timeout_seconds,
+                    by="projector",
+                )
+            except Exception:  # logged; the next check tries again
+                log.exception("rebuilding the Redis read model from PostgreSQL failed")
+            await asyncio.sleep(s.read_model_check_seconds)
 
     async def close(self) -> None:
+        if self._guard is not None:
+            self._guard.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._guard
         if self._redis is not None:
             await self._redis.aclose()
         if self._pool is not None:

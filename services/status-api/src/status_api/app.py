@@ -26,7 +26,12 @@ from sandbox_common.kafka_publisher import BrokerUnavailableError, KafkaPublishe
 from sandbox_common.settings import Settings
 from status_api.access import Gate
 from status_api.adapters.postgres import HistoryStore
-from status_api.adapters.redis import RedisThrottle, StatusReader, WarningFeed
+from status_api.adapters.redis import (
+    ReadModelMissingError,
+    RedisThrottle,
+    StatusReader,
+    WarningFeed,
+)
 from status_api.auth import TokenVerifier
 from status_api.change_hub import ChangeHub
 from status_api.deps import Deps
@@ -46,6 +51,17 @@ def _broker_unavailable(
         {"status_code": 503, "detail": "not recorded: the broker is unavailable; retry"},
         status_code=HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": "5"},
+    )
+
+
+def _read_model_missing(
+    request: Request[Any, Any, State], exc: ReadModelMissingError
+) -> Response[dict[str, object]]:
+    """Redis lost the read model and the projector is rebuilding it: retry, don't conclude 404."""
+    return Response(
+        {"status_code": 503, "detail": str(exc)},
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "2"},
     )
 
 
@@ -183,6 +199,7 @@ def _build(settings: Settings) -> tuple[Litestar, Deps]:
         logging_config=None,  # sandbox_common.logging owns the handlers (JSON lines)
         exception_handlers={
             BrokerUnavailableError: _broker_unavailable,
+            ReadModelMissingError: _read_model_missing,
             RedisError: _store_unavailable,
             asyncpg.PostgresError: _store_unavailable,
             OSError: _store_unavailable,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import chain
 from typing import Any
 
@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from sandbox_common import changes, keys
-from sandbox_common.changes import Change
+from sandbox_common.changes import Change, ChangeKind
 from status_api import metrics
 
 log = logging.getLogger(__name__)
@@ -92,9 +92,7 @@ class ChangeHub:
             keys.CHANGES, min=f"({last_event_id}", count=10_000
         )
         found = (changes.from_entry(i, f) for i, f in entries)
-        return [
-            c for c in found if c is not None and (project_id is None or c.project_id == project_id)
-        ]
+        return [c for c in found if c is not None and _concerns(c, project_id)]
 
     async def _follow(self) -> None:
         while True:
@@ -116,7 +114,12 @@ class ChangeHub:
                         self._dispatch(change)
 
     def _dispatch(self, change: Change) -> None:
-        listeners = self._by_project.get(change.project_id or "", ())
+        if change.kind is ChangeKind.RESET:  # everyone's state was replaced
+            listeners: Iterable[Subscription] = [
+                sub for group in self._by_project.values() for sub in group
+            ]
+        else:
+            listeners = self._by_project.get(change.project_id or "", ())
         for sub in chain(listeners, self._everything):
             if sub.overflowed:
                 continue
@@ -125,6 +128,10 @@ class ChangeHub:
             except asyncio.QueueFull:
                 sub.overflowed = True
                 metrics.SSE_DROPPED.inc()
+
+
+def _concerns(change: Change, project_id: str | None) -> bool:
+    return project_id is None or change.kind is ChangeKind.RESET or change.project_id == project_id
 
 
 def _text(value: bytes | str) -> str:

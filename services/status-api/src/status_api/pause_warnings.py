@@ -75,7 +75,8 @@ class PauseWarner:
         while True:
             try:
                 await self.run_once()
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, RuntimeError) as exc:
+                # RuntimeError: the read model is being rebuilt (ReadModelMissingError).
                 log.warning("pause warnings skipped this round: %s", exc)
             await asyncio.sleep(self._interval)
 

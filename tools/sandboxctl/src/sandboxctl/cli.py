@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from sandbox_common.settings import Settings, SettingsError
-from sandboxctl import ops_cli
+from sandboxctl import dlq, ops_cli, rebuild, reconcile
 from sandboxctl.e2b_api import E2BApiError, E2BClient
 from sandboxctl.errors import OperatorError
 
@@ -320,6 +320,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--wait", type=float, default=30.0, help="seconds to wait for status-api")
     demo.set_defaults(run=_demo_fleet)
     ops_cli.register(sub)
+    rebuild.add_commands(sub)
+    reconcile.add_commands(sub)
+    dlq.add_commands(sub)
     return root
 
 

@@ -16,5 +16,6 @@ class KafkaDeadLetters:
         await self._broker.publish(
             poison.record.value or b"",
             topic=topics.LIFECYCLE_DLQ,
+            key=poison.record.key,
             headers=dead_letters.headers(poison.record, poison.reason),
         )

@@ -12,11 +12,37 @@ import msgspec
 
 from projector.domain import SandboxState, Stamp
 from projector.handlers import Positioned, Projected
+from sandbox_common.envelope import Envelope
 from sandbox_common.readmodel import Status
 
-_COLUMNS = (
-    "sandbox_id, project_id, team_id, template_id, status, last_active_at, timeout_at,"
-    " metadata, stamps, first_seen_at, last_event_at, revision"
+STATE_COLUMNS = (
+    "sandbox_id",
+    "project_id",
+    "team_id",
+    "template_id",
+    "status",
+    "last_active_at",
+    "timeout_at",
+    "metadata",
+    "stamps",
+    "first_seen_at",
+    "last_event_at",
+    "revision",
+)
+_COLUMNS = ", ".join(STATE_COLUMNS)
+HISTORY_COLUMNS = (
+    "event_id",
+    "sandbox_id",
+    "type",
+    "source",
+    "project_id",
+    "occurred_at",
+    "received_at",
+    "data",
+    "schema_version",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
 )
 
 
@@ -48,7 +74,7 @@ class PostgresTransaction:
             " ORDER BY sandbox_id FOR UPDATE",
             list(sandbox_ids),
         )
-        return {r["sandbox_id"]: (_state_from_row(r), r["revision"]) for r in rows}
+        return {r["sandbox_id"]: (state_from_row(r), r["revision"]) for r in rows}
 
     async def save(
         self,
@@ -72,23 +98,7 @@ class PostgresTransaction:
     async def _insert_history(self, facts: Sequence[Positioned]) -> None:
         # One statement over arrays instead of a row per round trip; DO NOTHING also absorbs a
         # duplicate inside the same batch.
-        rows = [
-            (
-                p.fact.event_id,
-                p.fact.sandbox_id,
-                p.fact.type,
-                p.fact.source,
-                p.fact.project_id,
-                p.fact.occurred_at,
-                p.fact.received_at,
-                _json(p.fact.data),
-                p.fact.schema_version,
-                p.topic,
-                p.partition,
-                p.offset,
-            )
-            for p in facts
-        ]
+        rows = [history_row(p.fact, p.topic, p.partition, p.offset) for p in facts]
         await self._conn.execute(
             "INSERT INTO sandbox_events (event_id, sandbox_id, type, source, project_id,"
             " occurred_at, received_at, data, schema_version, kafka_topic, kafka_partition,"
@@ -100,24 +110,7 @@ class PostgresTransaction:
         )
 
     async def _upsert_states(self, changed: Sequence[Projected]) -> None:
-        rows = [
-            (
-                s.sandbox_id,
-                s.project_id,
-                s.team_id,
-                s.template_id,
-                s.status.value if s.status else None,
-                s.last_active_at,
-                s.timeout_at,
-                _json(s.metadata),
-                _json(_stamps_to_json(s.stamps)),
-                s.first_seen_at,
-                s.last_event_at,
-                p.revision,
-            )
-            for p in changed
-            for s in (p.state,)
-        ]
+        rows = [state_row(p.state, p.revision) for p in changed]
         cols = _columns(rows, 12)
         # The revision guard turns a lost update during a rebalance overlap into a retry.
         written = await self._conn.fetch(
@@ -142,6 +135,42 @@ class PostgresTransaction:
             )
 
 
+def history_row(fact: Envelope, topic: str, partition: int, offset: int) -> tuple[Any, ...]:
+    """One `sandbox_events` row, in `HISTORY_COLUMNS` order."""
+    return (
+        fact.event_id,
+        fact.sandbox_id,
+        fact.type,
+        fact.source,
+        fact.project_id,
+        fact.occurred_at,
+        fact.received_at,
+        _json(fact.data),
+        fact.schema_version,
+        topic,
+        partition,
+        offset,
+    )
+
+
+def state_row(s: SandboxState, revision: int) -> tuple[Any, ...]:
+    """One `sandboxes` row, in `STATE_COLUMNS` order (the live upsert and replay's COPY)."""
+    return (
+        s.sandbox_id,
+        s.project_id,
+        s.team_id,
+        s.template_id,
+        s.status.value if s.status else None,
+        s.last_active_at,
+        s.timeout_at,
+        _json(s.metadata),
+        _json(_stamps_to_json(s.stamps)),
+        s.first_seen_at,
+        s.last_event_at,
+        revision,
+    )
+
+
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     """Rows -> one list per column, the shape `unnest($1::t[], ...)` takes."""
     return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
@@ -155,7 +184,7 @@ def _stamps_to_json(stamps: dict[str, Stamp]) -> dict[str, list[Any]]:
     return {k: [v.at.isoformat(), v.rank, v.event_id] for k, v in stamps.items()}
 
 
-def _state_from_row(row: asyncpg.Record) -> SandboxState:
+def state_from_row(row: asyncpg.Record) -> SandboxState:
     stamps = {
         k: Stamp(datetime.fromisoformat(at), rank, event_id)
         for k, (at, rank, event_id) in msgspec.json.decode(row["stamps"]).items()

@@ -60,6 +60,7 @@ return 1
 
 # States that wait for an answer (the actuator's, or E2B's); the enforcer repairs stuck ones.
 _TRANSITIONAL = frozenset({Status.PAUSING, Status.STARTING})
+TRANSITIONAL_STATES = _TRANSITIONAL  # replay's shadow writer indexes the same states
 
 
 def to_doc(

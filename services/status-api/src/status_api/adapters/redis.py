@@ -38,6 +38,11 @@ return 1
 """
 
 
+class ReadModelMissingError(RuntimeError):
+    """Redis has lost the read model (its marker is gone) and the projector is rebuilding it
+    from PostgreSQL: a miss means "not known yet", not "no such sandbox" (503, not 404)."""
+
+
 class StatusReader:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
@@ -46,13 +51,24 @@ class StatusReader:
 
     async def by_sandbox(self, sandbox_id: str) -> StatusDoc | None:
         raw = await self._client.hget(keys.sandbox_doc(sandbox_id), keys.DOC_FIELD)
-        return decode_doc(raw) if raw else None
+        if raw:
+            return decode_doc(raw)
+        await self._check_built()
+        return None
 
     async def by_project(self, project_id: str) -> StatusDoc | None:
         raw = await self._by_project(
             keys=[keys.project_sandbox(project_id)], args=[self._doc_prefix, keys.DOC_FIELD]
         )
-        return decode_doc(raw) if raw else None
+        if raw:
+            return decode_doc(raw)
+        await self._check_built()
+        return None
+
+    async def _check_built(self) -> None:
+        """Only misses pay for this check; hits never do."""
+        if not await self._client.exists(keys.READ_MODEL_MARKER):
+            raise ReadModelMissingError("the read model is being rebuilt; retry shortly")
 
     async def due_deadlines(self, low: float, high: float) -> list[tuple[str, float]]:
         """RUNNING sandboxes whose idle deadline (epoch s) is within [low, high]."""

@@ -70,6 +70,11 @@ class _Sender:
             messages.append(self._message("pauseImminent", _encoder.encode(warning), event_id))
         return messages
 
+    def forget(self) -> None:
+        """After a reset: every sandbox's next document is news again."""
+        self._revisions.clear()
+        self._warned.clear()
+
     def start_at(self, event_id: str) -> None:
         self.last_id = entry_position(event_id)
 
@@ -78,6 +83,8 @@ class _Sender:
         if position <= self.last_id:
             return None  # already sent (backlog and live overlap)
         self.last_id = position
+        if change.kind is ChangeKind.RESET:
+            return None  # handled by the stream (it needs a read)
         if change.kind is ChangeKind.WARNING:
             warning = _warning_decoder.decode(change.data)
             key = (warning.sandbox_id, warning.idle_deadline_at)
@@ -127,12 +134,26 @@ def handlers(deps: Deps) -> list[HTTPRouteHandler]:
                 except TimeoutError:
                     yield _comment("keep-alive")
                     continue
+                if change.kind is ChangeKind.RESET:
+                    # The read model was swapped wholesale: the current state, afresh.
+                    sender.forget()
+                    for message in await fresh(sender, sub.project_id, change.id):
+                        yield message
+                    continue
                 live = sender.change(change)
                 if live is not None:
                     yield live
             # Fell too far behind: end the stream; EventSource reconnects and catches up.
         finally:
             metrics.SSE_CLIENTS.labels(stream=stream).dec()
+
+    async def fresh(
+        sender: _Sender, project_id: str | None, event_id: str
+    ) -> list[ServerSentEventMessage]:
+        if project_id is None:
+            # The fleet stream has no snapshot: its client (the dashboard) reloads the list.
+            return [ServerSentEventMessage(data="{}", event="reset", id=event_id)]
+        return sender.snapshot(await reader.by_project(project_id), project_id, event_id)
 
     async def opening(
         request: Request[Any, Any, State], sender: _Sender, project_id: str | None
@@ -143,7 +164,7 @@ def handlers(deps: Deps) -> list[HTTPRouteHandler]:
         resume = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
         if resume:
             missed = await hub.since(resume, project_id)
-            if missed is not None:
+            if missed is not None and all(c.kind is not ChangeKind.RESET for c in missed):
                 sender.start_at(resume)
                 messages = [m for m in map(sender.change, missed) if m is not None]
                 return messages or [_comment("up to date")]

@@ -163,6 +163,9 @@ function handle(event, data) {
   } else if (event === "gone" && data.sandboxId) {
     logEvent(`${data.sandboxId} → killed`);
     remove(data.sandboxId);
+  } else if (event === "reset") {
+    logEvent("read model rebuilt: reloading the fleet");
+    loadFleet().catch((err) => showError(err.message));
   } else if (event === "pauseImminent") {
     logEvent(`${data.sandboxId} pauses in ${data.secondsLeft}s unless used`);
     const sbx = state.sandboxes.get(data.sandboxId);

@@ -1,0 +1,139 @@
+"""Reconciliation rules: our view of each sandbox against E2B's list, and the corrective facts
+(source reconciler) that bring ours in line. Pure: no I/O, the time is passed in.
+
+E2B's webhooks are fire-and-forget, so some never reach us. The list API is the truth about
+which sandboxes exist and whether each runs or is paused; a sandbox that is not listed is gone
+(killed), once a GET of it answers 404. Transitions we started ourselves (PAUSING, STARTING) are
+left to the actuator and the stuck-state repair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sandbox_common.e2b import parse_time
+from sandbox_common.envelope import Envelope, FactType, Source
+from sandbox_common.readmodel import Status
+
+# E2B's endAt and ours differ by rounding and by the time between a call and its fact.
+TIMEOUT_SLACK = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One item of E2B's `GET /v2/sandboxes`."""
+
+    sandbox_id: str
+    state: str  # "running" or "paused"
+    started_at: datetime | None
+    end_at: datetime | None
+    metadata: dict[str, str] = field(default_factory=dict)
+    template_id: str | None = None
+
+    @classmethod
+    def from_api(cls, item: Mapping[str, Any]) -> Upstream:
+        metadata = item.get("metadata") or {}
+        return cls(
+            sandbox_id=str(item["sandboxID"]),
+            state=str(item.get("state", "running")),
+            started_at=parse_time(item.get("startedAt")),
+            end_at=parse_time(item.get("endAt")),
+            metadata={str(k): str(v) for k, v in metadata.items()},
+            template_id=item.get("templateID"),
+        )
+
+
+@dataclass(frozen=True)
+class Known:
+    """What we hold about a sandbox (PostgreSQL, the projector's truth)."""
+
+    sandbox_id: str
+    status: Status | None
+    timeout_at: datetime | None
+
+
+@dataclass
+class Plan:
+    facts: list[Envelope] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # listed upstream, never heard of
+    state_fixed: list[str] = field(default_factory=list)
+    timeout_fixed: list[str] = field(default_factory=list)
+    killed: list[str] = field(default_factory=list)
+
+
+def missing_upstream(known: Mapping[str, Known], upstream: Mapping[str, Upstream]) -> list[str]:
+    """Sandboxes we think alive that E2B does not list: killed, if a GET confirms it."""
+    return sorted(
+        sid
+        for sid, k in known.items()
+        if sid not in upstream and k.status is not None and k.status is not Status.KILLED
+    )
+
+
+def plan(
+    known: Mapping[str, Known],
+    upstream: Mapping[str, Upstream],
+    gone: set[str],
+    *,
+    observed_at: datetime,
+    project_key: str,
+) -> Plan:
+    """Corrective facts. `observed_at` is when the listing began: a later webhook (a newer
+    truth) then still wins over the correction in the fold's order."""
+    out = Plan()
+
+    def fact(sid: str, kind: str, at: datetime, data: dict[str, Any], tag: str) -> None:
+        up = upstream.get(sid)
+        project = up.metadata.get(project_key) if up else None
+        if up and up.metadata:
+            data = {"metadata": dict(up.metadata), **data}
+        if up and up.template_id:
+            data = {"template_id": up.template_id, **data}
+        out.facts.append(
+            Envelope(
+                event_id=f"reconciler:{sid}:{kind.rsplit('.', 1)[-1]}:{tag}",
+                type=kind,
+                source=Source.RECONCILER,
+                sandbox_id=sid,
+                project_id=project,
+                occurred_at=at,
+                received_at=observed_at,
+                data={"reason": "reconciled with E2B's list", **data},
+            )
+        )
+
+    stamp = observed_at.isoformat()
+    for sid, up in sorted(upstream.items()):
+        mine = known.get(sid)
+        if mine is not None and mine.status is Status.KILLED:
+            continue  # killed is absorbing; E2B listing it again would be its own anomaly
+        if mine is None or mine.status is None:
+            out.unknown.append(sid)
+            created_at = up.started_at or observed_at
+            fact(sid, FactType.CREATED, min(created_at, observed_at), {}, created_at.isoformat())
+            if up.state == "paused":
+                fact(sid, FactType.PAUSED, observed_at, {}, stamp)
+        elif up.state == "paused" and mine.status in (Status.RUNNING, Status.PAUSING):
+            out.state_fixed.append(sid)
+            fact(sid, FactType.PAUSED, observed_at, {}, stamp)
+        elif up.state == "running" and mine.status is Status.PAUSED:
+            out.state_fixed.append(sid)
+            fact(sid, FactType.RESUMED, observed_at, {}, stamp)
+        if (
+            up.state == "running"
+            and up.end_at is not None
+            and (
+                mine is None
+                or mine.timeout_at is None
+                or abs(mine.timeout_at - up.end_at) > TIMEOUT_SLACK
+            )
+        ):
+            out.timeout_fixed.append(sid)
+            fact(sid, FactType.UPDATED, observed_at, {"set_timeout": up.end_at.isoformat()}, stamp)
+    for sid in sorted(gone):
+        out.killed.append(sid)
+        fact(sid, FactType.KILLED, observed_at, {"kill_reason": "not found upstream"}, stamp)
+    return out

@@ -1,0 +1,204 @@
+"""PostgreSQL side of a replay: shadow tables filled by COPY, indexed after the load, then
+swapped in by renames inside one transaction that also holds the live projector off.
+
+Shadow tables copy the live tables' columns (`LIKE`) and, after the load, their indexes and
+constraints under `r_`-prefixed names that take the live names once the old tables are gone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from projector.adapters.postgres import HISTORY_COLUMNS, STATE_COLUMNS, state_from_row
+
+STATES, HISTORY, OFFSETS = "sandboxes", "sandbox_events", "projector_offsets"
+_SWAPPED = (STATES, HISTORY)
+# Whoever writes the shadow tables or keys (a replay, a Redis rebuild) holds this session lock,
+# so two never interleave; PostgreSQL drops it with the session when the process dies.
+_REBUILD_LOCK = 0x5A4D_0E91
+# Rebuilt rows start this far above every live revision: a write the live projector had in
+# flight before the swap (a lower revision) never replaces a rebuilt Redis document, and its
+# writes after the swap (higher ones) always do.
+REVISION_HEADROOM = 1_000_000
+
+if TYPE_CHECKING:
+    Conn = asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
+
+
+async def try_rebuild_lock(conn: Conn) -> bool:
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", _REBUILD_LOCK))
+
+
+async def release_rebuild_lock(conn: Conn) -> None:
+    await conn.execute("SELECT pg_advisory_unlock($1)", _REBUILD_LOCK)
+
+
+def shadow_name(table: str) -> str:
+    return f"{table}_shadow"
+
+
+class ShadowTables:
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    async def lock(self) -> bool:
+        return await try_rebuild_lock(self._conn)
+
+    async def prepare(self) -> None:
+        """Fresh, empty shadow tables (a previous interrupted run's are dropped)."""
+        await self._conn.execute("SET synchronous_commit = off")
+        for table in _SWAPPED:
+            await self._conn.execute(f"DROP TABLE IF EXISTS {shadow_name(table)}")
+            await self._conn.execute(
+                f"CREATE TABLE {shadow_name(table)} (LIKE {table} INCLUDING DEFAULTS)"
+            )
+
+    async def offsets(self, topic: str) -> dict[int, int]:
+        """How far the live projector has folded each partition (no lock: a hint)."""
+        return await _offsets(self._conn, topic)
+
+    async def revision_base(self) -> int:
+        live = await self._conn.fetchval("SELECT coalesce(max(revision), 0) FROM sandboxes")
+        return int(live) + REVISION_HEADROOM
+
+    async def copy_history(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        await self._conn.copy_records_to_table(
+            shadow_name(HISTORY), records=rows, columns=HISTORY_COLUMNS
+        )
+
+    async def copy_states(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        await self._conn.copy_records_to_table(
+            shadow_name(STATES), records=rows, columns=STATE_COLUMNS
+        )
+
+    async def build_indexes(self) -> None:
+        """The live tables' indexes and constraints, built once the rows are in (faster)."""
+        for table in _SWAPPED:
+            for index in await _indexes(self._conn, table):
+                sql = _retarget(index["def"], index["name"], table)
+                await self._conn.execute(sql)
+                if index["constraint"]:
+                    kind = "PRIMARY KEY" if index["primary"] else "UNIQUE"
+                    await self._conn.execute(
+                        f"ALTER TABLE {shadow_name(table)} ADD CONSTRAINT"
+                        f" r_{index['constraint']} {kind} USING INDEX r_{index['name']}"
+                    )
+            await self._conn.execute(f"ANALYZE {shadow_name(table)}")
+
+    @asynccontextmanager
+    async def swap(self, topic: str) -> AsyncIterator[Swap]:
+        """Locks the live tables (the live projector waits), yields the live offsets for the
+        caller's catch-up, and on a clean exit renames the shadow tables into place."""
+        async with self._conn.transaction():
+            await self._conn.execute(
+                f"LOCK TABLE {STATES}, {HISTORY}, {OFFSETS} IN ACCESS EXCLUSIVE MODE"
+            )
+            swap = Swap(self._conn, await _offsets(self._conn, topic))
+            yield swap
+            await swap.finish(topic)
+
+    @asynccontextmanager
+    async def frozen(self, topic: str) -> AsyncIterator[Frozen]:
+        """For --verify: the live projector cannot write while the caller compares."""
+        async with self._conn.transaction(isolation="repeatable_read"):
+            await self._conn.execute(f"LOCK TABLE {STATES}, {OFFSETS} IN SHARE MODE")
+            yield Frozen(self._conn, await _offsets(self._conn, topic))
+
+    async def drop(self) -> None:
+        for table in _SWAPPED:
+            await self._conn.execute(f"DROP TABLE IF EXISTS {shadow_name(table)}")
+
+
+class Frozen:
+    def __init__(self, conn: Conn, offsets: dict[int, int]) -> None:
+        self._conn = conn
+        self.offsets = offsets
+
+    async def states(self) -> dict[str, Any]:
+        rows = await self._conn.fetch(f"SELECT {', '.join(STATE_COLUMNS)} FROM {STATES}")  # noqa: S608
+        return {r["sandbox_id"]: state_from_row(r) for r in rows}
+
+    async def history_ids(self) -> set[str]:
+        return {r["event_id"] for r in await self._conn.fetch(f"SELECT event_id FROM {HISTORY}")}  # noqa: S608
+
+
+class Swap:
+    def __init__(self, conn: Conn, offsets: dict[int, int]) -> None:
+        self._conn = conn
+        self.live_offsets = offsets
+        self.next_offsets: dict[int, int] = {}
+
+    async def replace_states(self, sandbox_ids: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        await self._conn.execute(
+            f"DELETE FROM {shadow_name(STATES)} WHERE sandbox_id = ANY($1::text[])",  # noqa: S608
+            list(sandbox_ids),
+        )
+        await self._conn.copy_records_to_table(
+            shadow_name(STATES), records=rows, columns=STATE_COLUMNS
+        )
+
+    async def add_history(self, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            await self._conn.copy_records_to_table(
+                shadow_name(HISTORY), records=rows, columns=HISTORY_COLUMNS
+            )
+
+    async def finish(self, topic: str) -> None:
+        offsets = sorted(self.next_offsets.items())
+        await self._conn.execute(
+            f"INSERT INTO {OFFSETS} (topic, partition, next_offset)"  # noqa: S608
+            " SELECT $1, * FROM unnest($2::int[], $3::bigint[])"
+            " ON CONFLICT (topic, partition) DO UPDATE SET next_offset ="
+            f" GREATEST({OFFSETS}.next_offset, EXCLUDED.next_offset), updated_at = now()",
+            topic,
+            [p for p, _ in offsets],
+            [o for _, o in offsets],
+        )
+        for table in _SWAPPED:
+            live_indexes = await _indexes(self._conn, table)
+            await self._conn.execute(f"ALTER TABLE {table} RENAME TO {table}_retired")
+            await self._conn.execute(f"ALTER TABLE {shadow_name(table)} RENAME TO {table}")
+            await self._conn.execute(f"DROP TABLE {table}_retired")
+            for index in live_indexes:  # the names are free again: take them over
+                if index["constraint"]:
+                    await self._conn.execute(
+                        f"ALTER TABLE {table} RENAME CONSTRAINT r_{index['constraint']}"
+                        f" TO {index['constraint']}"
+                    )
+                else:
+                    await self._conn.execute(
+                        f"ALTER INDEX r_{index['name']} RENAME TO {index['name']}"
+                    )
+
+
+async def _offsets(conn: Conn, topic: str) -> dict[int, int]:
+    rows = await conn.fetch(
+        f"SELECT partition, next_offset FROM {OFFSETS} WHERE topic = $1",  # noqa: S608
+        topic,
+    )
+    return {r["partition"]: r["next_offset"] for r in rows}
+
+
+async def _indexes(conn: Conn, table: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT i.relname AS name, pg_get_indexdef(x.indexrelid) AS def,"
+        " x.indisprimary AS primary, c.conname AS constraint"
+        " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+        " LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid"
+        " WHERE x.indrelid = $1::regclass ORDER BY i.relname",
+        table,
+    )
+
+
+def _retarget(definition: str, name: str, table: str) -> str:
+    """`CREATE [UNIQUE] INDEX name ON [schema.]table USING ...` -> the same on the shadow."""
+    pattern = rf"^(CREATE (?:UNIQUE )?INDEX) {re.escape(name)} ON ((?:\w+\.)?){table} "
+    retargeted, count = re.subn(pattern, rf"\1 r_{name} ON \g<2>{shadow_name(table)} ", definition)
+    if count != 1:
+        raise RuntimeError(f"cannot rebuild index {name}: unexpected definition {definition!r}")
+    return retargeted

@@ -1,0 +1,263 @@
+"""Use case: replay a topic from its first offset into shadow tables and keys, then swap them in
+(or, with --verify, compare the rebuilt state with the live one and change nothing).
+
+Offsets: the rebuild reads up to the topic's end as it was at the start (E), then catches up to
+the live projector (L, its offsets table) while holding the live tables, so the swapped state is
+the fold of exactly the records below max(E, L) per partition, and the offsets table says so.
+The live projector resumes from its own Kafka commit (at most L): records it folds a second
+time change nothing, because the fold is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TextIO
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from projector.adapters.postgres import history_row, state_row
+from projector.handlers import Projected
+from projector.replay import compare
+from projector.replay.fold import Rebuild
+from projector.replay.kafka_source import Offsets, TopicReader
+from projector.replay.pg_shadow import ShadowTables
+from projector.replay.progress import Progress
+from projector.replay.redis_shadow import ShadowReadModel, pointers
+from projector.replay.verify import Differs
+from sandbox_common.settings import Settings
+
+_FLUSH_ROWS = 50_000
+# Catch up without holding the live projector off until the gap is this small.
+_CLOSE_ENOUGH = 2_000
+
+
+class ReplayError(RuntimeError):
+    """A replay cannot run (another one holds the lock, the topic is missing, ...)."""
+
+
+@dataclass
+class ReplayReport:
+    records: int
+    facts: int
+    poison: int
+    duplicates: int
+    sandboxes: int
+    seconds: float
+    offsets: Offsets
+    redis: tuple[int, int, int] = (0, 0, 0)
+    differences: list[str] = field(default_factory=list)
+    differs: Differs = Differs.NOTHING
+
+    def line(self) -> str:
+        rate = self.records / self.seconds if self.seconds else 0.0
+        return (
+            f"{self.records:,} records ({self.facts:,} facts, {self.poison:,} unreadable,"
+            f" {self.duplicates:,} repeated) -> {self.sandboxes:,} sandboxes in"
+            f" {self.seconds:.1f} s ({rate:,.0f} events/s)"
+        )
+
+
+def _gap(end: Offsets, target: Offsets) -> int:
+    return sum(max(0, o - end.get(p, 0)) for p, o in target.items())
+
+
+def _upto(end: Offsets, live: Offsets) -> Offsets:
+    return {p: max(end.get(p, 0), live.get(p, 0)) for p in end.keys() | live.keys()}
+
+
+class _HistorySink:
+    """Copies history rows while the next records are read (one COPY in flight at a time)."""
+
+    def __init__(self, tables: ShadowTables, rebuild: Rebuild) -> None:
+        self._tables = tables
+        self._rebuild = rebuild
+        self._task: asyncio.Task[None] | None = None
+
+    async def flush(self) -> None:
+        await self.wait()
+        rows = [history_row(h.fact, h.topic, h.partition, h.offset) for h in self._rebuild.drain()]
+        if rows:
+            self._task = asyncio.create_task(self._tables.copy_history(rows))
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            task, self._task = self._task, None
+            await task
+
+
+async def _read(
+    reader: TopicReader,
+    start: Offsets,
+    end: Offsets,
+    rebuild: Rebuild,
+    progress: Progress,
+    sink: _HistorySink | None = None,
+) -> None:
+    async for batch in reader.read(start, end):
+        for r in batch:
+            rebuild.add(r.value, r.topic, r.partition, r.offset)
+        if sink is not None and len(rebuild.pending) >= _FLUSH_ROWS:
+            await sink.flush()
+        progress.update(rebuild.records)
+
+
+class Replay:
+    def __init__(self, settings: Settings, topic: str, stream: TextIO | None = None) -> None:
+        self._settings = settings
+        self._topic = topic
+        self._stream = stream
+
+    async def run(self, *, verify: bool) -> ReplayReport:
+        # Millions of long-lived, acyclic objects (facts, states): the cyclic collector would
+        # rescan them over and over for nothing.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return await self._run(verify=verify)
+        finally:
+            if collecting:
+                gc.enable()
+
+    async def _run(self, *, verify: bool) -> ReplayReport:
+        s = self._settings
+        conn = await asyncpg.connect(s.database_url)
+        client = aioredis.Redis.from_url(s.redis_url)
+        try:
+            async with TopicReader(s.kafka_bootstrap_servers, self._topic) as reader:
+                tables = ShadowTables(conn)
+                if not await tables.lock():
+                    raise ReplayError("another replay or rebuild holds the lock; try again later")
+                redis_model = ShadowReadModel(
+                    client, s.killed_tombstone_ttl_seconds, s.idle_timeout_seconds
+                )
+                start, end = await reader.starts(), await reader.ends()
+                progress = Progress(_gap(start, end), self._stream)
+                rebuild = Rebuild(keep_history=not verify)
+                if verify:
+                    report = await self._verify(
+                        reader, tables, client, start, end, rebuild, progress
+                    )
+                else:
+                    report = await self._swap(
+                        reader, tables, redis_model, start, end, rebuild, progress
+                    )
+                report.seconds = progress.elapsed
+                return report
+        finally:
+            await client.aclose()
+            await conn.close()
+
+    async def _swap(
+        self,
+        reader: TopicReader,
+        tables: ShadowTables,
+        redis_model: ShadowReadModel,
+        start: Offsets,
+        end: Offsets,
+        rebuild: Rebuild,
+        progress: Progress,
+    ) -> ReplayReport:
+        await tables.prepare()
+        await redis_model.clear()
+        base = await tables.revision_base()
+        sink = _HistorySink(tables, rebuild)
+        await _read(reader, start, end, rebuild, progress, sink)
+        await sink.flush()
+        await sink.wait()
+        progress.update(rebuild.records, force=True)
+        progress.phase(f"folded {len(rebuild.states):,} sandboxes; writing their state")
+        rebuild.take_touched()
+        await tables.copy_states(state_row(st, base) for st in rebuild.states.values())
+        projected = [Projected(st, base) for st in rebuild.states.values()]
+        now = datetime.now(UTC)
+        await asyncio.gather(tables.build_indexes(), redis_model.write(projected, now))
+        progress.phase("shadow tables indexed and shadow keys written; catching up")
+        for _ in range(5):  # without holding the live projector: it keeps serving meanwhile
+            target = _upto(end, await tables.offsets(self._topic))
+            if _gap(end, target) < _CLOSE_ENOUGH:
+                break
+            await _read(reader, end, target, rebuild, progress)
+            end = target
+        async with tables.swap(self._topic) as swap:
+            target = _upto(end, swap.live_offsets)
+            await _read(reader, end, target, rebuild, progress)
+            end = target
+            touched = sorted(rebuild.take_touched())
+            await swap.replace_states(
+                touched, [state_row(rebuild.states[sid], base) for sid in touched]
+            )
+            await swap.add_history(
+                [history_row(h.fact, h.topic, h.partition, h.offset) for h in rebuild.drain()]
+            )
+            swap.next_offsets = end
+        progress.phase("PostgreSQL swapped; swapping Redis")
+        await redis_model.write([Projected(rebuild.states[sid], base) for sid in touched], now)
+        await redis_model.write_pointers(pointers(projected))
+        await redis_model.mark_stale(await redis_model.live_ids() - rebuild.states.keys())
+        marker = json.dumps({"by": "replay", "at": now.isoformat(), "topic": self._topic})
+        swapped = await redis_model.swap(base, marker)
+        progress.phase(f"Redis swapped: {swapped[0]:,} documents, {swapped[2]:,} stale removed")
+        return self._report(rebuild, end, progress, redis=swapped)
+
+    async def _verify(
+        self,
+        reader: TopicReader,
+        tables: ShadowTables,
+        client: aioredis.Redis,
+        start: Offsets,
+        end: Offsets,
+        rebuild: Rebuild,
+        progress: Progress,
+    ) -> ReplayReport:
+        await _read(reader, start, end, rebuild, progress)
+        progress.update(rebuild.records, force=True)
+        await self._wait_for_live(tables, end, progress)
+        async with tables.frozen(self._topic) as frozen:
+            target = _upto(end, frozen.offsets)
+            await _read(reader, end, target, rebuild, progress)
+            end = target
+            pg = compare.postgres(rebuild, await frozen.states(), await frozen.history_ids())
+            rd = await compare.redis(
+                client,
+                rebuild.states.values(),
+                self._settings.idle_timeout_seconds,
+            )
+        report = self._report(rebuild, end, progress)
+        report.differences = pg + rd
+        report.differs = (Differs.POSTGRES if pg else Differs.NOTHING) | (
+            Differs.REDIS if rd else Differs.NOTHING
+        )
+        return report
+
+    async def _wait_for_live(self, tables: ShadowTables, end: Offsets, progress: Progress) -> None:
+        """The live projector may be a little behind the topic's end: give it time."""
+        for _ in range(60):
+            live = await tables.offsets(self._topic)
+            behind = {p: o - live.get(p, 0) for p, o in end.items() if o > live.get(p, 0)}
+            if not behind:
+                return
+            await asyncio.sleep(0.5)
+        progress.phase(f"live projector still behind the topic's end: {behind} (compared anyway)")
+
+    def _report(
+        self,
+        rebuild: Rebuild,
+        end: Offsets,
+        progress: Progress,
+        redis: tuple[int, int, int] = (0, 0, 0),
+    ) -> ReplayReport:
+        return ReplayReport(
+            records=rebuild.records,
+            facts=rebuild.records - rebuild.poison,
+            poison=rebuild.poison,
+            duplicates=rebuild.duplicates,
+            sandboxes=len(rebuild.states),
+            seconds=progress.elapsed,
+            offsets=dict(sorted(end.items())),
+            redis=redis,
+        )

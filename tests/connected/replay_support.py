@@ -1,0 +1,238 @@
+"""What the replay tests share: a store of their own (a schema of the test database, Redis db
+13, a topic per test), random fact streams, the live projection path, and state snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from projector.adapters.postgres import STATE_COLUMNS, PostgresStore, state_from_row
+from projector.adapters.redis import RedisReadModel
+from projector.adapters.schema import migrate
+from projector.handlers import Poison, project_batch
+from projector.replay.kafka_source import TopicReader
+from sandbox_common import envelope as env
+from sandbox_common import keys, topics
+from sandbox_common.dead_letters import Record
+from sandbox_common.envelope import Envelope, FactType, Source
+from sandbox_common.readmodel import decode_doc
+from sandbox_common.settings import Settings
+from tests.connected.conftest import Infra
+
+SCHEMA = "replay_test"
+REDIS_DB = 13
+PARTITIONS = 4
+_TYPES = [
+    FactType.CREATED,
+    FactType.UPDATED,
+    FactType.ACTIVITY,
+    FactType.PAUSE_REQUESTED,
+    FactType.PAUSE_CANCELLED,
+    FactType.PAUSED,
+    FactType.WAKE_REQUESTED,
+    FactType.WAKE_FAILED,
+    FactType.RESUMED,
+    FactType.KILLED,
+    "sandbox.lifecycle.checkpointed",  # unknown upstream type: accepted, ignored
+]
+
+
+@dataclass(frozen=True)
+class ReplayStore:
+    topic: str
+    settings: Settings
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def delete_topic(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
+async def replay_store(infra: Infra) -> AsyncIterator[ReplayStore]:
+    """A fresh topic, schema and Redis db; removed afterwards."""
+    conn = await asyncpg.connect(infra.database_url)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        await conn.execute(f"CREATE SCHEMA {SCHEMA}")
+    finally:
+        await conn.close()
+    database_url = f"{infra.database_url}?search_path={SCHEMA}"
+    await migrate(database_url)
+    redis_url = f"{infra.redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushdb()
+    await client.aclose()
+    topic = f"replay-test-{uuid.uuid4().hex[:8]}"
+    await create_topic(infra.kafka, topic)
+    settings = Settings(
+        kafka_bootstrap_servers=infra.kafka, database_url=database_url, redis_url=redis_url
+    )
+    try:
+        yield ReplayStore(topic, settings)
+    finally:
+        await delete_topic(infra.kafka, topic)
+
+
+def random_stream(rng: random.Random, sandboxes: int, facts: int) -> list[bytes]:
+    """Facts of many types, out of order, some twice, and a few unreadable records."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    ids = [f"rp-{uuid.uuid4().hex[:8]}" for _ in range(sandboxes)]
+    projects = {sid: (f"proj-{sid}" if rng.random() < 0.9 else None) for sid in ids}
+    out: list[bytes] = []
+    for _ in range(facts):
+        sid = rng.choice(ids)
+        kind = rng.choice(_TYPES)
+        at = now - timedelta(seconds=rng.randint(0, 3600), milliseconds=rng.randint(0, 999))
+        data: dict[str, Any] = {}
+        if rng.random() < 0.5:
+            data["metadata"] = {"projectId": projects[sid] or "", "idleTimeoutSeconds": "60"}
+        if kind == FactType.UPDATED:
+            data["set_timeout"] = (at + timedelta(seconds=rng.randint(60, 600))).isoformat()
+        if rng.random() < 0.3:
+            data["template_id"] = rng.choice(["base", "python", "node"])
+        fact = Envelope(
+            event_id=str(uuid.uuid4()),
+            type=kind,
+            source=rng.choice(list(Source)),
+            sandbox_id=sid,
+            project_id=projects[sid],
+            team_id=rng.choice([None, "team-1"]),
+            occurred_at=at,
+            received_at=now,
+            data=data,
+        )
+        out.append(env.encode(fact))
+        if rng.random() < 0.1:
+            out.append(out[-1])  # delivered twice
+        if rng.random() < 0.01:
+            out.append(b"{not an envelope")
+    return out
+
+
+async def publish(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    await producer.start()
+    try:
+        pending = []
+        for value in values:
+            key = (
+                msgspec.json.decode(value).get("sandbox_id", "poison")
+                if value[:2] == b'{"'
+                else "x"
+            )
+            pending.append(await producer.send(topic, value, key=topics.record_key(key)))
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+class _NoDeadLetters:
+    async def send(self, poison: Poison) -> None:
+        return None
+
+
+async def project_live(store: ReplayStore, rng: random.Random) -> None:
+    """The live projector's path (project_batch, real adapters) over the whole topic, in
+    batches of random size."""
+    s = store.settings
+    pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=2)
+    client = aioredis.Redis.from_url(s.redis_url)
+    try:
+        pg = PostgresStore(pool)
+        read_model = RedisReadModel(
+            client,
+            s.killed_tombstone_ttl_seconds,
+            s.idle_timeout_seconds,
+            s.change_feed_max_length,
+        )
+        async with TopicReader(s.kafka_bootstrap_servers, store.topic) as reader:
+            records: list[Record] = []
+            async for batch in reader.read(await reader.starts(), await reader.ends()):
+                records.extend(Record(r.topic, r.partition, r.offset, r.value) for r in batch)
+        while records:
+            size = rng.randint(1, 60)
+            chunk, records = records[:size], records[size:]
+            await project_batch(chunk, pg, read_model, _NoDeadLetters())
+    finally:
+        await client.aclose()
+        await pool.close()
+
+
+async def snapshot(store: ReplayStore) -> dict[str, Any]:
+    """Everything a reader can see, minus what a rebuild cannot reproduce (revisions, write
+    times, tombstone expiry)."""
+    conn = await asyncpg.connect(store.settings.database_url)
+    try:
+        rows = await conn.fetch(f"SELECT {', '.join(STATE_COLUMNS)} FROM sandboxes")  # noqa: S608
+        states = {r["sandbox_id"]: state_from_row(r) for r in rows}
+        history = {
+            r["event_id"]: (r["sandbox_id"], r["type"], r["occurred_at"], r["data"])
+            for r in await conn.fetch("SELECT * FROM sandbox_events")
+        }
+    finally:
+        await conn.close()
+    client = aioredis.Redis.from_url(store.settings.redis_url)
+    try:
+        docs = {}
+        for sid in states:
+            raw = await client.hget(keys.sandbox_doc(sid), keys.DOC_FIELD)
+            if raw:
+                doc = msgspec.structs.replace(decode_doc(raw), revision=0, updated_at=None)
+                docs[sid] = doc
+        served = {}
+        for doc in docs.values():
+            if doc.project_id:
+                pointer: Any = await client.get(keys.project_sandbox(doc.project_id))
+                target = docs.get(pointer.decode()) if pointer else None
+                served[doc.project_id] = (
+                    target.sandbox_id if target and target.status != "KILLED" else None
+                )
+        idle: list[Any] = await client.zrange(keys.IDLE_DEADLINES, 0, -1, withscores=True)
+        transitional: list[Any] = await client.zrange(keys.TRANSITIONAL, 0, -1, withscores=True)
+        marker = await client.exists(keys.READ_MODEL_MARKER)
+    finally:
+        await client.aclose()
+    return {
+        "states": states,
+        "history": history,
+        "docs": docs,
+        "served": served,
+        "idle": sorted((m, round(s, 3)) for m, s in idle),
+        "transitional": sorted((m, round(s, 3)) for m, s in transitional),
+        "has_marker": bool(marker),
+    }
+
+
+async def drop_state(store: ReplayStore) -> None:
+    conn = await asyncpg.connect(store.settings.database_url)
+    try:
+        await conn.execute("TRUNCATE sandboxes, sandbox_events, projector_offsets")
+    finally:
+        await conn.close()
+    client = aioredis.Redis.from_url(store.settings.redis_url)
+    await client.flushdb()
+    await client.aclose()

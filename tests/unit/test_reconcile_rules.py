@@ -1,0 +1,99 @@
+"""Reconciliation rules (pure): which corrective facts a difference with E2B's list yields."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from enforcer.reconcile import Known, Upstream, missing_upstream, plan
+from sandbox_common.envelope import FactType, Source
+from sandbox_common.readmodel import Status
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+END = NOW + timedelta(minutes=10)
+
+
+def up(sid: str, state: str = "running", end: datetime | None = END) -> Upstream:
+    return Upstream(sid, state, NOW - timedelta(minutes=1), end, {"projectId": f"p-{sid}"}, "base")
+
+
+def known(sid: str, status: Status | None, timeout: datetime | None = END) -> Known:
+    return Known(sid, status, timeout)
+
+
+def kinds(result: object) -> list[tuple[str, str]]:
+    return [(f.sandbox_id, f.type) for f in result.facts]  # type: ignore[attr-defined]
+
+
+def test_nothing_to_do_when_both_agree() -> None:
+    result = plan(
+        {"a": known("a", Status.RUNNING), "b": known("b", Status.PAUSED)},
+        {"a": up("a"), "b": up("b", "paused")},
+        set(),
+        observed_at=NOW,
+        project_key="projectId",
+    )
+    assert result.facts == []
+
+
+def test_a_sandbox_we_never_heard_of_is_created_then_paused_with_its_project() -> None:
+    result = plan({}, {"x": up("x", "paused")}, set(), observed_at=NOW, project_key="projectId")
+    assert kinds(result) == [("x", FactType.CREATED), ("x", FactType.PAUSED)]
+    created = result.facts[0]
+    assert created.source == Source.RECONCILER
+    assert created.project_id == "p-x"
+    assert created.occurred_at == NOW - timedelta(minutes=1)  # E2B's startedAt
+    assert created.data["metadata"] == {"projectId": "p-x"}
+    assert result.unknown == ["x"]
+
+
+def test_missed_pause_and_resume_and_timeout_are_corrected_at_the_observation_time() -> None:
+    result = plan(
+        {
+            "p": known("p", Status.RUNNING),
+            "r": known("r", Status.PAUSED),
+            "t": known("t", Status.RUNNING, NOW),
+        },
+        {"p": up("p", "paused"), "r": up("r"), "t": up("t")},
+        set(),
+        observed_at=NOW,
+        project_key="projectId",
+    )
+    assert sorted(kinds(result)) == [
+        ("p", FactType.PAUSED),
+        ("r", FactType.RESUMED),
+        ("t", FactType.UPDATED),
+    ]
+    assert all(f.occurred_at == NOW for f in result.facts)
+    timeout = next(f for f in result.facts if f.type == FactType.UPDATED)
+    assert timeout.data["set_timeout"] == END.isoformat()
+
+
+def test_our_own_transitions_are_left_to_the_actuator() -> None:
+    result = plan(
+        {"a": known("a", Status.PAUSING), "b": known("b", Status.STARTING)},
+        {"a": up("a"), "b": up("b", "paused")},
+        set(),
+        observed_at=NOW,
+        project_key="projectId",
+    )
+    assert result.facts == []
+
+
+def test_only_confirmed_missing_sandboxes_are_killed_and_killed_ones_stay_killed() -> None:
+    ours = {
+        "gone": known("gone", Status.RUNNING),
+        "flaky": known("flaky", Status.PAUSED),
+        "dead": known("dead", Status.KILLED),
+    }
+    assert missing_upstream(ours, {}) == ["flaky", "gone"]
+    result = plan(ours, {"dead": up("dead")}, {"gone"}, observed_at=NOW, project_key="projectId")
+    assert kinds(result) == [("gone", FactType.KILLED)]
+    assert result.facts[0].data["kill_reason"] == "not found upstream"
+
+
+def test_corrections_of_one_pass_have_stable_ids() -> None:
+    listed = {"x": up("x")}
+    first = plan({}, listed, set(), observed_at=NOW, project_key="projectId")
+    again = plan({}, listed, set(), observed_at=NOW + timedelta(minutes=5), project_key="projectId")
+    # The creation is the same fact whenever it is observed (E2B's startedAt names it).
+    assert first.facts[0].event_id == again.facts[0].event_id
