@@ -26,8 +26,12 @@ SECRETS = {
     "status-api": {"STATUS_API_JWT_SECRET"},
     "actuator": {"E2B_API_KEY"},
     "projector": set(),
-    "enforcer": set(),
+    # The reconciler (in the enforcer process) pages through E2B's list API.
+    "enforcer": {"E2B_API_KEY"},
 }
+# Who reads PostgreSQL: the projector (state), status-api (history, fleet), the enforcer
+# (the reconciler compares our states with E2B's list).
+USES_POSTGRESQL = {"projector", "status-api", "enforcer"}
 SETTINGS = {f.name.upper() for f in dataclasses.fields(Settings)}
 TOPIC_LAYOUT = {
     "LIFECYCLE_PARTITIONS",
@@ -144,7 +148,7 @@ def test_secrets_come_from_the_secret_and_each_component_gets_only_its_own(
             assert (ref["name"], ref["key"]) == (secret_name, var), name
         names = set(env) | set(by_kind(docs, "ConfigMap")["rel-e2b-lifecycle-config"]["data"])
         assert names <= SETTINGS, (name, names - SETTINGS)
-        assert ("DATABASE_URL" in env) is (name == "projector"), name
+        assert ("DATABASE_URL" in env) is (name in USES_POSTGRESQL), name
 
 
 def test_store_urls_can_come_from_an_existing_secret(render: Render) -> None:

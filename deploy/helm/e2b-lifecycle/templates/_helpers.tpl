@@ -44,7 +44,7 @@ status-api:
   hostVar: STATUS_API_HOST
   portVar: STATUS_API_PORT
   secrets: [STATUS_API_JWT_SECRET]
-  stores: [redis]
+  stores: [postgresql, redis]
   public: true
 projector:
   values: projector
@@ -63,8 +63,8 @@ enforcer:
   port: 8083
   hostVar: ENFORCER_HOST
   portVar: ENFORCER_PORT
-  secrets: []
-  stores: [redis]
+  secrets: [E2B_API_KEY]
+  stores: [postgresql, redis]
   public: false
 actuator:
   values: actuator
