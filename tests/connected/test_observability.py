@@ -198,7 +198,7 @@ async def test_one_idle_sandbox_moves_every_metric_and_one_id_follows_it_through
 
 def _json_lines(process: ServiceProcess, sandbox_id: str) -> list[dict[str, Any]]:
     out = []
-    for raw in process.log_path.read_text(errors="replace").splitlines():
+    for raw in process.log_path.read_text(errors="replace").split("\n"):
         if sandbox_id not in raw or not raw.startswith("{"):
             continue
         entry = json.loads(raw)

@@ -244,6 +244,8 @@ async def test_the_fast_lane_serves_only_the_happy_path_and_hands_on_the_rest() 
 
     class Reader:
         async def by_project(self, project_id: str) -> StatusDoc | None:
+            if project_id == "p-rebuilding":
+                raise RuntimeError("the read model is being rebuilt")
             return redis.docs["sbx-1"] if project_id == "p1" else None
 
         by_sandbox = redis.by_sandbox
@@ -261,7 +263,9 @@ async def test_the_fast_lane_serves_only_the_happy_path_and_hands_on_the_rest() 
     )()
     inner = Inner()
     lane = FastLane(inner, deps)
-    good = mint(secret, projects=["p1"], admin=False, ttl_seconds=600, now=int(time.time()))
+    good = mint(
+        secret, projects=["p1", "p-rebuilding"], admin=False, ttl_seconds=600, now=int(time.time())
+    )
     auth = [(b"authorization", f"Bearer {good}".encode())]
     start, body = await lane_request(lane, "/api/projects/p1/sandbox", auth)
     assert start["status"] == 200
@@ -273,6 +277,7 @@ async def test_the_fast_lane_serves_only_the_happy_path_and_hands_on_the_rest() 
     assert not_modified["status"] == 304
     declined = [
         ("/api/projects/p2/sandbox", auth),  # another project: Litestar says 403
+        ("/api/projects/p-rebuilding/sandbox", auth),  # a read that fails: Litestar says 503
         ("/api/projects/p1/sandbox", []),  # no token: 401
         ("/api/projects/p1/sandbox", [(b"authorization", b"Bearer nope")]),
         ("/api/projects/p1/sandbox", [*auth, (b"origin", b"https://app.example")]),  # CORS

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import msgspec
 import redis.asyncio as aioredis
 
 from projector.domain import SandboxState
@@ -13,49 +14,64 @@ from sandbox_common import changes, keys
 from sandbox_common.idle import idle_deadline
 from sandbox_common.readmodel import Status, StatusDoc, encode_doc
 
+_encoder = msgspec.json.Encoder()
+
 # Compare-and-set on the revision: a replayed or late write never regresses a document. The
-# idle-deadline index moves in the same step, so the enforcer never sees one without the other.
-# The change feed entry is added in the same step too: an SSE client that sees the entry can
-# read the document it announces.
-# KEYS: doc, project pointer (or the doc key again when there is no project), deadline index,
-#       transitional index, change feed.
-# ARGV: revision, document, ttl seconds (0 = keep), sandbox id, has project (1/0),
-#       idle deadline as epoch seconds ('' = not running: leave the index),
-#       since when PAUSING/STARTING as epoch seconds ('' = neither: leave that index),
-#       project id ('' = none), change feed length.
-_WRITE_DOC = f"""
-local current = tonumber(redis.call('HGET', KEYS[1], {keys.REVISION_FIELD!r}) or '-1')
-if current >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], {keys.REVISION_FIELD!r}, ARGV[1], {keys.DOC_FIELD!r}, ARGV[2])
-if tonumber(ARGV[3]) > 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-else
-  redis.call('PERSIST', KEYS[1])
-end
-if ARGV[5] == '1' then redis.call('SET', KEYS[2], ARGV[4]) end
-if ARGV[6] == '' then
-  redis.call('ZREM', KEYS[3], ARGV[4])
-else
-  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[4])
-end
-if ARGV[7] == '' then
-  redis.call('ZREM', KEYS[4], ARGV[4])
-else
-  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[4])
-end
-{
+# idle-deadline index moves in the same step, so the enforcer never sees one without the other,
+# and so does the change feed entry: an SSE client that sees the entry can read the document.
+# One call writes a whole chunk of documents, given as one JSON array: per-document arguments
+# cost more to pack on the client than the writes cost Redis. Keys are derived inside the
+# script from their prefixes (one Redis instance; not for Redis Cluster).
+# KEYS: deadline index, transitional index, change feed.
+# ARGV: the entries, change feed length, document key prefix, project pointer prefix and suffix.
+# Entry: [revision, document, ttl seconds (0 = keep), sandbox id, live project ('' = none),
+#         idle deadline epoch s ('' = not running: leave the index),
+#         since when PAUSING/STARTING epoch s ('' = neither), project id ('' = none)].
+_WRITE_DOCS = f"""
+local entries = cjson.decode(ARGV[1])
+local feed_length, doc_prefix = ARGV[2], ARGV[3]
+local pointer_prefix, pointer_suffix = ARGV[4], ARGV[5]
+local written = 0
+for _, e in ipairs(entries) do
+  local revision, doc, ttl, sandbox = e[1], e[2], e[3], e[4]
+  local key = doc_prefix .. sandbox
+  local current = tonumber(redis.call('HGET', key, {keys.REVISION_FIELD!r}) or '-1')
+  if current < tonumber(revision) then
+    redis.call('HSET', key, {keys.REVISION_FIELD!r}, revision, {keys.DOC_FIELD!r}, doc)
+    if tonumber(ttl) > 0 then
+      redis.call('EXPIRE', key, ttl)
+    else
+      redis.call('PERSIST', key)
+    end
+    if e[5] ~= '' then redis.call('SET', pointer_prefix .. e[5] .. pointer_suffix, sandbox) end
+    if e[6] == '' then
+      redis.call('ZREM', KEYS[1], sandbox)
+    else
+      redis.call('ZADD', KEYS[1], e[6], sandbox)
+    end
+    if e[7] == '' then
+      redis.call('ZREM', KEYS[2], sandbox)
+    else
+      redis.call('ZADD', KEYS[2], e[7], sandbox)
+    end
+    {
     changes.lua_xadd(
-        feed="KEYS[5]",
-        max_length="ARGV[9]",
+        feed="KEYS[3]",
+        max_length="feed_length",
         kind=changes.ChangeKind.DOC,
-        project="ARGV[8]",
-        sandbox="ARGV[4]",
-        revision="ARGV[1]",
-        data="ARGV[2]",
+        project="e[8]",
+        sandbox="sandbox",
+        revision="revision",
+        data="doc",
     )
 }
-return 1
+    written = written + 1
+  end
+end
+return written
 """
+# Documents per call: bounds how long one call holds Redis (a few ms).
+_CHUNK = 500
 
 
 # States that wait for an answer (the actuator's, or E2B's); the enforcer repairs stuck ones.
@@ -100,36 +116,46 @@ class RedisReadModel:
         self._feed_length = change_feed_max_length
         self._tombstone_ttl = tombstone_ttl_seconds
         self._default_idle = default_idle_seconds
-        self._script = client.register_script(_WRITE_DOC)
+        self._script = client.register_script(_WRITE_DOCS)
+        self._doc_prefix = keys.sandbox_doc("")
+        self._pointer_prefix, self._pointer_suffix = keys.project_sandbox("\x00").split("\x00")
 
     async def publish(self, projected: Sequence[Projected]) -> None:
-        if not projected:
-            return
         now = datetime.now(UTC)
+        entries: list[list[str]] = []
+        for p in projected:
+            doc = to_doc(p.state, p.revision, now, self._default_idle)
+            if doc is None:
+                continue
+            # Tombstones expire; by then no late webhook for the sandbox is still in flight.
+            ttl = self._tombstone_ttl if p.state.killed else 0
+            live_project = doc.project_id if not p.state.killed else None
+            deadline = doc.idle_deadline_at
+            changed = doc.status_changed_at if doc.status in _TRANSITIONAL else None
+            entries.append(
+                [
+                    str(p.revision),
+                    encode_doc(doc).decode(),
+                    str(ttl),
+                    doc.sandbox_id,
+                    live_project or "",
+                    f"{deadline.timestamp():.3f}" if deadline else "",
+                    f"{changed.timestamp():.3f}" if changed else "",
+                    doc.project_id or "",
+                ]
+            )
+        if not entries:
+            return
         async with self._client.pipeline(transaction=False) as pipe:
-            for p in projected:
-                doc = to_doc(p.state, p.revision, now, self._default_idle)
-                if doc is None:
-                    continue
-                doc_key = keys.sandbox_doc(doc.sandbox_id)
-                # Tombstones expire; by then no late webhook for the sandbox is still in flight.
-                ttl = self._tombstone_ttl if p.state.killed else 0
-                live_project = doc.project_id is not None and not p.state.killed
-                pointer = keys.project_sandbox(doc.project_id) if doc.project_id else doc_key
-                deadline = doc.idle_deadline_at
-                changed = doc.status_changed_at if doc.status in _TRANSITIONAL else None
+            for i in range(0, len(entries), _CHUNK):
                 await self._script(
-                    keys=[doc_key, pointer, keys.IDLE_DEADLINES, keys.TRANSITIONAL, keys.CHANGES],
+                    keys=[keys.IDLE_DEADLINES, keys.TRANSITIONAL, keys.CHANGES],
                     args=[
-                        p.revision,
-                        encode_doc(doc),
-                        ttl,
-                        doc.sandbox_id,
-                        "1" if live_project else "0",
-                        f"{deadline.timestamp():.3f}" if deadline else "",
-                        f"{changed.timestamp():.3f}" if changed else "",
-                        doc.project_id or "",
+                        _encoder.encode(entries[i : i + _CHUNK]),
                         self._feed_length,
+                        self._doc_prefix,
+                        self._pointer_prefix,
+                        self._pointer_suffix,
                     ],
                     client=pipe,
                 )
