@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import cpu, enforcer_tick, sse_clients
+from bench import cpu, enforcer_tick, freshness, sse_clients
 from bench import replay as replay_bench
 from bench.loadgen import Report, Target, attack
 from bench.projector_throughput import ProjectorResult, measure
@@ -263,7 +263,10 @@ Written by `make bench` (bench/run_all.py); the figures below are from its last 
 status-api peak throughput / bare Litestar baseline, same run: **{ratio}** (target >= 1: hot
 reads are answered by status-api's fast lane, see services/status-api/src/status_api/fast_lane.py).
 
-Server-sent events (bench/sse_clients.py), on the same 1,000 seeded sandboxes, one stream each:
+Server-sent events (bench/sse_clients.py: on the same 1,000 seeded sandboxes, one stream each)
+and end-to-end freshness (bench/freshness.py: signed `created` webhooks at a fixed 1,000/s, each
+a new sandbox, timed from ingest's 2xx to the sandbox's event on status-api's fleet stream;
+target p99 <= 100 ms):
 
 {sse}
 
@@ -359,6 +362,8 @@ def main() -> None:
         sse_clients.measure(settings, projects, sse_clients.status_api_pid(RUN_DIR))
     ).lines()
     print("\n".join(sse))
+    fresh = asyncio.run(freshness.measure(settings, rate=1000, seconds=SECONDS)).line()
+    print(fresh)
     projector = asyncio.run(measure(50_000, 5_000))
     print(projector.line())
     ticks = enforcer_tick.run_quietly()
@@ -380,7 +385,7 @@ def main() -> None:
         )
     )
     doc = ROOT / "docs" / "PERFORMANCE.md"
-    write_markdown(results, projector, ticks, sse, doc, replay)
+    write_markdown(results, projector, ticks, sse + [fresh], doc, replay)
     print(f"[bench] {doc.relative_to(ROOT)} rewritten; raw figures in {raw}")
 
 

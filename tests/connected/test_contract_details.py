@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -16,7 +17,7 @@ from projector.handlers import Projected
 from sandbox_common import keys
 from sandbox_common.readmodel import Status, decode_doc
 from tests.connected.conftest import Stack
-from tests.connected.helpers import eventually, post_webhook, status_of, unique, webhook
+from tests.connected.helpers import ago, eventually, post_webhook, status_of, unique, webhook
 
 pytestmark = pytest.mark.connected
 
@@ -118,3 +119,35 @@ async def test_idle_deadline_index_follows_the_running_state(
         await eventually(dropped)
     finally:
         await redis_client.aclose()
+
+
+async def test_a_row_changed_behind_the_projectors_back_is_read_again(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    """The projector keeps states in memory between batches; another writer (a rebalance
+    overlap, a replay's swap) moving a row's revision must make it read the row again."""
+    project, sandbox = unique("proj"), unique("sbx")
+    await post_webhook(client, stack, webhook("created", sandbox, project, seconds=ago(30)))
+
+    async def is_(status: str) -> bool:
+        r = await status_of(client, stack, project)
+        return r.status_code == 200 and r.json()["status"] == status
+
+    await eventually(lambda: is_("RUNNING"))
+    conn = await asyncpg.connect(stack.infra.database_url)
+    try:
+        await conn.execute(
+            "UPDATE sandboxes SET revision = revision + 1000 WHERE sandbox_id = $1", sandbox
+        )
+        before = await conn.fetchval(
+            "SELECT revision FROM sandboxes WHERE sandbox_id = $1", sandbox
+        )
+        await post_webhook(client, stack, webhook("paused", sandbox, project, seconds=ago(10)))
+        await eventually(lambda: is_("PAUSED"), within=30)
+        row = await conn.fetchrow(
+            "SELECT status, revision FROM sandboxes WHERE sandbox_id = $1", sandbox
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    assert (row["status"], row["revision"]) == ("PAUSED", before + 1)

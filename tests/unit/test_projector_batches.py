@@ -103,3 +103,22 @@ async def test_store_failure_raises_and_leaves_redis_untouched() -> None:
     with pytest.raises(ConnectionError):
         await project_batch(records(fact(FactType.CREATED, 0)), store, rm, dlq)
     assert rm.docs == {}
+
+
+def test_the_state_cache_keeps_what_was_committed_and_forgets_on_request() -> None:
+    from projector.adapters.postgres import StateCache
+    from projector.domain import SandboxState
+    from projector.handlers import Projected
+
+    cache = StateCache(2)
+    states = [SandboxState(sandbox_id=f"s{i}") for i in range(3)]
+    cache.put(Projected(s, 1) for s in states[:2])
+    assert cache.get("s0") == (states[0], 1)  # now the most recently used
+    cache.put([Projected(states[2], 4)])
+    assert cache.get("s1") is None  # the least recently used went
+    assert cache.get("s2") == (states[2], 4)
+    cache.clear()
+    assert cache.get("s0") is None
+    off = StateCache(0)
+    off.put([Projected(states[0], 1)])
+    assert off.get("s0") is None

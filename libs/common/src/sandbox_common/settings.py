@@ -87,8 +87,10 @@ class Settings:
     change_feed_max_length: int = 50_000
     projector_host: str = "127.0.0.1"
     projector_port: int = 8082
-    projector_batch_size: int = 500
+    projector_batch_size: int = 2000
     projector_group_id: str = "sandbox-projector"
+    # Sandbox states kept in memory between batches (0: read every one back from PostgreSQL).
+    projector_state_cache_size: int = 100_000
     killed_tombstone_ttl_seconds: int = 7 * 24 * 3600
     # How often the projector and the actuator measure their group's lag (kafka_consumer_lag_*).
     consumer_lag_interval_seconds: float = 15.0

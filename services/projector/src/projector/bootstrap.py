@@ -50,7 +50,7 @@ class Resources:
                 s.redis_url, max_connections=s.redis_max_connections, timeout=5
             )
         )
-        self._store = PostgresStore(self._pool)
+        self._store = PostgresStore(self._pool, s.projector_state_cache_size)
         self._read_model = RedisReadModel(
             self._redis,
             s.killed_tombstone_ttl_seconds,

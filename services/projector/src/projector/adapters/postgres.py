@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -50,31 +51,90 @@ class ConcurrentWriteError(RuntimeError):
     """Another projector wrote the same sandbox meanwhile (a rebalance overlap): retry the batch."""
 
 
+class StateCache:
+    """The states this projector last committed, so a batch need not read them back.
+
+    Safe because every write is guarded by the revision it was computed from: if another writer
+    (a rebalance overlap, a replay's swap) changed a row, the guarded upsert fails, the batch is
+    retried, and a failed transaction empties the cache. Entries enter only after a commit.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, tuple[SandboxState, int]] = OrderedDict()
+
+    def get(self, sandbox_id: str) -> tuple[SandboxState, int] | None:
+        entry = self._entries.get(sandbox_id)
+        if entry is not None:
+            self._entries.move_to_end(sandbox_id)
+        return entry
+
+    def put(self, projected: Iterable[Projected]) -> None:
+        if self._size <= 0:
+            return
+        for p in projected:
+            self._entries[p.state.sandbox_id] = (p.state, p.revision)
+            self._entries.move_to_end(p.state.sandbox_id)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class PostgresStore:
-    def __init__(self, pool: asyncpg.Pool[asyncpg.Record]) -> None:
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], cache_size: int = 0) -> None:
         self._pool = pool
+        self._cache = StateCache(cache_size)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield PostgresTransaction(conn)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                tx = PostgresTransaction(conn, self._cache)
+                yield tx
+        except BaseException:
+            self._cache.clear()  # whatever it held may be what made the write fail
+            raise
+        self._cache.put(tx.written)  # committed
 
     async def ping(self) -> None:
         await self._pool.fetchval("SELECT 1")
 
 
 class PostgresTransaction:
-    def __init__(self, conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> None:
+    def __init__(
+        self,
+        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        cache: StateCache | None = None,
+    ) -> None:
         self._conn = conn
+        self._cache = cache or StateCache(0)
+        # What the cache learns once this transaction commits: states read, then states written.
+        self.written: list[Projected] = []
 
     async def load(self, sandbox_ids: Sequence[str]) -> dict[str, tuple[SandboxState, int]]:
-        """Current states and revisions, row-locked in a fixed order (no deadlocks)."""
-        rows = await self._conn.fetch(
-            f"SELECT {_COLUMNS} FROM sandboxes WHERE sandbox_id = ANY($1::text[])"  # noqa: S608
-            " ORDER BY sandbox_id FOR UPDATE",
-            list(sandbox_ids),
-        )
-        return {r["sandbox_id"]: (state_from_row(r), r["revision"]) for r in rows}
+        """Current states and revisions: from the cache, the rest from the table (row-locked
+        in a fixed order, no deadlocks)."""
+        found: dict[str, tuple[SandboxState, int]] = {}
+        missing: list[str] = []
+        for sandbox_id in sandbox_ids:
+            entry = self._cache.get(sandbox_id)
+            if entry is None:
+                missing.append(sandbox_id)
+            else:
+                found[sandbox_id] = entry
+        if missing:
+            rows = await self._conn.fetch(
+                f"SELECT {_COLUMNS} FROM sandboxes WHERE sandbox_id = ANY($1::text[])"  # noqa: S608
+                " ORDER BY sandbox_id FOR UPDATE",
+                missing,
+            )
+            for r in rows:
+                entry = (state_from_row(r), r["revision"])
+                found[r["sandbox_id"]] = entry
+                self.written.append(Projected(*entry))  # cached too, unless changed below
+        return found
 
     async def save(
         self,
@@ -84,6 +144,7 @@ class PostgresTransaction:
     ) -> None:
         if changed:
             await self._upsert_states(changed)
+            self.written.extend(changed)  # after the loaded states: the newer ones win
         if facts:
             await self._insert_history(facts)
         offsets = list(offsets)
