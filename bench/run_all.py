@@ -385,7 +385,7 @@ def main() -> None:
         )
     )
     doc = ROOT / "docs" / "PERFORMANCE.md"
-    write_markdown(results, projector, ticks, sse + [fresh], doc, replay)
+    write_markdown(results, projector, ticks, [*sse, fresh], doc, replay)
     print(f"[bench] {doc.relative_to(ROOT)} rewritten; raw figures in {raw}")
 
 
