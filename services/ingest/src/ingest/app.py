@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-import redis.asyncio as aioredis
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, ServiceUnavailableException
@@ -26,6 +25,7 @@ from ingest.fast_lane import WebhookLane
 from ingest.handlers import WebhookIntake
 from sandbox_common import e2b
 from sandbox_common.kafka_publisher import KafkaPublisher
+from sandbox_common.redis_pool import bounded_client
 from sandbox_common.settings import Settings
 
 log = logging.getLogger("ingest")
@@ -43,13 +43,8 @@ def build_server_app(settings: Settings) -> WebhookLane:
 
 def _build(settings: Settings) -> tuple[Litestar, WebhookIntake]:
     settings.require("e2b_webhook_secret")
-    redis_client = aioredis.Redis(
-        # Plain pool: handing out a connection costs a fraction of the blocking pool's, and
-        # lookups are coalesced into few pipelines anyway (adapters/dedupe.py).
-        connection_pool=aioredis.ConnectionPool.from_url(
-            settings.redis_url, max_connections=settings.redis_max_connections
-        )
-    )
+    # Bounded without redis-py's blocking pool (see sandbox_common.redis_pool).
+    redis_client = bounded_client(settings.redis_url, settings.redis_max_connections)
     publisher = KafkaPublisher(
         settings.kafka_bootstrap_servers,
         settings.ingest_publish_timeout_seconds,

@@ -23,6 +23,7 @@ from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from redis.exceptions import RedisError
 
 from sandbox_common.kafka_publisher import BrokerUnavailableError, KafkaPublisher
+from sandbox_common.redis_pool import bounded_client
 from sandbox_common.settings import Settings
 from status_api.access import Gate
 from status_api.adapters.postgres import HistoryStore
@@ -106,13 +107,9 @@ def build_server_app(settings: Settings) -> FastLane:
 
 def _build(settings: Settings) -> tuple[Litestar, Deps]:
     settings.require("status_api_jwt_secret")
-    # A plain pool (not the blocking one): handing out a connection is on every read's path,
-    # and the blocking pool's condition and timeout machinery cost as much as the read itself.
-    client = aioredis.Redis(
-        connection_pool=aioredis.ConnectionPool.from_url(
-            settings.redis_url, max_connections=max(settings.redis_max_connections, 256)
-        )
-    )
+    # Handing out a connection is on every read's path: see sandbox_common.redis_pool for why
+    # not redis-py's blocking pool (slow) nor its plain one (fails a burst of SSE openings).
+    client = bounded_client(settings.redis_url, settings.redis_max_connections)
     # The feed follower blocks on XREAD: its own connection, so it never holds up reads.
     feed_client = aioredis.Redis.from_url(settings.redis_url)
     reader = StatusReader(client)
