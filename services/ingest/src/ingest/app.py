@@ -86,9 +86,13 @@ def build_app(settings: Settings) -> Litestar:
         """
         try:
             body = await request.body()
-        except RequestEntityTooLarge:
+        except RequestEntityTooLarge as exc:
             metrics.REJECTED.labels(reason="too_large").inc()
-            raise
+            # The rest of the body is never read, so the connection cannot carry another
+            # request: say so, or the client reuses it and loses its next delivery.
+            raise RequestEntityTooLarge(
+                detail=exc.detail, headers={"Connection": "close"}, extra={"reason": "too_large"}
+            ) from exc
         try:
             result = await intake.accept(body, request.headers.get(e2b.HEADER_SIGNATURE))
         except BrokerUnavailableError as exc:
