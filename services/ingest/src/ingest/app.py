@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ingest import metrics
 from ingest.adapters.dedupe import SeenEvents
 from ingest.handlers import Outcome, WebhookIntake
+from ingest.openapi import WebhookOperation
 from sandbox_common import e2b
 from sandbox_common.kafka_publisher import BrokerUnavailableError, KafkaPublisher
 from sandbox_common.settings import Settings
@@ -75,6 +76,7 @@ def build_app(settings: Settings) -> Litestar:
         summary="Receive an E2B lifecycle webhook",
         status_code=HTTP_200_OK,
         raises=[ClientException, ServiceUnavailableException],
+        operation_class=WebhookOperation,
     )
     async def receive_webhook(request: Request[Any, Any, State]) -> WebhookAnswer:
         """Verifies `e2b-signature` over the raw body, then publishes the event durably.
