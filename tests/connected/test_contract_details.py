@@ -26,7 +26,8 @@ async def test_seed_log_lines_are_written_and_secrets_are_not(
 ) -> None:
     def lines() -> list[dict[str, object]]:
         text = stack.ingest.log_path.read_text(errors="replace")
-        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        # split("\n"), not splitlines(): a logged U+2028 (valid inside a JSON string) is no break
+        return [json.loads(line) for line in text.split("\n") if line.startswith("{")]
 
     def invalid_signatures() -> int:
         return [e.get("message") for e in lines()].count("[E2B Webhook] Invalid signature")
@@ -89,6 +90,29 @@ async def test_read_model_never_goes_back_to_an_older_revision(stack: Stack) -> 
         assert raw is not None
         doc = decode_doc(raw)
         assert (doc.status, doc.revision) == (Status.PAUSED, 5)
+    finally:
+        await client.aclose()
+
+
+async def test_an_empty_project_id_never_overwrites_the_document(stack: Stack) -> None:
+    """Found by the hostile-input suite: metadata `projectId: ""` made the pointer SET land on
+    the document's own key (a hash), and every later write of it failed with WRONGTYPE, so the
+    projector retried that batch for ever."""
+    client = aioredis.Redis.from_url(stack.infra.redis_url)
+    model = RedisReadModel(
+        client, tombstone_ttl_seconds=60, default_idle_seconds=180, change_feed_max_length=1000
+    )
+    sandbox = unique("sbx")
+    now = datetime.now(UTC)
+    try:
+        for revision, status in ((1, Status.RUNNING), (2, Status.PAUSED)):
+            state = SandboxState(
+                sandbox_id=sandbox, status=status, project_id="", last_event_at=now
+            )
+            await model.publish([Projected(state, revision)])
+        raw = await client.hget(keys.sandbox_doc(sandbox), keys.DOC_FIELD)
+        assert raw is not None
+        assert decode_doc(raw).status is Status.PAUSED
     finally:
         await client.aclose()
 

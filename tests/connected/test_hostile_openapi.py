@@ -39,6 +39,7 @@ from tests.connected.hostile import (
     Tally,
     assert_healthy,
     assert_only_accepted_published,
+    assert_stored,
     event_id_of,
 )
 
@@ -167,6 +168,7 @@ async def test_schemathesis_against_ingest(
             await asyncio.to_thread(fuzz, strategy, examples, send, SIGNATURES)
     tally.write()
     await assert_only_accepted_published(stack, before, tally)
+    await assert_stored(stack, set(tally.accepted_ids))  # no accepted event stopped a partition
     assert tally.total >= 1000
     await assert_healthy(client, stack)
 

@@ -77,3 +77,13 @@ def test_records_the_projector_could_never_store_are_poison(
     payload = env.encode(msgspec.structs.replace(good, **changes))
     with pytest.raises(env.EnvelopeError, match=reason):
         env.decode(payload)
+
+
+def test_an_empty_project_id_in_metadata_names_no_project() -> None:
+    event = e2b.parse_webhook(
+        json.dumps({**V2, "event_data": {"sandbox_metadata": {"projectId": ""}}}).encode()
+    )
+    assert (
+        env.from_webhook(event, received_at=NOW, project_metadata_key="projectId").project_id
+        is None
+    )

@@ -112,7 +112,7 @@ def from_webhook(
         type=event.type,
         source=Source.E2B_WEBHOOK,
         sandbox_id=event.sandbox_id,
-        project_id=event.metadata.get(project_metadata_key),
+        project_id=event.metadata.get(project_metadata_key) or None,  # "" names no project
         team_id=event.team_id,
         occurred_at=event.timestamp,
         received_at=received_at,

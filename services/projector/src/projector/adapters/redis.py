@@ -113,7 +113,9 @@ class RedisReadModel:
                 doc_key = keys.sandbox_doc(doc.sandbox_id)
                 # Tombstones expire; by then no late webhook for the sandbox is still in flight.
                 ttl = self._tombstone_ttl if p.state.killed else 0
-                live_project = doc.project_id is not None and not p.state.killed
+                # An empty project id (metadata `projectId: ""`) has no pointer: the same test as
+                # `pointer` below, or the pointer SET would overwrite the document's own hash.
+                live_project = bool(doc.project_id) and not p.state.killed
                 pointer = keys.project_sandbox(doc.project_id) if doc.project_id else doc_key
                 deadline = doc.idle_deadline_at
                 changed = doc.status_changed_at if doc.status in _TRANSITIONAL else None
