@@ -94,6 +94,19 @@ async def status_of(client: httpx.AsyncClient, stack: Stack, project: str) -> ht
     )
 
 
+async def live_sandbox(stack: Stack, prefix: str) -> tuple[str, str]:
+    """A new RUNNING sandbox of a new project, visible in status-api: (project, sandbox)."""
+    project, sandbox = unique(prefix), unique("sbx")
+    async with httpx.AsyncClient() as client:
+        await post_webhook(client, stack, webhook("created", sandbox, project, seconds=ago(0)))
+
+        async def visible() -> bool:
+            return (await status_of(client, stack, project)).status_code == 200
+
+        await eventually(visible)
+    return project, sandbox
+
+
 async def end_offsets(bootstrap: str, topic: str = topics.LIFECYCLE) -> dict[TopicPartition, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()

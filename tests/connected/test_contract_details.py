@@ -96,6 +96,29 @@ async def test_read_model_never_goes_back_to_an_older_revision(stack: Stack) -> 
         await client.aclose()
 
 
+async def test_an_empty_project_id_never_overwrites_the_document(stack: Stack) -> None:
+    """Found by the hostile-input suite: metadata `projectId: ""` made the pointer SET land on
+    the document's own key (a hash), and every later write of it failed with WRONGTYPE, so the
+    projector retried that batch for ever."""
+    client = aioredis.Redis.from_url(stack.infra.redis_url)
+    model = RedisReadModel(
+        client, tombstone_ttl_seconds=60, default_idle_seconds=180, change_feed_max_length=1000
+    )
+    sandbox = unique("sbx")
+    now = datetime.now(UTC)
+    try:
+        for revision, status in ((1, Status.RUNNING), (2, Status.PAUSED)):
+            state = SandboxState(
+                sandbox_id=sandbox, status=status, project_id="", last_event_at=now
+            )
+            await model.publish([Projected(state, revision)])
+        raw = await client.hget(keys.sandbox_doc(sandbox), keys.DOC_FIELD)
+        assert raw is not None
+        assert decode_doc(raw).status is Status.PAUSED
+    finally:
+        await client.aclose()
+
+
 async def test_idle_deadline_index_follows_the_running_state(
     client: httpx.AsyncClient, stack: Stack
 ) -> None:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.connected.conftest import Stack
-from tests.connected.helpers import ago, eventually, post_webhook, status_of, token, unique, webhook
+from tests.connected.helpers import live_sandbox, token, unique
 
 pytestmark = pytest.mark.connected
 
@@ -29,15 +29,7 @@ ROUTES = [
 
 @pytest.fixture(scope="module")
 async def victim(stack: Stack) -> tuple[str, str]:
-    project, sandbox = unique("victim"), unique("sbx")
-    async with httpx.AsyncClient() as client:
-        await post_webhook(client, stack, webhook("created", sandbox, project, seconds=ago(0)))
-
-        async def visible() -> bool:
-            return (await status_of(client, stack, project)).status_code == 200
-
-        await eventually(visible)
-    return project, sandbox
+    return await live_sandbox(stack, "victim")
 
 
 @pytest.mark.parametrize(("method", "template", "admin_only"), ROUTES)

@@ -158,3 +158,33 @@ def test_deeply_nested_body_is_a_webhook_error_not_a_crash() -> None:
     body = b'{"id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     with pytest.raises(e2b.WebhookError):
         e2b.parse_webhook(body)
+
+
+# Found by the hostile-input suite (tests/connected/test_hostile_webhooks.py): each was a 500
+# from ingest, or a record the projector could never store (its partition stuck for good).
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (json.dumps(V2).encode().replace(b"isb7xq1", b"isb\xff\xfe"), "not valid UTF-8"),
+        (json.dumps({**V2, "timestamp": "0001-01-01T00:00:00+14:00"}).encode(), "RFC 3339"),
+        (json.dumps({**V2, "timestamp": "9999-12-31T23:59:59Z"}).encode(), "2000 to 9000"),
+        (json.dumps({**V2, "sandbox_id": "a\x00b"}).encode(), "U\\+0000"),
+        (json.dumps({**V2, "event_data": {"k": [{"\x00": 1}]}}).encode(), "U\\+0000"),
+    ],
+    ids=["invalid-utf8", "year-1-overflow", "year-9999", "nul-in-id", "nul-in-nested-key"],
+)
+def test_hostile_bodies_that_once_crashed_are_webhook_errors(body: bytes, reason: str) -> None:
+    with pytest.raises(e2b.WebhookError, match=reason):
+        e2b.parse_webhook(body)
+
+
+def test_an_escaped_backslash_u0000_is_text_not_nul() -> None:
+    body = json.dumps({**V2, "sandbox_id": "a\\u0000b"}).encode()
+    assert e2b.parse_webhook(body).sandbox_id == "a\\u0000b"
+
+
+@pytest.mark.parametrize(
+    "value", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59Z", "1999-12-31T23:59:59Z", 7]
+)
+def test_times_out_of_range_or_unreadable_are_none(value: object) -> None:
+    assert e2b.parse_time(value) is None

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from sandbox_common import e2b
@@ -56,3 +57,33 @@ def test_newer_schema_version_is_refused_with_reason() -> None:
     raw["schema_version"] = env.SCHEMA_VERSION + 1
     with pytest.raises(env.EnvelopeError, match="newer than this reader"):
         env.decode(json.dumps(raw).encode())
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"sandbox_id": "a\x00b"}, "U\\+0000"),
+        ({"data": {"metadata": {"k": "\x00"}}}, "U\\+0000"),
+        ({"occurred_at": datetime(9999, 12, 31, 23, 59, tzinfo=UTC)}, "out of range"),
+        ({"occurred_at": datetime(1, 1, 1, tzinfo=UTC)}, "out of range"),
+    ],
+)
+def test_records_the_projector_could_never_store_are_poison(
+    changes: dict[str, object], reason: str
+) -> None:
+    """Already on a topic (written before ingest refused them): dead-lettered, not retried."""
+    event = e2b.parse_webhook(json.dumps(V2).encode())
+    good = env.from_webhook(event, received_at=NOW, project_metadata_key="projectId")
+    payload = env.encode(msgspec.structs.replace(good, **changes))
+    with pytest.raises(env.EnvelopeError, match=reason):
+        env.decode(payload)
+
+
+def test_an_empty_project_id_in_metadata_names_no_project() -> None:
+    event = e2b.parse_webhook(
+        json.dumps({**V2, "event_data": {"sandbox_metadata": {"projectId": ""}}}).encode()
+    )
+    assert (
+        env.from_webhook(event, received_at=NOW, project_metadata_key="projectId").project_id
+        is None
+    )

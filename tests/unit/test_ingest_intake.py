@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,3 +149,40 @@ async def test_the_fast_lane_answers_deliveries_like_the_route_and_hands_on_the_
     assert await through_lane(lane, body, {**signed, "content-length": "5000"}) == []
     assert await through_lane(lane, body, signed, path="/healthz") == []
     assert inner.paths == ["/api/webhooks/e2b", "/api/webhooks/e2b", "/healthz"]
+
+
+@dataclass
+class SlowPublisher(FakePublisher):
+    """Publishes after a turn of the loop, as a broker round trip would."""
+
+    fail_first: bool = False
+
+    async def publish(self, envelope: Envelope) -> None:
+        await asyncio.sleep(0.01)
+        if self.fail_first:
+            self.fail_first = False
+            raise BrokerUnavailableError("down")
+        self.published.append(envelope)
+
+
+async def test_concurrent_deliveries_of_one_event_are_published_once() -> None:
+    """Found by the hostile-input suite: four concurrent replays were all published."""
+    publisher, dedupe = SlowPublisher(), FakeDedupe()
+    intake = WebhookIntake(SECRET, "projectId", publisher, dedupe)
+    sig = e2b.compute_signature(SECRET, BODY)
+    results = await asyncio.gather(*(intake.accept(BODY, sig) for _ in range(4)))
+    assert sorted(r.outcome for r in results) == [Outcome.ACCEPTED] + [Outcome.DUPLICATE] * 3
+    assert len(publisher.published) == 1
+
+
+async def test_a_failed_concurrent_delivery_leaves_the_event_to_the_next() -> None:
+    publisher, dedupe = SlowPublisher(fail_first=True), FakeDedupe()
+    intake = WebhookIntake(SECRET, "projectId", publisher, dedupe)
+    sig = e2b.compute_signature(SECRET, BODY)
+    first, second = await asyncio.gather(
+        intake.accept(BODY, sig), intake.accept(BODY, sig), return_exceptions=True
+    )
+    assert isinstance(first, BrokerUnavailableError)  # that delivery gets a 503: E2B retries
+    assert not isinstance(second, BaseException)
+    assert second.outcome is Outcome.ACCEPTED  # it waited, saw no marker, and published
+    assert len(publisher.published) == 1

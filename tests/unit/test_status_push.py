@@ -20,7 +20,7 @@ from status_api.auth import TokenVerifier, mint
 from status_api.fast_lane import FastLane
 from status_api.pause_warnings import PauseWarner, warning_for
 from status_api.rate_limit import RateLimiter
-from status_api.routes.operators import decode_cursor, encode_cursor
+from status_api.routes.operators import decode_cursor, encode_cursor, storable
 from status_api.routes.streams import _Sender
 from tests.unit.test_projection_rules import T0
 
@@ -213,6 +213,17 @@ def test_cursors_round_trip_and_foreign_ones_are_refused() -> None:
     for bad in ("!!", encode_cursor("only-one"), "bm90IG91cnM"):
         with pytest.raises(ValidationException):
             decode_cursor(bad, 2)
+
+
+def test_nul_in_a_cursor_or_filter_is_a_400_not_a_store_error() -> None:
+    """Found by the hostile-input suite: PostgreSQL refused the NUL and the client got a 503."""
+    with pytest.raises(ValidationException):
+        decode_cursor(encode_cursor("a\x00b"), 1)
+    with pytest.raises(ValidationException):
+        decode_cursor("AA", 1)  # base64 of a lone NUL byte
+    with pytest.raises(ValidationException, match="projectId"):
+        storable("p\x00", "projectId")
+    assert storable("p-1", "projectId") == "p-1"
 
 
 class Inner:

@@ -104,6 +104,11 @@ _DATA_KEYS = {
     "killReason": "kill_reason",
 }
 _MAX_ID_LENGTH = 256
+# E2B stamps an event with the moment it happened. A time outside these bounds is not one of
+# theirs, and date arithmetic near datetime's own limits (years 1 and 9999) overflows: an idle
+# deadline 180 s after 9999-12-31T23:59 would crash whoever computes it.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def parse_webhook(body: bytes) -> WebhookEvent:
@@ -114,8 +119,13 @@ def parse_webhook(body: bytes) -> WebhookEvent:
         raise WebhookError(f"body is not valid JSON: {exc}") from exc
     except RecursionError as exc:  # hostile nesting: a 400, never a crash
         raise WebhookError("body is nested too deeply") from exc
+    except UnicodeDecodeError as exc:  # msgspec's answer to invalid UTF-8 inside a string
+        raise WebhookError(f"body is not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
     if not isinstance(raw, dict):
         raise WebhookError("body must be a JSON object")
+    # Only a \u0000 escape can put U+0000 in a decoded string (raw control bytes are not JSON).
+    if b"\\u0000" in body and contains_nul(raw):
+        raise WebhookError("strings must not contain U+0000 (it cannot be stored)")
     v1 = "sandbox_id" not in raw and "sandboxId" in raw
     col = 1 if v1 else 0
     fields = {name: _optional_str(raw, names[col]) for name, names in _FIELDS.items()}
@@ -163,24 +173,40 @@ def _optional_str(raw: dict[str, Any], key: str) -> str | None:
 
 def _timestamp(raw: dict[str, Any]) -> datetime:
     text = _required_str(raw, "timestamp")
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise WebhookError(f"field 'timestamp' is not an RFC 3339 time: {text!r}") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    parsed = parse_time(text)
+    if parsed is None:
+        raise WebhookError(f"field 'timestamp' is not an RFC 3339 time from 2000 to 9000: {text!r}")
+    return parsed
 
 
 def parse_time(value: object) -> datetime | None:
-    """An RFC 3339 time from event_data (e.g. `set_timeout`), or None when absent or unreadable."""
+    """An RFC 3339 time (UTC) between EARLIEST and LATEST, or None when absent, unreadable or
+    out of that range (e.g. `set_timeout` in event_data)."""
     if not isinstance(value, str):
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        parsed = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 at +14:00 is before year 1 UTC
         return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    return parsed if EARLIEST <= parsed < LATEST else None
+
+
+def contains_nul(value: object) -> bool:
+    """True when a string (key or value) anywhere in a decoded JSON value holds U+0000, which
+    PostgreSQL cannot store in text or jsonb. Iterative: bodies nest up to ~1,000 deep."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def build_webhook(

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from sandbox_common.e2b import LifecycleType, WebhookEvent
+from sandbox_common.e2b import EARLIEST, LATEST, LifecycleType, WebhookEvent, contains_nul
 
 SCHEMA_VERSION = 1
 
@@ -87,6 +87,12 @@ def decode(payload: bytes) -> Envelope:
         )
     if envelope.occurred_at.tzinfo is None:
         raise EnvelopeError("occurred_at must carry a UTC offset")
+    # What PostgreSQL or date arithmetic cannot take would stop the projector's partition for
+    # good (its store errors are retried, never skipped): such a record is poison instead.
+    if not EARLIEST <= envelope.occurred_at < LATEST:
+        raise EnvelopeError(f"occurred_at {envelope.occurred_at.isoformat()} is out of range")
+    if b"\\u0000" in payload and contains_nul(msgspec.structs.asdict(envelope)):
+        raise EnvelopeError("a string holds U+0000, which cannot be stored")
     return envelope
 
 
@@ -106,7 +112,7 @@ def from_webhook(
         type=event.type,
         source=Source.E2B_WEBHOOK,
         sandbox_id=event.sandbox_id,
-        project_id=event.metadata.get(project_metadata_key),
+        project_id=event.metadata.get(project_metadata_key) or None,  # "" names no project
         team_id=event.team_id,
         occurred_at=event.timestamp,
         received_at=received_at,

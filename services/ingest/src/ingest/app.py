@@ -23,6 +23,7 @@ from ingest.adapters.dedupe import SeenEvents
 from ingest.answers import WebhookAnswer, answer
 from ingest.fast_lane import WebhookLane
 from ingest.handlers import WebhookIntake
+from ingest.openapi import WebhookOperation
 from sandbox_common import e2b
 from sandbox_common.kafka_publisher import KafkaPublisher
 from sandbox_common.redis_pool import bounded_client
@@ -70,6 +71,7 @@ def _build(settings: Settings) -> tuple[Litestar, WebhookIntake]:
         summary="Receive an E2B lifecycle webhook",
         status_code=HTTP_200_OK,
         raises=[ClientException, ServiceUnavailableException],
+        operation_class=WebhookOperation,
     )
     async def receive_webhook(request: Request[Any, Any, State]) -> Response[WebhookAnswer]:
         """Verifies `e2b-signature` over the raw body, then publishes the event durably.
@@ -81,9 +83,13 @@ def _build(settings: Settings) -> tuple[Litestar, WebhookIntake]:
         """
         try:
             body = await request.body()
-        except RequestEntityTooLarge:
+        except RequestEntityTooLarge as exc:
             metrics.REJECTED.labels(reason="too_large").inc()
-            raise
+            # The rest of the body is never read, so the connection cannot carry another
+            # request: say so, or the client reuses it and loses its next delivery.
+            raise RequestEntityTooLarge(
+                detail=exc.detail, headers={"Connection": "close"}, extra={"reason": "too_large"}
+            ) from exc
         reply = await answer(intake, body, request.headers.get(e2b.HEADER_SIGNATURE))
         # Already encoded (answers.answer): Litestar sends the bytes as they are.
         response = Response(

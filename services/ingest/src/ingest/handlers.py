@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
@@ -46,6 +47,11 @@ class WebhookIntake:
     project_metadata_key: str
     publisher: Publisher
     dedupe: Dedupe
+    # Event id -> done, while a delivery of that event is between its dedupe lookup and its
+    # marker: a concurrent delivery of the same event waits for it instead of publishing too.
+    _in_flight: dict[str, asyncio.Future[None]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     async def accept(self, body: bytes, signature: str | None) -> Result:
         """Raises BrokerUnavailableError (from the publisher) when the event is not durable."""
@@ -61,6 +67,17 @@ class WebhookIntake:
             metrics.REJECTED.labels(reason="malformed").inc()
             log.warning("[E2B Webhook] Rejected payload: %s", exc, extra={"reason": str(exc)})
             return Result(Outcome.REJECTED_PAYLOAD, detail=str(exc))
+        while (pending := self._in_flight.get(event.id)) is not None:
+            await asyncio.shield(pending)  # then its marker answers "seen", or we publish
+        done = asyncio.get_running_loop().create_future()
+        self._in_flight[event.id] = done
+        try:
+            return await self._publish_new(event, started)
+        finally:
+            del self._in_flight[event.id]
+            done.set_result(None)
+
+    async def _publish_new(self, event: e2b.WebhookEvent, started: float) -> Result:
         if await self.dedupe.seen(event.id):
             _log_received(event, None, Outcome.DUPLICATE, started)
             return Result(Outcome.DUPLICATE, event_id=event.id)

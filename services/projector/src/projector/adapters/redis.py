@@ -129,6 +129,8 @@ class RedisReadModel:
                 continue
             # Tombstones expire; by then no late webhook for the sandbox is still in flight.
             ttl = self._tombstone_ttl if p.state.killed else 0
+            # No pointer for a killed sandbox, nor for an empty project id (metadata
+            # `projectId: ""`): the script takes '' as "none".
             live_project = doc.project_id if not p.state.killed else None
             deadline = doc.idle_deadline_at
             changed = doc.status_changed_at if doc.status in _TRANSITIONAL else None

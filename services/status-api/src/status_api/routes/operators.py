@@ -34,9 +34,17 @@ def decode_cursor(cursor: str, parts: int) -> list[str]:
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ValidationException(detail="cursor is not one this API returned") from exc
     fields = raw.split("\x1f")
-    if len(fields) != parts:
+    if len(fields) != parts or "\x00" in raw:
         raise ValidationException(detail="cursor is not one this API returned")
     return fields
+
+
+def storable(value: str, what: str) -> str:
+    """400 for text PostgreSQL cannot hold (U+0000): no sandbox or project has it, and the query
+    would fail as a store error (a 503) instead of a client's mistake."""
+    if "\x00" in value:
+        raise ValidationException(detail=f"{what} must not contain U+0000")
+    return value
 
 
 def _event(row: HistoryRow) -> HistoryEvent:
@@ -91,7 +99,7 @@ def handlers(deps: Deps) -> list[HTTPRouteHandler]:
         cursor: str | None = None,
     ) -> HistoryPage:
         principal = gate.principal(request)
-        known, project_id = await store.project_of(sandbox_id)
+        known, project_id = await store.project_of(storable(sandbox_id, "sandboxId"))
         if not known:
             raise NotFoundException(detail=f"no sandbox with id {sandbox_id}")
         if not principal.may_read(project_id):
@@ -138,6 +146,8 @@ def handlers(deps: Deps) -> list[HTTPRouteHandler]:
         if status is Status.KILLED:
             raise ValidationException(detail="killed sandboxes are not listed")
         after = decode_cursor(cursor, 1)[0] if cursor else None
+        if project_id is not None:
+            storable(project_id, "projectId")
         rows = await store.fleet(status, project_id, after, limit + 1)
         more, rows = len(rows) > limit, rows[:limit]
         return FleetPage(
