@@ -13,9 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from sandbox_common import e2b, topics
+from sandbox_common import e2b, keys, topics
 from status_api.auth import mint
 from tests.connected.conftest import Stack, topic_partitions
 
@@ -223,3 +224,14 @@ class EventStream:
                     event_id = line[3:].strip()
                 elif line.startswith("data:"):
                     data.append(line[5:].lstrip())
+
+
+async def forget_other_tests_deadlines(redis_url: str) -> None:
+    """Empties the enforcement indexes of the shared test Redis before a test runs its own
+    enforcer: sandboxes earlier tests left RUNNING (thousands, from the hostile-input suites)
+    would otherwise be judged idle too, and their pause calls use up the simulator's faults."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await client.delete(keys.IDLE_DEADLINES, keys.TRANSITIONAL)
+    finally:
+        await client.aclose()

@@ -19,6 +19,7 @@ from tests.connected.helpers import (
     ago,
     end_offsets,
     eventually,
+    forget_other_tests_deadlines,
     post_webhook,
     records_since,
     status_of,
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.connected
 @pytest.fixture
 async def tickers(stack: Stack) -> AsyncIterator[list[ServiceProcess]]:
     """Two enforcer replicas ticking every second: the lease must let only one act."""
+    await forget_other_tests_deadlines(stack.infra.redis_url)
     env = {
         **stack.env,
         "ENFORCER_SCHEDULE": "1s",

@@ -15,7 +15,7 @@ import pytest
 from sandbox_common import e2b, topics
 from tests.connected.conftest import Stack, start_group_at_end
 from tests.connected.e2b_sim_process import SimProcess, free_port
-from tests.connected.helpers import eventually, status_of
+from tests.connected.helpers import eventually, forget_other_tests_deadlines, status_of
 from tests.connected.services import ServiceProcess
 
 pytestmark = pytest.mark.connected
@@ -43,6 +43,7 @@ def faulty_sim() -> Iterator[SimProcess]:
 async def enforcement(stack: Stack, faulty_sim: SimProcess) -> AsyncIterator[None]:
     group = f"actuator-e2e-{uuid.uuid4().hex[:8]}"
     await start_group_at_end(stack.infra.kafka, group, topics.COMMANDS)
+    await forget_other_tests_deadlines(stack.infra.redis_url)
     env = {
         **stack.env,
         "E2B_API_URL": faulty_sim.url,

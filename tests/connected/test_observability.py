@@ -19,7 +19,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from sandbox_common import e2b, topics
 from tests.connected.conftest import Stack, start_group_at_end
 from tests.connected.e2b_sim_process import SimProcess, free_port
-from tests.connected.helpers import eventually, post_webhook, status_of, unique, webhook
+from tests.connected.helpers import (
+    eventually,
+    forget_other_tests_deadlines,
+    post_webhook,
+    status_of,
+    unique,
+    webhook,
+)
 from tests.connected.services import ServiceProcess
 
 pytestmark = pytest.mark.connected
@@ -65,6 +72,7 @@ class Enforcement:
 async def enforcement(stack: Stack, sim: SimProcess) -> AsyncIterator[Enforcement]:
     group = f"actuator-obs-{uuid.uuid4().hex[:8]}"
     await start_group_at_end(stack.infra.kafka, group, topics.COMMANDS)
+    await forget_other_tests_deadlines(stack.infra.redis_url)
     tick_port, act_port = free_port(), free_port()
     env = {
         **stack.env,
