@@ -69,6 +69,9 @@ def configure(service: str, level: str = "INFO") -> None:
     # Per-request access lines would cost more than the requests themselves at our rates.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: the actuator's and reconciler's E2B calls have their
+    # own outcome lines, and a reconciliation pass makes thousands of calls.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def dict_config(service: str, level: str = "INFO") -> dict[str, Any]:

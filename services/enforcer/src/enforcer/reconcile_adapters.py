@@ -9,6 +9,7 @@ from urllib.parse import quote
 import asyncpg
 import httpx
 
+from enforcer.rate_limit import TokenBucket
 from enforcer.reconcile import Known, Upstream
 from sandbox_common.readmodel import Status
 
@@ -20,8 +21,11 @@ class E2BInventoryError(RuntimeError):
 
 
 class E2BInventory:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, pace: TokenBucket | None = None) -> None:
         self._http = http
+        # Every call is paced: a pass over a fleet we know much more of than E2B lists (a
+        # confirming GET each) must stay far under E2B's per-team rate limit.
+        self._pace = pace
 
     async def list_all(self) -> dict[str, Upstream]:
         """Every page of `GET /v2/sandboxes` (the next page's token is in X-Next-Token)."""
@@ -49,6 +53,8 @@ class E2BInventory:
         raise E2BInventoryError(f"get {sandbox_id} answered {response.status_code}")
 
     async def _get(self, path: str, params: dict[str, str | int] | None) -> httpx.Response:
+        if self._pace is not None:
+            await self._pace.acquire()
         try:
             return await self._http.get(path, params=params)
         except httpx.HTTPError as exc:

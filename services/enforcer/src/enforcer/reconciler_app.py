@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
+from enforcer.rate_limit import TokenBucket
 from enforcer.reconcile import Plan
 from enforcer.reconcile_adapters import E2BInventory, PostgresKnown
 from enforcer.reconciler import reconcile
@@ -50,7 +51,8 @@ async def parts(settings: Settings) -> AsyncIterator[Parts]:
         client_id="sandbox-reconciler",
     )
     try:
-        yield Parts(PostgresKnown(pool), E2BInventory(http), publisher)
+        pace = TokenBucket(settings.e2b_rate_per_second, settings.e2b_rate_burst)
+        yield Parts(PostgresKnown(pool), E2BInventory(http, pace), publisher)
     finally:
         await publisher.stop()
         await http.aclose()
