@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from enforcer.ticker import run_tick
+from projector.domain import fold
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.envelope import Envelope, FactType, Source
 from sandbox_common.idle import idle_deadline
@@ -93,3 +94,27 @@ async def test_two_tickers_judging_the_same_idleness_issue_the_same_command_id()
     await run_tick(NOW + timedelta(seconds=5), mem, mem, mem, batch_size=10, dry_run=False)
     first, second = (c.command_id for c, _ in mem.sent)
     assert first == second
+
+
+async def test_judging_the_same_idleness_again_repeats_the_fact_and_never_undoes_a_pause() -> None:
+    # The projector lags (a crash, a database outage): the second tick still sees RUNNING and
+    # judges the same idleness again, after the pause was carried out.
+    mem = Memory({"idle": running("idle", 200)})
+    await run_tick(NOW, mem, mem, mem, batch_size=100, dry_run=False)
+    await run_tick(NOW + timedelta(seconds=3), mem, mem, mem, batch_size=100, dry_run=False)
+    (first_cmd, first), (_, again) = mem.sent
+    assert (again.event_id, again.occurred_at) == (first.event_id, first.occurred_at)
+    assert first.occurred_at == mem.docs["idle"].idle_deadline_at
+    paused = Envelope(
+        event_id="paused-1",
+        type=FactType.PAUSED,
+        source=Source.ENFORCER,
+        sandbox_id="idle",
+        project_id="idle-p",
+        occurred_at=NOW + timedelta(seconds=1),
+        received_at=NOW + timedelta(seconds=1),
+        data={"command_id": first_cmd.command_id},
+    )
+    state = fold(None, [first, paused, again])
+    assert state is not None
+    assert state.status is Status.PAUSED

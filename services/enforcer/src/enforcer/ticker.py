@@ -89,7 +89,11 @@ def pause_messages(command: PauseCommand, now: datetime) -> tuple[Command, Envel
             source=Source.ENFORCER,
             sandbox_id=command.sandbox_id,
             project_id=command.project_id,
-            occurred_at=now,
+            # The deadline, not `now`: a tick that judges the same idleness again (the projector
+            # lagging behind the first request) publishes the very same fact, same stamp. With
+            # `now` the copy outranked the pause outcome folded in meanwhile and put a paused
+            # sandbox back to PAUSING (found by the fault suite, tests/faults).
+            occurred_at=command.deadline,
             received_at=now,
             data={
                 "command_id": command.command_id,
