@@ -28,6 +28,7 @@ from enforcer.ticker_adapters import (
     RedisTransitionalIndex,
 )
 from sandbox_common import logging as jsonlog
+from sandbox_common import redis_pool
 from sandbox_common.probes import probe_routes
 from sandbox_common.settings import Settings
 
@@ -44,7 +45,9 @@ class Ticker:
         self._task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
-        self._redis = aioredis.Redis.from_url(self._settings.redis_url)
+        self._redis = redis_pool.redis_client(
+            self._settings.redis_url, self._settings.redis_max_connections
+        )
         self._lease = RedisLease(self._redis, self._settings.enforcer_lease_seconds)
 
     async def start(self) -> None:

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import ClientException, ServiceUnavailableException
@@ -25,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ingest import metrics
 from ingest.adapters.dedupe import SeenEvents
 from ingest.handlers import Outcome, WebhookIntake
-from sandbox_common import e2b
+from sandbox_common import e2b, redis_pool
 from sandbox_common.kafka_publisher import BrokerUnavailableError, KafkaPublisher
 from sandbox_common.settings import Settings
 
@@ -45,11 +44,7 @@ _STATUS = {
 
 def build_app(settings: Settings) -> Litestar:
     settings.require("e2b_webhook_secret")
-    redis_client = aioredis.Redis(
-        connection_pool=aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=settings.redis_max_connections, timeout=5
-        )
-    )
+    redis_client = redis_pool.redis_client(settings.redis_url, settings.redis_max_connections)
     publisher = KafkaPublisher(
         settings.kafka_bootstrap_servers,
         settings.ingest_publish_timeout_seconds,

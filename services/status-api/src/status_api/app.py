@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
 from litestar import Litestar, Request, Response
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -22,6 +21,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from redis.exceptions import RedisError
 
+from sandbox_common import redis_pool
 from sandbox_common.kafka_publisher import BrokerUnavailableError, KafkaPublisher
 from sandbox_common.settings import Settings
 from status_api.access import Gate
@@ -92,13 +92,11 @@ def _build(settings: Settings) -> tuple[Litestar, Deps]:
     settings.require("status_api_jwt_secret")
     # A plain pool (not the blocking one): handing out a connection is on every read's path,
     # and the blocking pool's condition and timeout machinery cost as much as the read itself.
-    client = aioredis.Redis(
-        connection_pool=aioredis.ConnectionPool.from_url(
-            settings.redis_url, max_connections=max(settings.redis_max_connections, 256)
-        )
+    client = redis_pool.redis_client(
+        settings.redis_url, max(settings.redis_max_connections, 256), blocking=False
     )
     # The feed follower blocks on XREAD: its own connection, so it never holds up reads.
-    feed_client = aioredis.Redis.from_url(settings.redis_url)
+    feed_client = redis_pool.redis_client(settings.redis_url, 1, blocking=False)
     reader = StatusReader(client)
     hub = ChangeHub(feed_client)
     warn_before = timedelta(seconds=settings.status_api_warn_before_seconds)
