@@ -47,6 +47,12 @@ DOC_FIELD = "d"
 REVISION_FIELD = "r"
 
 
+# String: "complete" while Redis holds the whole read model (set by the projector after it
+# rebuilt it from PostgreSQL). Redis keeps no persistence, so after a restart the key is gone
+# and the projector puts every document back.
+READ_MODEL_MARK = f"{_PREFIX}:read-model"
+
+
 # Redis stream of read-model changes (the projector's document writes and status-api's
 # pause warnings), newest last; SSE clients follow it and resume from its entry ids.
 CHANGES = f"{_PREFIX}:changes"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -11,9 +12,13 @@ from faststream.kafka import KafkaBroker
 from projector.adapters.dead_letters import KafkaDeadLetters
 from projector.adapters.postgres import PostgresStore
 from projector.adapters.redis import RedisReadModel
+from projector.rebuild import ReadModelGuard
+from sandbox_common import redis_pool
 from sandbox_common.settings import Settings
 
 log = logging.getLogger(__name__)
+# How often the projector checks that Redis still holds the whole read model (one GET).
+READ_MODEL_CHECK_SECONDS = 2.0
 
 
 class Resources:
@@ -27,6 +32,7 @@ class Resources:
         self._redis: aioredis.Redis | None = None
         self._store: PostgresStore | None = None
         self._read_model: RedisReadModel | None = None
+        self._guard: ReadModelGuard | None = None
 
     @property
     def store(self) -> PostgresStore:
@@ -41,11 +47,7 @@ class Resources:
     async def open(self) -> None:
         s = self._settings
         self._pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=4)
-        self._redis = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                s.redis_url, max_connections=s.redis_max_connections, timeout=5
-            )
-        )
+        self._redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
         self._store = PostgresStore(self._pool)
         self._read_model = RedisReadModel(
             self._redis,
@@ -53,9 +55,19 @@ class Resources:
             s.idle_timeout_seconds,
             s.change_feed_max_length,
         )
+        self._guard = ReadModelGuard(
+            self._store,
+            self._read_model,
+            self._read_model,
+            timedelta(seconds=s.killed_tombstone_ttl_seconds),
+            READ_MODEL_CHECK_SECONDS,
+        )
+        await self._guard.start()
         log.info("projector stores opened")
 
     async def close(self) -> None:
+        if self._guard is not None:
+            await self._guard.stop()
         if self._redis is not None:
             await self._redis.aclose()
         if self._pool is not None:

@@ -36,6 +36,27 @@ class PostgresStore:
     async def ping(self) -> None:
         await self._pool.fetchval("SELECT 1")
 
+    async def all_states(
+        self, chunk: int, killed_since: datetime
+    ) -> AsyncIterator[list[Projected]]:
+        """Every sandbox with its revision, `chunk` at a time, from one consistent snapshot;
+        killed ones only if their last fact is not older than `killed_since` (older tombstones
+        would have expired from Redis anyway)."""
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            batch: list[Projected] = []
+            async for row in conn.cursor(
+                f"SELECT {_COLUMNS} FROM sandboxes"  # noqa: S608
+                " WHERE status IS DISTINCT FROM 'KILLED' OR last_event_at >= $1",
+                killed_since,
+                prefetch=chunk,
+            ):
+                batch.append(Projected(_state_from_row(row), row["revision"]))
+                if len(batch) >= chunk:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
 
 class PostgresTransaction:
     def __init__(self, conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> None:

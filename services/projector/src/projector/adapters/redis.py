@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -58,6 +59,18 @@ return 1
 """
 
 
+# Sets the completeness mark only if it still holds this rebuild's token (Redis was not emptied
+# again, and no other rebuild started, meanwhile).
+_FINISH_REBUILD = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+_COMPLETE = b"complete"
+
+
 # States that wait for an answer (the actuator's, or E2B's); the enforcer repairs stuck ones.
 _TRANSITIONAL = frozenset({Status.PAUSING, Status.STARTING})
 
@@ -100,6 +113,7 @@ class RedisReadModel:
         self._tombstone_ttl = tombstone_ttl_seconds
         self._default_idle = default_idle_seconds
         self._script = client.register_script(_WRITE_DOC)
+        self._finish = client.register_script(_FINISH_REBUILD)
 
     async def publish(self, projected: Sequence[Projected]) -> None:
         if not projected:
@@ -136,3 +150,14 @@ class RedisReadModel:
 
     async def ping(self) -> None:
         await self._client.ping()
+
+    async def complete(self) -> bool:
+        return bool(await self._client.get(keys.READ_MODEL_MARK) == _COMPLETE)
+
+    async def begin_rebuild(self) -> str:
+        token = f"rebuilding:{uuid.uuid4().hex}"
+        await self._client.set(keys.READ_MODEL_MARK, token)
+        return token
+
+    async def finish_rebuild(self, token: str) -> bool:
+        return bool(await self._finish(keys=[keys.READ_MODEL_MARK], args=[token, _COMPLETE]))
