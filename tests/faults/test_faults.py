@@ -11,6 +11,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 
 from sandbox_common import e2b, topics
@@ -179,18 +180,40 @@ async def accepted(rig: Rig, sandbox_id: str) -> bool:
     return r.status_code == 200
 
 
-async def status(rig: Rig, project: str) -> str | None:
+async def status(rig: Rig, project: str) -> str:
     r = await rig.http.get(
         f"{rig.url('status-api')}/api/projects/{project}/sandbox", headers=rig.token(project)
     )
-    return str(r.json()["status"]) if r.status_code == 200 else None
+    return str(r.json()["status"]) if r.status_code == 200 else f"HTTP {r.status_code} {r.text}"
 
 
 async def eventually_paused(rig: Rig, idle: dict[str, str], within: float = 90) -> None:
     deadline = time.monotonic() + within
     while (found := {p: await status(rig, p) for p in idle}) != dict.fromkeys(idle, "PAUSED"):
-        assert time.monotonic() < deadline, f"idle sandboxes not paused: {found}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"idle sandboxes not paused: {found}\n{await explain(rig, idle)}")
         await asyncio.sleep(0.5)
+
+
+async def explain(rig: Rig, idle: dict[str, str]) -> str:
+    """What happened to these sandboxes: their history in PostgreSQL and E2B's call log."""
+    lines = []
+    conn = await asyncpg.connect(rig.infra.database_url)
+    try:
+        for sandbox_id in idle.values():
+            rows = await conn.fetch(
+                "SELECT type, source, occurred_at, received_at, data FROM sandbox_events"
+                " WHERE sandbox_id = $1 ORDER BY occurred_at",
+                sandbox_id,
+            )
+            lines += [f"{sandbox_id}: {dict(r)}" for r in rows]
+    finally:
+        await conn.close()
+    async with rig.sim_api() as api:
+        for sandbox_id in idle.values():
+            calls = (await api.get("/_sim/calls", params={"sandboxId": sandbox_id})).json()
+            lines.append(f"{sandbox_id} E2B calls: {calls}")
+    return "\n".join(lines)
 
 
 async def check_canaries(rig: Rig, idle: dict[str, str]) -> None:
