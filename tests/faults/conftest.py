@@ -9,12 +9,10 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
-from projector.adapters.schema import migrate
+from tests.connected.conftest import reset_stores
 from tests.connected.e2b_sim_process import SimProcess
 from tests.faults.infra import LocalInfra
 from tests.faults.invariants import TopicFold
@@ -46,15 +44,7 @@ def infra() -> Iterator[LocalInfra]:
 
 @pytest.fixture(scope="session")
 async def rig(infra: LocalInfra) -> AsyncIterator[Rig]:
-    await migrate(infra.database_url)
-    conn = await asyncpg.connect(infra.database_url)
-    try:
-        await conn.execute("TRUNCATE sandboxes, sandbox_events, projector_offsets")
-    finally:
-        await conn.close()
-    client = aioredis.Redis.from_url(infra.redis_url)
-    await client.flushdb()
-    await client.aclose()
+    await reset_stores(infra.database_url, infra.redis_url)
 
     webhook_secret, jwt_secret = new_secrets()
     # E2B retries a failed delivery a few times; here often enough to outlast a broker restart.

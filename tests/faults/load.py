@@ -22,7 +22,15 @@ class Delivery:
     event_id: str
     raw: bytes  # the whole HTTP request
     attempts: int = 0
+    due_at: float | None = None  # time.monotonic() it was scheduled to leave (first attempt)
     acked_at: float | None = None  # time.monotonic() of its 2xx
+
+    @property
+    def delay(self) -> float | None:
+        """From its scheduled send to its 2xx, retries included (what E2B would wait)."""
+        if self.acked_at is None or self.due_at is None:
+            return None
+        return self.acked_at - self.due_at
 
 
 @dataclass
@@ -110,7 +118,8 @@ class Load:
         try:
             started = time.monotonic()
             for i, delivery in enumerate(self.deliveries):
-                delay = started + i / self.rate - time.monotonic()
+                delivery.due_at = started + i / self.rate
+                delay = delivery.due_at - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 self._queue.put_nowait(delivery)

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from sandbox_common import topics
+from tests.connected.conftest import topic_partitions
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,8 @@ class EndOffsets:
             await self._consumer.start()
             self._started = True
         if topic not in self._partitions:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self._kafka)
-            await admin.start()
-            try:
-                (described,) = await admin.describe_topics([topic])
-            finally:
-                await admin.close()
-            parts = sorted(p["partition"] for p in described.get("partitions", []))
-            assert parts, f"topic {topic} has no partitions"
-            self._partitions[topic] = [TopicPartition(topic, p) for p in parts]
+            self._partitions[topic] = await topic_partitions(self._kafka, topic)
+            assert self._partitions[topic], f"topic {topic} has no partitions"
         tps = self._partitions[topic]
         ends = await self._consumer.end_offsets(tps)
         return {tp.partition: offset for tp, offset in ends.items()}
@@ -109,6 +102,13 @@ class LagWatch:
     @property
     def max_lag(self) -> int:
         return max((s.lag for s in self.samples), default=0)
+
+    def caught_up(self, since: float, lag: int) -> float | None:
+        """Seconds after `since` until the lag was back at or below `lag`."""
+        for s in self.samples:
+            if s.at > since and s.lag <= lag:
+                return s.at - since
+        return None
 
     def moved_since(self, at: float) -> bool:
         """The projector wrote offsets after `at` (compared with the last sample before it)."""

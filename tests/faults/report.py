@@ -20,9 +20,13 @@ class ScenarioFigures:
     unacked: int = 0  # never answered 2xx before the load gave up
     duplicates: int = 0  # extra copies on the topic (only ever from retried deliveries)
     webhook_gap_s: float = 0.0  # longest stretch without a 2xx answer
+    ack_p50_s: float = 0.0  # scheduled send -> 2xx, retries included
+    ack_p99_s: float = 0.0
+    ack_max_s: float = 0.0
     down_s: float = 0.0  # from the kill until the restart command returned
     recover_s: float = 0.0  # from the restart until every service ready and the stream moving
     max_lag: int = 0  # projector lag, largest sample
+    caught_up_s: float = 0.0  # from the restart until the lag was back under a second of load
     drain_s: float = 0.0  # from the end of the load until the projector had every record
     checked: list[str] = field(default_factory=list)
 
@@ -34,22 +38,27 @@ class ScenarioFigures:
             f"[faults] {self.killed}: {self.sent} sent, {self.ok} 2xx, "
             f"non-2xx {dict(self.failed) or '{}'}, {self.retried} retried, {self.unacked} unacked, "
             f"{self.duplicates} duplicates, longest 2xx gap {self.webhook_gap_s:.1f}s, "
+            f"2xx after p50 {self.ack_p50_s:.3f}s p99 {self.ack_p99_s:.2f}s "
+            f"max {self.ack_max_s:.1f}s, "
             f"down {self.down_s:.1f}s, recovered {self.recover_s:.1f}s after restart, "
-            f"max lag {self.max_lag}, drained {self.drain_s:.1f}s after the load"
+            f"max lag {self.max_lag}, caught up {self.caught_up_s:.1f}s after restart, "
+            f"drained {self.drain_s:.1f}s after the load"
         )
 
 
 def render_table(rows: list[ScenarioFigures]) -> str:
     head = (
         "| killed (kill -9, then restart) | load | sent | 2xx | non-2xx | retried / dup. on topic"
-        " | longest 2xx gap | recovered after restart | max lag | drained after load |\n"
-        "|---|---|---|---|---|---|---|---|---|---|\n"
+        " | webhook to 2xx p50 / p99 / max | longest 2xx gap | down | recovered after restart"
+        " | max lag | lag caught up after restart |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     body = "".join(
         f"| {r.killed} | {r.rate}/s x {r.seconds:.0f} s | {r.sent} | {r.ok} | "
         f"{', '.join(f'{k}: {v}' for k, v in sorted(r.failed.items())) or 'none'} | "
-        f"{r.retried} / {r.duplicates} | {r.webhook_gap_s:.1f} s | {r.recover_s:.1f} s | "
-        f"{r.max_lag} | {r.drain_s:.1f} s |\n"
+        f"{r.retried} / {r.duplicates} | {r.ack_p50_s * 1000:.0f} ms / {r.ack_p99_s:.2f} s / "
+        f"{r.ack_max_s:.1f} s | {r.webhook_gap_s:.1f} s | {r.down_s:.1f} s | {r.recover_s:.1f} s | "
+        f"{r.max_lag} | {r.caught_up_s:.1f} s |\n"
         for r in rows
     )
     return head + body

@@ -11,10 +11,10 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 
 from sandbox_common import e2b, topics
+from tests.faults.canaries import check_canaries, eventually_paused
 from tests.faults.conftest import load_settings
 from tests.faults.invariants import TopicFold, compare_postgres, compare_redis, snapshot
 from tests.faults.load import Delivery, Load, build_request
@@ -59,6 +59,7 @@ async def test_kill_restart_loses_nothing(
         figures.recover_s = await recovered(rig, watch, restarted_at)
         await sending
         figures.drain_s = await drained(offsets, rig.infra.database_url, within=120)
+        drained_at = time.monotonic()
     finally:
         watching.cancel()
         sending.cancel()
@@ -71,6 +72,15 @@ async def test_kill_restart_loses_nothing(
         watch.max_lag,
     )
     figures.retried = sum(1 for d in deliveries if d.attempts > 1)
+    delays = sorted(d.delay for d in deliveries if d.delay is not None)
+    if delays:
+        figures.ack_p50_s, figures.ack_p99_s = (
+            delays[len(delays) // 2],
+            delays[len(delays) * 99 // 100],
+        )
+        figures.ack_max_s = delays[-1]
+    caught_up = watch.caught_up(restarted_at, rate)
+    figures.caught_up_s = drained_at - restarted_at if caught_up is None else caught_up
     figures.unacked = len(load.unacked)
     results.append(figures)
     print("\n" + figures.line())
@@ -178,56 +188,3 @@ async def accepted(rig: Rig, sandbox_id: str) -> bool:
         headers=e2b.signed_headers(rig.webhook_secret, body),
     )
     return r.status_code == 200
-
-
-async def status(rig: Rig, project: str) -> str:
-    r = await rig.http.get(
-        f"{rig.url('status-api')}/api/projects/{project}/sandbox", headers=rig.token(project)
-    )
-    return str(r.json()["status"]) if r.status_code == 200 else f"HTTP {r.status_code} {r.text}"
-
-
-async def eventually_paused(rig: Rig, idle: dict[str, str], within: float = 90) -> None:
-    deadline = time.monotonic() + within
-    while (found := {p: await status(rig, p) for p in idle}) != dict.fromkeys(idle, "PAUSED"):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"idle sandboxes not paused: {found}\n{await explain(rig, idle)}")
-        await asyncio.sleep(0.5)
-
-
-async def explain(rig: Rig, idle: dict[str, str]) -> str:
-    """What happened to these sandboxes: their history in PostgreSQL and E2B's call log."""
-    lines = []
-    conn = await asyncpg.connect(rig.infra.database_url)
-    try:
-        for sandbox_id in idle.values():
-            rows = await conn.fetch(
-                "SELECT type, source, occurred_at, received_at, data FROM sandbox_events"
-                " WHERE sandbox_id = $1 ORDER BY occurred_at",
-                sandbox_id,
-            )
-            lines += [f"{sandbox_id}: {dict(r)}" for r in rows]
-    finally:
-        await conn.close()
-    async with rig.sim_api() as api:
-        for sandbox_id in idle.values():
-            calls = (await api.get("/_sim/calls", params={"sandboxId": sandbox_id})).json()
-            lines.append(f"{sandbox_id} E2B calls: {calls}")
-    return "\n".join(lines)
-
-
-async def check_canaries(rig: Rig, idle: dict[str, str]) -> None:
-    async with rig.sim_api() as api:
-        for project, sandbox_id in rig.active.items():
-            assert await status(rig, project) == "RUNNING", project
-            calls = (
-                await api.get("/_sim/calls", params={"sandboxId": sandbox_id, "op": "pause"})
-            ).json()
-            assert calls == [], f"active sandbox {sandbox_id} was paused: {calls}"
-            assert (await api.get(f"/sandboxes/{sandbox_id}")).json()["state"] == "running"
-        for sandbox_id in idle.values():
-            calls = (
-                await api.get("/_sim/calls", params={"sandboxId": sandbox_id, "op": "pause"})
-            ).json()
-            assert [c["status"] for c in calls].count(204) == 1, (sandbox_id, calls)
-            assert (await api.get(f"/sandboxes/{sandbox_id}")).json()["state"] == "paused"
