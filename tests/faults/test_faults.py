@@ -82,8 +82,7 @@ async def test_kill_restart_loses_nothing(
     caught_up = watch.caught_up(restarted_at, rate)
     figures.caught_up_s = drained_at - restarted_at if caught_up is None else caught_up
     figures.unacked = len(load.unacked)
-    results.append(figures)
-    print("\n" + figures.line())
+    results.append(figures)  # in the session's table even if a check below fails
 
     await eventually_paused(rig, idle)
     assert rig.heartbeats is not None
@@ -106,6 +105,12 @@ async def test_kill_restart_loses_nothing(
         assert copies == 1 if d.attempts == 1 else copies >= 1, (d.event_id, d.attempts, copies)
         assert d.event_id in snap.history
     figures.duplicates = sum(fold.counts[d.event_id] - 1 for d in deliveries)
+    print("\n" + figures.line())
+    if target != "ingest":
+        # A record the broker took but did not acknowledge in time lands later: the retry of a
+        # webhook answered 503 waits for it instead of publishing a copy. Only a crash of ingest
+        # itself (record out, answer lost) leaves a copy; the history and the fold absorb it.
+        assert figures.duplicates == 0
     async with rig.sim_api() as api:
         deliveries_by_sim = (await api.get("/_sim/deliveries")).json()
     answered = [d["eventId"] for d in deliveries_by_sim if 200 <= (d.get("status") or 0) < 300]
