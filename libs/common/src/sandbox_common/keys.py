@@ -51,6 +51,7 @@ REVISION_FIELD = "r"
 # rebuilt it from PostgreSQL). Redis keeps no persistence, so after a restart the key is gone
 # and the projector puts every document back.
 READ_MODEL_MARK = f"{_PREFIX}:read-model"
+READ_MODEL_COMPLETE = b"complete"
 
 
 # Redis stream of read-model changes (the projector's document writes and status-api's

@@ -68,7 +68,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-_COMPLETE = b"complete"
+_COMPLETE = keys.READ_MODEL_COMPLETE
 
 
 # States that wait for an answer (the actuator's, or E2B's); the enforcer repairs stuck ones.
