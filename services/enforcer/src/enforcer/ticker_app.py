@@ -24,6 +24,7 @@ from enforcer.ticker_adapters import (
     KafkaPausePublisher,
     RedisDeadlineIndex,
     RedisLease,
+    RedisRequestedPauses,
     RedisStatusDocs,
     RedisTransitionalIndex,
 )
@@ -77,6 +78,8 @@ class Ticker:
         s, lease = self._settings, self._lease
         index, docs = RedisDeadlineIndex(self._redis), RedisStatusDocs(self._redis)
         transitional = RedisTransitionalIndex(self._redis)
+        # Not asked again until a stuck one would be repaired anyway.
+        requested = RedisRequestedPauses(self._redis, s.enforcer_stuck_after_seconds)
         publisher = KafkaPausePublisher(self._broker)
         while True:
             now = datetime.now(UTC)
@@ -95,6 +98,7 @@ class Ticker:
                         publisher,
                         batch_size=s.enforcer_batch_size,
                         dry_run=s.enforcer_dry_run,
+                        requested=requested,
                     )
                     if not s.enforcer_dry_run:
                         report.repaired = await repair_stuck(
