@@ -96,7 +96,9 @@ def _build(settings: Settings) -> tuple[Litestar, Deps]:
         settings.redis_url, max(settings.redis_max_connections, 256), blocking=False
     )
     # The feed follower blocks on XREAD: its own connection, so it never holds up reads.
-    feed_client = redis_pool.redis_client(settings.redis_url, 1, blocking=False)
+    feed_client = redis_pool.redis_client(
+        settings.redis_url, settings.redis_max_connections, blocking=False
+    )
     reader = StatusReader(client)
     hub = ChangeHub(feed_client)
     warn_before = timedelta(seconds=settings.status_api_warn_before_seconds)
