@@ -40,7 +40,7 @@ test: deps ## start the infrastructure, then run every test tier against it
 test-unit: deps ## the fast tier only: no broker, no database
 	@$(UV) run --frozen pytest -m "not connected and not faults" $(PYTEST_ARGS)
 
-test-faults: deps ## kill -9 each part under load, on the suite's own Kafka/PostgreSQL/Redis (~10 min)
+test-faults: deps ## kill -9 each part under load, on the suite's own Kafka/PostgreSQL/Redis (~5 min)
 	@$(UV) run --frozen pytest -m faults tests/faults $(PYTEST_ARGS)
 
 lint: deps ## ruff, mypy --strict and shellcheck
