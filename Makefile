@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: help deps up down status test test-unit test-connected lint bench helm-lint compose-check
+.PHONY: help deps up down status test test-unit test-connected test-faults lint bench helm-lint compose-check
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,10 +35,13 @@ test: deps ## start the infrastructure, then run every test tier against it
 	@# The dev services share the topics with the test stack: their actuator would act on the
 	@# tests' commands. They are stopped (the infrastructure keeps running); `make up` restarts them.
 	@infra/local/services.sh stop
-	@source .state/infra.env && $(UV) run --frozen pytest $(PYTEST_ARGS)
+	@source .state/infra.env && $(UV) run --frozen pytest -m "not faults" $(PYTEST_ARGS)
 
 test-unit: deps ## the fast tier only: no broker, no database
-	@$(UV) run --frozen pytest -m "not connected" $(PYTEST_ARGS)
+	@$(UV) run --frozen pytest -m "not connected and not faults" $(PYTEST_ARGS)
+
+test-faults: deps ## kill -9 each part under load, on the suite's own Kafka/PostgreSQL/Redis (~5 min)
+	@$(UV) run --frozen pytest -m faults tests/faults $(PYTEST_ARGS)
 
 lint: deps ## ruff, mypy --strict and shellcheck
 	@command -v shellcheck >/dev/null 2>&1 || (source infra/local/lib.sh && apt_install shellcheck)

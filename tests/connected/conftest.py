@@ -73,17 +73,22 @@ def infra() -> Iterator[Infra]:
         yield from source()
 
 
-@pytest.fixture(scope="session")
-async def prepared(infra: Infra) -> Infra:
-    await migrate(infra.database_url)
-    conn = await asyncpg.connect(infra.database_url)
+async def reset_stores(database_url: str, redis_url: str) -> None:
+    """Schema up to date, and no state left from an earlier run (the fault suite uses it too)."""
+    await migrate(database_url)
+    conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("TRUNCATE sandboxes, sandbox_events, projector_offsets")
     finally:
         await conn.close()
-    client = aioredis.Redis.from_url(infra.redis_url)
+    client = aioredis.Redis.from_url(redis_url)
     await client.flushdb()
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def prepared(infra: Infra) -> Infra:
+    await reset_stores(infra.database_url, infra.redis_url)
     return infra
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import pytest
 
 from enforcer.actuator import Actuator, RetryPolicy
+from enforcer.actuator_adapters import ReadModelIncompleteError, RedisStatusReader
 from enforcer.e2b_client import (
     PauseOutcome,
     PauseResult,
@@ -19,7 +21,7 @@ from enforcer.e2b_client import (
     classify_connect,
     classify_pause,
 )
-from sandbox_common import commands
+from sandbox_common import commands, keys
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope, FactType, Source
@@ -364,3 +366,45 @@ async def test_keep_alive_moves_e2b_timeout_and_records_the_new_end(
     assert [f.type for f in fakes.facts] == fact_types
     if fact_types == [FactType.UPDATED]:
         assert fakes.facts[0].data["set_timeout"] == (NOW + timedelta(seconds=600)).isoformat()
+
+
+class FakePipeline:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data, self._reads = data, list[Any]()
+
+    async def __aenter__(self) -> FakePipeline:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def hget(self, key: str, field: str) -> None:
+        self._reads.append((self._data.get(key) or {}).get(field))
+
+    def get(self, key: str) -> None:
+        self._reads.append(self._data.get(key))
+
+    def exists(self, key: str) -> None:
+        self._reads.append(int(key in self._data))
+
+    async def execute(self) -> list[Any]:
+        return self._reads
+
+
+class FakeRedis:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def pipeline(self, transaction: bool) -> FakePipeline:
+        return FakePipeline(self.data)
+
+
+async def test_a_missing_document_is_no_answer_while_redis_is_rebuilt() -> None:
+    # Redis restarted empty: until the projector has put the read model back (its mark), a
+    # missing document must not drop the command as "sandbox gone".
+    redis: Any = FakeRedis({})
+    reader = RedisStatusReader(redis)
+    with pytest.raises(ReadModelIncompleteError):
+        await reader.status_of("sbx-1")
+    redis.data[keys.READ_MODEL_MARKER] = b'{"by": "projector"}'
+    assert await reader.status_of("sbx-1") is None  # complete: really unknown

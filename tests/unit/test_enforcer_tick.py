@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from enforcer.ticker import run_tick
+from enforcer.ticker import pause_messages, run_tick
+from projector.domain import fold
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.envelope import Envelope, FactType, Source
 from sandbox_common.idle import idle_deadline
@@ -93,3 +94,45 @@ async def test_two_tickers_judging_the_same_idleness_issue_the_same_command_id()
     await run_tick(NOW + timedelta(seconds=5), mem, mem, mem, batch_size=10, dry_run=False)
     first, second = (c.command_id for c, _ in mem.sent)
     assert first == second
+
+
+class Requested:
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    async def already(self, command_ids: Sequence[str]) -> set[str]:
+        return self.ids & set(command_ids)
+
+    async def remember(self, command_id: str) -> None:
+        self.ids.add(command_id)
+
+
+async def test_the_same_idleness_is_not_requested_again_and_never_undoes_a_pause() -> None:
+    # The projector lags (a crash, a database outage): the second tick still sees RUNNING and
+    # judges the same idleness again, after the pause was carried out.
+    mem, requested = Memory({"idle": running("idle", 200)}), Requested()
+    first_tick = await run_tick(
+        NOW, mem, mem, mem, batch_size=100, dry_run=False, requested=requested
+    )
+    later = NOW + timedelta(seconds=3)
+    again = await run_tick(later, mem, mem, mem, batch_size=100, dry_run=False, requested=requested)
+    ((first_cmd, first),) = mem.sent
+    assert (again.checked, again.paused) == (1, 0)
+    paused = Envelope(
+        event_id="paused-1",
+        type=FactType.PAUSED,
+        source=Source.ENFORCER,
+        sandbox_id="idle",
+        project_id="idle-p",
+        occurred_at=NOW + timedelta(seconds=1),
+        received_at=NOW + timedelta(seconds=1),
+        data={"command_id": first_cmd.command_id},
+    )
+    state = fold(None, [first, paused])
+    assert state is not None
+    assert state.status is Status.PAUSED
+    # What the second tick would have published without the ledger: it undoes the pause.
+    _, copy = pause_messages(first_tick.commands[0], later)
+    undone = fold(None, [first, paused, copy])
+    assert undone is not None
+    assert undone.status is Status.PAUSING

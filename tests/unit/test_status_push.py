@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 from litestar.exceptions import ValidationException
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from sandbox_common import changes
 from sandbox_common.readmodel import Status, StatusDoc, encode_doc
@@ -301,6 +302,13 @@ async def test_the_fast_lane_serves_only_the_happy_path_and_hands_on_the_rest() 
     for path, headers in declined:
         assert await lane_request(lane, path, headers) == [], path
     assert inner.calls == len(declined)
+
+    async def redis_down(project_id: str) -> StatusDoc | None:
+        raise RedisConnectionError("Connection closed by server.")
+
+    deps.reader.by_project = redis_down  # a store error: Litestar's route answers it (503)
+    assert await lane_request(lane, "/api/projects/p1/sandbox", auth) == []
+    assert inner.calls == len(declined) + 1
 
 
 def test_a_reset_reaches_every_stream_and_spans_resumes() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -16,7 +17,16 @@ log = logging.getLogger(__name__)
 
 
 class BrokerUnavailableError(RuntimeError):
-    """The broker did not acknowledge in time; the caller answers 503 so E2B retries."""
+    """The broker did not acknowledge in time; the caller answers 503 so E2B retries.
+
+    `in_flight`: the record's delivery when the producer took it but no acknowledgement came in
+    time. The producer keeps retrying it, so it may still land: a retry of the same event should
+    wait for it (`KafkaPublisher.settle`) instead of publishing a second copy.
+    """
+
+    def __init__(self, message: str, in_flight: asyncio.Future[Any] | None = None) -> None:
+        super().__init__(message)
+        self.in_flight = in_flight
 
 
 class KafkaPublisher:
@@ -84,14 +94,30 @@ class KafkaPublisher:
         self, topic: str, value: bytes, sandbox_id: str, headers: list[tuple[str, bytes]]
     ) -> None:
         producer = await self._ensure_producer()
+        delivery: asyncio.Future[Any] | None = None
         try:
-            # asyncio.timeout, not wait_for: no extra task per request on the hot path.
+            # asyncio.timeout, not wait_for: no extra task per request on the hot path. The
+            # shield keeps the delivery alive past the timeout: it is the caller's to track.
             async with asyncio.timeout(self._timeout):
-                await producer.send_and_wait(
+                delivery = await producer.send(
                     topic, value, key=topics.record_key(sandbox_id), headers=headers
                 )
+                await asyncio.shield(delivery)
         except (KafkaError, OSError, TimeoutError) as exc:
-            raise BrokerUnavailableError(f"publish not acknowledged: {exc!r}") from exc
+            pending = delivery if delivery is not None and not delivery.done() else None
+            raise BrokerUnavailableError(f"publish not acknowledged: {exc!r}", pending) from exc
+
+    async def settle(self, delivery: asyncio.Future[Any]) -> None:
+        """Waits, up to the publish timeout again, for a delivery an earlier attempt left in
+        flight; raises BrokerUnavailableError (still in flight, or failed) like a publish."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await asyncio.shield(delivery)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            pending = None if delivery.done() else delivery
+            raise BrokerUnavailableError(
+                f"earlier publish not acknowledged: {exc!r}", pending
+            ) from exc
 
     @property
     def connected(self) -> bool:

@@ -32,6 +32,11 @@ def activity_throttle(sandbox_id: str) -> str:
     return f"{_PREFIX}:activity-throttle:{sandbox_id}"
 
 
+def pause_requested(command_id: str) -> str:
+    """Present for a while once the ticker published this pause command (not again meanwhile)."""
+    return f"{_PREFIX}:pause-requested:{command_id}"
+
+
 def command_done(command_id: str) -> str:
     """Present once the actuator carried out this command (E2B answered for good)."""
     return f"{_PREFIX}:command-done:{command_id}"

@@ -1,9 +1,19 @@
-"""A Redis connection pool that waits for a free connection instead of failing, cheaply.
+"""Redis clients for the services, built one way: a bounded pool that waits for a free
+connection, cheaply, and retries a command on a fresh connection when its own was dropped.
 
-redis-py's plain pool raises "Too many connections" when a burst needs more than its maximum
-(a thousand SSE clients opening at once did); its blocking pool waits, but takes a condition,
-a lock and a timeout context on every command, which cost as much as a status read itself. A
-semaphore taken around the plain pool's own get/release waits only when the pool is full.
+Bounded: redis-py's plain pool raises "Too many connections" when a burst needs more than its
+maximum (a thousand SSE clients opening at once did); its blocking pool waits, but takes a
+condition, a lock and a timeout context on every command, which cost as much as a status read
+itself. A semaphore taken around the plain pool's own get/release waits only when it is full.
+
+Retried: redis-py retries a command only if the pool says so, and a pool made by `from_url`
+says nothing. After a Redis restart every pooled connection is dead, and each then failed the
+next command it carried: in status-api's fast lane a bare 500 (found by the fault suite,
+tests/faults). One immediate retry on a fresh connection fixes a dead one; a Redis that is
+really down costs one more refused connect, not a backoff (with a backoff, every request of
+ingest waited for it during a Redis outage). Only dropped connections are retried (not
+timeouts), and every command the services send is safe to repeat (revision-guarded scripts,
+SET, ZADD, reads).
 """
 
 from __future__ import annotations
@@ -13,6 +23,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 
 class BoundedConnectionPool(aioredis.ConnectionPool):
@@ -40,7 +53,16 @@ class BoundedConnectionPool(aioredis.ConnectionPool):
                 self._slots.release()
 
 
+def _retry() -> Retry:
+    return Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
+
+
+def redis_client(url: str, max_connections: int, *, blocking: bool = True) -> aioredis.Redis:
+    """`blocking`: wait for a free connection instead of failing when all are busy."""
+    pool_class = BoundedConnectionPool if blocking else aioredis.ConnectionPool
+    pool = pool_class.from_url(url, max_connections=max_connections, retry=_retry())
+    return aioredis.Redis(connection_pool=pool)
+
+
 def bounded_client(url: str, max_connections: int) -> aioredis.Redis:
-    return aioredis.Redis(
-        connection_pool=BoundedConnectionPool.from_url(url, max_connections=max_connections)
-    )
+    return redis_client(url, max_connections)

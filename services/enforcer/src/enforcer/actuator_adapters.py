@@ -11,6 +11,11 @@ from sandbox_common.envelope import Envelope
 from sandbox_common.readmodel import StatusDoc, decode_doc
 
 
+class ReadModelIncompleteError(RuntimeError):
+    """Redis came back empty and the projector has not put the read model back yet: a missing
+    document means nothing, so the command is retried rather than dropped."""
+
+
 class RedisStatusReader:
     """The projector's status document: the freshest view of activity the actuator can get."""
 
@@ -18,9 +23,14 @@ class RedisStatusReader:
         self._client = client
 
     async def status_of(self, sandbox_id: str) -> StatusDoc | None:
-        raw: bytes | str | None = await self._client.hget(
-            keys.sandbox_doc(sandbox_id), keys.DOC_FIELD
-        )
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.sandbox_doc(sandbox_id), keys.DOC_FIELD)
+            pipe.exists(keys.READ_MODEL_MARKER)
+            raw, complete = await pipe.execute()
+        if raw is None and not complete:
+            # Found by the fault suite: a pause in flight across a Redis restart was dropped as
+            # "sandbox gone" and the sandbox stayed PAUSING until the stuck repair.
+            raise ReadModelIncompleteError(f"no document for {sandbox_id} while Redis is rebuilt")
         return None if raw is None else decode_doc(raw)
 
     async def ping(self) -> None:

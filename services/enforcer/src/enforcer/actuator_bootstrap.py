@@ -17,6 +17,7 @@ from enforcer.actuator_adapters import (
 )
 from enforcer.e2b_client import E2BClient
 from enforcer.rate_limit import TokenBucket
+from sandbox_common import redis_pool
 from sandbox_common.settings import Settings
 
 log = logging.getLogger("enforcer.actuator")
@@ -74,11 +75,7 @@ class Resources:
 
     async def open(self) -> None:
         s, o = self._settings, self._options
-        self._redis = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                s.redis_url, max_connections=s.redis_max_connections, timeout=5
-            )
-        )
+        self._redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
         self._e2b = E2BClient(
             s.e2b_api_url,
             s.e2b_api_key,

@@ -36,6 +36,17 @@ class PausePublisher(Protocol):
     async def request_pause(self, command: Command, fact: Envelope) -> None: ...
 
 
+class RequestedPauses(Protocol):
+    """Pause commands already published (by command id, for a while). While the projector lags,
+    the next tick still sees the sandbox RUNNING and judges the same idleness again; publishing
+    the request again would stamp a PAUSE_REQUESTED after the pause outcome and put a paused
+    sandbox back to PAUSING (found by the fault suite, tests/faults)."""
+
+    async def already(self, command_ids: Sequence[str]) -> set[str]: ...
+
+    async def remember(self, command_id: str) -> None: ...
+
+
 @dataclass
 class TickReport:
     checked: int = 0
@@ -52,7 +63,11 @@ _CONCURRENT_SENDS = 64
 
 
 async def _send_all(
-    commands: list[PauseCommand], now: datetime, publisher: PausePublisher, report: TickReport
+    commands: list[PauseCommand],
+    now: datetime,
+    publisher: PausePublisher,
+    report: TickReport,
+    requested: RequestedPauses | None,
 ) -> None:
     gate = asyncio.Semaphore(_CONCURRENT_SENDS)
 
@@ -61,6 +76,8 @@ async def _send_all(
             try:
                 await publisher.request_pause(*pause_messages(command, now))
                 report.paused += 1
+                if requested is not None:
+                    await requested.remember(command.command_id)
             except Exception:  # one sandbox's failure must not stop the tick; next tick retries
                 report.errors += 1
                 log.exception(
@@ -110,6 +127,7 @@ async def run_tick(
     *,
     batch_size: int,
     dry_run: bool,
+    requested: RequestedPauses | None = None,
 ) -> TickReport:
     started = time.perf_counter()
     log.info("[Sandbox Idle Enforcer] Starting idle timeout enforcement")
@@ -122,12 +140,14 @@ async def run_tick(
         report.checked,
         extra={"checked": report.checked, "dry_run": dry_run},
     )
+    judged = (decide(current[sid], now) for sid in due_ids if sid in current)
+    decided = [c for c in judged if c is not None]
+    if requested is not None and decided and not dry_run:
+        repeats = await requested.already([c.command_id for c in decided])
+        decided = [c for c in decided if c.command_id not in repeats]
     to_send: list[PauseCommand] = []
-    for sandbox_id in due_ids:
-        doc = current.get(sandbox_id)
-        command = decide(doc, now) if doc is not None else None
-        if command is None:
-            continue
+    for command in decided:
+        sandbox_id = command.sandbox_id
         report.commands.append(command)
         log.info(
             "[Sandbox Idle Enforcer] Pausing idle sandbox for project %s (idle for %ds)",
@@ -145,7 +165,7 @@ async def run_tick(
     if dry_run:
         report.would_pause = len(to_send)
     else:
-        await _send_all(to_send, now, publisher, report)
+        await _send_all(to_send, now, publisher, report, requested)
     elapsed_ms = (time.perf_counter() - started) * 1000
     log.info(
         "[Sandbox Idle Enforcer] Completed: %d paused, %d errors, %dms",

@@ -31,6 +31,19 @@ return 0
 """
 
 
+class RedisRequestedPauses:
+    def __init__(self, client: aioredis.Redis, ttl_seconds: int) -> None:
+        self._client = client
+        self._ttl = ttl_seconds
+
+    async def already(self, command_ids: Sequence[str]) -> set[str]:
+        found = await self._client.mget([keys.pause_requested(c) for c in command_ids])
+        return {c for c, hit in zip(command_ids, found, strict=True) if hit is not None}
+
+    async def remember(self, command_id: str) -> None:
+        await self._client.set(keys.pause_requested(command_id), b"1", ex=self._ttl)
+
+
 class RedisDeadlineIndex:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client

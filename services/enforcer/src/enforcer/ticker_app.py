@@ -25,10 +25,12 @@ from enforcer.ticker_adapters import (
     KafkaPausePublisher,
     RedisDeadlineIndex,
     RedisLease,
+    RedisRequestedPauses,
     RedisStatusDocs,
     RedisTransitionalIndex,
 )
 from sandbox_common import logging as jsonlog
+from sandbox_common import redis_pool
 from sandbox_common.probes import probe_routes
 from sandbox_common.settings import Settings
 
@@ -45,7 +47,9 @@ class Ticker:
         self._task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
-        self._redis = aioredis.Redis.from_url(self._settings.redis_url)
+        self._redis = redis_pool.redis_client(
+            self._settings.redis_url, self._settings.redis_max_connections
+        )
         self._lease = RedisLease(self._redis, self._settings.enforcer_lease_seconds)
 
     async def start(self) -> None:
@@ -75,6 +79,8 @@ class Ticker:
         s, lease = self._settings, self._lease
         index, docs = RedisDeadlineIndex(self._redis), RedisStatusDocs(self._redis)
         transitional = RedisTransitionalIndex(self._redis)
+        # Not asked again until a stuck one would be repaired anyway.
+        requested = RedisRequestedPauses(self._redis, s.enforcer_stuck_after_seconds)
         publisher = KafkaPausePublisher(self._broker)
         while True:
             now = datetime.now(UTC)
@@ -93,6 +99,7 @@ class Ticker:
                         publisher,
                         batch_size=s.enforcer_batch_size,
                         dry_run=s.enforcer_dry_run,
+                        requested=requested,
                     )
                     if not s.enforcer_dry_run:
                         report.repaired = await repair_stuck(

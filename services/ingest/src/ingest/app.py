@@ -24,9 +24,8 @@ from ingest.answers import WebhookAnswer, answer
 from ingest.fast_lane import WebhookLane
 from ingest.handlers import WebhookIntake
 from ingest.openapi import WebhookOperation
-from sandbox_common import e2b
+from sandbox_common import e2b, redis_pool
 from sandbox_common.kafka_publisher import KafkaPublisher
-from sandbox_common.redis_pool import bounded_client
 from sandbox_common.settings import Settings
 
 log = logging.getLogger("ingest")
@@ -44,8 +43,7 @@ def build_server_app(settings: Settings) -> WebhookLane:
 
 def _build(settings: Settings) -> tuple[Litestar, WebhookIntake]:
     settings.require("e2b_webhook_secret")
-    # Bounded without redis-py's blocking pool (see sandbox_common.redis_pool).
-    redis_client = bounded_client(settings.redis_url, settings.redis_max_connections)
+    redis_client = redis_pool.redis_client(settings.redis_url, settings.redis_max_connections)
     publisher = KafkaPublisher(
         settings.kafka_bootstrap_servers,
         settings.ingest_publish_timeout_seconds,

@@ -8,11 +8,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from ingest import metrics
 from sandbox_common import e2b
 from sandbox_common.envelope import Envelope, from_webhook
+from sandbox_common.kafka_publisher import BrokerUnavailableError
 
 log = logging.getLogger("ingest")
 
@@ -34,6 +35,8 @@ class Result:
 class Publisher(Protocol):
     async def publish(self, envelope: Envelope) -> None: ...
 
+    async def settle(self, delivery: asyncio.Future[Any]) -> None: ...
+
 
 class Dedupe(Protocol):
     async def seen(self, event_id: str) -> bool: ...
@@ -52,6 +55,11 @@ class WebhookIntake:
     _in_flight: dict[str, asyncio.Future[None]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # Publishes answered 503 whose record the producer still holds, by event id. Such a record
+    # usually lands once the broker is back; E2B's retry then waits for it instead of publishing
+    # a second copy (the fault suite found every 503 of a broker outage doubled on the topic).
+    in_doubt: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    _marking: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def accept(self, body: bytes, signature: str | None) -> Result:
         """Raises BrokerUnavailableError (from the publisher) when the event is not durable."""
@@ -81,15 +89,46 @@ class WebhookIntake:
         if await self.dedupe.seen(event.id):
             _log_received(event, None, Outcome.DUPLICATE, started)
             return Result(Outcome.DUPLICATE, event_id=event.id)
+        pending = self.in_doubt.get(event.id)
+        if pending is not None:
+            await self.publisher.settle(pending)  # BrokerUnavailableError: 503 again
+            await self.dedupe.mark(event.id)
+            _log_received(event, None, Outcome.ACCEPTED, started)
+            return Result(Outcome.ACCEPTED, event_id=event.id)
         envelope = from_webhook(
             event, received_at=datetime.now(UTC), project_metadata_key=self.project_metadata_key
         )
         publish_started = time.perf_counter()
-        await self.publisher.publish(envelope)
+        try:
+            await self.publisher.publish(envelope)
+        except BrokerUnavailableError as exc:
+            if exc.in_flight is not None:
+                self._hold(event.id, exc.in_flight)
+            raise
         metrics.PUBLISH_SECONDS.observe(time.perf_counter() - publish_started)
         await self.dedupe.mark(event.id)
         _log_received(event, envelope.project_id, Outcome.ACCEPTED, started)
         return Result(Outcome.ACCEPTED, event_id=event.id)
+
+    def _hold(self, event_id: str, delivery: asyncio.Future[Any]) -> None:
+        self.in_doubt[event_id] = delivery
+
+        def settled(done: asyncio.Future[Any]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                self.in_doubt.pop(event_id, None)  # lost for good: a retry publishes again
+                return
+            task = asyncio.get_running_loop().create_task(self._landed(event_id))
+            self._marking.add(task)
+            task.add_done_callback(self._marking.discard)
+
+        delivery.add_done_callback(settled)
+
+    async def _landed(self, event_id: str) -> None:
+        # Held in `in_doubt` until the marker is written: no window for a second copy.
+        try:
+            await self.dedupe.mark(event_id)
+        finally:
+            self.in_doubt.pop(event_id, None)
 
 
 def _log_received(

@@ -14,6 +14,7 @@ from projector.adapters.dead_letters import KafkaDeadLetters
 from projector.adapters.postgres import PostgresStore
 from projector.adapters.redis import RedisReadModel
 from projector.replay.rebuild_redis import rebuild_if_empty
+from sandbox_common import redis_pool
 from sandbox_common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,7 @@ class Resources:
     async def open(self) -> None:
         s = self._settings
         self._pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=4)
-        self._redis = aioredis.Redis(
-            connection_pool=aioredis.BlockingConnectionPool.from_url(
-                s.redis_url, max_connections=s.redis_max_connections, timeout=5
-            )
-        )
+        self._redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
         self._store = PostgresStore(self._pool, s.projector_state_cache_size)
         self._read_model = RedisReadModel(
             self._redis,

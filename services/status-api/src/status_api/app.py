@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
 from litestar import Litestar, Request, Response
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -22,8 +21,8 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from redis.exceptions import RedisError
 
+from sandbox_common import redis_pool
 from sandbox_common.kafka_publisher import BrokerUnavailableError, KafkaPublisher
-from sandbox_common.redis_pool import bounded_client
 from sandbox_common.settings import Settings
 from status_api.access import Gate
 from status_api.adapters.postgres import HistoryStore
@@ -109,9 +108,11 @@ def _build(settings: Settings) -> tuple[Litestar, Deps]:
     settings.require("status_api_jwt_secret")
     # Handing out a connection is on every read's path: see sandbox_common.redis_pool for why
     # not redis-py's blocking pool (slow) nor its plain one (fails a burst of SSE openings).
-    client = bounded_client(settings.redis_url, settings.redis_max_connections)
+    client = redis_pool.redis_client(settings.redis_url, settings.redis_max_connections)
     # The feed follower blocks on XREAD: its own connection, so it never holds up reads.
-    feed_client = aioredis.Redis.from_url(settings.redis_url)
+    feed_client = redis_pool.redis_client(
+        settings.redis_url, settings.redis_max_connections, blocking=False
+    )
     reader = StatusReader(client)
     hub = ChangeHub(feed_client)
     warn_before = timedelta(seconds=settings.status_api_warn_before_seconds)
