@@ -86,6 +86,10 @@ async def test_reconciler_repairs_dropped_webhooks_and_upstream_kills(
         redis_url=stack.infra.redis_url,
         e2b_api_url=sim.url,
         e2b_api_key=KEY,
+        # Earlier suites leave thousands of sandboxes this simulator never heard of; each costs
+        # a confirming GET, paced at the production rate (100/s) they would take minutes.
+        e2b_rate_per_second=10_000.0,
+        e2b_rate_burst=10_000,
     )
     result = await reconcile_once(settings)
     assert unknown_id in result.unknown

@@ -97,3 +97,45 @@ def test_corrections_of_one_pass_have_stable_ids() -> None:
     again = plan({}, listed, set(), observed_at=NOW + timedelta(minutes=5), project_key="projectId")
     # The creation is the same fact whenever it is observed (E2B's startedAt names it).
     assert first.facts[0].event_id == again.facts[0].event_id
+
+
+async def test_a_sandbox_e2b_will_not_answer_for_is_left_alone_and_the_pass_goes_on() -> None:
+    """Found in CI: a sandbox id of "." (from the hostile-input suite) made E2B's API answer 405
+    for its confirming GET, and that one error ended the whole pass."""
+    from datetime import UTC, datetime
+
+    from enforcer.reconcile import Known
+    from enforcer.reconciler import InventoryError, reconcile
+    from sandbox_common.envelope import Envelope
+    from sandbox_common.readmodel import Status
+
+    class Known2:
+        async def alive(self) -> dict[str, Known]:
+            return {
+                sid: Known(sandbox_id=sid, status=Status.RUNNING, timeout_at=None)
+                for sid in (".", "gone-1")
+            }
+
+        async def lookup(self, sandbox_ids: object) -> dict[str, Known]:
+            return {}
+
+    class Inventory:
+        async def list_all(self) -> dict[str, Upstream]:
+            return {}
+
+        async def exists(self, sandbox_id: str) -> bool:
+            if sandbox_id == ".":
+                raise InventoryError("get . answered 405")
+            return False
+
+    published: list[Envelope] = []
+
+    class Sink:
+        async def publish(self, envelope: Envelope) -> None:
+            published.append(envelope)
+
+    result = await reconcile(
+        datetime.now(UTC), Known2(), Inventory(), Sink(), project_key="projectId"
+    )
+    assert set(result.killed) == {"gone-1"}
+    assert {f.sandbox_id for f in published} == {"gone-1"}

@@ -11,12 +11,13 @@ import httpx
 
 from enforcer.rate_limit import TokenBucket
 from enforcer.reconcile import Known, Upstream
+from enforcer.reconciler import InventoryError
 from sandbox_common.readmodel import Status
 
 PAGE_SIZE = 100  # E2B's maximum
 
 
-class E2BInventoryError(RuntimeError):
+class E2BInventoryError(InventoryError):
     """E2B's list or get failed: the pass is abandoned (a partial list would look like kills)."""
 
 

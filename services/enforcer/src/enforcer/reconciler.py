@@ -19,6 +19,10 @@ log = logging.getLogger("reconciler")
 _CONFIRMS_IN_FLIGHT = 8
 
 
+class InventoryError(RuntimeError):
+    """E2B did not answer a list or get usefully (an error status, no answer)."""
+
+
 class Inventory(Protocol):
     async def list_all(self) -> dict[str, Upstream]: ...
 
@@ -52,7 +56,13 @@ async def reconcile(
 
     async def gone(sid: str) -> bool:
         async with gate:
-            return not await inventory.exists(sid)
+            try:
+                return not await inventory.exists(sid)
+            except InventoryError as exc:
+                # One sandbox E2B would not answer for (an id its API cannot route, a 5xx) is
+                # left as it is, not killed, and does not stop the pass for the others.
+                log.warning("[Reconciler] could not confirm %r: %s", sid, exc)
+                return False
 
     candidates = missing_upstream(known, upstream)
     confirmed = await asyncio.gather(*(gone(sid) for sid in candidates))
