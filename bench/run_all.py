@@ -94,19 +94,32 @@ def seed_sandboxes(settings: Settings, count: int) -> list[str]:
                 ingest, content=body, headers=e2b.signed_headers(settings.e2b_webhook_secret, body)
             )
             r.raise_for_status()
-        token = mint(
-            settings.status_api_jwt_secret,
-            projects=[projects[-1]],
-            admin=False,
-            ttl_seconds=600,
-            now=int(time.time()),
-        )
-        last = f"http://127.0.0.1:{settings.status_api_port}/api/projects/{projects[-1]}/sandbox"
-        deadline = time.monotonic() + 60
-        while client.get(last, headers={"Authorization": f"Bearer {token}"}).status_code != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError("seeded sandboxes did not become visible in 60 s")
-            time.sleep(0.2)
+        # Every one, not just the last: partitions progress independently, and a measurement
+        # that starts while some are still on their way counts 404s.
+        # One token per project: status-api rate-limits per token.
+        now = int(time.time())
+        tokens = {
+            p: mint(
+                settings.status_api_jwt_secret, projects=[p], admin=False, ttl_seconds=600, now=now
+            )
+            for p in projects
+        }
+        base = f"http://127.0.0.1:{settings.status_api_port}/api/projects"
+        waiting = list(projects)
+        deadline = time.monotonic() + 120
+        while waiting:
+            waiting = [
+                p
+                for p in waiting
+                if client.get(
+                    f"{base}/{p}/sandbox", headers={"Authorization": f"Bearer {tokens[p]}"}
+                ).status_code
+                != 200
+            ]
+            if waiting and time.monotonic() > deadline:
+                raise RuntimeError(f"{len(waiting)} seeded sandboxes not visible after 120 s")
+            if waiting:
+                time.sleep(0.5)
     return projects
 
 

@@ -34,9 +34,11 @@ class Subscription:
 
 class ChangeHub:
     def __init__(
-        self, client: aioredis.Redis, *, block_ms: int = 5000, queue_size: int = 256
+        self, client: aioredis.Redis, *, block_ms: int = 1000, queue_size: int = 256
     ) -> None:
         self._client = client
+        # Well under the clients' 5 s socket timeout (redis-py's default for pools built with
+        # a retry): a block as long as the timeout raced it and lost reads every few seconds.
         self._block_ms = block_ms
         self._queue_size = queue_size
         self._by_project: dict[str, set[Subscription]] = {}
@@ -64,7 +66,10 @@ class ChangeHub:
 
     @contextlib.contextmanager
     def subscribe(self, project_id: str | None) -> Iterator[Subscription]:
-        sub = Subscription(project_id, self._queue_size)
+        # The fleet stream sees every change: the projector writes a batch of up to 2,000
+        # documents at once, so its queue holds several batches (a project's sees a few).
+        size = self._queue_size if project_id is not None else self._queue_size * 32
+        sub = Subscription(project_id, size)
         group = (
             self._everything
             if project_id is None
