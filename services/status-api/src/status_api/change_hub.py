@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from sandbox_common import changes, keys
 from sandbox_common.changes import Change, ChangeKind
 from status_api import metrics
+from status_api.adapters.redis import text as _text
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,3 @@ class ChangeHub:
 
 def _concerns(change: Change, project_id: str | None) -> bool:
     return project_id is None or change.kind is ChangeKind.RESET or change.project_id == project_id
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -75,7 +75,7 @@ class StatusReader:
         members: Any = await self._client.zrangebyscore(
             keys.IDLE_DEADLINES, low, high, withscores=True
         )
-        return [(_text(m), float(score)) for m, score in members]
+        return [(text(m), float(score)) for m, score in members]
 
     async def ping(self) -> bool:
         return bool(await self._client.ping())
@@ -121,5 +121,6 @@ class RedisThrottle:
         await self._client.delete(keys.activity_throttle(sandbox_id))
 
 
-def _text(value: bytes | str) -> str:
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (clients may or may not decode responses)."""
     return value.decode() if isinstance(value, bytes) else value

@@ -172,6 +172,21 @@ def handlers(deps: Deps) -> list[HTTPRouteHandler]:
             return [_comment(f"fleet stream from {head}")]
         return sender.snapshot(await reader.by_project(project_id), project_id, head)
 
+    def stream(
+        request: Request[Any, Any, State], project_id: str | None, kind: str
+    ) -> ServerSentEvent:
+        """A project's stream, or the fleet's (project_id None), for a caller already let in."""
+        sender = _Sender(deps)
+
+        async def events() -> AsyncIterator[ServerSentEventMessage]:
+            # Subscribed before the snapshot is read: no change falls between the two.
+            with hub.subscribe(project_id) as sub:
+                first = await opening(request, sender, project_id)
+                async for message in follow(sub, sender, first, kind):
+                    yield message
+
+        return ServerSentEvent(events(), retry_duration=_RETRY_MS, headers=_NO_BUFFERING)
+
     @get(
         "/api/projects/{project_id:str}/sandbox/stream",
         security=SECURITY,
@@ -181,16 +196,7 @@ def handlers(deps: Deps) -> list[HTTPRouteHandler]:
     )
     async def project_stream(request: Request[Any, Any, State], project_id: str) -> ServerSentEvent:
         gate.for_project(request, project_id, query_token=True)
-        sender = _Sender(deps)
-
-        async def events() -> AsyncIterator[ServerSentEventMessage]:
-            # Subscribed before the snapshot is read: no change falls between the two.
-            with hub.subscribe(project_id) as sub:
-                first = await opening(request, sender, project_id)
-                async for message in follow(sub, sender, first, "project"):
-                    yield message
-
-        return ServerSentEvent(events(), retry_duration=_RETRY_MS, headers=_NO_BUFFERING)
+        return stream(request, project_id, "project")
 
     @get(
         "/api/sandboxes/stream",
@@ -201,15 +207,7 @@ def handlers(deps: Deps) -> list[HTTPRouteHandler]:
     )
     async def fleet_stream(request: Request[Any, Any, State]) -> ServerSentEvent:
         gate.admin(request, query_token=True)
-        sender = _Sender(deps)
-
-        async def events() -> AsyncIterator[ServerSentEventMessage]:
-            with hub.subscribe(None) as sub:
-                first = await opening(request, sender, None)
-                async for message in follow(sub, sender, first, "fleet"):
-                    yield message
-
-        return ServerSentEvent(events(), retry_duration=_RETRY_MS, headers=_NO_BUFFERING)
+        return stream(request, None, "fleet")
 
     return [project_stream, fleet_stream]
 
