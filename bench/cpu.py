@@ -18,8 +18,8 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK  # ppid, utime + stime
 
 
-def snapshot(run_dir: Path) -> dict[str, float]:
-    """CPU seconds so far of each part, children (server workers, backends) included."""
+def _processes() -> tuple[dict[int, float], dict[int, list[int]]]:
+    """CPU seconds of every process, and the children of each."""
     stats = {
         int(p.name): s
         for p in Path("/proc").iterdir()
@@ -29,18 +29,32 @@ def snapshot(run_dir: Path) -> dict[str, float]:
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in stats.items():
         children.setdefault(ppid, []).append(pid)
+    return {pid: cpu for pid, (_, cpu) in stats.items()}, children
+
+
+def _tree(root: int, cpu: dict[int, float], children: dict[int, list[int]]) -> float:
+    todo, total = [root], 0.0
+    while todo:
+        pid = todo.pop()
+        if pid in cpu:
+            total += cpu[pid]
+            todo.extend(children.get(pid, []))
+    return total
+
+
+def tree_seconds(root: int) -> float:
+    """CPU seconds so far of a process and its descendants."""
+    return _tree(root, *_processes())
+
+
+def snapshot(run_dir: Path) -> dict[str, float]:
+    """CPU seconds so far of each part, children (server workers, backends) included."""
+    cpu, children = _processes()
     out: dict[str, float] = {}
     for part in PARTS:
         pid_file = run_dir / f"{part}.pid"
-        if not pid_file.exists():
-            continue
-        todo, total = [int(pid_file.read_text().split()[0])], 0.0
-        while todo:
-            pid = todo.pop()
-            if pid in stats:
-                total += stats[pid][1]
-                todo.extend(children.get(pid, []))
-        out[part] = total
+        if pid_file.exists():
+            out[part] = _tree(int(pid_file.read_text().split()[0]), cpu, children)
     return out
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import cpu, enforcer_tick, freshness, sse_clients
+from bench import cpu, enforcer_tick, freshness, servers, sse_clients
 from bench import replay as replay_bench
 from bench.loadgen import Report, Target, attack
 from bench.projector_throughput import ProjectorResult, measure
@@ -220,6 +220,7 @@ def write_markdown(
     sse: list[str],
     path: Path,
     replay: str = "not measured in this run",
+    server_table: str = "not measured in this run",
 ) -> None:
     rows = [
         "| measurement | ok/s | p50 ms | p90 ms | p99 ms | max ms | success | floor |",
@@ -252,6 +253,7 @@ def write_markdown(
         replay=replay,
         generator=_generator_cost(results),
         cpu_table=_cpu_table(results),
+        server_table=server_table,
     )
     path.write_text(text)
 
@@ -306,6 +308,11 @@ microseconds per request; "cores" is the average share of the machine):
 
 {cpu_table}
 
+The HTTP server under ingest and status-api (bench/servers.py: an empty ASGI app under each, one
+worker, uvloop, same load generator, alternated per rate; the services run under uvicorn):
+
+{server_table}
+
 ## Reading the figures
 
 - The floors of issue 2: ingest >= 2,000 signed webhooks/s with p99 <= 50 ms, status-api
@@ -316,8 +323,9 @@ microseconds per request; "cores" is the average share of the machine):
   alone spends roughly half a core's time per second (see the CPU table), most of it in the
   Python HTTP, asyncio, Kafka-client and Redis-client machinery around each request rather
   than in our code; the latency tail comes from each await step of a request queueing behind
-  everything else that is ready on the event loop. Removing steps (the Redis dedupe marker
-  now rides along with lookups) moved the median more than any CPU saving did.
+  everything else that is ready on the event loop. Removing steps (dedupe lookups are one
+  MGET per loop turn, markers are written behind) moved the median more than any CPU saving
+  did.
 - Run-to-run noise on this shared machine is large: the same build measured 30 to 60 ms p99
   at 2,000 webhooks/s across runs. Compare figures from one run only.
 
@@ -385,6 +393,8 @@ def main() -> None:
     print("\n".join(ticks))
     replay = replay_bench.measure().line()
     print(replay)
+    server_table = servers.table(servers.measure())
+    print(server_table)
     state = Path(os.environ.get("STATE_DIR", ROOT / ".state"))
     state.mkdir(exist_ok=True)
     raw = state / "bench-results.json"
@@ -400,7 +410,7 @@ def main() -> None:
         )
     )
     doc = ROOT / "docs" / "PERFORMANCE.md"
-    write_markdown(results, projector, ticks, [*sse, fresh], doc, replay)
+    write_markdown(results, projector, ticks, [*sse, fresh], doc, replay, server_table)
     print(f"[bench] {doc.relative_to(ROOT)} rewritten; raw figures in {raw}")
 
 

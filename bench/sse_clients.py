@@ -23,7 +23,7 @@ from status_api.auth import mint
 
 
 def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of a process and its descendants (granian runs the app in a child)."""
+    """Resident memory of a process and its descendants (a server may run the app in a child)."""
     parents: dict[int, int] = {}
     rss: dict[int, int] = {}
     for entry in Path("/proc").iterdir():

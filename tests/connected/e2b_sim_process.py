@@ -49,7 +49,7 @@ class SimProcess:
                 env={**os.environ, **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group: the stop reaches granian's worker too
+                start_new_session=True,  # its own group: the stop reaches any worker process too
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -75,7 +75,7 @@ def configure(service: str, level: str = "INFO") -> None:
 
 
 def dict_config(service: str, level: str = "INFO") -> dict[str, Any]:
-    """The same JSON output as `configure`, as a dictConfig for servers that take one (granian)."""
+    """The same JSON output as `configure`, as a dictConfig for servers that take one (uvicorn)."""
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -2,10 +2,11 @@
 
 Markers are written only after the broker acknowledged, so a failed publish is never
 remembered as done. A small in-process LRU spares Redis the common retry-burst case; Redis
-shares the memory across replicas. Lookups and markers of concurrent requests are coalesced
-into one pipeline per event-loop turn: one round trip for many requests instead of one each,
-which matters at thousands of webhooks a second. When Redis is down, ingest still publishes:
-the projector's unique event id makes a rare duplicate on the topic harmless.
+shares the memory across replicas. The lookups of concurrent requests are coalesced into one
+MGET per event-loop turn, and markers into one pipeline per MARK_DELAY: one round trip for many
+requests instead of one each, which matters at thousands of webhooks a second. When Redis is
+down, ingest still publishes: the projector's unique event id makes a rare duplicate on the
+topic harmless.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Coroutine
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -20,9 +23,9 @@ from redis.exceptions import RedisError
 from sandbox_common import keys
 
 log = logging.getLogger(__name__)
-# Longest a marker waits for a lookup flush to ride along with. A duplicate that reaches another
-# replica within this window is published twice (harmless: the projector dedupes by event id);
-# E2B retries are seconds apart.
+# Longest a marker waits before it is written to Redis. A duplicate that reaches another replica
+# within this window is published twice (harmless: the projector dedupes by event id); E2B
+# retries are seconds apart.
 MARK_DELAY = 0.05
 
 
@@ -48,9 +51,8 @@ class SeenEvents:
         return await future
 
     async def mark(self, event_id: str) -> None:
-        """Remembers the id locally now, and in Redis with the next lookup flush or within
-        MARK_DELAY seconds (write-behind: under load markers ride along with lookups instead of
-        costing a round trip of their own)."""
+        """Remembers the id locally now, and in Redis within MARK_DELAY seconds (write-behind:
+        one pipeline per interval instead of a round trip per webhook)."""
         self._local[event_id] = None
         if len(self._local) > self._local_size:
             self._local.popitem(last=False)
@@ -61,8 +63,9 @@ class SeenEvents:
 
     def _flush_marks(self) -> None:
         self._mark_timer_armed = False
-        if self._marks:
-            self._schedule_flush()
+        marks, self._marks = self._marks, []
+        if marks:
+            self._track(self._write_marks(marks))
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -72,39 +75,48 @@ class SeenEvents:
     def _start_flush(self) -> None:
         self._flush_scheduled = False
         lookups, self._lookups = self._lookups, []
-        marks, self._marks = self._marks, []
-        task = asyncio.create_task(self._flush(lookups, marks))
+        if lookups:
+            self._track(self._look_up(lookups))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _flush(
-        self, lookups: list[tuple[str, asyncio.Future[bool]]], marks: list[str]
-    ) -> None:
-        results: list[object] = []
+    async def _look_up(self, lookups: list[tuple[str, asyncio.Future[bool]]]) -> None:
+        # One MGET for every lookup of this loop turn: a single command to pack and parse,
+        # where a pipeline of EXISTS costs a command each.
+        found: list[bytes | str | None] = []
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for event_id, _ in lookups:
-                    pipe.exists(keys.seen_event(event_id))
-                for event_id in marks:
-                    pipe.set(keys.seen_event(event_id), b"1", ex=self._ttl)
-                results = await pipe.execute()
+            found = await self._client.mget([keys.seen_event(event_id) for event_id, _ in lookups])
         except (RedisError, OSError) as exc:
             log.warning("dedupe degraded, Redis unavailable: %s", exc)
         except BaseException:
-            log.exception("dedupe flush failed")
+            log.exception("dedupe lookup failed")
             raise
         finally:
             # Every waiting request gets an answer, whatever happened: "not seen" publishes,
             # and the projector's unique event id absorbs the rare duplicate.
-            found = results[: len(lookups)] + [0] * (len(lookups) - len(results))
+            found = found + [None] * (len(lookups) - len(found))
             for (_, future), hit in zip(lookups, found, strict=True):
                 if not future.done():
-                    future.set_result(bool(hit))
+                    future.set_result(hit is not None)
+
+    async def _write_marks(self, marks: list[str]) -> None:
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for event_id in marks:
+                    pipe.set(keys.seen_event(event_id), b"1", ex=self._ttl)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # The local LRU still answers retries to this replica; a retry elsewhere publishes a
+            # duplicate the projector absorbs.
+            log.warning("dedupe markers not written, Redis unavailable: %s", exc)
 
     async def drain(self) -> None:
         """Waits for pending markers (shutdown)."""
-        if self._lookups or self._marks:
-            self._start_flush()
+        self._start_flush()
+        self._flush_marks()
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
 
