@@ -68,6 +68,20 @@ class StateCache:
             self._entries.move_to_end(sandbox_id)
         return entry
 
+    def split(
+        self, sandbox_ids: Sequence[str]
+    ) -> tuple[dict[str, tuple[SandboxState, int]], list[str]]:
+        """The cached entries among `sandbox_ids`, and the ids not cached."""
+        found: dict[str, tuple[SandboxState, int]] = {}
+        missing: list[str] = []
+        for sandbox_id in sandbox_ids:
+            entry = self.get(sandbox_id)
+            if entry is None:
+                missing.append(sandbox_id)
+            else:
+                found[sandbox_id] = entry
+        return found, missing
+
     def put(self, projected: Iterable[Projected]) -> None:
         if self._size <= 0:
             return
@@ -97,6 +111,20 @@ class PostgresStore:
             raise
         self._cache.put(tx.written)  # committed
 
+    async def states(self, sandbox_ids: Sequence[str]) -> dict[str, tuple[SandboxState, int]]:
+        """Current states and revisions, outside any transaction (no row locks): for a batch
+        folded ahead of its write, whose revision guard catches a row changed meanwhile."""
+        found, missing = self._cache.split(sandbox_ids)
+        if missing:
+            rows = await self._pool.fetch(
+                f"SELECT {_COLUMNS} FROM sandboxes WHERE sandbox_id = ANY($1::text[])",  # noqa: S608
+                missing,
+            )
+            read = [Projected(state_from_row(r), r["revision"]) for r in rows]
+            self._cache.put(read)  # committed rows: as good as what a commit leaves
+            found.update((p.state.sandbox_id, (p.state, p.revision)) for p in read)
+        return found
+
     async def ping(self) -> None:
         await self._pool.fetchval("SELECT 1")
 
@@ -115,14 +143,7 @@ class PostgresTransaction:
     async def load(self, sandbox_ids: Sequence[str]) -> dict[str, tuple[SandboxState, int]]:
         """Current states and revisions: from the cache, the rest from the table (row-locked
         in a fixed order, no deadlocks)."""
-        found: dict[str, tuple[SandboxState, int]] = {}
-        missing: list[str] = []
-        for sandbox_id in sandbox_ids:
-            entry = self._cache.get(sandbox_id)
-            if entry is None:
-                missing.append(sandbox_id)
-            else:
-                found[sandbox_id] = entry
+        found, missing = self._cache.split(sandbox_ids)
         if missing:
             rows = await self._conn.fetch(
                 f"SELECT {_COLUMNS} FROM sandboxes WHERE sandbox_id = ANY($1::text[])"  # noqa: S608
