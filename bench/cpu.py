@@ -15,7 +15,8 @@ def _stat(pid: int) -> tuple[int, float] | None:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK  # ppid, utime + stime
+    # ppid, utime + stime + the same of its exited children (a backend that closed, a worker)
+    return int(fields[1]), sum(int(f) for f in fields[11:15]) / _TICK
 
 
 def _processes() -> tuple[dict[int, float], dict[int, list[int]]]:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
@@ -18,8 +19,10 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
 from projector import metrics
+from projector.adapters.kafka_offsets import ConsumerOffsets
 from projector.bootstrap import Resources
 from projector.handlers import BatchOutcome, Poison, project_batch
+from projector.pipeline import Pipeline
 from sandbox_common import topics
 from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.dead_letters import Record
@@ -50,8 +53,9 @@ def build_app(settings: Settings) -> AsgiFastStream:
         max_records=settings.projector_batch_size,
         batch_timeout_ms=50,
         auto_offset_reset="earliest",
-        # Offsets are committed only after both stores are written; an error rewinds.
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        # The pipeline commits each batch's own offsets after both stores are written (the
+        # consumer's position is already past the next batch), and rewinds on an error.
+        ack_policy=AckPolicy.MANUAL,
         # The handler decodes envelopes itself from the raw records: skip FastStream's per-record
         # JSON decoding (a tenth of the projector's CPU).
         decoder=_no_decode,
@@ -61,12 +65,32 @@ def build_app(settings: Settings) -> AsgiFastStream:
         records = [
             Record(r.topic, r.partition, r.offset, r.value, r.key, tuple(r.headers)) for r in raw
         ]
-        await _project_with_retries(records, resources)
+        assert isinstance(msg.consumer, AIOKafkaConsumer)
+        assert pipeline is not None, "started before the stores were opened"
+        await pipeline.submit(records, ConsumerOffsets(msg.consumer))
+
+    pipeline: Pipeline | None = None
+
+    async def start_pipeline() -> None:
+        nonlocal pipeline
+        pipeline = Pipeline(
+            resources.store,
+            resources.store,
+            resources.read_model,
+            resources.dead_letters,
+            retry=lambda records: _project_with_retries(records, resources),
+            observe=_observe,
+        )
+
+    async def drain() -> None:  # the batch in flight gets written and its offsets committed
+        if pipeline is not None:
+            await pipeline.drain()
 
     return AsgiFastStream(
         broker,
         asgi_routes=probe_routes(resources.problems),
-        on_startup=[resources.open, lag.start],
+        on_startup=[resources.open, start_pipeline, lag.start],
+        on_shutdown=[drain],
         after_shutdown=[lag.stop, resources.close],
         logger=log,
     )

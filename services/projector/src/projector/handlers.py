@@ -9,7 +9,7 @@ changes nothing because the fold is idempotent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -87,6 +87,50 @@ def parse(records: Sequence[Record]) -> tuple[list[Positioned], list[Poison]]:
     return facts, poison
 
 
+@dataclass(frozen=True)
+class Folded:
+    """A batch folded onto the states before it, ready to be written."""
+
+    facts: list[Positioned]
+    poison: list[Poison]
+    changed: list[Projected]
+    # Unchanged, but Redis may have missed them before a crash: rewritten there.
+    touched: list[Projected]
+    offsets: list[tuple[str, int, int]]
+
+    @property
+    def outcome(self) -> BatchOutcome:
+        return BatchOutcome(facts=self.facts, changed=self.changed, poison=self.poison)
+
+    def states(self) -> dict[str, tuple[SandboxState, int]]:
+        """Each sandbox's state and revision once this batch is written."""
+        return {p.state.sandbox_id: (p.state, p.revision) for p in (*self.touched, *self.changed)}
+
+
+def fold_batch(
+    records: Sequence[Record],
+    facts: Sequence[Positioned],
+    poison: Sequence[Poison],
+    current: Mapping[str, tuple[SandboxState, int]],
+) -> Folded:
+    """Pure: the batch's facts folded onto `current` (state and revision per sandbox)."""
+    states: dict[str, SandboxState] = {sid: st for sid, (st, _) in current.items()}
+    for positioned in facts:
+        sid = positioned.fact.sandbox_id
+        states[sid] = evolve(states.get(sid), positioned.fact)
+    changed: list[Projected] = []
+    touched: list[Projected] = []
+    for sid, state in states.items():
+        before = current.get(sid)
+        if before is None:
+            changed.append(Projected(state, 1))
+        elif before[0] != state:
+            changed.append(Projected(state, before[1] + 1))
+        else:
+            touched.append(Projected(state, before[1]))
+    return Folded(list(facts), list(poison), changed, touched, next_offsets(records))
+
+
 async def project_batch(
     records: Sequence[Record],
     store: StateStore,
@@ -97,29 +141,28 @@ async def project_batch(
     # Dead letters first: if the DLQ cannot take them, the batch fails and nothing is skipped.
     for p in poison:
         await dead_letters.send(p)
-    outcome = BatchOutcome(facts=facts, poison=poison)
-    touched: list[Projected] = []
     async with store.transaction() as tx:
         current = await tx.load(sorted({p.fact.sandbox_id for p in facts}))
-        states: dict[str, SandboxState] = {sid: st for sid, (st, _) in current.items()}
-        for positioned in facts:
-            sid = positioned.fact.sandbox_id
-            states[sid] = evolve(states.get(sid), positioned.fact)
-        for sid, state in states.items():
-            before = current.get(sid)
-            if before is None:
-                outcome.changed.append(Projected(state, 1))
-            elif before[0] != state:
-                outcome.changed.append(Projected(state, before[1] + 1))
-            else:
-                # Unchanged, but Redis may have missed it before a crash: rewrite it there.
-                touched.append(Projected(state, before[1]))
-        await tx.save(outcome.changed, facts, _next_offsets(records))
-    await read_model.publish([*outcome.changed, *touched])
-    return outcome
+        folded = fold_batch(records, facts, poison, current)
+        await tx.save(folded.changed, facts, folded.offsets)
+    await read_model.publish([*folded.changed, *folded.touched])
+    return folded.outcome
 
 
-def _next_offsets(records: Sequence[Record]) -> list[tuple[str, int, int]]:
+async def write_folded(
+    folded: Folded, store: StateStore, read_model: ReadModel, dead_letters: DeadLetters
+) -> None:
+    """`project_batch` for a batch folded beforehand (see pipeline.py): the same writes in the
+    same order; the revision guard refuses it if a state it was folded onto was not the one
+    PostgreSQL holds."""
+    for p in folded.poison:
+        await dead_letters.send(p)
+    async with store.transaction() as tx:
+        await tx.save(folded.changed, folded.facts, folded.offsets)
+    await read_model.publish([*folded.changed, *folded.touched])
+
+
+def next_offsets(records: Sequence[Record]) -> list[tuple[str, int, int]]:
     nxt: dict[tuple[str, int], int] = {}
     for r in records:
         key = (r.topic, r.partition)

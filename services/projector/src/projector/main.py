@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import uvicorn
 
 from projector.app import build_app
@@ -13,6 +15,11 @@ def main() -> None:
     settings = Settings.from_env()
     jsonlog.configure("projector", settings.log_level)
     app = build_app(settings)
+    # A batch allocates ~10 short-lived objects per fact while the state cache holds millions of
+    # long-lived ones: at the default thresholds the collector rescans that cache so often that
+    # it costs a fifth of the projector's CPU. The fold makes no reference cycles.
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
     uvicorn.run(
         app,
         host=settings.projector_host,

@@ -54,8 +54,14 @@ class ShadowTables:
         await self._conn.execute("SET synchronous_commit = off")
         for table in _SWAPPED:
             await self._conn.execute(f"DROP TABLE IF EXISTS {shadow_name(table)}")
+            # LIKE copies no storage parameters (the live fillfactor keeps updates HOT).
+            options = await self._conn.fetchval(
+                "SELECT reloptions FROM pg_class WHERE oid = $1::regclass", table
+            )
+            with_options = f" WITH ({', '.join(options)})" if options else ""
             await self._conn.execute(
                 f"CREATE TABLE {shadow_name(table)} (LIKE {table} INCLUDING DEFAULTS)"
+                + with_options
             )
 
     async def offsets(self, topic: str) -> dict[int, int]:

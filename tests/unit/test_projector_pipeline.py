@@ -1,0 +1,153 @@
+"""The pipeline with in-memory stores: a batch is folded while the one before it is written,
+offsets are committed batch by batch, and a failed write is retried or rewound, never skipped."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from projector.domain import SandboxState
+from projector.handlers import Positioned, Projected, project_batch
+from projector.pipeline import Pipeline
+from sandbox_common.dead_letters import Record
+from sandbox_common.envelope import FactType
+from sandbox_common.readmodel import Status
+from tests.unit.test_projection_rules import fact
+from tests.unit.test_projector_batches import (
+    MemoryDeadLetters,
+    MemoryReadModel,
+    MemoryStore,
+    records,
+)
+
+
+@dataclass
+class GuardedStore(MemoryStore):
+    """MemoryStore with the revision guard and a reader, failing its next `fail_saves` saves."""
+
+    fail_saves: int = 0
+    saves: int = 0
+
+    async def states(self, ids: Sequence[str]) -> dict[str, tuple[SandboxState, int]]:
+        return await self.load(ids)
+
+    async def save(
+        self,
+        changed: Sequence[Projected],
+        facts: Sequence[Positioned],
+        offsets: Sequence[tuple[str, int, int]],
+    ) -> None:
+        self.saves += 1
+        if self.fail_saves > 0:
+            self.fail_saves -= 1
+            raise ConnectionError("postgres down")
+        for p in changed:
+            held = self.rows.get(p.state.sandbox_id)
+            if (held[1] if held else 0) != p.revision - 1:
+                raise RuntimeError("revision guard")
+        await super().save(changed, facts, offsets)
+
+
+@dataclass
+class MemoryOffsets:
+    committed: list[int] = field(default_factory=list)  # last offset + 1 of each commit
+    rewound: list[int] = field(default_factory=list)
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        self.committed.append(max(r.offset for r in records) + 1)
+
+    def rewind(self, records: Sequence[Record], skip: set[tuple[str, int]]) -> None:
+        self.rewound.append(min(r.offset for r in records))
+
+
+def batches(*sizes: int) -> list[list[Record]]:
+    kinds = [FactType.CREATED, FactType.PAUSED, FactType.RESUMED, FactType.PAUSED]
+    flat = records(*(fact(kinds[i % 4], i) for i in range(sum(sizes))))
+    out, start = [], 0
+    for size in sizes:
+        out.append(flat[start : start + size])
+        start += size
+    return out
+
+
+def pipeline(store: GuardedStore, rm: MemoryReadModel, attempts: int = 1) -> Pipeline:
+    async def retry(recs: Sequence[Record]) -> None:
+        for attempt in range(attempts):
+            try:
+                await project_batch(recs, store, rm, MemoryDeadLetters())
+                return
+            except ConnectionError:
+                if attempt == attempts - 1:
+                    raise
+
+    return Pipeline(store, store, rm, MemoryDeadLetters(), retry, lambda *_: None)
+
+
+async def test_batches_are_written_in_order_and_committed_one_by_one() -> None:
+    store, rm, offsets = GuardedStore(), MemoryReadModel(), MemoryOffsets()
+    pipe = pipeline(store, rm)
+    for batch in batches(2, 3, 1):
+        await pipe.submit(batch, offsets)
+    await pipe.drain()
+    assert offsets.committed == [2, 5, 6]
+    assert store.rows["sbx-1"] == (rm.docs["sbx-1"][0], 3)  # one revision per batch
+    assert rm.docs["sbx-1"][0].status is Status.PAUSED
+    assert len(store.history) == 6
+
+
+async def test_a_failed_write_is_retried_and_the_next_batch_folded_again() -> None:
+    store, rm, offsets = GuardedStore(fail_saves=1), MemoryReadModel(), MemoryOffsets()
+    pipe = pipeline(store, rm, attempts=2)
+    first, second = batches(2, 2)
+    await pipe.submit(first, offsets)
+    await pipe.submit(second, offsets)
+    await pipe.drain()
+    assert offsets.committed == [2, 4]
+    assert offsets.rewound == []
+    assert store.rows["sbx-1"][1] == 2
+    assert len(store.history) == 4
+
+
+async def test_a_write_that_keeps_failing_rewinds_it_and_the_batch_fetched_after_it() -> None:
+    store, rm, offsets = GuardedStore(fail_saves=10), MemoryReadModel(), MemoryOffsets()
+    pipe = pipeline(store, rm, attempts=2)
+    first, second = batches(2, 2)
+    await pipe.submit(first, offsets)
+    await pipe.submit(second, offsets)
+    assert offsets.committed == []
+    assert offsets.rewound == [0, 2]
+    assert store.rows == {}
+    # Redelivered once the stores answer again: written as if nothing happened.
+    store.fail_saves = 0
+    await pipe.submit(first, offsets)
+    await pipe.submit(second, offsets)
+    await pipe.drain()
+    assert offsets.committed == [2, 4]
+    assert store.rows["sbx-1"][1] == 2
+
+
+async def test_reading_states_failing_falls_back_to_the_batch_at_a_time_path() -> None:
+    store, rm, offsets = GuardedStore(), MemoryReadModel(), MemoryOffsets()
+
+    async def broken(ids: Sequence[str]) -> dict[str, tuple[SandboxState, int]]:
+        raise ConnectionError("postgres down")
+
+    pipe = pipeline(store, rm)
+    store.states = broken  # type: ignore[method-assign]
+    await pipe.submit(batches(2)[0], offsets)
+    assert offsets.committed == [2]
+    assert store.rows["sbx-1"][1] == 1
+
+
+@pytest.mark.parametrize("sizes", [(1, 1, 1, 1), (4,)])
+async def test_pipelined_and_whole_batches_end_in_the_same_state(sizes: tuple[int, ...]) -> None:
+    store, rm, offsets = GuardedStore(), MemoryReadModel(), MemoryOffsets()
+    pipe = pipeline(store, rm)
+    for batch in batches(*sizes):
+        await pipe.submit(batch, offsets)
+    await pipe.drain()
+    whole = GuardedStore()
+    await project_batch(batches(4)[0], whole, MemoryReadModel(), MemoryDeadLetters())
+    assert store.rows["sbx-1"][0] == whole.rows["sbx-1"][0]
