@@ -4,6 +4,7 @@ per-client SSE filter, the change feed's entry shape, cursors and the fast lane.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from status_api import http_cache
 from status_api.access import Gate
 from status_api.auth import TokenVerifier, mint
 from status_api.fast_lane import FastLane
-from status_api.pause_warnings import PauseWarner, warning_for
+from status_api.pause_warnings import DueWarning, PauseWarner, warning_for
 from status_api.rate_limit import RateLimiter
 from status_api.routes.operators import decode_cursor, encode_cursor, storable
 from status_api.routes.streams import _Sender
@@ -125,13 +126,18 @@ class FakeRedis:
     async def by_sandbox(self, sandbox_id: str) -> StatusDoc | None:
         return self.docs.get(sandbox_id)
 
-    async def warn_once(self, doc: StatusDoc, key: str, payload: bytes, ttl: int) -> bool:
-        marker = f"{doc.sandbox_id}:{key}"
-        if marker in self.markers:
-            return False
-        self.markers.add(marker)
-        self.sent.append(payload)
-        return True
+    async def by_sandboxes(self, sandbox_ids: Sequence[str]) -> list[StatusDoc | None]:
+        return [self.docs.get(s) for s in sandbox_ids]
+
+    async def warn_once(self, warnings: Sequence[DueWarning], ttl: int) -> list[bool]:
+        answers = []
+        for w in warnings:
+            marker = f"{w.doc.sandbox_id}:{w.deadline_key}"
+            answers.append(marker not in self.markers)
+            if answers[-1]:
+                self.markers.add(marker)
+                self.sent.append(w.payload)
+        return answers
 
 
 async def test_the_warner_warns_once_per_deadline_and_again_for_a_moved_one() -> None:

@@ -46,6 +46,8 @@ def build_app(settings: Settings) -> AsgiFastStream:
         settings.consumer_lag_interval_seconds,
     )
 
+    offsets: ConsumerOffsets | None = None  # one per consumer: commits stay in order
+
     @broker.subscriber(
         topics.LIFECYCLE,
         group_id=settings.projector_group_id,
@@ -67,7 +69,10 @@ def build_app(settings: Settings) -> AsgiFastStream:
         ]
         assert isinstance(msg.consumer, AIOKafkaConsumer)
         assert pipeline is not None, "started before the stores were opened"
-        await pipeline.submit(records, ConsumerOffsets(msg.consumer))
+        nonlocal offsets
+        if offsets is None or offsets.consumer is not msg.consumer:
+            offsets = ConsumerOffsets(msg.consumer)
+        await pipeline.submit(records, offsets)
 
     pipeline: Pipeline | None = None
 
@@ -85,6 +90,8 @@ def build_app(settings: Settings) -> AsgiFastStream:
     async def drain() -> None:  # the batch in flight gets written and its offsets committed
         if pipeline is not None:
             await pipeline.drain()
+        if offsets is not None:
+            await offsets.flush()
 
     return AsgiFastStream(
         broker,

@@ -3,12 +3,14 @@ and pause warnings into the change feed."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from sandbox_common import changes, keys
 from sandbox_common.readmodel import StatusDoc, decode_doc
+from status_api.pause_warnings import DueWarning
 
 # Project pointer -> document in one round trip (this is the hot read of every frontend poll).
 # KEYS: project pointer. ARGV: document key prefix, document field.
@@ -56,6 +58,16 @@ class StatusReader:
         await self._check_built()
         return None
 
+    async def by_sandboxes(self, sandbox_ids: Sequence[str]) -> list[StatusDoc | None]:
+        """Several documents in one round trip, in the order asked."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for sandbox_id in sandbox_ids:
+                pipe.hget(keys.sandbox_doc(sandbox_id), keys.DOC_FIELD)
+            raws: list[Any] = await pipe.execute()
+        if not all(raws):
+            await self._check_built()
+        return [decode_doc(raw) if raw else None for raw in raws]
+
     async def by_project(self, project_id: str) -> StatusDoc | None:
         raw = await self._by_project(
             keys=[keys.project_sandbox(project_id)], args=[self._doc_prefix, keys.DOC_FIELD]
@@ -83,26 +95,30 @@ class StatusReader:
 
 class WarningFeed:
     def __init__(self, client: aioredis.Redis, feed_length: int) -> None:
+        self._client = client
         self._script = client.register_script(_WARN_ONCE)
         self._feed_length = feed_length
 
     async def warn_once(
-        self, doc: StatusDoc, deadline_key: str, payload: bytes, marker_ttl_seconds: int
-    ) -> bool:
-        """False when this deadline was already warned about (by any replica)."""
-        return bool(
-            await self._script(
-                keys=[keys.pause_warned(doc.sandbox_id, deadline_key), keys.CHANGES],
-                args=[
-                    marker_ttl_seconds,
-                    self._feed_length,
-                    doc.project_id or "",
-                    doc.sandbox_id,
-                    doc.revision,
-                    payload,
-                ],
-            )
-        )
+        self, warnings: Sequence[DueWarning], marker_ttl_seconds: int
+    ) -> list[bool]:
+        """One answer per warning, all in one round trip: False when that deadline was
+        already warned about (by any replica)."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for w in warnings:
+                await self._script(
+                    keys=[keys.pause_warned(w.doc.sandbox_id, w.deadline_key), keys.CHANGES],
+                    args=[
+                        marker_ttl_seconds,
+                        self._feed_length,
+                        w.doc.project_id or "",
+                        w.doc.sandbox_id,
+                        w.doc.revision,
+                        w.payload,
+                    ],
+                    client=pipe,
+                )
+            return [bool(answer) for answer in await pipe.execute()]
 
 
 class RedisThrottle:

@@ -127,13 +127,16 @@ def handlers(deps: Deps) -> list[HTTPRouteHandler]:
             for message in first:
                 yield message
             while not sub.overflowed:
-                try:
-                    change = await asyncio.wait_for(
-                        sub.queue.get(), timeout=deps.sse_keepalive_seconds
-                    )
-                except TimeoutError:
-                    yield _comment("keep-alive")
-                    continue
+                if sub.queue.empty():
+                    try:
+                        change = await asyncio.wait_for(
+                            sub.queue.get(), timeout=deps.sse_keepalive_seconds
+                        )
+                    except TimeoutError:
+                        yield _comment("keep-alive")
+                        continue
+                else:  # no timer and no task per change while changes are queued
+                    change = sub.queue.get_nowait()
                 if change.kind is ChangeKind.RESET:
                     # The read model was swapped wholesale: the current state, afresh.
                     sender.forget()
