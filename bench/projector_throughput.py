@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench import cpu
+from projector.adapters.schema import migrate
 from sandbox_common import envelope as env
 from sandbox_common import topics
 from sandbox_common.envelope import Envelope, FactType, Source
@@ -154,6 +155,7 @@ class _Sample:
 async def measure(count: int = FACTS, sandboxes: int = SANDBOXES) -> ProjectorResult:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     database_url = os.environ.get("TEST_DATABASE_URL", os.environ["DATABASE_URL"])
+    await migrate(database_url)  # on a fresh machine nothing has created its tables yet
     run = uuid.uuid4().hex[:6]
     group = f"bench-projector-{run}"
     app_name = f"bench-projector-{run}"

@@ -145,7 +145,8 @@ def bench_status_api(settings: Settings, projects: list[str]) -> dict[str, Repor
     port = int(os.environ.get("BASELINE_PORT", "8091"))
     bare = [Target("GET", f"http://127.0.0.1:{port}/bare/sbx-{p}", {}) for p in projects]
     baseline = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "baseline_app.py")],
+        [sys.executable, "-m", "bench.baseline_app"],
+        cwd=ROOT,
         env={**os.environ, "BASELINE_PORT": str(port)},
     )
     try:
@@ -254,6 +255,7 @@ def write_markdown(
         generator=_generator_cost(results),
         cpu_table=_cpu_table(results),
         server_table=server_table,
+        reconciler=_reconciler_note(),
     )
     path.write_text(text)
 
@@ -269,6 +271,7 @@ Written by `make bench` (bench/run_all.py); the figures below are from its last 
   the load generator (bench/loadgen, open loop: requests leave at the fixed rate whatever the
   answers do, and latency runs from each request's scheduled time, so queueing shows up in the
   latencies instead of hiding in a slower send rate).
+- {reconciler}
 - ingest: signed v2 webhooks, every one a new event id, each answered only after `acks=all`.
 - status-api: `GET /api/projects/{{id}}/sandbox` with a per-project JWT, over 1,000 sandboxes
   seeded through the real path (webhooks -> Kafka -> projector -> Redis). The baseline is a
@@ -348,6 +351,17 @@ default schedule's 20 deadlines fell inside one 5-second span, so they share one
 Inngest cron had the same 0-2 min lag; `ENFORCER_SCHEDULE=5s` cuts it to seconds at the cost of
 a tick every 5 s (about 30 ms each for 100,000 running sandboxes, see above).
 """
+
+
+def _reconciler_note() -> str:
+    if os.environ.get("RECONCILER_ENABLED", "true").lower() in ("0", "false", "no"):
+        return (
+            "The stack ran with `RECONCILER_ENABLED=false`: the reconciler would otherwise\n"
+            "  ask the E2B simulator about every made-up benchmark sandbox (tens of thousands,\n"
+            "  none of which the simulator knows) in the middle of the measurements. The\n"
+            "  enforcer ran as usual."
+        )
+    return "The reconciler ran as usual (`RECONCILER_ENABLED` unset)."
 
 
 def _cpu_table(results: dict[str, Report]) -> str:
