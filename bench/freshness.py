@@ -65,6 +65,7 @@ class Freshness:
     sent: int
     acked: int
     latencies_ms: list[float]
+    sandbox_ids: list[str]
 
     def line(self) -> str:
         lat = sorted(self.latencies_ms)
@@ -134,7 +135,7 @@ async def measure(settings: Settings, rate: int = 1000, seconds: float = 20.0) -
         follower.cancel()
         await asyncio.gather(follower, return_exceptions=True)
     latencies = [(seen[s] - at) * 1000 for s, at in acked.items() if s in seen]
-    return Freshness(rate, total, len(acked), latencies)
+    return Freshness(rate, total, len(acked), latencies, [s for s, _ in requests])
 
 
 if __name__ == "__main__":
