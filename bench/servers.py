@@ -90,6 +90,16 @@ def _start(server: str) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"{server} did not answer on port {PORT}")
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGINT (a clean shutdown), then SIGKILL: granian has been seen to outlive a SIGINT."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
 def measure(seconds: float = 8.0) -> list[ServerRun]:
     body = json.dumps({"type": "sandbox.lifecycle.updated", "pad": "x" * 300}).encode()
     target = Target("POST", f"http://127.0.0.1:{PORT}/api/webhooks/e2b", {}, body)
@@ -103,8 +113,7 @@ def measure(seconds: float = 8.0) -> list[ServerRun]:
                 report = attack([target], rate=rate, seconds=seconds)
                 used = tree_seconds(proc.pid) - before
             finally:
-                os.killpg(proc.pid, signal.SIGINT)
-                proc.wait(timeout=10)
+                _stop(proc)
             runs.append(ServerRun(server, rate, report, used / max(report.requests, 1) * 1e6))
     return runs
 
