@@ -201,6 +201,20 @@ def _projector_env(group: str, database_url: str, app_name: str) -> dict[str, st
     }
 
 
+async def live_projector_caught_up() -> None:
+    """Waits until the live projector has folded everything on the topic so far: a measurement
+    should not share the machine with the backlog the one before it left."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    end = await end_offsets(bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await _wait_for_live_projector(admin, end)
+    finally:
+        await admin.close()
+    print(flush=True)
+
+
 async def _wait_for_live_projector(
     admin: AIOKafkaAdminClient, end: dict[TopicPartition, int]
 ) -> None:

@@ -24,7 +24,7 @@ import httpx
 from bench import cpu, enforcer_tick, freshness, servers, sse_clients
 from bench import replay as replay_bench
 from bench.loadgen import Report, Target, attack
-from bench.projector_throughput import ProjectorResult, measure
+from bench.projector_throughput import ProjectorResult, live_projector_caught_up, measure
 from sandbox_common import e2b
 from sandbox_common.settings import Settings
 from status_api.auth import mint
@@ -147,6 +147,7 @@ def seed_sandboxes(settings: Settings, count: int) -> list[str]:
 
 
 def bench_status_api(settings: Settings, projects: list[str]) -> dict[str, Report]:
+    asyncio.run(live_projector_caught_up())  # ingest's measurements left a backlog
     now = int(time.time())
     api = [
         Target(
@@ -423,6 +424,7 @@ def main() -> None:
         sse_clients.measure(settings, projects, sse_clients.status_api_pid(RUN_DIR))
     ).lines()
     print("\n".join(sse))
+    asyncio.run(live_projector_caught_up())
     measured = asyncio.run(freshness.measure(settings, rate=1000, seconds=SECONDS))
     retire(settings, measured.sandbox_ids)
     fresh = measured.line()

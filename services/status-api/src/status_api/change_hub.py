@@ -113,6 +113,11 @@ class ChangeHub:
                 await asyncio.sleep(1)
                 continue
             for _stream, entries in answer or ():
+                if entries and not (self._everything or self._by_project):
+                    # Nobody listens here: keep the position, skip decoding (a replica without
+                    # streams open spent a visible share of its CPU on every projector batch).
+                    self.last_id = _text(entries[-1][0])
+                    continue
                 for entry_id, fields in entries:
                     self.last_id = _text(entry_id)
                     change = changes.from_entry(entry_id, fields)
