@@ -26,6 +26,9 @@ def serve(factory: str, *, service: str, host: str, port: int, log_level: str) -
         http="httptools",
         ws="none",
         lifespan="on",
+        # On SIGTERM, requests in flight get this long; an open event stream would otherwise hold
+        # the process until its client leaves.
+        timeout_graceful_shutdown=10,
         workers=1,
         access_log=False,
         # Nothing reads the client address (limits are per token): skip rewriting every scope.
