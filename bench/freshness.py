@@ -17,11 +17,10 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import httpx
 
-from sandbox_common import e2b
+from bench.webhooks import WEBHOOK_PATH, Connection, build_request, signed_webhook
 from sandbox_common.settings import Settings
 from status_api.auth import mint
 
@@ -29,34 +28,8 @@ _CONNECTIONS = 32
 
 
 def _request(settings: Settings, sandbox: str) -> tuple[str, bytes]:
-    body = json.dumps(
-        e2b.build_webhook(
-            event_id=str(uuid.uuid4()),
-            event_type="sandbox.lifecycle.created",
-            sandbox_id=sandbox,
-            timestamp=datetime.now(UTC),
-            metadata={settings.project_metadata_key: f"{sandbox}-p"},
-        )
-    ).encode()
-    headers = e2b.signed_headers(settings.e2b_webhook_secret, body)
-    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    raw = (
-        "POST /api/webhooks/e2b HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{head}\r\n"
-    ).encode() + body
-    return sandbox, raw
-
-
-async def _status(reader: asyncio.StreamReader) -> int:
-    """Reads one response; returns its status code."""
-    status = int((await reader.readline()).split()[1])
-    length = 0
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode("latin-1").partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value)
-    await reader.readexactly(length)
-    return status
+    body, headers = signed_webhook(settings, "sandbox.lifecycle.created", sandbox, f"{sandbox}-p")
+    return sandbox, build_request("127.0.0.1", settings.ingest_port, WEBHOOK_PATH, headers, body)
 
 
 @dataclass
@@ -116,7 +89,7 @@ async def measure(settings: Settings, rate: int = 1000, seconds: float = 20.0) -
         async def connection() -> None:
             # A raw HTTP/1.1 keep-alive connection: httpx costs about a millisecond of CPU per
             # request, more than this process can spend at 1,000/s next to the system.
-            reader, writer = await asyncio.open_connection("127.0.0.1", settings.ingest_port)
+            conn = Connection("127.0.0.1", settings.ingest_port)
             try:
                 while not queue.empty():
                     i = queue.get_nowait()
@@ -124,11 +97,10 @@ async def measure(settings: Settings, rate: int = 1000, seconds: float = 20.0) -
                     if delay > 0:
                         await asyncio.sleep(delay)
                     sandbox, raw = requests[i]
-                    writer.write(raw)
-                    if await _status(reader) < 300:
+                    if await conn.request(raw) < 300:
                         acked[sandbox] = time.monotonic()
             finally:
-                writer.close()
+                conn.close()
 
         await asyncio.gather(*(connection() for _ in range(_CONNECTIONS)))
         await asyncio.sleep(3)

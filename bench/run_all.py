@@ -25,7 +25,7 @@ from bench import cpu, enforcer_tick, freshness, servers, sse_clients
 from bench import replay as replay_bench
 from bench.loadgen import Report, Target, attack
 from bench.projector_throughput import ProjectorResult, live_projector_caught_up, measure
-from sandbox_common import e2b
+from bench.webhooks import signed_webhook
 from sandbox_common.settings import Settings
 from status_api.auth import mint
 
@@ -50,19 +50,15 @@ def webhook_targets(
     now = datetime.now(UTC)
     for i in range(count):
         sandbox = ids[i % len(ids)]
-        body = json.dumps(
-            e2b.build_webhook(
-                event_id=str(uuid.uuid4()),
-                event_type=event_type,
-                sandbox_id=sandbox,
-                timestamp=now,
-                metadata={settings.project_metadata_key: f"{sandbox}-p"},
-                extra_data={"set_timeout": now.isoformat()},
-            )
-        ).encode()
-        targets.append(
-            Target("POST", url, e2b.signed_headers(settings.e2b_webhook_secret, body), body)
+        body, headers = signed_webhook(
+            settings,
+            event_type,
+            sandbox,
+            f"{sandbox}-p",
+            timestamp=now,
+            extra_data={"set_timeout": now.isoformat()},
         )
+        targets.append(Target("POST", url, headers, body))
     return targets
 
 
@@ -104,19 +100,10 @@ def seed_sandboxes(settings: Settings, count: int) -> list[str]:
     ingest = f"http://127.0.0.1:{settings.ingest_port}/api/webhooks/e2b"
     with httpx.Client(timeout=10) as client:
         for project in projects:
-            body = json.dumps(
-                e2b.build_webhook(
-                    event_id=str(uuid.uuid4()),
-                    event_type="sandbox.lifecycle.created",
-                    sandbox_id=f"sbx-{project}",
-                    timestamp=datetime.now(UTC),
-                    metadata={settings.project_metadata_key: project},
-                )
-            ).encode()
-            r = client.post(
-                ingest, content=body, headers=e2b.signed_headers(settings.e2b_webhook_secret, body)
+            body, headers = signed_webhook(
+                settings, "sandbox.lifecycle.created", f"sbx-{project}", project
             )
-            r.raise_for_status()
+            client.post(ingest, content=body, headers=headers).raise_for_status()
         # Every one, not just the last: partitions progress independently, and a measurement
         # that starts while some are still on their way counts 404s.
         # One token per project: status-api rate-limits per token.

@@ -7,17 +7,14 @@ Run by bench/run_all.py against the stack `make up` started, on sandboxes it see
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
-from sandbox_common import e2b
+from bench.webhooks import signed_webhook
 from sandbox_common.settings import Settings
 from status_api.auth import mint
 
@@ -127,16 +124,9 @@ async def _pause_some(settings: Settings, projects: list[str]) -> dict[str, floa
     acked: dict[str, float] = {}
     async with httpx.AsyncClient(timeout=10) as http:
         for project in projects:
-            body = json.dumps(
-                e2b.build_webhook(
-                    event_id=str(uuid.uuid4()),
-                    event_type="sandbox.lifecycle.paused",
-                    sandbox_id=f"sbx-{project}",
-                    timestamp=datetime.now(UTC),
-                    metadata={settings.project_metadata_key: project},
-                )
-            ).encode()
-            headers = e2b.signed_headers(settings.e2b_webhook_secret, body)
+            body, headers = signed_webhook(
+                settings, "sandbox.lifecycle.paused", f"sbx-{project}", project
+            )
             r = await http.post(url, content=body, headers=headers)
             if r.status_code < 300:
                 acked[project] = time.monotonic()

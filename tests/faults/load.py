@@ -1,10 +1,10 @@
 """Open-loop load of signed webhooks, retried like E2B retries them, with every answer recorded.
 
 Requests leave at a fixed rate whatever the answers do (a slow or dead ingest builds a queue, it
-does not slow the sender). Each connection is a raw asyncio stream with the request bytes built
-up front: a fraction of httpx's CPU, which matters on two cores shared with the system under
-test. A delivery that is not answered 2xx (error code, reset, timeout) goes back in the queue
-after `retry_delay`, with the same body and event id, until `give_up_after` past the last send.
+does not slow the sender). Each connection is a raw keep-alive stream (bench/webhooks.py) with
+the request bytes built up front. A delivery that is not answered 2xx (error code, reset,
+timeout) goes back in the queue after `retry_delay`, with the same body and event id, until
+`give_up_after` past the last send.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import itertools
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+
+from bench.webhooks import Connection
 
 
 @dataclass
@@ -44,46 +46,6 @@ class Figures:
         """The longest stretch without any 2xx answer while the load ran (the outage seen)."""
         times = sorted(self.ok_times)
         return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
-
-
-def build_request(host: str, port: int, path: str, headers: dict[str, str], body: bytes) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-class _Connection:
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(self, raw: bytes) -> int:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
-        self.writer.write(raw)
-        await self.writer.drain()
-        head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
-        status = int(head.split(" ", 2)[1])
-        length, chunked = 0, "transfer-encoding: chunked" in head
-        for line in head.split("\r\n"):
-            if line.startswith("content-length:"):
-                length = int(line.split(":", 1)[1])
-        if chunked:
-            while size := int((await self.reader.readuntil(b"\r\n")).strip(), 16):
-                await self.reader.readexactly(size + 2)
-            await self.reader.readuntil(b"\r\n")
-        else:
-            await self.reader.readexactly(length)
-        if "connection: close" in head:
-            self.close()
-        return status
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
 
 
 class Load:
@@ -134,7 +96,7 @@ class Load:
         return self.figures
 
     async def _worker(self) -> None:
-        conn = _Connection(self.host, self.port)
+        conn = Connection(self.host, self.port)
         try:
             while True:
                 delivery = await self._queue.get()
@@ -142,7 +104,7 @@ class Load:
         finally:
             conn.close()
 
-    async def _send(self, conn: _Connection, delivery: Delivery) -> None:
+    async def _send(self, conn: Connection, delivery: Delivery) -> None:
         delivery.attempts += 1
         self.figures.sent += 1
         try:

@@ -12,12 +12,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from bench.webhooks import build_request
 
 from sandbox_common import e2b, topics
 from tests.faults.canaries import check_canaries, eventually_paused
 from tests.faults.conftest import load_settings
 from tests.faults.invariants import TopicFold, compare_postgres, compare_redis, snapshot
-from tests.faults.load import Delivery, Load, build_request
+from tests.faults.load import Delivery, Load
 from tests.faults.progress import EndOffsets, LagWatch, drained
 from tests.faults.report import ScenarioFigures
 from tests.faults.rig import IDLE_TIMEOUT_SECONDS, TARGETS, Rig
