@@ -127,6 +127,16 @@ async def test_create_fails_with_the_brokers_reason_after_creating_the_others() 
     assert [s.name for s in admin.created] == [topics.LIFECYCLE, topics.LIFECYCLE_DLQ]
 
 
+async def test_a_topic_the_broker_says_exists_is_reported_as_existing_not_created() -> None:
+    # The broker's topic list lags a topic created a moment ago: listed as missing, then
+    # refused by the create as already there (CI saw "created" printed for such a topic).
+    specs = wanted({})
+    admin = FakeAdmin({}, refuse={topics.COMMANDS: "exists"})
+    lines = await topics_cmd.create(admin, specs)
+    assert lines[1] == f"{topics.COMMANDS}: exists"
+    assert lines[0] == f"{topics.LIFECYCLE}: created (12 partitions, replication factor 1)"
+
+
 async def test_describe_shows_lag_per_group_and_flags_missing_topics() -> None:
     specs = wanted({})
     admin = FakeAdmin({s.name: state_of(s) for s in specs[:2]})

@@ -33,11 +33,15 @@ async def create(admin: Admin, specs: Sequence[TopicSpec]) -> list[str]:
             lines.append(f"{spec.name}: exists{note}")
             continue
         outcome = results.get(spec.name, "no answer from the broker")
-        if outcome is None or outcome == "exists":  # "exists": another init won the race
+        if outcome is None:
             lines.append(
                 f"{spec.name}: created ({spec.partitions} partitions, "
                 f"replication factor {spec.replication_factor})"
             )
+        elif outcome == "exists":
+            # Another init won the race, or the broker's topic list had not caught up with a
+            # topic created a moment ago (KRaft publishes new topics to the list asynchronously).
+            lines.append(f"{spec.name}: exists")
         else:
             failed.append(f"{spec.name}: {outcome}")
     if failed:
