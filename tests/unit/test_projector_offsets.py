@@ -19,12 +19,16 @@ class FakeConsumer:
     def __init__(self, assigned: set[TopicPartition], fail_first: bool = False) -> None:
         self.assigned = assigned
         self.commits: list[dict[TopicPartition, int]] = []
+        self.seeks: list[tuple[TopicPartition, int]] = []
         self.fail_first = fail_first
         self.gate = asyncio.Event()
         self.gate.set()
 
     def assignment(self) -> set[TopicPartition]:
         return self.assigned
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         await self.gate.wait()
@@ -80,3 +84,9 @@ async def test_the_interval_holds_commits_back_but_shutdown_does_not_wait_for_it
     assert fake.commits == [{TopicPartition(T, 0): 2}]  # the others wait for the interval
     await asyncio.wait_for(offsets.flush(), 1.0)
     assert fake.commits == [{TopicPartition(T, 0): 2}, {TopicPartition(T, 0): 4}]
+
+
+async def test_seek_moves_only_partitions_still_assigned() -> None:
+    fake = FakeConsumer({TopicPartition(T, 0)})
+    _offsets(fake).seek({(T, 0): 5, (T, 1): 7})  # partition 1 was taken away meanwhile
+    assert fake.seeks == [(TopicPartition(T, 0), 5)]

@@ -1,9 +1,11 @@
-"""The pipeline with in-memory stores: a batch is folded while the one before it is written,
-offsets are committed batch by batch, and a failed write is retried or rewound, never skipped."""
+"""The pipeline with in-memory stores: a batch is folded while the one before it is written, and
+stored in PostgreSQL while the one before it goes to Redis; offsets are committed batch by batch,
+and a failed write is retried or sought back, never skipped."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -53,13 +55,30 @@ class GuardedStore(MemoryStore):
 @dataclass
 class MemoryOffsets:
     committed: list[int] = field(default_factory=list)  # last offset + 1 of each commit
-    rewound: list[int] = field(default_factory=list)
+    sought: list[dict[tuple[str, int], int]] = field(default_factory=list)
 
     async def commit(self, records: Sequence[Record]) -> None:
         self.committed.append(max(r.offset for r in records) + 1)
 
-    def rewind(self, records: Sequence[Record], skip: set[tuple[str, int]]) -> None:
-        self.rewound.append(min(r.offset for r in records))
+    def seek(self, positions: Mapping[tuple[str, int], int]) -> None:
+        self.sought.append(dict(positions))
+
+
+@dataclass
+class GatedReadModel(MemoryReadModel):
+    """Holds each publish until `gate` is set; fails the next `fail` publishes."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    fail: int = 0
+    published: list[list[str]] = field(default_factory=list)
+
+    async def publish(self, projected: Sequence[Projected]) -> None:
+        await self.gate.wait()
+        if self.fail > 0:
+            self.fail -= 1
+            raise ConnectionError("redis down")
+        self.published.append(sorted(p.state.sandbox_id for p in projected))
+        await super().publish(projected)
 
 
 def batches(*sizes: int) -> list[list[Record]]:
@@ -70,6 +89,9 @@ def batches(*sizes: int) -> list[list[Record]]:
         out.append(flat[start : start + size])
         start += size
     return out
+
+
+LIFECYCLE_0 = ("sandbox-lifecycle", 0)
 
 
 def pipeline(store: GuardedStore, rm: MemoryReadModel, attempts: int = 1) -> Pipeline:
@@ -105,19 +127,21 @@ async def test_a_failed_write_is_retried_and_the_next_batch_folded_again() -> No
     await pipe.submit(second, offsets)
     await pipe.drain()
     assert offsets.committed == [2, 4]
-    assert offsets.rewound == []
+    assert offsets.sought == []
     assert store.rows["sbx-1"][1] == 2
     assert len(store.history) == 4
 
 
-async def test_a_write_that_keeps_failing_rewinds_it_and_the_batch_fetched_after_it() -> None:
+async def test_a_write_that_keeps_failing_seeks_back_it_and_the_batch_fetched_after_it() -> None:
     store, rm, offsets = GuardedStore(fail_saves=10), MemoryReadModel(), MemoryOffsets()
     pipe = pipeline(store, rm, attempts=2)
     first, second = batches(2, 2)
     await pipe.submit(first, offsets)
     await pipe.submit(second, offsets)
     assert offsets.committed == []
-    assert offsets.rewound == [0, 2]
+    # The second batch was fetched before the seek (its records start past it): sought back to
+    # the first batch's records again, not to its own.
+    assert offsets.sought == [{LIFECYCLE_0: 0}, {LIFECYCLE_0: 0}]
     assert store.rows == {}
     # Redelivered once the stores answer again: written as if nothing happened.
     store.fail_saves = 0
@@ -151,3 +175,75 @@ async def test_pipelined_and_whole_batches_end_in_the_same_state(sizes: tuple[in
     whole = GuardedStore()
     await project_batch(batches(4)[0], whole, MemoryReadModel(), MemoryDeadLetters())
     assert store.rows["sbx-1"][0] == whole.rows["sbx-1"][0]
+
+
+async def test_the_next_batch_is_stored_while_the_one_before_goes_to_redis() -> None:
+    store, rm, offsets = GuardedStore(), GatedReadModel(), MemoryOffsets()
+    pipe = pipeline(store, rm)
+    first, second = batches(2, 2)
+    await pipe.submit(first, offsets)
+    await pipe.submit(second, offsets)
+    await asyncio.sleep(0)
+    assert store.saves == 2  # both in PostgreSQL, neither in Redis yet
+    assert offsets.committed == []
+    rm.gate.set()
+    await pipe.drain()
+    assert offsets.committed == [2, 4]
+    assert rm.docs["sbx-1"] == store.rows["sbx-1"]
+    assert rm.docs["sbx-1"][1] == 2
+
+
+async def test_redis_failing_under_a_stored_batch_redoes_it_before_the_next_is_published() -> None:
+    store, rm, offsets = GuardedStore(), GatedReadModel(fail=1), MemoryOffsets()
+    pipe = pipeline(store, rm)
+    first, second = batches(2, 2)
+    await pipe.submit(first, offsets)
+    await pipe.submit(second, offsets)
+    rm.gate.set()
+    await pipe.drain()
+    assert offsets.committed == [2, 4]
+    assert offsets.sought == []
+    # The redone first batch already finds the second one's state in PostgreSQL: Redis gets the
+    # newest state either way, and never an older one after it.
+    assert rm.docs["sbx-1"] == store.rows["sbx-1"]
+    assert rm.docs["sbx-1"][0].status is Status.PAUSED
+
+
+async def test_redis_failing_for_good_seeks_back_both_batches_then_their_redelivery_lands() -> None:
+    store, rm, offsets = GuardedStore(), GatedReadModel(fail=10), MemoryOffsets()
+    pipe = pipeline(store, rm, attempts=1)
+    first, second = batches(2, 2)
+    await pipe.submit(first, offsets)
+    await pipe.submit(second, offsets)
+    rm.gate.set()
+    await pipe.drain()
+    assert offsets.committed == []
+    assert offsets.sought == [{LIFECYCLE_0: 0}, {LIFECYCLE_0: 0}]
+    rm.fail = 0
+    for batch in (first, second):
+        await pipe.submit(batch, offsets)
+    await pipe.drain()
+    assert offsets.committed == [2, 4]
+    assert rm.docs["sbx-1"] == store.rows["sbx-1"]
+
+
+async def test_only_partitions_sought_back_refuse_batches_fetched_before_the_seek() -> None:
+    store, rm, offsets = GuardedStore(), MemoryReadModel(), MemoryOffsets()
+    pipe = pipeline(store, rm, attempts=1)
+    a, b, c = batches(2, 2, 2)
+    other = [Record("sandbox-lifecycle", 1, 40 + i, r.value) for i, r in enumerate(c)]
+    store.fail_saves = 10
+    await pipe.submit(a, offsets)  # partition 0 sought back to 0
+    await pipe.drain()
+    store.fail_saves = 0
+    await pipe.submit(other, offsets)  # partition 1 only: written
+    await pipe.submit(b, offsets)  # partition 0 past 0: fetched before the seek, refused
+    await pipe.drain()
+    assert offsets.committed == [42]
+    assert offsets.sought == [{LIFECYCLE_0: 0}, {LIFECYCLE_0: 0}]
+    await pipe.submit(a, offsets)  # from where partition 0 was sought to: written
+    await pipe.submit(b, offsets)
+    await pipe.drain()
+    assert offsets.committed == [42, 2, 4]
+    assert len(store.history) == 6
+    assert rm.docs["sbx-1"] == store.rows["sbx-1"]

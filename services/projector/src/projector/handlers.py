@@ -149,16 +149,18 @@ async def project_batch(
     return folded.outcome
 
 
-async def write_folded(
-    folded: Folded, store: StateStore, read_model: ReadModel, dead_letters: DeadLetters
-) -> None:
-    """`project_batch` for a batch folded beforehand (see pipeline.py): the same writes in the
-    same order; the revision guard refuses it if a state it was folded onto was not the one
-    PostgreSQL holds."""
+async def store_folded(folded: Folded, store: StateStore, dead_letters: DeadLetters) -> None:
+    """The first half of `project_batch` for a batch folded beforehand (see pipeline.py): dead
+    letters, then PostgreSQL. The revision guard refuses it if a state it was folded onto was not
+    the one PostgreSQL holds."""
     for p in folded.poison:
         await dead_letters.send(p)
     async with store.transaction() as tx:
         await tx.save(folded.changed, folded.facts, folded.offsets)
+
+
+async def publish_folded(folded: Folded, read_model: ReadModel) -> None:
+    """The second half: Redis, once PostgreSQL holds the batch."""
     await read_model.publish([*folded.changed, *folded.touched])
 
 

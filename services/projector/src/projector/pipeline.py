@@ -1,22 +1,29 @@
-"""Folds batch N+1 while batch N is written: Python and PostgreSQL work at the same time.
+"""Three batches at once: batch N+2 is folded while N+1 is written to PostgreSQL and N to Redis.
 
 Each batch is still written as one PostgreSQL transaction (states, history, offsets), then to
 Redis, and only then are its own offsets committed to Kafka, batch after batch in order. What
-overlaps is the fold of the next batch (parse, evolve, rows) with those writes. It is folded
-onto the states the batch in flight will leave (`pending`): if that batch is then not written
-as folded, the next one is folded again from what PostgreSQL holds.
+overlaps:
+- the fold of the next batch (parse, evolve, rows), onto the states the batch before it will
+  leave (`pending`);
+- a batch's PostgreSQL write, which starts once the batch before it is in PostgreSQL, with that
+  batch's Redis write.
+Measured with bench/projector_throughput.py, the Redis write was a third of a batch's write time,
+and the next batch's PostgreSQL write waited for it.
 
-A write that fails is retried by the batch-at-a-time path (`retry`: backoff, record by record,
-dead letters). If that gives up too, the partitions are sought back to the failed batch, and a
-batch fetched meanwhile is sought back as well: nothing is committed past an unwritten record.
+If a batch is not stored as folded, the next one is folded again from what PostgreSQL holds: it
+goes through the batch-at-a-time path (`retry`: backoff, record by record, dead letters), after
+everything before it is done. If that path gives up too, the batch's partitions are sought back
+to it. A batch fetched before such a seek then comes through with records past the position
+sought to: it is refused and its partitions sought back as well, and the records come again. So
+nothing is committed past an unwritten record, and nothing fetched after a seek is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from projector.domain import SandboxState
@@ -28,17 +35,14 @@ from projector.handlers import (
     StateStore,
     fold_batch,
     parse,
-    write_folded,
+    publish_folded,
+    store_folded,
 )
 from sandbox_common.dead_letters import Record
 
 log = logging.getLogger(__name__)
 
-
-class Written(enum.Enum):
-    AS_FOLDED = "as folded"
-    REDONE = "redone"  # written by the retry path: its states may differ from the fold's
-    FAILED = "failed"  # not written; its partitions were sought back
+Partition = tuple[str, int]
 
 
 class StateReader(Protocol):
@@ -50,7 +54,15 @@ class Offsets(Protocol):
 
     async def commit(self, records: Sequence[Record]) -> None: ...
 
-    def rewind(self, records: Sequence[Record], skip: set[tuple[str, int]]) -> None: ...
+    def seek(self, positions: Mapping[Partition, int]) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Write:
+    task: asyncio.Task[None]
+    # True once the batch is in PostgreSQL as folded; False if it is not (the task then writes it
+    # the batch-at-a-time way, or seeks it back).
+    stored: asyncio.Future[bool]
 
 
 class Pipeline:
@@ -69,15 +81,14 @@ class Pipeline:
         self._dead_letters = dead_letters
         self._retry = retry
         self._observe = observe
-        self._inflight: asyncio.Task[Written] | None = None
+        self._inflight: _Write | None = None
         self._pending: dict[str, tuple[SandboxState, int]] = {}
-        # Bumped when a failed batch's partitions are sought back; with the partitions it rewound.
-        self._epoch = 0
-        self._rewound: set[tuple[str, int]] = set()
+        # Partitions sought back, and to where: until their records come from there again, a
+        # batch with later records on them was fetched before the seek.
+        self._sought: dict[Partition, int] = {}
 
     async def submit(self, records: Sequence[Record], offsets: Offsets) -> None:
-        """Returns once the batch before this one is written and this one's write started."""
-        epoch = self._epoch
+        """Returns once the batch before this one is in PostgreSQL and this one's write started."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
@@ -85,31 +96,27 @@ class Pipeline:
         except Exception:  # reading states failed: the batch-at-a-time path retries it
             log.warning("folding ahead failed; projecting the batch on its own", exc_info=True)
             folded = None
-        before = await self.drain()
-        if self._epoch != epoch:
-            # A batch before this one failed after this one was fetched: fetch it again later.
-            offsets.rewind(records, skip=self._rewound)
+        before = self._inflight
+        if folded is not None and (before is None or await asyncio.shield(before.stored)):
+            self._start(folded, records, offsets, started, before)
             return
-        if folded is None or before in (Written.REDONE, Written.FAILED):
-            self._pending = {}
-            try:
-                await self._retry(records)
-            except BaseException:
-                offsets.rewind(records, skip=set())
-                raise
-            await offsets.commit(records)
+        await self.drain()
+        if not self._admit(records, offsets):
             return
-        self._pending = folded.states()
-        self._inflight = asyncio.create_task(
-            self._write(folded, records, offsets, started), name="projector-write"
-        )
-
-    async def drain(self) -> Written | None:
-        """Waits for the batch in flight (also on shutdown, so its offsets get committed)."""
-        if self._inflight is None:
-            return None
+        self._pending = {}  # written the batch-at-a-time way: the next one reads its states
         try:
-            return await self._inflight
+            await self._retry(records)
+        except BaseException:
+            self._refuse(records, offsets)
+            raise
+        await offsets.commit(records)
+
+    async def drain(self) -> None:
+        """Waits for the batches in flight (also on shutdown, so their offsets get committed)."""
+        if self._inflight is None:
+            return
+        try:
+            await self._inflight.task
         finally:
             self._inflight = None
 
@@ -120,24 +127,88 @@ class Pipeline:
         current.update(await self._reader.states([sid for sid in ids if sid not in current]))
         return fold_batch(records, facts, poison, current)
 
+    def _start(
+        self,
+        folded: Folded,
+        records: Sequence[Record],
+        offsets: Offsets,
+        started: float,
+        before: _Write | None,
+    ) -> None:
+        self._pending = folded.states()
+        stored: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(
+            self._write(folded, records, offsets, started, before, stored), name="projector-write"
+        )
+        # Cancelled before it ran: the next batch must not wait for it forever.
+        task.add_done_callback(lambda _: stored.done() or stored.set_result(False))
+        self._inflight = _Write(task, stored)
+
     async def _write(
-        self, folded: Folded, records: Sequence[Record], offsets: Offsets, started: float
-    ) -> Written:
-        written = Written.AS_FOLDED
+        self,
+        folded: Folded,
+        records: Sequence[Record],
+        offsets: Offsets,
+        started: float,
+        before: _Write | None,
+        stored: asyncio.Future[bool],
+    ) -> None:
         try:
-            await write_folded(folded, self._store, self._read_model, self._dead_letters)
-            self._observe(folded.outcome, records, asyncio.get_running_loop().time() - started)
+            await store_folded(folded, self._store, self._dead_letters)
+            stored.set_result(True)
         except Exception:
-            log.warning("writing a folded batch failed; retrying it on its own", exc_info=True)
+            log.warning("storing a folded batch failed; retrying it on its own", exc_info=True)
             self._pending = {}
+            stored.set_result(False)
+        finally:
+            if not stored.done():  # cancelled while storing
+                stored.set_result(False)
+        if before is not None:
+            await before.task  # Redis and the offset commits stay in batch order
+        if not self._admit(records, offsets):
+            return
+        if stored.result():
             try:
-                await self._retry(records)
+                await publish_folded(folded, self._read_model)
             except Exception:
-                log.exception("projection failed; rewinding the batch")
-                self._epoch += 1
-                self._rewound = {(r.topic, r.partition) for r in records}
-                offsets.rewind(records, skip=set())
-                return Written.FAILED
-            written = Written.REDONE
+                log.warning(
+                    "publishing a stored batch failed; retrying it on its own", exc_info=True
+                )
+            else:
+                self._observe(folded.outcome, records, asyncio.get_running_loop().time() - started)
+                await offsets.commit(records)
+                return
+        try:
+            await self._retry(records)
+        except Exception:
+            log.exception("projection failed; seeking the batch back")
+            self._refuse(records, offsets)
+            return
         await offsets.commit(records)
-        return written
+
+    def _admit(self, records: Sequence[Record], offsets: Offsets) -> bool:
+        """Whether the batch may be written and committed: called once every batch before it is
+        done. A batch fetched before one of its partitions was sought back is refused."""
+        firsts = _firsts(records)
+        if any(first > self._sought[p] for p, first in firsts.items() if p in self._sought):
+            self._refuse(records, offsets)
+            return False
+        for p in firsts:
+            self._sought.pop(p, None)  # its records come from where it was sought to again
+        return True
+
+    def _refuse(self, records: Sequence[Record], offsets: Offsets) -> None:
+        """Seeks the batch's partitions back to its first records, or to where they were sought
+        to before if that is earlier; nothing of it is committed."""
+        for p, first in _firsts(records).items():
+            self._sought[p] = min(first, self._sought.get(p, first))
+        offsets.seek({p: self._sought[p] for p in _firsts(records)})
+
+
+def _firsts(records: Sequence[Record]) -> dict[Partition, int]:
+    firsts: dict[Partition, int] = {}
+    for r in records:
+        p = (r.topic, r.partition)
+        if r.offset < firsts.get(p, r.offset + 1):
+            firsts[p] = r.offset
+    return firsts

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -74,13 +74,10 @@ class ConsumerOffsets:
         finally:
             self._committing = None
 
-    def rewind(self, records: Sequence[Record], skip: set[tuple[str, int]]) -> None:
-        """Seek each partition of `records` (but those in `skip`) back to its first record."""
-        earliest: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            earliest[tp] = min(earliest.get(tp, r.offset), r.offset)
+    def seek(self, positions: Mapping[tuple[str, int], int]) -> None:
+        """Seek each of these partitions (those still assigned) back to its offset."""
         assigned = self.consumer.assignment()
-        for tp, offset in earliest.items():
-            if (tp.topic, tp.partition) not in skip and tp in assigned:
+        for (topic, partition), offset in positions.items():
+            tp = TopicPartition(topic, partition)
+            if tp in assigned:
                 self.consumer.seek(tp, offset)

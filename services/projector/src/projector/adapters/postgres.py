@@ -212,7 +212,9 @@ class PostgresTransaction:
         )
 
     async def _upsert_states(self, changed: Sequence[Projected]) -> None:
-        rows = [state_row(p.state, p.revision) for p in changed]
+        # In id order, as `load` locks them: a batch retried alongside the next one's write
+        # (see pipeline.py) then waits for it instead of deadlocking with it.
+        rows = sorted(state_row(p.state, p.revision) for p in changed)
         cols = _columns(rows, 12)
         # The revision guard turns a lost update during a rebalance overlap into a retry: a row
         # it refuses is not counted in the status ("INSERT 0 <rows written>").
