@@ -26,6 +26,7 @@ from bench import replay as replay_bench
 from bench.loadgen import Report, Target, attack
 from bench.projector_throughput import ProjectorResult, live_projector_caught_up, measure
 from bench.webhooks import signed_webhook
+from sandbox_common.idle import IDLE_OVERRIDE_KEY
 from sandbox_common.settings import Settings
 from status_api.auth import mint
 
@@ -100,8 +101,15 @@ def seed_sandboxes(settings: Settings, count: int) -> list[str]:
     ingest = f"http://127.0.0.1:{settings.ingest_port}/api/webhooks/e2b"
     with httpx.Client(timeout=10) as client:
         for project in projects:
+            # Idle for an hour before a pause: with the default three minutes, the enforcer
+            # paused all of them in the middle of the status-api measurements, and status-api
+            # warned about each first (work the system does, but not the work measured).
             body, headers = signed_webhook(
-                settings, "sandbox.lifecycle.created", f"sbx-{project}", project
+                settings,
+                "sandbox.lifecycle.created",
+                f"sbx-{project}",
+                project,
+                metadata={IDLE_OVERRIDE_KEY: "3600"},
             )
             client.post(ingest, content=body, headers=headers).raise_for_status()
         # Every one, not just the last: partitions progress independently, and a measurement
@@ -411,6 +419,7 @@ def main() -> None:
         sse_clients.measure(settings, projects, sse_clients.status_api_pid(RUN_DIR))
     ).lines()
     print("\n".join(sse))
+    retire(settings, [f"sbx-{p}" for p in projects])
     asyncio.run(live_projector_caught_up())
     measured = asyncio.run(freshness.measure(settings, rate=1000, seconds=SECONDS))
     retire(settings, measured.sandbox_ids)

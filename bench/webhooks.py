@@ -24,15 +24,17 @@ def signed_webhook(
     project_id: str,
     timestamp: datetime | None = None,
     extra_data: dict[str, Any] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> tuple[bytes, dict[str, str]]:
-    """A v2 webhook body with a new event id, and the headers that sign it."""
+    """A v2 webhook body with a new event id, and the headers that sign it; `metadata` adds to
+    the project id's key."""
     body = json.dumps(
         e2b.build_webhook(
             event_id=str(uuid.uuid4()),
             event_type=event_type,
             sandbox_id=sandbox_id,
             timestamp=timestamp or datetime.now(UTC),
-            metadata={settings.project_metadata_key: project_id},
+            metadata={settings.project_metadata_key: project_id, **(metadata or {})},
             extra_data=extra_data,
         )
     ).encode()
