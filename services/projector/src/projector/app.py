@@ -69,6 +69,13 @@ def build_app(settings: Settings) -> AsgiFastStream:
         # `fetch_max_bytes` per fetch.
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=32 * 1024 * 1024,
+        # Without a backlog, a fetch that returned whatever was there gave batches of about
+        # ten facts at 3,000 webhooks/s, each its own transaction: the broker now waits up to
+        # 10 ms for 64 KiB. At 3,000 webhooks/s that cut the projector's CPU per webhook from 125
+        # to 77 us, PostgreSQL's from 84 to 54 and Kafka's from 70 to 54; freshness at 1,000/s
+        # did not move (p50 12 ms, p99 39 ms).
+        fetch_min_bytes=64 * 1024,
+        fetch_max_wait_ms=10,
         auto_offset_reset="earliest",
         # The pipeline commits each batch's own offsets after both stores are written (the
         # consumer's position is already past the next batch), and rewinds on an error.

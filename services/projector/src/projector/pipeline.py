@@ -140,8 +140,7 @@ class Pipeline:
         task = asyncio.create_task(
             self._write(folded, records, offsets, started, before, stored), name="projector-write"
         )
-        # Cancelled before it ran: the next batch must not wait for it forever.
-        task.add_done_callback(lambda _: stored.done() or stored.set_result(False))
+        task.add_done_callback(lambda _: _settle(stored))
         self._inflight = _Write(task, stored)
 
     async def _write(
@@ -203,6 +202,12 @@ class Pipeline:
         for p, first in _firsts(records).items():
             self._sought[p] = min(first, self._sought.get(p, first))
         offsets.seek({p: self._sought[p] for p in _firsts(records)})
+
+
+def _settle(stored: asyncio.Future[bool]) -> None:
+    """A write task cancelled before it ran: the next batch must not wait for it forever."""
+    if not stored.done():
+        stored.set_result(False)
 
 
 def _firsts(records: Sequence[Record]) -> dict[Partition, int]:

@@ -3,8 +3,9 @@
 Markers are written only after the broker acknowledged, so a failed publish is never
 remembered as done. A small in-process LRU spares Redis the common retry-burst case; Redis
 shares the memory across replicas. The lookups of concurrent requests are coalesced into one
-MGET per event-loop turn, and markers into one pipeline per MARK_DELAY: one round trip for many
-requests instead of one each, which matters at thousands of webhooks a second. When Redis is
+MGET at a time (those that arrive while one is out go in the next), and markers into one pipeline
+per MARK_DELAY: one round trip for many requests instead of one each, which matters at thousands
+of webhooks a second. When Redis is
 down, ingest still publishes: the projector's unique event id makes a rare duplicate on the
 topic harmless.
 """
@@ -38,6 +39,7 @@ class SeenEvents:
         self._lookups: list[tuple[str, asyncio.Future[bool]]] = []
         self._marks: list[str] = []
         self._flush_scheduled = False
+        self._looking_up: asyncio.Task[None] | None = None
         self._mark_timer_armed = False
         self._in_flight: set[asyncio.Task[None]] = set()
 
@@ -68,15 +70,25 @@ class SeenEvents:
             self._track(self._write_marks(marks))
 
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
+        # While an MGET is out, lookups wait for it to come back and go out together in the next:
+        # one MGET per loop turn made batches of two or three keys at 3,000 webhooks/s, and the
+        # round trips were an eighth of ingest's CPU.
+        if not self._flush_scheduled and self._looking_up is None:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._start_flush)
 
     def _start_flush(self) -> None:
         self._flush_scheduled = False
-        lookups, self._lookups = self._lookups, []
-        if lookups:
-            self._track(self._look_up(lookups))
+        if self._lookups and self._looking_up is None:
+            self._looking_up = asyncio.create_task(self._look_up_all())
+
+    async def _look_up_all(self) -> None:
+        try:
+            while self._lookups:
+                lookups, self._lookups = self._lookups, []
+                await self._look_up(lookups)
+        finally:
+            self._looking_up = None
 
     def _track(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -117,8 +129,9 @@ class SeenEvents:
         """Waits for pending markers (shutdown)."""
         self._start_flush()
         self._flush_marks()
-        if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        pending = [*self._in_flight, *([self._looking_up] if self._looking_up else [])]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def ping(self) -> bool:
         try:
