@@ -5,7 +5,7 @@ from __future__ import annotations
 from ingest.app import build_server_app
 from ingest.fast_lane import WebhookLane
 from sandbox_common import logging as jsonlog
-from sandbox_common.serving import serve
+from sandbox_common.serving import serve, settle_heap
 from sandbox_common.settings import Settings
 
 
@@ -13,7 +13,9 @@ def create_app() -> WebhookLane:
     """Factory run inside the server's worker process: settings and logging are built there."""
     settings = Settings.from_env()
     jsonlog.configure("ingest", settings.log_level)
-    return build_server_app(settings)
+    app = build_server_app(settings)
+    settle_heap()
+    return app
 
 
 def main() -> None:

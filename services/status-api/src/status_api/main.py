@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sandbox_common import logging as jsonlog
-from sandbox_common.serving import serve
+from sandbox_common.serving import serve, settle_heap
 from sandbox_common.settings import Settings
 from status_api.app import build_server_app
 from status_api.fast_lane import FastLane
@@ -13,7 +13,9 @@ def create_app() -> FastLane:
     """Factory run inside the server's worker process: settings and logging are built there."""
     settings = Settings.from_env()
     jsonlog.configure("status-api", settings.log_level)
-    return build_server_app(settings)
+    app = build_server_app(settings)
+    settle_heap()
+    return app
 
 
 def main() -> None:
