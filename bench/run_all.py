@@ -346,9 +346,9 @@ worker, uvloop, same load generator, alternated per rate; the services run under
   alone spends roughly half a core's time per second (see the CPU table), most of it in the
   Python HTTP, asyncio, Kafka-client and Redis-client machinery around each request rather
   than in our code; the latency tail comes from each await step of a request queueing behind
-  everything else that is ready on the event loop. Removing steps (dedupe lookups are one
-  MGET per loop turn, markers are written behind) moved the median more than any CPU saving
-  did.
+  everything else that is ready on the event loop. Removing steps (dedupe lookups share one
+  MGET out at a time, markers are written behind) moved the median more than any CPU saving
+  did, and freezing the start-up heap (no full collections of it) moved the tail.
 - Run-to-run noise on this shared machine is large: the same build measured 30 to 60 ms p99
   at 2,000 webhooks/s across runs. Compare figures from one run only.
 
