@@ -71,8 +71,15 @@ async def test_a_client_resuming_with_last_event_id_gets_what_it_missed(
     async with EventStream(client, url, headers) as sse:
         (snapshot,) = await sse.wait_for("sandbox")
     assert snapshot.id is not None
-    # While disconnected: paused, then killed.
+    # While disconnected: paused, then killed. Each must reach the read model before the next is
+    # sent: two facts folded in one batch make one revision (KILLED), and one feed entry.
     await post_webhook(client, stack, webhook("paused", sandbox, project, seconds=ago(-1)))
+
+    async def paused() -> bool:
+        answer = await status_of(client, stack, project)
+        return answer.status_code == 200 and answer.json()["status"] == "PAUSED"
+
+    await eventually(paused)
     await post_webhook(client, stack, webhook("killed", sandbox, project, seconds=ago(-2)))
 
     async def gone() -> bool:
