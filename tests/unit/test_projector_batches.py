@@ -10,6 +10,7 @@ import pytest
 
 from projector.domain import SandboxState
 from projector.handlers import Poison, Positioned, Projected, project_batch
+from projector.metrics import OTHER_TYPE, fact_type_label
 from sandbox_common import envelope as env
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import FactType
@@ -122,3 +123,9 @@ def test_the_state_cache_keeps_what_was_committed_and_forgets_on_request() -> No
     off = StateCache(0)
     off.put([Projected(states[0], 1)])
     assert off.get("s0") is None
+
+
+def test_fact_types_we_do_not_know_share_one_metric_label() -> None:
+    assert fact_type_label(FactType.PAUSED) == "sandbox.lifecycle.paused"
+    assert fact_type_label("sandbox.lifecycle.checkpointed") == "sandbox.lifecycle.checkpointed"
+    assert fact_type_label("\U0001f600 made up") == OTHER_TYPE

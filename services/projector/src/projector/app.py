@@ -193,7 +193,7 @@ def _observe(outcome: BatchOutcome, records: Sequence[Record], seconds: float) -
     now = datetime.now(UTC)
     by_type = Counter(p.fact.type for p in outcome.facts)
     for fact_type, count in by_type.items():
-        metrics.FACTS.labels(type=fact_type).inc(count)
+        metrics.FACTS.labels(type=metrics.fact_type_label(fact_type)).inc(count)
     if outcome.facts:
         # One observation per batch (its oldest fact): per-fact observations cost more CPU than
         # the insight they add.

@@ -2,7 +2,20 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from sandbox_common.e2b import LifecycleType
+from sandbox_common.envelope import FactType
+
 FACTS = Counter("projector_facts_total", "Facts folded into the stores", ["type"])
+# A record written straight to the topic can carry any type: each new label value would be a new
+# series for good. Types we do not know are counted together.
+_KNOWN_TYPES = frozenset({*FactType, *LifecycleType})
+OTHER_TYPE = "other"
+
+
+def fact_type_label(fact_type: str) -> str:
+    return fact_type if fact_type in _KNOWN_TYPES else OTHER_TYPE
+
+
 POISON = Counter("projector_poison_total", "Records sent to the dead-letter topic", ["reason"])
 BATCH_SECONDS = Histogram(
     "projector_batch_seconds",
