@@ -159,9 +159,6 @@ class Pipeline:
             log.warning("storing a folded batch failed; retrying it on its own", exc_info=True)
             self._pending = {}
             stored.set_result(False)
-        finally:
-            if not stored.done():  # cancelled while storing
-                stored.set_result(False)
         if before is not None:
             await before.task  # Redis and the offset commits stay in batch order
         if not self._admit(records, offsets):
@@ -199,13 +196,15 @@ class Pipeline:
     def _refuse(self, records: Sequence[Record], offsets: Offsets) -> None:
         """Seeks the batch's partitions back to its first records, or to where they were sought
         to before if that is earlier; nothing of it is committed."""
-        for p, first in _firsts(records).items():
+        firsts = _firsts(records)
+        for p, first in firsts.items():
             self._sought[p] = min(first, self._sought.get(p, first))
-        offsets.seek({p: self._sought[p] for p in _firsts(records)})
+        offsets.seek({p: self._sought[p] for p in firsts})
 
 
 def _settle(stored: asyncio.Future[bool]) -> None:
-    """A write task cancelled before it ran: the next batch must not wait for it forever."""
+    """A write task cancelled before it said whether the batch is stored: the next batch must
+    not wait for it forever."""
     if not stored.done():
         stored.set_result(False)
 

@@ -5,9 +5,8 @@ remembered as done. A small in-process LRU spares Redis the common retry-burst c
 shares the memory across replicas. The lookups of concurrent requests are coalesced into one
 MGET at a time (those that arrive while one is out go in the next), and markers into one pipeline
 per MARK_DELAY: one round trip for many requests instead of one each, which matters at thousands
-of webhooks a second. When Redis is
-down, ingest still publishes: the projector's unique event id makes a rare duplicate on the
-topic harmless.
+of webhooks a second. When Redis is down, ingest still publishes: the projector's unique event id
+makes a rare duplicate on the topic harmless.
 """
 
 from __future__ import annotations
