@@ -11,7 +11,7 @@ import os
 import redis.asyncio as aioredis
 from litestar import Litestar, Response, get
 
-from sandbox_common import keys
+from sandbox_common.readmodel import keys
 from sandbox_common.serving import serve
 
 

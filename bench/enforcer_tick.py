@@ -22,13 +22,12 @@ from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 
-from enforcer.ticker import run_tick
-from enforcer.ticker_adapters import RedisDeadlineIndex, RedisStatusDocs
-from sandbox_common import keys
+from enforcer.ticker.tick import run_tick
 from sandbox_common import logging as jsonlog
 from sandbox_common.commands import Command
 from sandbox_common.envelope import Envelope
-from sandbox_common.readmodel import Status, StatusDoc, encode_doc
+from sandbox_common.readmodel import Status, StatusDoc, encode_doc, keys
+from sandbox_common.readmodel.reader import ReadModelReader
 
 RUNNING, DUE = 100_000, 1_000
 
@@ -37,8 +36,11 @@ class CountingPublisher:
     def __init__(self) -> None:
         self.sent = 0
 
-    async def request_pause(self, command: Command, fact: Envelope) -> None:
+    async def publish_command(self, command: Command) -> None:
         self.sent += 1
+
+    async def publish(self, fact: Envelope) -> None:
+        return None
 
 
 async def seed(client: aioredis.Redis, now: datetime) -> None:
@@ -73,15 +75,13 @@ async def measure() -> list[str]:
     now = datetime.now(UTC)
     print(f"[bench] seeding {RUNNING:,} running sandboxes ({DUE:,} due) into {url} ...")
     await seed(client, now)
-    index, docs = RedisDeadlineIndex(client), RedisStatusDocs(client)
+    model = ReadModelReader(client)
     for dry_run in (True, False):
         wall, cpu, judged = [], [], 0
         for _ in range(5):
             publisher = CountingPublisher()
             w0, c0 = time.perf_counter(), time.process_time()
-            report = await run_tick(
-                now, index, docs, publisher, batch_size=DUE * 2, dry_run=dry_run
-            )
+            report = await run_tick(now, model, publisher, batch_size=DUE * 2, dry_run=dry_run)
             wall.append((time.perf_counter() - w0) * 1000)
             cpu.append((time.process_time() - c0) * 1000)
             judged = report.would_pause if dry_run else publisher.sent

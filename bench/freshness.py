@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import httpx
 
 from bench.webhooks import WEBHOOK_PATH, Connection, build_request, signed_webhook
-from sandbox_common.settings import Settings
+from sandbox_common.settings import load
+from sandboxctl.settings import Settings
 from status_api.auth import mint
 
 _CONNECTIONS = 32
@@ -113,7 +114,7 @@ async def measure(settings: Settings, rate: int = 1000, seconds: float = 20.0) -
 if __name__ == "__main__":
     found = asyncio.run(
         measure(
-            Settings.from_env(),
+            load(Settings),
             int(sys.argv[1]) if len(sys.argv) > 1 else 1000,
             float(sys.argv[2]) if len(sys.argv) > 2 else 20.0,
         )

@@ -36,7 +36,8 @@ from projector.adapters.schema import migrate
 from sandbox_common import envelope as env
 from sandbox_common import topics
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.settings import Settings
+from sandbox_common.settings import load
+from sandboxctl.settings import Settings
 
 KINDS = [FactType.CREATED, FactType.UPDATED, FactType.PAUSED, FactType.RESUMED]
 FACTS = 200_000
@@ -219,7 +220,7 @@ async def _wait_for_live_projector(
     admin: AIOKafkaAdminClient, end: dict[TopicPartition, int]
 ) -> None:
     """The live projector folds the same facts: let it finish first, so it does not compete."""
-    live = Settings.from_env().projector_group_id
+    live = load(Settings).projector_group_id
     deadline = time.monotonic() + _LIVE_WAIT_SECONDS
     while time.monotonic() < deadline:
         done = await committed(admin, live)

@@ -26,8 +26,9 @@ from bench import replay as replay_bench
 from bench.loadgen import Report, Target, attack
 from bench.projector_throughput import ProjectorResult, live_projector_caught_up, measure
 from bench.webhooks import signed_webhook
-from sandbox_common.idle import IDLE_OVERRIDE_KEY
-from sandbox_common.settings import Settings
+from sandbox_common.readmodel import IDLE_OVERRIDE_KEY
+from sandbox_common.settings import load
+from sandboxctl.settings import Settings
 from status_api.auth import mint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -408,7 +409,8 @@ def _generator_cost(results: dict[str, Report]) -> str:
 
 
 def main() -> None:
-    settings = Settings.from_env().require("e2b_webhook_secret", "status_api_jwt_secret")
+    settings = load(Settings)
+    settings.require("e2b_webhook_secret", "status_api_jwt_secret")
     print(f"[bench] machine: {machine()}")
     print(f"[bench] {SECONDS:.0f} s per measurement; everything co-located on this machine")
     projects = seed_sandboxes(settings, 1000)

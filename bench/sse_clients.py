@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 
 from bench.webhooks import signed_webhook
-from sandbox_common.settings import Settings
+from sandbox_common.settings import load
+from sandboxctl.settings import Settings
 from status_api.auth import mint
 
 
@@ -141,6 +142,6 @@ def status_api_pid(run_dir: Path) -> int:
 if __name__ == "__main__":  # a quick look on its own: python -m bench.sse_clients
     from bench.run_all import RUN_DIR, seed_sandboxes
 
-    s = Settings.from_env()
+    s = load(Settings)
     found = asyncio.run(measure(s, seed_sandboxes(s, 1000), status_api_pid(RUN_DIR)))
     print("\n".join(found.lines()))

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sandbox_common import e2b
-from sandbox_common.settings import Settings
+from sandboxctl.settings import Settings
 
 WEBHOOK_PATH = "/api/webhooks/e2b"
 

@@ -6,15 +6,17 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# name:port:console-script (the health endpoint of each answers on that port)
+# name:port:console-script:secrets (the health endpoint of each answers on that port; each is
+# given only the secrets named, as the Helm chart does)
 SERVICES=(
-  "e2b-sim:${E2B_SIM_PORT:-8090}:e2b-sim"
-  "projector:${PROJECTOR_PORT:-8082}:sandbox-projector"
-  "ingest:${INGEST_PORT:-8080}:sandbox-ingest"
-  "status-api:${STATUS_API_PORT:-8081}:sandbox-status-api"
-  "enforcer:${ENFORCER_PORT:-8083}:sandbox-enforcer"
-  "actuator:${ACTUATOR_PORT:-8084}:sandbox-actuator"
+  "e2b-sim:${E2B_SIM_PORT:-8090}:e2b-sim:E2B_SIM_API_KEY"
+  "projector:${PROJECTOR_PORT:-8082}:sandbox-projector:"
+  "ingest:${INGEST_PORT:-8080}:sandbox-ingest:E2B_WEBHOOK_SECRET"
+  "status-api:${STATUS_API_PORT:-8081}:sandbox-status-api:STATUS_API_JWT_SECRET"
+  "enforcer:${ENFORCER_PORT:-8083}:sandbox-enforcer:E2B_API_KEY"
+  "actuator:${ACTUATOR_PORT:-8084}:sandbox-actuator:E2B_API_KEY"
 )
+SECRETS=(E2B_WEBHOOK_SECRET STATUS_API_JWT_SECRET E2B_API_KEY E2B_SIM_API_KEY)
 VENV_BIN="$ROOT/.venv/bin"
 
 random_secret() { head -c 48 /dev/urandom | base64 | tr -d '/+=\n' | cut -c1-"$1"; }
@@ -49,7 +51,11 @@ ensure_secrets() {
 }
 
 start_one() {
-  local name=$1 port=$2 script=$3 pidfile="$RUN_DIR/$1.pid"
+  local name=$1 port=$2 script=$3 given=$4 pidfile="$RUN_DIR/$1.pid" secret
+  local withheld=()
+  for secret in "${SECRETS[@]}"; do
+    [[ ",$given," == *",$secret,"* ]] || withheld+=(-u "$secret")
+  done
   if pid_alive "$pidfile" "$script"; then
     log "$name already running (pid $(read_pid "$pidfile"), port $port)"
     return 0
@@ -57,7 +63,7 @@ start_one() {
   local var=${name^^}
   port_open 127.0.0.1 "$port" && fail_port_taken "$name" 127.0.0.1 "$port" "${var//-/_}_PORT"
   [[ -x $VENV_BIN/$script ]] || die "$VENV_BIN/$script missing: run 'make deps' first"
-  setsid nohup "$VENV_BIN/$script" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  setsid nohup env "${withheld[@]}" "$VENV_BIN/$script" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   if ! wait_for_port 127.0.0.1 "$port" 30; then
     tail -n 30 "$LOG_DIR/$name.log" >&2
@@ -77,8 +83,8 @@ case $cmd in
     source "$STATE/secrets.env"
     export E2B_WEBHOOK_SECRET STATUS_API_JWT_SECRET E2B_SIM_API_KEY
     for entry in "${SERVICES[@]}"; do
-      IFS=: read -r name port script <<<"$entry"
-      start_one "$name" "$port" "$script"
+      IFS=: read -r name port script secrets <<<"$entry"
+      start_one "$name" "$port" "$script" "$secrets"
     done
     ;;
   stop)
@@ -90,7 +96,7 @@ case $cmd in
   status)
     rc=0
     for entry in "${SERVICES[@]}"; do
-      IFS=: read -r name port script <<<"$entry"
+      IFS=: read -r name port script _ <<<"$entry"
       if pid_alive "$RUN_DIR/$name.pid" "$script"; then
         log "$name: running (pid $(read_pid "$RUN_DIR/$name.pid"), port $port)"
       else

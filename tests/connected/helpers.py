@@ -16,7 +16,8 @@ import httpx
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from sandbox_common import e2b, keys, topics
+from sandbox_common import e2b, topics
+from sandbox_common.readmodel import keys
 from status_api.auth import mint
 from tests.connected.conftest import Stack, topic_partitions
 

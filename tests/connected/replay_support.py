@@ -20,14 +20,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from projector.adapters.postgres import STATE_COLUMNS, PostgresStore, state_from_row
 from projector.adapters.redis import RedisReadModel
 from projector.adapters.schema import migrate
-from projector.handlers import Poison, project_batch
+from projector.handlers import project_batch
 from projector.replay.kafka_source import TopicReader
 from sandbox_common import envelope as env
-from sandbox_common import keys, topics
+from sandbox_common import topics
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.readmodel import decode_doc
-from sandbox_common.settings import Settings
+from sandbox_common.readmodel import IdleRule, decode_doc, keys
+from sandbox_common.readmodel.writer import DocumentWriter
+from sandboxctl.settings import Settings
 from tests.connected.conftest import Infra
 
 SCHEMA = "replay_test"
@@ -116,7 +117,7 @@ def random_stream(rng: random.Random, sandboxes: int, facts: int) -> list[bytes]
             data["template_id"] = rng.choice(["base", "python", "node"])
         fact = Envelope(
             event_id=str(uuid.uuid4()),
-            type=kind,
+            type=FactType(kind),
             source=rng.choice(list(Source)),
             sandbox_id=sid,
             project_id=projects[sid],
@@ -151,7 +152,7 @@ async def publish(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 
 class _NoDeadLetters:
-    async def send(self, poison: Poison) -> None:
+    async def send(self, record: Record, reason: str) -> None:
         return None
 
 
@@ -164,10 +165,8 @@ async def project_live(store: ReplayStore, rng: random.Random) -> None:
     try:
         pg = PostgresStore(pool)
         read_model = RedisReadModel(
-            client,
-            s.killed_tombstone_ttl_seconds,
-            s.idle_timeout_seconds,
-            s.change_feed_max_length,
+            DocumentWriter(client, s.killed_tombstone_ttl_seconds, s.change_feed_max_length),
+            IdleRule(s.idle_timeout_seconds),
         )
         async with TopicReader(s.kafka_bootstrap_servers, store.topic) as reader:
             records: list[Record] = []

@@ -17,8 +17,8 @@ _ENTRYPOINTS = {
     "ingest": "from ingest.main import main; main()",
     "projector": "from projector.main import main; main()",
     "status-api": "from status_api.main import main; main()",
-    "enforcer": "from enforcer.ticker_app import main; main()",
-    "actuator": "from enforcer.actuator_app import main; main()",
+    "enforcer": "from enforcer.ticker.main import main; main()",
+    "actuator": "from enforcer.actuator.main import main; main()",
 }
 
 

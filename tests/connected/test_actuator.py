@@ -16,13 +16,11 @@ import redis.asyncio as aioredis
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from enforcer.actuator import RetryPolicy
-from enforcer.actuator_app import build_app
-from enforcer.actuator_bootstrap import ActuatorOptions
-from sandbox_common import commands, keys, topics
+from enforcer.actuator.app import build_app
+from enforcer.settings import ActuatorSettings
+from sandbox_common import commands, topics
 from sandbox_common.commands import Command, CommandType
-from sandbox_common.readmodel import Status, StatusDoc, encode_doc
-from sandbox_common.settings import Settings
+from sandbox_common.readmodel import Status, StatusDoc, encode_doc, keys
 from tests.connected.conftest import Infra, topic_partitions
 from tests.connected.e2b_sim_process import SimProcess, free_port
 from tests.connected.helpers import (
@@ -50,24 +48,24 @@ def sim() -> Iterator[SimProcess]:
 async def actuator(prepared: Infra, sim: SimProcess) -> AsyncIterator[str]:
     group = f"actuator-test-{uuid.uuid4().hex[:8]}"
     await _start_group_at_end(prepared.kafka, group)
-    settings = Settings(
+    settings = ActuatorSettings(
         kafka_bootstrap_servers=prepared.kafka,
         redis_url=prepared.redis_url,
         e2b_api_url=sim.url,
         e2b_api_key=KEY,
-    )
-    options = ActuatorOptions(
-        port=free_port(),
-        group_id=group,
-        workers=2,
-        retry=RetryPolicy(attempts=4, base_seconds=0.05, cap_seconds=0.2),
+        actuator_port=free_port(),
+        actuator_group_id=group,
+        actuator_workers=2,
+        actuator_max_attempts=4,
+        actuator_backoff_base_seconds=0.05,
+        actuator_backoff_cap_seconds=0.2,
     )
     config = uvicorn.Config(
-        build_app(settings, options), host="127.0.0.1", port=options.port, log_level="warning"
+        build_app(settings), host="127.0.0.1", port=settings.actuator_port, log_level="warning"
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    url = f"http://127.0.0.1:{options.port}"
+    url = f"http://127.0.0.1:{settings.actuator_port}"
 
     async def ready() -> bool:
         try:

@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 from projector.adapters.redis import RedisReadModel
 from projector.domain import SandboxState
 from projector.handlers import Projected
-from sandbox_common import keys
-from sandbox_common.readmodel import Status, decode_doc
+from sandbox_common.readmodel import IdleRule, Status, decode_doc, keys
+from sandbox_common.readmodel.writer import DocumentWriter
 from tests.connected.conftest import Stack
 from tests.connected.helpers import ago, eventually, post_webhook, status_of, unique, webhook
 
@@ -75,7 +75,8 @@ async def test_updated_event_syncs_the_timeout(client: httpx.AsyncClient, stack:
 async def test_read_model_never_goes_back_to_an_older_revision(stack: Stack) -> None:
     client = aioredis.Redis.from_url(stack.infra.redis_url)
     model = RedisReadModel(
-        client, tombstone_ttl_seconds=60, default_idle_seconds=180, change_feed_max_length=1000
+        DocumentWriter(client, tombstone_ttl_seconds=60, change_feed_max_length=1000),
+        IdleRule(180),
     )
     sandbox = unique("sbx")
     now = datetime.now(UTC)
@@ -102,7 +103,8 @@ async def test_an_empty_project_id_never_overwrites_the_document(stack: Stack) -
     projector retried that batch for ever."""
     client = aioredis.Redis.from_url(stack.infra.redis_url)
     model = RedisReadModel(
-        client, tombstone_ttl_seconds=60, default_idle_seconds=180, change_feed_max_length=1000
+        DocumentWriter(client, tombstone_ttl_seconds=60, change_feed_max_length=1000),
+        IdleRule(180),
     )
     sandbox = unique("sbx")
     now = datetime.now(UTC)

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from sandbox_common import dead_letters, topics
-from sandbox_common.settings import Settings
 from sandboxctl.dlq import redrive
+from sandboxctl.settings import Settings
 from tests.connected.conftest import Stack, start_group_at_end
 from tests.connected.helpers import (
     end_offsets,

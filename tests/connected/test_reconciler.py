@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from enforcer.reconciler_app import reconcile_once
+from enforcer.reconciler.loop import reconcile_once
 from sandbox_common import e2b
-from sandbox_common.settings import Settings
+from sandboxctl.settings import Settings
 from tests.connected.conftest import Stack
 from tests.connected.e2b_sim_process import SimProcess
 from tests.connected.helpers import eventually, status_of, unique

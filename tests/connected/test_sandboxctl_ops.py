@@ -12,7 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
-from sandbox_common import keys, topics
+from sandbox_common import topics
+from sandbox_common.readmodel import keys
 from sandboxctl import topics_cmd
 from sandboxctl.kafka_admin import KafkaAdmin
 from sandboxctl.topic_specs import TopicSpec

@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from sandbox_common.settings import Settings
+from sandboxctl.settings import Settings
 
 CHART = Path(__file__).parents[2] / "deploy" / "helm" / "e2b-lifecycle"
 VALUES = sorted((CHART / "ci").glob("*.yaml"))

@@ -22,11 +22,10 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from projector.adapters.postgres import _COLUMNS, state_from_row
-from projector.adapters.redis import _TRANSITIONAL, to_doc
 from projector.domain import SandboxState, evolve
-from sandbox_common import keys, topics
+from sandbox_common import topics
 from sandbox_common.envelope import decode
-from sandbox_common.readmodel import decode_doc
+from sandbox_common.readmodel import TRANSITIONAL, IdleRule, decode_doc, keys, to_doc
 
 
 @dataclass
@@ -129,7 +128,7 @@ async def compare_redis(redis_url: str, snap: Snapshot, default_idle_seconds: in
     for i, sid in enumerate(ids):
         stored, deadline, since = answers[3 * i : 3 * i + 3]
         state, revision = snap.states[sid]
-        want = to_doc(state, revision, now, default_idle_seconds)
+        want = to_doc(state, revision, now, IdleRule(default_idle_seconds))
         if want is None:
             if stored:
                 problems.append(f"redis {sid}: a document for a sandbox of unknown status")
@@ -146,7 +145,7 @@ async def compare_redis(redis_url: str, snap: Snapshot, default_idle_seconds: in
         want_deadline = want.idle_deadline_at.timestamp() if want.idle_deadline_at else None
         if not _same_time(deadline, want_deadline):
             problems.append(f"redis {sid}: idle deadline {deadline} != {want_deadline}")
-        changed = want.status_changed_at if want.status in _TRANSITIONAL else None
+        changed = want.status_changed_at if want.status in TRANSITIONAL else None
         if not _same_time(since, changed.timestamp() if changed else None):
             problems.append(f"redis {sid}: transitional since {since} != {changed}")
     return problems[:10]

@@ -9,9 +9,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from enforcer.actuator import Actuator, RetryPolicy
-from enforcer.actuator_adapters import ReadModelIncompleteError, RedisStatusReader
-from enforcer.e2b_client import (
+from enforcer.actuator.carry_out import Actuator, RetryPolicy
+from enforcer.domain.outcomes import (
     PauseOutcome,
     PauseResult,
     ResumeOutcome,
@@ -21,11 +20,12 @@ from enforcer.e2b_client import (
     classify_connect,
     classify_pause,
 )
-from sandbox_common import commands, keys
+from sandbox_common import commands
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.readmodel import Status, StatusDoc
+from sandbox_common.readmodel import Status, StatusDoc, keys
+from sandbox_common.readmodel.reader import ReadModelMissingError, ReadModelReader
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=5)
@@ -70,7 +70,7 @@ class Fakes:
     )
     timeout_calls: list[int] = field(default_factory=list)
 
-    async def status_of(self, sandbox_id: str) -> StatusDoc | None:
+    async def by_sandbox(self, sandbox_id: str) -> StatusDoc | None:
         self.reads += 1
         return self.docs[min(self.reads, len(self.docs)) - 1]
 
@@ -368,43 +368,26 @@ async def test_keep_alive_moves_e2b_timeout_and_records_the_new_end(
         assert fakes.facts[0].data["set_timeout"] == (NOW + timedelta(seconds=600)).isoformat()
 
 
-class FakePipeline:
-    def __init__(self, data: dict[str, Any]) -> None:
-        self._data, self._reads = data, list[Any]()
-
-    async def __aenter__(self) -> FakePipeline:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    def hget(self, key: str, field: str) -> None:
-        self._reads.append((self._data.get(key) or {}).get(field))
-
-    def get(self, key: str) -> None:
-        self._reads.append(self._data.get(key))
-
-    def exists(self, key: str) -> None:
-        self._reads.append(int(key in self._data))
-
-    async def execute(self) -> list[Any]:
-        return self._reads
-
-
 class FakeRedis:
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
 
-    def pipeline(self, transaction: bool) -> FakePipeline:
-        return FakePipeline(self.data)
+    def register_script(self, script: str) -> None:
+        return None
+
+    async def hget(self, key: str, field: str) -> Any:
+        return (self.data.get(key) or {}).get(field)
+
+    async def exists(self, key: str) -> int:
+        return int(key in self.data)
 
 
 async def test_a_missing_document_is_no_answer_while_redis_is_rebuilt() -> None:
     # Redis restarted empty: until the projector has put the read model back (its mark), a
     # missing document must not drop the command as "sandbox gone".
     redis: Any = FakeRedis({})
-    reader = RedisStatusReader(redis)
-    with pytest.raises(ReadModelIncompleteError):
-        await reader.status_of("sbx-1")
+    reader = ReadModelReader(redis)
+    with pytest.raises(ReadModelMissingError):
+        await reader.by_sandbox("sbx-1")
     redis.data[keys.READ_MODEL_MARKER] = b'{"by": "projector"}'
-    assert await reader.status_of("sbx-1") is None  # complete: really unknown
+    assert await reader.by_sandbox("sbx-1") is None  # complete: really unknown

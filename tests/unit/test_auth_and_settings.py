@@ -5,7 +5,8 @@ import time
 import jwt
 import pytest
 
-from sandbox_common.settings import Settings, SettingsError
+from sandbox_common.settings import SettingsError, load
+from sandboxctl.settings import Settings
 from status_api.auth import AuthError, TokenVerifier, mint
 
 SECRET = "s" * 32
@@ -69,7 +70,7 @@ def test_unusable_tokens_are_refused(header: str | None) -> None:
 
 
 def test_settings_from_env_with_defaults_and_overrides() -> None:
-    s = Settings.from_env({"IDLE_TIMEOUT_SECONDS": "60", "PROJECT_METADATA_KEY": "pid"})
+    s = load(Settings, {"IDLE_TIMEOUT_SECONDS": "60", "PROJECT_METADATA_KEY": "pid"})
     assert s.idle_timeout_seconds == 60
     assert s.project_metadata_key == "pid"
     assert s.enforcer_schedule == "*/2 * * * *"
@@ -78,24 +79,25 @@ def test_settings_from_env_with_defaults_and_overrides() -> None:
 
 def test_bad_number_names_the_variable() -> None:
     with pytest.raises(SettingsError, match="IDLE_TIMEOUT_SECONDS"):
-        Settings.from_env({"IDLE_TIMEOUT_SECONDS": "three"})
+        load(Settings, {"IDLE_TIMEOUT_SECONDS": "three"})
 
 
 def test_secrets_never_in_repr() -> None:
-    s = Settings.from_env(
+    s = load(
+        Settings,
         {
             "E2B_WEBHOOK_SECRET": "hush-1",
             "STATUS_API_JWT_SECRET": "hush-2",
             "E2B_API_KEY": "hush-3",
             "DATABASE_URL": "postgresql://u:hush-4@h/db",
-        }
+        },
     )
     assert not any(secret in repr(s) for secret in ("hush-1", "hush-2", "hush-3", "hush-4"))
 
 
 def test_require_names_missing_settings() -> None:
     with pytest.raises(SettingsError, match="E2B_WEBHOOK_SECRET"):
-        Settings.from_env({}).require("e2b_webhook_secret")
+        load(Settings, {}).require("e2b_webhook_secret")
 
 
 def test_cached_token_is_refused_once_expired() -> None:

@@ -1,4 +1,5 @@
-"""The E2B client over a fake HTTP transport, and the token bucket with a fake clock."""
+"""The E2B client over a fake HTTP transport (with the actuator's reading of its answers), and
+the token bucket with a fake clock."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import asyncio
 import httpx
 import pytest
 
-from enforcer.e2b_client import E2BClient, PauseOutcome
-from enforcer.rate_limit import TokenBucket
+from enforcer.actuator.e2b import E2BSandboxControl
+from enforcer.domain.outcomes import PauseOutcome
+from sandbox_common.e2b_api.client import E2BApi
+from sandbox_common.e2b_api.pacing import TokenBucket
 
 
-def client(handler: httpx.MockTransport) -> E2BClient:
-    return E2BClient("http://e2b.test/", "key-1", timeout_seconds=1.0, transport=handler)
+def client(handler: httpx.MockTransport) -> E2BApi:
+    return E2BApi("http://e2b.test/", "key-1", timeout_seconds=1.0, transport=handler)
 
 
 @pytest.mark.parametrize(
@@ -41,7 +44,7 @@ async def test_pause_sends_the_key_and_maps_the_answer(
 
     e2b = client(httpx.MockTransport(answer))
     try:
-        result = await e2b.pause("sbx/1")
+        result = await E2BSandboxControl(e2b).pause("sbx/1")
     finally:
         await e2b.aclose()
     assert (result.outcome, result.status) == (outcome, status)
@@ -57,7 +60,7 @@ async def test_timeouts_and_connection_errors_are_retryable_without_a_status() -
 
     e2b = client(httpx.MockTransport(fail))
     try:
-        result = await e2b.pause("sbx-1")
+        result = await E2BSandboxControl(e2b).pause("sbx-1")
     finally:
         await e2b.aclose()
     assert (result.outcome, result.status) == (PauseOutcome.RETRYABLE, None)
@@ -90,11 +93,11 @@ async def test_concurrency_is_capped() -> None:
         in_flight -= 1
         return httpx.Response(204)
 
-    e2b = E2BClient(
+    e2b = E2BApi(
         "http://e2b.test",
         "k",
         max_concurrency=3,
-        limiter=TokenBucket(1000.0, 1000),
+        pace=TokenBucket(1000.0, 1000),
         transport=httpx.MockTransport(answer),
     )
     try:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from enforcer.repair import repair_fact, repair_stuck
+from enforcer.ticker.repair import repair_fact, repair_stuck
 from sandbox_common.envelope import Envelope, FactType, Source
 from sandbox_common.readmodel import Status, StatusDoc
 
@@ -69,10 +69,10 @@ class Memory:
             if d.status_changed_at and d.status_changed_at <= cutoff
         ][:limit]
 
-    async def get_many(self, ids: Sequence[str]) -> dict[str, StatusDoc]:
+    async def by_id(self, ids: Sequence[str]) -> dict[str, StatusDoc]:
         return {i: self.docs[i] for i in ids}
 
-    async def publish_fact(self, fact: Envelope) -> None:
+    async def publish(self, fact: Envelope) -> None:
         self.published.append(fact)
 
 
@@ -84,8 +84,6 @@ async def test_repair_publishes_one_fact_per_stuck_sandbox() -> None:
             "c": doc(Status.PAUSING, NOW - timedelta(seconds=5), "c"),
         }
     )
-    repaired = await repair_stuck(
-        NOW, mem, mem, mem, stuck_after=timedelta(minutes=5), batch_size=100
-    )
+    repaired = await repair_stuck(NOW, mem, mem, stuck_after=timedelta(minutes=5), batch_size=100)
     assert repaired == 2
     assert sorted(f.sandbox_id for f in mem.published) == ["a", "b"]

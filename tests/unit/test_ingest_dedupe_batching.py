@@ -9,7 +9,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 
 from ingest.adapters.dedupe import SeenEvents
-from sandbox_common import keys
+from sandbox_common.readmodel import keys
 
 
 class SlowRedis:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from projector.domain import SandboxState, evolve, fold
-from sandbox_common.envelope import Envelope, FactType
+from sandbox_common.envelope import Envelope, FactType, Source
 from sandbox_common.readmodel import Status
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -28,8 +28,8 @@ def fact(
         payload.setdefault("metadata", {"projectId": project})
     return Envelope(
         event_id=event_id or f"{kind}-{seconds}",
-        type=str(kind),
-        source="e2b-webhook",
+        type=FactType(kind),
+        source=Source.E2B_WEBHOOK,
         sandbox_id="sbx-1",
         project_id=project,
         team_id="team-1",

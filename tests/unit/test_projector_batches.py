@@ -60,8 +60,8 @@ class MemoryReadModel:
 class MemoryDeadLetters:
     sent: list[Poison] = field(default_factory=list)
 
-    async def send(self, poison: Poison) -> None:
-        self.sent.append(poison)
+    async def send(self, record: Record, reason: str) -> None:
+        self.sent.append(Poison(record, reason))
 
 
 def records(*facts: env.Envelope | bytes) -> list[Record]:

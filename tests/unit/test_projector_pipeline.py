@@ -94,17 +94,26 @@ def batches(*sizes: int) -> list[list[Record]]:
 LIFECYCLE_0 = ("sandbox-lifecycle", 0)
 
 
-def pipeline(store: GuardedStore, rm: MemoryReadModel, attempts: int = 1) -> Pipeline:
-    async def retry(recs: Sequence[Record]) -> None:
-        for attempt in range(attempts):
+@dataclass
+class Retry:
+    """The batch-at-a-time path, without backoff."""
+
+    store: GuardedStore
+    rm: MemoryReadModel
+    attempts: int
+
+    async def project(self, recs: Sequence[Record]) -> None:
+        for attempt in range(self.attempts):
             try:
-                await project_batch(recs, store, rm, MemoryDeadLetters())
+                await project_batch(recs, self.store, self.rm, MemoryDeadLetters())
                 return
             except ConnectionError:
-                if attempt == attempts - 1:
+                if attempt == self.attempts - 1:
                     raise
 
-    return Pipeline(store, store, rm, MemoryDeadLetters(), retry, lambda *_: None)
+
+def pipeline(store: GuardedStore, rm: MemoryReadModel, attempts: int = 1) -> Pipeline:
+    return Pipeline(store, store, rm, MemoryDeadLetters(), Retry(store, rm, attempts))
 
 
 async def test_batches_are_written_in_order_and_committed_one_by_one() -> None:

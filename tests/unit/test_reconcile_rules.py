@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from enforcer.reconcile import Known, Upstream, missing_upstream, plan
+from enforcer.reconciler.rules import Known, Upstream, missing_upstream, plan
 from sandbox_common.envelope import FactType, Source
 from sandbox_common.readmodel import Status
 
@@ -104,8 +104,8 @@ async def test_a_sandbox_e2b_will_not_answer_for_is_left_alone_and_the_pass_goes
     for its confirming GET, and that one error ended the whole pass."""
     from datetime import UTC, datetime
 
-    from enforcer.reconcile import Known
-    from enforcer.reconciler import InventoryError, reconcile
+    from enforcer.reconciler.reconcile import InventoryError, reconcile
+    from enforcer.reconciler.rules import Known
     from sandbox_common.envelope import Envelope
     from sandbox_common.readmodel import Status
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from projector.domain import SandboxState
-from projector.handlers import Projected
 from projector.replay.fold import Rebuild
-from projector.replay.redis_shadow import pointers
 from projector.replay.verify import compare_history, compare_scores, compare_served, compare_states
 from sandbox_common import dead_letters, topics
 from sandbox_common import envelope as env
 from sandbox_common.envelope import FactType
 from sandbox_common.readmodel import Status
+from sandbox_common.readmodel.shadow import pointers
 from sandboxctl.dlq import judge
 from tests.unit.test_projection_rules import fact
 
@@ -64,11 +63,10 @@ def test_compare_history_scores_and_served() -> None:
 
 
 def test_a_project_points_at_its_newest_live_sandbox() -> None:
-    def st(sid: str, status: Status, at: int) -> Projected:
-        s = SandboxState(
+    def st(sid: str, status: Status, at: int) -> SandboxState:
+        return SandboxState(
             sid, status=status, project_id="p", last_event_at=T0 + timedelta(seconds=at)
         )
-        return Projected(s, 1)
 
     assert pointers([st("old", Status.PAUSED, 1), st("new", Status.RUNNING, 5)]) == {"p": "new"}
     assert pointers([st("old", Status.PAUSED, 1), st("dead", Status.KILLED, 9)]) == {"p": "old"}

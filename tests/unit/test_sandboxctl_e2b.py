@@ -16,8 +16,9 @@ from e2b_sim.faults import Faults
 from e2b_sim.settings import SimSettings
 from e2b_sim.sim import Sim
 from sandbox_common import e2b
+from sandbox_common.e2b_api.client import E2BApi, E2BApiError
+from sandbox_common.e2b_api.listing import ListedSandbox
 from sandboxctl import cli
-from sandboxctl.e2b_api import E2BApiError, E2BClient
 
 KEY = "unit-sim-key"
 SECRET = "whsec-unit-do-not-print"
@@ -209,24 +210,24 @@ def test_demo_fleet_creates_once_then_reuses(sim: Sim, capsys: pytest.CaptureFix
 
 async def test_client_lists_sandboxes_across_pages_with_a_metadata_filter(sim: Sim) -> None:
     transport = in_process(sim)
-    async with E2BClient("http://e2b.test", KEY, transport=transport) as api:
+    async with E2BApi("http://e2b.test", KEY, transport=transport) as api:
         for i in range(150):
             await api.create_sandbox(
                 template_id="base", timeout_seconds=60, metadata={"projectId": f"p{i % 2}"}
             )
         everything = await api.list_sandboxes()
         evens = await api.list_sandboxes(metadata={"projectId": "p0"})
-        none: list[dict[str, Any]] = await api.list_sandboxes(metadata={"projectId": "nope"})
+        none: list[ListedSandbox] = await api.list_sandboxes(metadata={"projectId": "nope"})
     assert len(everything) == 150
-    assert len({sb["sandboxID"] for sb in everything}) == 150
+    assert len({sb.sandbox_id for sb in everything}) == 150
     assert len(evens) == 75
-    assert {sb["metadata"]["projectId"] for sb in evens} == {"p0"}
+    assert {sb.metadata["projectId"] for sb in evens} == {"p0"}
     assert none == []
 
 
 async def test_client_errors_carry_e2b_message(sim: Sim) -> None:
     transport = in_process(sim)
-    async with E2BClient("http://e2b.test", KEY, transport=transport) as api:
+    async with E2BApi("http://e2b.test", KEY, transport=transport) as api:
         with pytest.raises(E2BApiError, match="E2B answered 400 to POST /events/webhooks"):
             await api.create_webhook(
                 name="x", url="http://example.com/hook", events=["x"], signature_secret=SECRET

@@ -14,13 +14,14 @@ import pytest
 from litestar.exceptions import ValidationException
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from sandbox_common import changes
 from sandbox_common.readmodel import Status, StatusDoc, encode_doc
+from sandbox_common.readmodel import feed as changes
+from sandbox_common.readmodel.feed import Warning as DueWarning
 from status_api import http_cache
 from status_api.access import Gate
 from status_api.auth import TokenVerifier, mint
 from status_api.fast_lane import FastLane
-from status_api.pause_warnings import DueWarning, PauseWarner, warning_for
+from status_api.pause_warnings import PauseWarner, warning_for
 from status_api.rate_limit import RateLimiter
 from status_api.routes.operators import decode_cursor, encode_cursor, storable
 from status_api.routes.streams import _Sender
@@ -116,7 +117,7 @@ class FakeRedis:
     markers: set[str] = field(default_factory=set)
     sent: list[bytes] = field(default_factory=list)
 
-    async def due_deadlines(self, low: float, high: float) -> list[tuple[str, float]]:
+    async def deadlines_between(self, low: float, high: float) -> list[tuple[str, float]]:
         return [
             (d.sandbox_id, d.idle_deadline_at.timestamp())
             for d in self.docs.values()
@@ -132,7 +133,7 @@ class FakeRedis:
     async def warn_once(self, warnings: Sequence[DueWarning], ttl: int) -> list[bool]:
         answers = []
         for w in warnings:
-            marker = f"{w.doc.sandbox_id}:{w.deadline_key}"
+            marker = f"{w.sandbox_id}:{w.deadline_key}"
             answers.append(marker not in self.markers)
             if answers[-1]:
                 self.markers.add(marker)
@@ -320,7 +321,7 @@ async def test_the_fast_lane_serves_only_the_happy_path_and_hands_on_the_rest() 
 def test_a_reset_reaches_every_stream_and_spans_resumes() -> None:
     from status_api.change_hub import ChangeHub, _concerns
 
-    hub = ChangeHub(client=None)  # type: ignore[arg-type]  # dispatch needs no Redis
+    hub = ChangeHub(feed=None)  # type: ignore[arg-type]  # dispatch needs no Redis
     reset = changes.Change("9-0", changes.ChangeKind.RESET, None, "", 0, b"")
     other = change("8-0", changes.ChangeKind.DOC, b"{}")
     with hub.subscribe("p1") as mine, hub.subscribe("p2") as theirs, hub.subscribe(None) as fleet:

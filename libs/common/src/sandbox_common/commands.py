@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
+
+from sandbox_common.payloads import Payload
 
 SCHEMA_VERSION = 1
 
@@ -31,6 +33,57 @@ class Command(msgspec.Struct, frozen=True, kw_only=True):
     judged_last_active_at: datetime | None = None
     data: dict[str, Any] = msgspec.field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+
+
+class CommandData(Payload, frozen=True, kw_only=True, omit_defaults=True):
+    TYPE: ClassVar[CommandType]
+
+
+class PauseOrder(CommandData, frozen=True, kw_only=True, omit_defaults=True):
+    """Why: idle (the enforcer's judgement) or an operator's request (status-api)."""
+
+    TYPE = CommandType.PAUSE
+    source: str | None = None
+    idle_seconds: int | None = None
+    reason: str
+    operator: str | None = None
+
+
+class ResumeOrder(CommandData, frozen=True, kw_only=True, omit_defaults=True):
+    TYPE = CommandType.RESUME
+    source: str
+
+
+class ExtendTimeoutOrder(CommandData, frozen=True, kw_only=True, omit_defaults=True):
+    """Keep-alive: E2B's end moves to now + timeout_seconds."""
+
+    TYPE = CommandType.EXTEND_TIMEOUT
+    timeout_seconds: int
+
+
+def new_command(
+    payload: CommandData,
+    *,
+    command_id: str,
+    sandbox_id: str,
+    issued_at: datetime,
+    project_id: str | None = None,
+    judged_last_active_at: datetime | None = None,
+) -> Command:
+    return Command(
+        command_id=command_id,
+        type=payload.TYPE,
+        sandbox_id=sandbox_id,
+        issued_at=issued_at,
+        project_id=project_id,
+        judged_last_active_at=judged_last_active_at,
+        data=payload.to_data(),
+    )
+
+
+def extend_timeout_seconds(command: Command, default: int) -> int:
+    """The timeout an extend-timeout command asks for (ExtendTimeoutOrder)."""
+    return int(command.data.get("timeout_seconds", default))
 
 
 class CommandError(ValueError):

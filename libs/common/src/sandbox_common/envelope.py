@@ -17,7 +17,26 @@ from sandbox_common.e2b import EARLIEST, LATEST, LifecycleType, WebhookEvent, co
 SCHEMA_VERSION = 1
 
 
-class Source(StrEnum):
+class _OpenEnum(StrEnum):
+    """A value this version does not know (a newer producer's, or a new E2B event type) is
+    kept as it is, not refused: such a fact is recorded and folded like any other (it moves
+    only the "seen" times), never dead-lettered for its name alone."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> _OpenEnum | None:
+        if not isinstance(value, str):
+            return None
+        member = str.__new__(cls, value)
+        member._name_ = "UNKNOWN"
+        member._value_ = value
+        return member
+
+    @property
+    def known(self) -> bool:
+        return self._value_ in type(self)._value2member_map_
+
+
+class Source(_OpenEnum):
     """Who observed or caused a fact; answers "why did this happen?" in the history."""
 
     E2B_WEBHOOK = "e2b-webhook"
@@ -27,12 +46,14 @@ class Source(StrEnum):
     API = "api"
 
 
-class FactType(StrEnum):
+class FactType(_OpenEnum):
     CREATED = LifecycleType.CREATED.value
     PAUSED = LifecycleType.PAUSED.value
     RESUMED = LifecycleType.RESUMED.value
     UPDATED = LifecycleType.UPDATED.value
     KILLED = LifecycleType.KILLED.value
+    # E2B's; recorded, but it changes no state.
+    CHECKPOINTED = LifecycleType.CHECKPOINTED.value
     # Ours (source enforcer): the enforcer judged the sandbox idle and asked for a pause; the
     # read model shows PAUSING until E2B's answer (a paused or killed fact) or a cancellation.
     PAUSE_REQUESTED = "sandbox.pause.requested"
@@ -52,9 +73,12 @@ MOVES_LAST_ACTIVITY = frozenset({FactType.CREATED, FactType.RESUMED, FactType.AC
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """Built by sandbox_common.facts (ours) or `from_webhook` (E2B's); `data` holds the fact
+    type's payload (facts.py), read through typed views, never by raw key."""
+
     event_id: str
-    type: str
-    source: str
+    type: FactType
+    source: Source
     sandbox_id: str
     occurred_at: datetime
     received_at: datetime
@@ -109,7 +133,7 @@ def from_webhook(
     data["payload_version"] = event.version
     return Envelope(
         event_id=event.id,
-        type=event.type,
+        type=FactType(event.type),
         source=Source.E2B_WEBHOOK,
         sandbox_id=event.sandbox_id,
         project_id=event.metadata.get(project_metadata_key) or None,  # "" names no project

@@ -1,14 +1,36 @@
 """Settings, read from the environment once at start-up and passed down (never read at import).
 
-Every name here is documented in the README; secrets are kept out of repr() so they can never
-reach a log line by accident.
+Each process has its own settings class (ingest/settings.py, ...) made of the groups below,
+named in its bases in their order here so that sandboxctl's class, which runs every part, can
+inherit from them all: a process is given only the settings and secrets it uses. A variable is
+named as its field, upper-cased (`redis_url` is REDIS_URL); an empty one counts as unset.
+Values are parsed strictly, with their bounds: a typo stops the process at start with one line
+naming the variable and what it expects (`ENFORCER_DRY_RUN=ture` must not silently mean
+false). Secrets are kept out of repr() so they never reach a log line by accident.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+from typing import Annotated, ClassVar, Literal, NoReturn, TypeVar
+
+import msgspec
+
+# Bounds, as types: a value outside them is refused at start.
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0)]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 class SettingsError(ValueError):
@@ -16,123 +38,134 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Settings:
-    e2b_webhook_secret: str = field(default="", repr=False)
-    e2b_api_key: str = field(default="", repr=False)
-    e2b_api_url: str = "https://api.e2b.app"
-    status_api_jwt_secret: str = field(default="", repr=False)
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    database_url: str = field(
-        default="postgresql://sandboxes:sandboxes@127.0.0.1:5432/sandboxes", repr=False
-    )
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
-    # Bounded pools: a burst waits for a connection instead of opening thousands of them.
-    redis_max_connections: int = 64
-    idle_timeout_seconds: int = 180
-    enforcer_schedule: str = "*/2 * * * *"
-    # Off: no ticks at all. Dry run: ticks log and count what they would pause, and act on none
-    # (the seed's rollback plan, and a careful first rollout).
-    enforcer_enabled: bool = True
-    enforcer_dry_run: bool = False
-    enforcer_host: str = "127.0.0.1"
-    enforcer_port: int = 8083
-    # Most sandboxes judged in one tick; the rest wait for the next (bounded work per tick).
-    enforcer_batch_size: int = 1000
-    enforcer_lease_seconds: int = 60
-    # PAUSING/STARTING for longer than this is repaired (see enforcer/repair.py).
-    enforcer_stuck_after_seconds: int = 300
-    actuator_host: str = "127.0.0.1"
-    actuator_port: int = 8084
-    actuator_group_id: str = "sandbox-actuator"
-    # Consumers in one actuator process: a command in backoff holds up only its own partitions.
-    actuator_workers: int = 4
-    actuator_max_attempts: int = 5
-    actuator_backoff_base_seconds: float = 1.0
-    actuator_backoff_cap_seconds: float = 10.0
-    # Toward E2B: per-call timeout, concurrent calls, and a token bucket well under E2B's
-    # 20,000 requests / 30 s per team.
-    e2b_timeout_seconds: float = 10.0
-    e2b_max_concurrency: int = 32
-    e2b_rate_per_second: float = 100.0
-    e2b_rate_burst: int = 100
-    # The E2B timeout a woken sandbox gets (connect's required `timeout`).
-    e2b_resume_timeout_seconds: int = 300
-    project_metadata_key: str = "projectId"
-    ingest_host: str = "127.0.0.1"
-    ingest_port: int = 8080
-    ingest_max_body_bytes: int = 256 * 1024
-    ingest_publish_timeout_seconds: float = 10.0
-    ingest_dedupe_ttl_seconds: int = 7 * 24 * 3600
-    # No deliberate wait: aiokafka keeps one produce request in flight and gathers everything
-    # that arrives meanwhile into the next one, so under load records are batched anyway, and
-    # a linger only adds its full value to every webhook's latency.
-    ingest_kafka_linger_ms: int = 0
-    status_api_host: str = "127.0.0.1"
-    status_api_port: int = 8081
-    # At most one activity fact per sandbox per this many seconds: a flood of heartbeats costs
-    # a Redis SET each, not a Kafka record each (a few % of the idle window, as Coder does).
-    activity_throttle_seconds: float = 10.0
-    # While a user is active, E2B's timeout is kept at least half this far ahead (set to this).
-    e2b_keep_alive_seconds: int = 600
-    status_api_publish_timeout_seconds: float = 5.0
-    # A pauseImminent warning goes out this long before a RUNNING sandbox's idle deadline.
-    status_api_warn_before_seconds: int = 30
-    # SSE keep-alive comments: proxies drop connections that stay silent for a minute or so.
-    status_api_sse_keepalive_seconds: float = 15.0
-    # Requests per second per token (a burst of twice that), 0 = unlimited.
-    status_api_rate_limit_per_second: float = 50.0
-    # Comma-separated origins allowed by CORS ('*' for any); empty: no CORS headers at all.
-    status_api_cors_origins: str = ""
-    # Changes kept in the Redis change feed for SSE clients that resume with Last-Event-ID.
-    change_feed_max_length: int = 50_000
-    projector_host: str = "127.0.0.1"
-    projector_port: int = 8082
-    # Under a backlog, larger batches cost less per fact (one transaction, fewer round trips):
-    # bench/projector_throughput.py gave about 16,000 facts/s at 2,000 and 24,000-28,000 at
-    # 10,000. Without a backlog a batch holds whatever came in its 50 ms.
-    projector_batch_size: int = 10_000
-    projector_group_id: str = "sandbox-projector"
-    # Sandbox states kept in memory between batches (0: read every one back from PostgreSQL).
-    projector_state_cache_size: int = 100_000
-    killed_tombstone_ttl_seconds: int = 7 * 24 * 3600
-    # How often the projector and the actuator measure their group's lag (kafka_consumer_lag_*).
-    consumer_lag_interval_seconds: float = 15.0
+class BaseSettings:
+    # Secrets a process cannot start without (checked by `load`, named when missing).
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
 
-    # How often the projector checks that Redis still holds the read model (its marker key),
-    # rebuilding it from PostgreSQL when not; 0 turns the check off.
-    read_model_check_seconds: float = 10.0
-    # The reconciler (in the enforcer process): when it compares our state with E2B's list.
-    reconciler_schedule: str = "*/5 * * * *"
-    reconciler_enabled: bool = True
-    log_level: str = "INFO"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        source = os.environ if env is None else env
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            raw = source.get(f.name.upper())
-            if raw is None or raw == "":
-                continue
-            values[f.name] = _convert(f.name, raw, f.default)
-        return cls(**values)  # type: ignore[arg-type]
-
-    def require(self, *names: str) -> Settings:
-        """Fail fast, naming the variable, when a service starts without a setting it needs."""
+    def require(self, *names: str) -> None:
+        """Fail fast, naming the variables, when a command needs a setting that is unset."""
         missing = [n.upper() for n in names if not getattr(self, n)]
         if missing:
             raise SettingsError(f"missing required setting(s): {', '.join(missing)}")
-        return self
 
 
-def _convert(name: str, raw: str, default: object) -> object:
+# -- groups, shared by the processes' settings ----------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaSettings(BaseSettings):
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedisSettings(BaseSettings):
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    # Bounded pools: a burst waits for a connection instead of opening thousands of them.
+    redis_max_connections: Positive = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class PostgresSettings(BaseSettings):
+    database_url: str = field(
+        default="postgresql://sandboxes:sandboxes@127.0.0.1:5432/sandboxes", repr=False
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class E2BApiSettings(BaseSettings):
+    e2b_api_url: str = "https://api.e2b.app"
+    e2b_api_key: str = field(default="", repr=False)
+    # Toward E2B: per-call timeout, concurrent calls, and a token bucket well under E2B's
+    # 20,000 requests / 30 s per team.
+    e2b_timeout_seconds: Seconds = 10.0
+    e2b_max_concurrency: Positive = 32
+    e2b_rate_per_second: Seconds = 100.0
+    e2b_rate_burst: Positive = 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectKeySettings(BaseSettings):
+    # The sandbox metadata key that names a sandbox's project.
+    project_metadata_key: str = "projectId"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookSecretSettings(BaseSettings):
+    # E2B signs each webhook with it (ingest verifies; sandboxctl registers and sends them).
+    e2b_webhook_secret: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdleSettings(BaseSettings):
+    # The idle timeout a sandbox gets unless its metadata says otherwise (readmodel/idle.py).
+    idle_timeout_seconds: Positive = 180
+    # Changes kept in the Redis change feed for SSE clients that resume with Last-Event-ID.
+    change_feed_max_length: Positive = 50_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogSettings(BaseSettings):
+    log_level: LogLevel = "INFO"
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(cls: type[S], env: Mapping[str, str] | None = None) -> S:
+    """`cls` from the environment (or `env`); raises SettingsError naming the variable."""
+    source = os.environ if env is None else env
+    hints = typing.get_type_hints(cls, include_extras=True)
+    raw: dict[str, str] = {}
+    for f in dataclasses.fields(cls):
+        value = source.get(f.name.upper())
+        if value is not None and value != "":
+            raw[f.name] = _normalise(value, hints[f.name])
     try:
-        if isinstance(default, bool):
-            return raw.strip().lower() in {"1", "true", "yes", "on"}
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name.upper()}={raw!r} is not a {type(default).__name__}") from exc
-    return raw
+        settings = msgspec.convert(raw, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(exc, raw, hints)) from None
+    settings.require(*cls.REQUIRED)
+    return settings
+
+
+def load_or_exit(cls: type[S], process: str, env: Mapping[str, str] | None = None) -> S:
+    """For a process's main(): a bad setting ends the start with one line on stderr (exit 2),
+    not a traceback, and never a start with a value it did not mean."""
+    try:
+        return load(cls, env)
+    except SettingsError as exc:
+        _exit(process, exc)
+
+
+def _exit(process: str, exc: SettingsError) -> NoReturn:
+    print(f"{process}: {exc}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _normalise(value: str, hint: object) -> str:
+    """Booleans take true/false, 1/0, yes/no, on/off (any case); log levels any case."""
+    value = value.strip()
+    if hint is bool:
+        lowered = value.lower()
+        return "true" if lowered in _TRUE else "false" if lowered in _FALSE else value
+    if hint is LogLevel or typing.get_origin(hint) is Literal:
+        return value.upper()
+    return value
+
+
+def _explain(exc: msgspec.ValidationError, raw: Mapping[str, str], hints: dict[str, object]) -> str:
+    message, _, where = str(exc).rpartition(" - at `$.")
+    name = where.rstrip("`")
+    if name not in raw:
+        return str(exc)
+    hint = hints[name]
+    if hint is bool:
+        expected = "a boolean (true/false, 1/0, yes/no, on/off)"
+    elif typing.get_origin(hint) is Literal:
+        expected = "one of " + ", ".join(map(str, typing.get_args(hint)))
+    else:
+        expected = message[0].lower() + message[1:] if message else "another value"
+        expected = expected.removeprefix("expected ")
+    return f"{name.upper()}={raw[name]!r}: expected {expected}"

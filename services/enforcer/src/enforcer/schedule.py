@@ -19,7 +19,8 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 
 
 class ScheduleError(ValueError):
-    """ENFORCER_SCHEDULE is neither a 5-field cron expression nor an interval like `5s`."""
+    """A schedule (ENFORCER_SCHEDULE, RECONCILER_SCHEDULE) that is neither a 5-field cron
+    expression nor an interval like `5s`."""
 
 
 @dataclass(frozen=True)
@@ -38,21 +39,20 @@ class Schedule:
         return nxt.astimezone(UTC)
 
 
-def parse_schedule(text: str) -> Schedule:
+def parse_schedule(text: str, variable: str = "ENFORCER_SCHEDULE") -> Schedule:
     match = _INTERVAL.match(text)
     if match:
         seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         if seconds <= 0:
-            raise ScheduleError(f"ENFORCER_SCHEDULE={text!r}: an interval must be positive")
+            raise ScheduleError(f"{variable}={text!r}: an interval must be positive")
         return Schedule(text.strip(), timedelta(seconds=seconds))
     fields = text.split()
     if len(fields) != 5:
         raise ScheduleError(
-            f"ENFORCER_SCHEDULE={text!r}: expected a 5-field cron expression or an interval "
-            "such as '5s'"
+            f"{variable}={text!r}: expected a 5-field cron expression or an interval such as '5s'"
         )
     try:
         croniter(text)
     except (CroniterBadCronError, ValueError, KeyError) as exc:
-        raise ScheduleError(f"ENFORCER_SCHEDULE={text!r}: {exc}") from exc
+        raise ScheduleError(f"{variable}={text!r}: {exc}") from exc
     return Schedule(" ".join(fields))

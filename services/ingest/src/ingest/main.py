@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from ingest.app import build_server_app
 from ingest.fast_lane import WebhookLane
+from ingest.settings import IngestSettings
 from sandbox_common import logging as jsonlog
 from sandbox_common.serving import serve, settle_heap
-from sandbox_common.settings import Settings
+from sandbox_common.settings import load_or_exit
 
 
 def create_app() -> WebhookLane:
     """Factory run inside the server's worker process: settings and logging are built there."""
-    settings = Settings.from_env()
+    settings = load_or_exit(IngestSettings, "ingest")
     jsonlog.configure("ingest", settings.log_level)
     app = build_server_app(settings)
     settle_heap()
@@ -19,7 +20,7 @@ def create_app() -> WebhookLane:
 
 
 def main() -> None:
-    settings = Settings.from_env()
+    settings = load_or_exit(IngestSettings, "ingest")
     serve(
         "ingest.main:create_app",
         service="ingest",

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sandbox_common.e2b import parse_time
 from sandbox_common.envelope import MOVES_LAST_ACTIVITY, Envelope, FactType
+from sandbox_common.facts import state_view
 from sandbox_common.readmodel import Status
 
 # Tie-break for facts with the same timestamp: the later step of a lifecycle wins.
@@ -53,7 +53,7 @@ class Stamp(NamedTuple):
 
     @classmethod
     def of(cls, fact: Envelope) -> Stamp:
-        return cls(fact.occurred_at, _RANK.get(fact.type, -1), fact.event_id)  # type: ignore[call-overload]
+        return cls(fact.occurred_at, _RANK.get(fact.type, -1), fact.event_id)
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,12 @@ class SandboxState:
     last_event_at: datetime | None = None
     # The stamp of the fact that last wrote each register (status, timeout, project, ...).
     stamps: dict[str, Stamp] = field(default_factory=dict)
+
+    @property
+    def status_changed_at(self) -> datetime | None:
+        """When the fact that set the current status happened."""
+        stamp = self.stamps.get("status")
+        return stamp.at if stamp is not None else None
 
     @property
     def killed(self) -> bool:
@@ -100,25 +106,23 @@ def evolve(state: SandboxState | None, fact: Envelope) -> SandboxState:
             stamps[register] = stamp
             changes.update(values)
 
-    status = _STATUS_OF.get(fact.type)  # type: ignore[call-overload]
+    status = _STATUS_OF.get(fact.type)
     if status is Status.KILLED and not current.killed:
         stamps["status"] = stamp  # absorbing: a kill beats any stamp
         changes["status"] = status
     elif status is Status.KILLED or (status is not None and not current.killed):
         write("status", status=status)
-    timeout_at = parse_time(fact.data.get("set_timeout"))
-    if timeout_at is not None:
-        write("timeout", timeout_at=timeout_at)
-    metadata = fact.data.get("metadata")
-    if isinstance(metadata, dict) and metadata:
-        write("metadata", metadata=dict(metadata))
-    if fact.project_id is not None or metadata:
+    view = state_view(fact)
+    if view.set_timeout is not None:
+        write("timeout", timeout_at=view.set_timeout)
+    if view.metadata is not None:
+        write("metadata", metadata=dict(view.metadata))
+    if fact.project_id is not None or view.metadata is not None:
         write("project", project_id=fact.project_id)
     if fact.team_id is not None:
         write("team", team_id=fact.team_id)
-    template_id = fact.data.get("template_id")
-    if isinstance(template_id, str):
-        write("template", template_id=template_id)
+    if view.template_id is not None:
+        write("template", template_id=view.template_id)
     changes["stamps"] = stamps
     return _replace(current, changes)
 

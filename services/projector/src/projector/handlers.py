@@ -68,7 +68,7 @@ class ReadModel(Protocol):
 
 
 class DeadLetters(Protocol):
-    async def send(self, poison: Poison) -> None: ...
+    async def send(self, record: Record, reason: str) -> None: ...
 
 
 def parse(records: Sequence[Record]) -> tuple[list[Positioned], list[Poison]]:
@@ -140,7 +140,7 @@ async def project_batch(
     facts, poison = parse(records)
     # Dead letters first: if the DLQ cannot take them, the batch fails and nothing is skipped.
     for p in poison:
-        await dead_letters.send(p)
+        await dead_letters.send(p.record, p.reason)
     async with store.transaction() as tx:
         current = await tx.load(sorted({p.fact.sandbox_id for p in facts}))
         folded = fold_batch(records, facts, poison, current)
@@ -154,7 +154,7 @@ async def store_folded(folded: Folded, store: StateStore, dead_letters: DeadLett
     letters, then PostgreSQL. The revision guard refuses it if a state it was folded onto was not
     the one PostgreSQL holds."""
     for p in folded.poison:
-        await dead_letters.send(p)
+        await dead_letters.send(p.record, p.reason)
     async with store.transaction() as tx:
         await tx.save(folded.changed, folded.facts, folded.offsets)
 

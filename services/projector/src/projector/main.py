@@ -7,12 +7,13 @@ import gc
 import uvicorn
 
 from projector.app import build_app
+from projector.settings import ProjectorSettings
 from sandbox_common import logging as jsonlog
-from sandbox_common.settings import Settings
+from sandbox_common.settings import load_or_exit
 
 
 def main() -> None:
-    settings = Settings.from_env()
+    settings = load_or_exit(ProjectorSettings, "projector")
     jsonlog.configure("projector", settings.log_level)
     app = build_app(settings)
     # A batch allocates ~10 short-lived objects per fact while the state cache holds millions of

@@ -1,9 +1,25 @@
-"""Prometheus metrics of the projector (default registry, served on /metrics)."""
+"""Prometheus metrics of the projector (default registry, served on /metrics), and what one
+batch adds to them."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter as Tally
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from sandbox_common import topics
+from sandbox_common.dead_letters import Record
 from sandbox_common.e2b import LifecycleType
 from sandbox_common.envelope import FactType
+
+if TYPE_CHECKING:
+    from projector.handlers import BatchOutcome
+
+log = logging.getLogger("projector")
 
 FACTS = Counter("projector_facts_total", "Facts folded into the stores", ["type"])
 # A record written straight to the topic can carry any type: each new label value would be a new
@@ -29,3 +45,31 @@ LATENCY_SECONDS = Histogram(
 )
 RETRIES = Counter("projector_batch_retries_total", "Batches retried after a store error")
 LAST_BATCH = Gauge("projector_last_batch_timestamp_seconds", "When the last batch was projected")
+
+
+def observe_batch(outcome: BatchOutcome, records: Sequence[Record], seconds: float) -> None:
+    """One batch written: its duration, facts by type, freshness, and each poison record."""
+    BATCH_SECONDS.observe(seconds)
+    LAST_BATCH.set_to_current_time()
+    now = datetime.now(UTC)
+    by_type = Tally(p.fact.type for p in outcome.facts)
+    for fact_type, count in by_type.items():
+        FACTS.labels(type=fact_type_label(fact_type)).inc(count)
+    if outcome.facts:
+        # One observation per batch (its oldest fact): per-fact observations cost more CPU than
+        # the insight they add.
+        oldest = min(p.fact.received_at for p in outcome.facts)
+        LATENCY_SECONDS.observe(max(0.0, (now - oldest).total_seconds()))
+    for poison in outcome.poison:
+        POISON.labels(reason=poison.reason.split(":")[0][:60]).inc()
+        log.error(
+            "poison record sent to %s: %s",
+            topics.LIFECYCLE_DLQ,
+            poison.reason,
+            extra={
+                "topic": poison.record.topic,
+                "partition": poison.record.partition,
+                "offset": poison.record.offset,
+            },
+        )
+    log.debug("projected %d records in %.1f ms", len(records), seconds * 1000)

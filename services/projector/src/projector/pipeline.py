@@ -11,24 +11,25 @@ Measured with bench/projector_throughput.py, the Redis write was a third of a ba
 and the next batch's PostgreSQL write waited for it.
 
 If a batch is not stored as folded, the next one is folded again from what PostgreSQL holds: it
-goes through the batch-at-a-time path (`retry`: backoff, record by record, dead letters), after
-everything before it is done. If that path gives up too, the batch's partitions are sought back
-to it. A batch fetched before such a seek then comes through with records past the position
-sought to: it is refused and its partitions sought back as well, and the records come again. So
-nothing is committed past an unwritten record, and nothing fetched after a seek is refused.
+goes through the batch-at-a-time path (retries.py: backoff, record by record, dead letters),
+after everything before it is done. If that path gives up too, the batch's partitions are
+sought back to it. A batch fetched before such a seek then comes through with records past the
+position sought to: it is refused and its partitions sought back as well, and the records come
+again. So nothing is committed past an unwritten record, and nothing fetched after a seek is
+refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from projector import metrics
 from projector.domain import SandboxState
 from projector.handlers import (
-    BatchOutcome,
     DeadLetters,
     Folded,
     ReadModel,
@@ -47,6 +48,12 @@ Partition = tuple[str, int]
 
 class StateReader(Protocol):
     async def states(self, sandbox_ids: Sequence[str]) -> dict[str, tuple[SandboxState, int]]: ...
+
+
+class Retry(Protocol):
+    """The batch-at-a-time path (retries.RetryingProjection)."""
+
+    async def project(self, records: Sequence[Record]) -> None: ...
 
 
 class Offsets(Protocol):
@@ -72,15 +79,13 @@ class Pipeline:
         store: StateStore,
         read_model: ReadModel,
         dead_letters: DeadLetters,
-        retry: Callable[[Sequence[Record]], Awaitable[None]],
-        observe: Callable[[BatchOutcome, Sequence[Record], float], None],
+        retry: Retry,
     ) -> None:
         self._reader = reader
         self._store = store
         self._read_model = read_model
         self._dead_letters = dead_letters
         self._retry = retry
-        self._observe = observe
         self._inflight: _Write | None = None
         self._pending: dict[str, tuple[SandboxState, int]] = {}
         # Partitions sought back, and to where: until their records come from there again, a
@@ -105,7 +110,7 @@ class Pipeline:
             return
         self._pending = {}  # written the batch-at-a-time way: the next one reads its states
         try:
-            await self._retry(records)
+            await self._retry.project(records)
         except BaseException:
             self._refuse(records, offsets)
             raise
@@ -171,11 +176,12 @@ class Pipeline:
                     "publishing a stored batch failed; retrying it on its own", exc_info=True
                 )
             else:
-                self._observe(folded.outcome, records, asyncio.get_running_loop().time() - started)
+                seconds = asyncio.get_running_loop().time() - started
+                metrics.observe_batch(folded.outcome, records, seconds)
                 await offsets.commit(records)
                 return
         try:
-            await self._retry(records)
+            await self._retry.project(records)
         except Exception:
             log.exception("projection failed; seeking the batch back")
             self._refuse(records, offsets)

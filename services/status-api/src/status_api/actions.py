@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from sandbox_common.commands import Command, CommandType
+from sandbox_common.commands import (
+    Command,
+    CommandData,
+    CommandType,
+    PauseOrder,
+    ResumeOrder,
+    new_command,
+)
 from sandbox_common.envelope import Envelope, FactType, Source
+from sandbox_common.facts import FactData, PauseRequested, WakeRequested, new_fact
 from sandbox_common.readmodel import Status, StatusDoc
 
 # Already up, or on its way: waking again would only repeat the E2B call.
@@ -30,8 +38,15 @@ async def request_wake(doc: StatusDoc, source: Source, publisher: Publisher) -> 
     """The status the sandbox is in now, as far as the caller should show it."""
     if doc.status in _AWAKE:
         return doc.status
+    command_id = _command_id(CommandType.RESUME, doc)
     await _command_then_fact(
-        publisher, doc, CommandType.RESUME, FactType.WAKE_REQUESTED, source, {}, None
+        publisher,
+        doc,
+        command_id,
+        ResumeOrder(source=source.value),
+        FactType.WAKE_REQUESTED,
+        WakeRequested(command_id=command_id),
+        source,
     )
     return Status.STARTING
 
@@ -41,51 +56,56 @@ async def request_pause(doc: StatusDoc, operator: str | None, publisher: Publish
     last activity seen now: a user active after this moment makes the actuator drop it."""
     if doc.status is not Status.RUNNING or doc.last_active_at is None:
         return doc.status
-    data = {"reason": "operator", "operator": operator or "unknown"}
+    operator = operator or "unknown"
+    command_id = _command_id(CommandType.PAUSE, doc)
     await _command_then_fact(
         publisher,
         doc,
-        CommandType.PAUSE,
+        command_id,
+        PauseOrder(source=Source.API.value, reason="operator", operator=operator),
         FactType.PAUSE_REQUESTED,
+        PauseRequested(command_id=command_id, reason="operator", operator=operator),
         Source.API,
-        data,
-        doc.last_active_at,
+        judged_last_active_at=doc.last_active_at,
     )
     return Status.PAUSING
+
+
+def _command_id(command_type: CommandType, doc: StatusDoc) -> str:
+    return f"{command_type.value}:{doc.sandbox_id}:{uuid.uuid4().hex}"
 
 
 async def _command_then_fact(
     publisher: Publisher,
     doc: StatusDoc,
-    command_type: CommandType,
+    command_id: str,
+    order: CommandData,
     fact_type: FactType,
+    payload: FactData,
     source: Source,
-    data: dict[str, Any],
-    judged_last_active_at: datetime | None,
+    *,
+    judged_last_active_at: datetime | None = None,
 ) -> None:
     now = datetime.now(UTC)
-    command_id = f"{command_type.value}:{doc.sandbox_id}:{uuid.uuid4().hex}"
     await publisher.publish_command(
-        Command(
+        new_command(
+            order,
             command_id=command_id,
-            type=command_type,
             sandbox_id=doc.sandbox_id,
-            project_id=doc.project_id,
             issued_at=now,
+            project_id=doc.project_id,
             judged_last_active_at=judged_last_active_at,
-            data={"source": source.value, **data},
         )
     )
     await publisher.publish(
-        Envelope(
+        new_fact(
+            fact_type,
+            payload,
             event_id=f"{command_id}:requested",
-            type=fact_type,
-            source=source,
             sandbox_id=doc.sandbox_id,
+            source=source,
+            at=now,
             project_id=doc.project_id,
             team_id=doc.team_id,
-            occurred_at=now,
-            received_at=now,
-            data={"command_id": command_id, **data},
         )
     )

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sandbox_common.commands import Command, CommandType
+from sandbox_common.commands import Command, ExtendTimeoutOrder, new_command
 from sandbox_common.envelope import Envelope, FactType, Source
+from sandbox_common.facts import Activity, new_fact
 from sandbox_common.readmodel import Status, StatusDoc
 
 
@@ -44,13 +45,12 @@ def extend_command(doc: StatusDoc, now: datetime, keep_alive: timedelta) -> Comm
     # One id per half window: heartbeats seen before E2B's new end reaches the read model
     # repeat the same command, and the actuator carries it out once.
     bucket = int(now.timestamp() // max(1.0, keep_alive.total_seconds() / 2))
-    return Command(
+    return new_command(
+        ExtendTimeoutOrder(timeout_seconds=int(keep_alive.total_seconds())),
         command_id=f"extend:{doc.sandbox_id}:{bucket}",
-        type=CommandType.EXTEND_TIMEOUT,
         sandbox_id=doc.sandbox_id,
-        project_id=doc.project_id,
         issued_at=now,
-        data={"timeout_seconds": int(keep_alive.total_seconds())},
+        project_id=doc.project_id,
     )
 
 
@@ -64,15 +64,15 @@ async def record_activity(
     if not await throttle.first_in_window(doc.sandbox_id):
         return Recorded(recorded=False)
     now = datetime.now(UTC)
-    fact = Envelope(
+    fact = new_fact(
+        FactType.ACTIVITY,
+        Activity(),
         event_id=str(uuid.uuid4()),
-        type=FactType.ACTIVITY,
-        source=source,
         sandbox_id=doc.sandbox_id,
+        source=source,
+        at=now,
         project_id=doc.project_id,
         team_id=doc.team_id,
-        occurred_at=now,
-        received_at=now,
     )
     try:
         await publisher.publish(fact)

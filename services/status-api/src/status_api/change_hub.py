@@ -13,15 +13,13 @@ import contextlib
 import logging
 from collections.abc import Iterable, Iterator
 from itertools import chain
-from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from sandbox_common import changes, keys
-from sandbox_common.changes import Change, ChangeKind
+from sandbox_common.readmodel import feed as changes
+from sandbox_common.readmodel.feed import Change, ChangeFeed, ChangeKind
+from sandbox_common.readmodel.redis_text import text as _text
 from status_api import metrics
-from status_api.adapters.redis import text as _text
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +32,8 @@ class Subscription:
 
 
 class ChangeHub:
-    def __init__(
-        self, client: aioredis.Redis, *, block_ms: int = 1000, queue_size: int = 256
-    ) -> None:
-        self._client = client
+    def __init__(self, feed: ChangeFeed, *, block_ms: int = 1000, queue_size: int = 256) -> None:
+        self._feed = feed
         # Well under the clients' 5 s socket timeout (redis-py's default for pools built with
         # a retry): a block as long as the timeout raced it and lost reads every few seconds.
         self._block_ms = block_ms
@@ -52,9 +48,9 @@ class ChangeHub:
 
     async def start(self) -> None:
         try:
-            newest: Any = await self._client.xrevrange(keys.CHANGES, count=1)
-            if newest:
-                self.last_id = _text(newest[0][0])
+            newest = await self._feed.newest_id()
+            if newest is not None:
+                self.last_id = newest
         except RedisError as exc:  # the loop below keeps trying; reads can still be served
             log.warning("change feed not readable yet: %s", exc)
         self._task = asyncio.create_task(self._follow(), name="change-hub")
@@ -91,38 +87,33 @@ class ChangeHub:
             position = changes.entry_position(last_event_id)
         except ValueError:
             return None
-        oldest: Any = await self._client.xrange(keys.CHANGES, count=1)
-        if not oldest or changes.entry_position(_text(oldest[0][0])) > position:
+        oldest = await self._feed.oldest_id()
+        if oldest is None or changes.entry_position(oldest) > position:
             return None
-        entries: Any = await self._client.xrange(
-            keys.CHANGES, min=f"({last_event_id}", count=10_000
-        )
+        entries = await self._feed.after(last_event_id, 10_000)
         found = (changes.from_entry(i, f) for i, f in entries)
         return [c for c in found if c is not None and _concerns(c, project_id)]
 
     async def _follow(self) -> None:
         while True:
             try:
-                answer: Any = await self._client.xread(
-                    {keys.CHANGES: self.last_id}, block=self._block_ms, count=1000
-                )
+                entries = await self._feed.follow(self.last_id, self._block_ms, 1000)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
                 log.warning("change feed read failed, retrying in 1 s: %s", exc)
                 await asyncio.sleep(1)
                 continue
-            for _stream, entries in answer or ():
-                if entries and not (self._everything or self._by_project):
-                    # Nobody listens here: keep the position, skip decoding (a replica without
-                    # streams open spent a visible share of its CPU on every projector batch).
-                    self.last_id = _text(entries[-1][0])
-                    continue
-                for entry_id, fields in entries:
-                    self.last_id = _text(entry_id)
-                    change = changes.from_entry(entry_id, fields)
-                    if change is not None:
-                        self._dispatch(change)
+            if entries and not (self._everything or self._by_project):
+                # Nobody listens here: keep the position, skip decoding (a replica without
+                # streams open spent a visible share of its CPU on every projector batch).
+                self.last_id = _text(entries[-1][0])
+                continue
+            for entry_id, fields in entries:
+                self.last_id = _text(entry_id)
+                change = changes.from_entry(entry_id, fields)
+                if change is not None:
+                    self._dispatch(change)
 
     def _dispatch(self, change: Change) -> None:
         if change.kind is ChangeKind.RESET:  # everyone's state was replaced

@@ -7,22 +7,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sandbox_common.kafka_publisher import KafkaPublisher
+from sandbox_common.readmodel import IdleRule
+from sandbox_common.readmodel.coordination import ActivityThrottle
+from sandbox_common.readmodel.reader import ReadModelReader
 from status_api.access import Gate
 from status_api.adapters.postgres import HistoryStore
-from status_api.adapters.redis import RedisThrottle, StatusReader
 from status_api.change_hub import ChangeHub
 
 
 @dataclass(frozen=True)
 class Deps:
     gate: Gate
-    reader: StatusReader
+    reader: ReadModelReader
     history: HistoryStore
     hub: ChangeHub
-    throttle: RedisThrottle
+    throttle: ActivityThrottle
     publisher: KafkaPublisher
     clock: Callable[[], datetime]
     warn_before: timedelta
     keep_alive: timedelta
     sse_keepalive_seconds: float
-    default_idle_seconds: int
+    idle_rule: IdleRule

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from sandbox_common import logging as jsonlog
 from sandbox_common.serving import serve, settle_heap
-from sandbox_common.settings import Settings
+from sandbox_common.settings import load_or_exit
 from status_api.app import build_server_app
 from status_api.fast_lane import FastLane
+from status_api.settings import StatusApiSettings
 
 
 def create_app() -> FastLane:
     """Factory run inside the server's worker process: settings and logging are built there."""
-    settings = Settings.from_env()
+    settings = load_or_exit(StatusApiSettings, "status-api")
     jsonlog.configure("status-api", settings.log_level)
     app = build_server_app(settings)
     settle_heap()
@@ -19,7 +20,7 @@ def create_app() -> FastLane:
 
 
 def main() -> None:
-    settings = Settings.from_env()
+    settings = load_or_exit(StatusApiSettings, "status-api")
     serve(
         "status_api.main:create_app",
         service="status-api",

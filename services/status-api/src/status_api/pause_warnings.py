@@ -11,7 +11,6 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -19,6 +18,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from sandbox_common.readmodel import Status, StatusDoc
+from sandbox_common.readmodel.feed import Warning
 from status_api import metrics
 from status_api.views import PauseWarning
 
@@ -36,24 +36,15 @@ _CHUNK = 500
 
 
 class Reader(Protocol):
-    async def due_deadlines(self, low: float, high: float) -> list[tuple[str, float]]: ...
+    async def deadlines_between(self, low: float, high: float) -> list[tuple[str, float]]: ...
 
     async def by_sandboxes(self, sandbox_ids: Sequence[str]) -> list[StatusDoc | None]: ...
 
 
 class Feed(Protocol):
-    async def warn_once(
-        self, warnings: Sequence[DueWarning], marker_ttl_seconds: int
-    ) -> list[bool]:
+    async def warn_once(self, warnings: Sequence[Warning], marker_ttl_seconds: int) -> list[bool]:
         """One answer per warning: False when its deadline was already warned about."""
         ...
-
-
-@dataclass(frozen=True)
-class DueWarning:
-    doc: StatusDoc
-    deadline_key: str
-    payload: bytes
 
 
 def warning_for(doc: StatusDoc, now: datetime, warn_before: timedelta) -> PauseWarning | None:
@@ -99,7 +90,7 @@ class PauseWarner:
     async def run_once(self) -> int:
         now = self._clock()
         horizon = now + self._warn_before
-        due = await self._reader.due_deadlines(
+        due = await self._reader.deadlines_between(
             now.timestamp() - _LOOKBACK_SECONDS, horizon.timestamp()
         )
         fresh = [entry for entry in due if entry not in self._handled]
@@ -117,12 +108,17 @@ class PauseWarner:
                 self._remember(entry)
         return sent
 
-    def _warning(self, doc: StatusDoc, now: datetime) -> DueWarning | None:
+    def _warning(self, doc: StatusDoc, now: datetime) -> Warning | None:
         warning = warning_for(doc, now, self._warn_before)
         if warning is None:
             return None
-        deadline_key = f"{warning.idle_deadline_at.timestamp():.3f}"
-        return DueWarning(doc, deadline_key, self._encoder.encode(warning))
+        return Warning(
+            sandbox_id=doc.sandbox_id,
+            project_id=doc.project_id,
+            revision=doc.revision,
+            deadline_key=f"{warning.idle_deadline_at.timestamp():.3f}",
+            payload=self._encoder.encode(warning),
+        )
 
     def _remember(self, key: tuple[str, float]) -> None:
         self._handled[key] = None

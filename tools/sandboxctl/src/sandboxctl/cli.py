@@ -15,10 +15,11 @@ from typing import Any
 
 import httpx
 
-from sandbox_common.settings import Settings, SettingsError
+from sandbox_common.e2b_api.client import E2BApi, E2BApiError
+from sandbox_common.settings import SettingsError, load
 from sandboxctl import dlq, ops_cli, rebuild, reconcile
-from sandboxctl.e2b_api import E2BApiError, E2BClient
 from sandboxctl.errors import OperatorError
+from sandboxctl.settings import Settings
 
 LIFECYCLE_PREFIX = "sandbox.lifecycle."
 
@@ -71,10 +72,13 @@ def _send_webhook(args: argparse.Namespace, settings: Settings) -> None:
         raise RuntimeError(f"ingest answered {response.status_code}")
 
 
-def _e2b(args: argparse.Namespace, settings: Settings) -> E2BClient:
+def _e2b(args: argparse.Namespace, settings: Settings) -> E2BApi:
     settings.require("e2b_api_key")
-    return E2BClient(
-        settings.e2b_api_url, settings.e2b_api_key, timeout=args.timeout, transport=args.transport
+    return E2BApi(
+        settings.e2b_api_url,
+        settings.e2b_api_key,
+        timeout_seconds=args.timeout,
+        transport=args.transport,
     )
 
 
@@ -185,16 +189,15 @@ def _demo_fleet(args: argparse.Namespace, settings: Settings) -> None:
             for project in projects:
                 existing = await api.list_sandboxes(metadata={key: project})
                 if existing:
-                    sandboxes[project] = str(existing[0]["sandboxID"])
-                    print(f"{project}: exists {sandboxes[project]} ({existing[0].get('state')})")
+                    sandboxes[project] = existing[0].sandbox_id
+                    print(f"{project}: exists {sandboxes[project]} ({existing[0].state})")
                     continue
-                created = await api.create_sandbox(
+                sandboxes[project] = await api.create_sandbox(
                     template_id=args.template,
                     timeout_seconds=args.sandbox_timeout,
                     metadata={key: project, "demo": "true"},
                     auto_pause=args.auto_pause,
                 )
-                sandboxes[project] = str(created["sandboxID"])
                 then = "pause" if args.auto_pause else "kill"
                 print(
                     f"{project}: created {sandboxes[project]} "
@@ -336,7 +339,7 @@ def main(
         args.transport = e2b_transport
     command = " ".join(filter(None, [args.command, getattr(args, "action", None)]))
     try:
-        settings = Settings.from_env()
+        settings = load(Settings)
         args.run(args, settings)
     except (SettingsError, OSError, E2BApiError, OperatorError) as exc:
         print(f"sandboxctl {command}: {exc}", file=sys.stderr)

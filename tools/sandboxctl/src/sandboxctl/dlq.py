@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from sandbox_common import commands, dead_letters, envelope, topics
-from sandbox_common.settings import Settings
+from sandboxctl.settings import Settings
 
 _READERS = {
     topics.LIFECYCLE: envelope.decode,

@@ -8,10 +8,11 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from sandbox_common import keys
-from sandbox_common.settings import Settings
+from sandbox_common.readmodel.coordination import LeaseName, lease_holder
+from sandbox_common.readmodel.reader import ReadModelReader
 from sandboxctl.errors import OperatorError
 from sandboxctl.fleet import FleetSnapshot
+from sandboxctl.settings import Settings
 
 
 async def read_snapshot(settings: Settings, now: datetime | None = None) -> FleetSnapshot:
@@ -19,17 +20,8 @@ async def read_snapshot(settings: Settings, now: datetime | None = None) -> Flee
     by_status, last_event_at = await _from_postgres(settings.database_url)
     client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     try:
-        stamp = now.timestamp()
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.zcard(keys.IDLE_DEADLINES)
-            pipe.zcount(keys.IDLE_DEADLINES, "-inf", stamp)
-            pipe.zrange(keys.IDLE_DEADLINES, 0, 0, withscores=True)
-            pipe.zcard(keys.TRANSITIONAL)
-            pipe.zrange(keys.TRANSITIONAL, 0, 0, withscores=True)
-            pipe.get(keys.TICKER_LEASE)
-            pipe.pttl(keys.TICKER_LEASE)
-            replies = await pipe.execute()
-        indexed, due, first_due, transitional, first_stuck, holder, ttl_ms = replies
+        indexes = await ReadModelReader(client).summary(now)
+        lease = await lease_holder(client, LeaseName.TICKER)
     except (RedisError, OSError) as exc:
         raise OperatorError(f"cannot read Redis ({exc}); check REDIS_URL") from exc
     finally:
@@ -38,18 +30,14 @@ async def read_snapshot(settings: Settings, now: datetime | None = None) -> Flee
         now=now,
         by_status=by_status,
         last_event_at=last_event_at,
-        idle_indexed=int(indexed),
-        due=int(due),
-        oldest_due_at=_at(first_due) if due else None,
-        transitional=int(transitional),
-        oldest_transitional_at=_at(first_stuck),
-        lease_holder=holder.decode() if holder else None,
-        lease_ttl_seconds=ttl_ms / 1000 if holder and ttl_ms > 0 else None,
+        idle_indexed=indexes.idle_indexed,
+        due=indexes.due,
+        oldest_due_at=indexes.oldest_due_at,
+        transitional=indexes.transitional,
+        oldest_transitional_at=indexes.oldest_transitional_at,
+        lease_holder=lease.owner if lease else None,
+        lease_ttl_seconds=lease.seconds_left if lease else None,
     )
-
-
-def _at(first: list[tuple[bytes, float]]) -> datetime | None:
-    return datetime.fromtimestamp(first[0][1], UTC) if first else None
 
 
 async def _from_postgres(url: str) -> tuple[dict[str, int], datetime | None]:

@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from sandbox_common import topics
-from sandbox_common.settings import Settings
 from sandboxctl import fleet, topic_specs, topics_cmd
 from sandboxctl.fleet_stores import read_snapshot
 from sandboxctl.kafka_admin import KafkaAdmin
+from sandboxctl.settings import Settings
 
 PROBLEMS_FOUND = 2
 

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from sandbox_common import topics
-from sandbox_common.settings import Settings
+from sandboxctl.settings import Settings
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> None:
@@ -42,24 +42,25 @@ def _rebuild_redis(args: argparse.Namespace, settings: Settings) -> None:
         import asyncpg
         import redis.asyncio as aioredis
 
-        from projector.replay.pg_shadow import release_rebuild_lock, try_rebuild_lock
-        from projector.replay.rebuild_redis import rebuild_redis
+        from projector.adapters.postgres_snapshot import locked_snapshot
+        from projector.read_model_rebuild import rebuild_read_model
+        from sandbox_common.readmodel import IdleRule
+        from sandbox_common.readmodel.reader import ReadModelReader
+        from sandbox_common.readmodel.shadow import ShadowWriter
 
         conn = await asyncpg.connect(settings.database_url)
         client = aioredis.Redis.from_url(settings.redis_url)
         try:
-            if not await try_rebuild_lock(conn):
-                raise RuntimeError("a replay or rebuild holds the lock; try again later")
-            try:
-                return await rebuild_redis(
-                    conn,
-                    client,
-                    tombstone_ttl_seconds=settings.killed_tombstone_ttl_seconds,
-                    default_idle_seconds=settings.idle_timeout_seconds,
+            async with locked_snapshot(conn) as snapshot:
+                if snapshot is None:
+                    raise RuntimeError("a replay or rebuild holds the lock; try again later")
+                return await rebuild_read_model(
+                    snapshot,
+                    ShadowWriter(client, settings.killed_tombstone_ttl_seconds),
+                    ReadModelReader(client),
+                    IdleRule(settings.idle_timeout_seconds),
                     by="sandboxctl",
                 )
-            finally:
-                await release_rebuild_lock(conn)
         finally:
             await client.aclose()
             await conn.close()

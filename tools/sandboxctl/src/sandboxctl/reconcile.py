@@ -6,11 +6,11 @@ import argparse
 import asyncio
 from typing import Any
 
-from sandbox_common.settings import Settings
+from sandboxctl.settings import Settings
 
 
 def _reconcile(args: argparse.Namespace, settings: Settings) -> None:
-    from enforcer.reconciler_app import reconcile_once
+    from enforcer.reconciler.loop import reconcile_once
 
     result = asyncio.run(reconcile_once(settings, dry_run=args.dry_run))
     for fact in result.facts:

@@ -20,7 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from sandbox_common import keys
+from sandbox_common.readmodel import keys
 
 log = logging.getLogger(__name__)
 # Longest a marker waits before it is written to Redis. A duplicate that reaches another replica

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol
 
 import asyncpg
 import msgspec
@@ -101,8 +101,20 @@ class StateCache:
         self._entries.clear()
 
 
+class Pool(Protocol):
+    """What the store uses of a pool (asyncpg's, or sandbox_common.postgres_pool's)."""
+
+    def acquire(
+        self,
+    ) -> AbstractAsyncContextManager[asyncpg.pool.PoolConnectionProxy[asyncpg.Record]]: ...
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]: ...
+
+    async def fetchval(self, query: str, *args: object) -> object: ...
+
+
 class PostgresStore:
-    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], cache_size: int = 0) -> None:
+    def __init__(self, pool: Pool, cache_size: int = 0) -> None:
         self._pool = pool
         self._cache = StateCache(cache_size)
 

@@ -15,12 +15,10 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from projector.adapters.postgres import HISTORY_COLUMNS, STATE_COLUMNS, state_from_row
+from projector.adapters.postgres_snapshot import try_rebuild_lock
 
 STATES, HISTORY, OFFSETS = "sandboxes", "sandbox_events", "projector_offsets"
 _SWAPPED = (STATES, HISTORY)
-# Whoever writes the shadow tables or keys (a replay, a Redis rebuild) holds this session lock,
-# so two never interleave; PostgreSQL drops it with the session when the process dies.
-_REBUILD_LOCK = 0x5A4D_0E91
 # Rebuilt rows start this far above every live revision: a write the live projector had in
 # flight before the swap (a lower revision) never replaces a rebuilt Redis document, and its
 # writes after the swap (higher ones) always do.
@@ -28,14 +26,6 @@ REVISION_HEADROOM = 1_000_000
 
 if TYPE_CHECKING:
     Conn = asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
-
-
-async def try_rebuild_lock(conn: Conn) -> bool:
-    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", _REBUILD_LOCK))
-
-
-async def release_rebuild_lock(conn: Conn) -> None:
-    await conn.execute("SELECT pg_advisory_unlock($1)", _REBUILD_LOCK)
 
 
 def shadow_name(table: str) -> str:

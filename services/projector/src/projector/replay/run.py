@@ -21,15 +21,16 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from projector.adapters.postgres import history_row, state_row
-from projector.handlers import Projected
 from projector.replay import compare
 from projector.replay.fold import Rebuild
 from projector.replay.kafka_source import Offsets, TopicReader
 from projector.replay.pg_shadow import ShadowTables
 from projector.replay.progress import Progress
-from projector.replay.redis_shadow import ShadowReadModel, pointers
 from projector.replay.verify import Differs
-from sandbox_common.settings import Settings
+from projector.settings import ProjectorSettings
+from sandbox_common.readmodel import IdleRule, StatusDoc, to_doc
+from sandbox_common.readmodel.reader import ReadModelReader
+from sandbox_common.readmodel.shadow import ShadowWriter, pointers
 
 _FLUSH_ROWS = 50_000
 # Catch up without holding the live projector off until the gap is this small.
@@ -107,10 +108,13 @@ async def _read(
 
 
 class Replay:
-    def __init__(self, settings: Settings, topic: str, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, settings: ProjectorSettings, topic: str, stream: TextIO | None = None
+    ) -> None:
         self._settings = settings
         self._topic = topic
         self._stream = stream
+        self._rule = IdleRule(settings.idle_timeout_seconds)
 
     async def run(self, *, verify: bool) -> ReplayReport:
         # Millions of long-lived, acyclic objects (facts, states): the cyclic collector would
@@ -132,19 +136,18 @@ class Replay:
                 tables = ShadowTables(conn)
                 if not await tables.lock():
                     raise ReplayError("another replay or rebuild holds the lock; try again later")
-                redis_model = ShadowReadModel(
-                    client, s.killed_tombstone_ttl_seconds, s.idle_timeout_seconds
-                )
+                redis_model = ShadowWriter(client, s.killed_tombstone_ttl_seconds)
+                live_model = ReadModelReader(client)
                 start, end = await reader.starts(), await reader.ends()
                 progress = Progress(_gap(start, end), self._stream)
                 rebuild = Rebuild(keep_history=not verify)
                 if verify:
                     report = await self._verify(
-                        reader, tables, client, start, end, rebuild, progress
+                        reader, tables, live_model, start, end, rebuild, progress
                     )
                 else:
                     report = await self._swap(
-                        reader, tables, redis_model, start, end, rebuild, progress
+                        reader, tables, (redis_model, live_model), start, end, rebuild, progress
                     )
                 report.seconds = progress.elapsed
                 return report
@@ -156,12 +159,13 @@ class Replay:
         self,
         reader: TopicReader,
         tables: ShadowTables,
-        redis_model: ShadowReadModel,
+        redis: tuple[ShadowWriter, ReadModelReader],
         start: Offsets,
         end: Offsets,
         rebuild: Rebuild,
         progress: Progress,
     ) -> ReplayReport:
+        redis_model, live_model = redis
         await tables.prepare()
         await redis_model.clear()
         base = await tables.revision_base()
@@ -173,9 +177,10 @@ class Replay:
         progress.phase(f"folded {len(rebuild.states):,} sandboxes; writing their state")
         rebuild.take_touched()
         await tables.copy_states(state_row(st, base) for st in rebuild.states.values())
-        projected = [Projected(st, base) for st in rebuild.states.values()]
         now = datetime.now(UTC)
-        await asyncio.gather(tables.build_indexes(), redis_model.write(projected, now))
+        await asyncio.gather(
+            tables.build_indexes(), redis_model.write(self._docs(rebuild, base, now), now)
+        )
         progress.phase("shadow tables indexed and shadow keys written; catching up")
         for _ in range(5):  # without holding the live projector: it keeps serving meanwhile
             target = _upto(end, await tables.offsets(self._topic))
@@ -196,9 +201,9 @@ class Replay:
             )
             swap.next_offsets = end
         progress.phase("PostgreSQL swapped; swapping Redis")
-        await redis_model.write([Projected(rebuild.states[sid], base) for sid in touched], now)
-        await redis_model.write_pointers(pointers(projected))
-        await redis_model.mark_stale(await redis_model.live_ids() - rebuild.states.keys())
+        await redis_model.write(self._docs(rebuild, base, now, touched), now)
+        await redis_model.write_pointers(pointers(rebuild.states.values()))
+        await redis_model.mark_stale(await live_model.all_sandbox_ids() - rebuild.states.keys())
         marker = json.dumps({"by": "replay", "at": now.isoformat(), "topic": self._topic})
         swapped = await redis_model.swap(base, marker)
         progress.phase(f"Redis swapped: {swapped[0]:,} documents, {swapped[2]:,} stale removed")
@@ -208,7 +213,7 @@ class Replay:
         self,
         reader: TopicReader,
         tables: ShadowTables,
-        client: aioredis.Redis,
+        live_model: ReadModelReader,
         start: Offsets,
         end: Offsets,
         rebuild: Rebuild,
@@ -222,11 +227,7 @@ class Replay:
             await _read(reader, end, target, rebuild, progress)
             end = target
             pg = compare.postgres(rebuild, await frozen.states(), await frozen.history_ids())
-            rd = await compare.redis(
-                client,
-                rebuild.states.values(),
-                self._settings.idle_timeout_seconds,
-            )
+            rd = await compare.redis(live_model, rebuild.states.values(), self._rule)
         report = self._report(rebuild, end, progress)
         report.differences = pg + rd
         report.differs = (Differs.POSTGRES if pg else Differs.NOTHING) | (
@@ -243,6 +244,13 @@ class Replay:
                 return
             await asyncio.sleep(0.5)
         progress.phase(f"live projector still behind the topic's end: {behind} (compared anyway)")
+
+    def _docs(
+        self, rebuild: Rebuild, revision: int, now: datetime, only: list[str] | None = None
+    ) -> list[StatusDoc]:
+        states = rebuild.states.values() if only is None else (rebuild.states[s] for s in only)
+        docs = (to_doc(st, revision, now, self._rule) for st in states)
+        return [doc for doc in docs if doc is not None]
 
     def _report(
         self,

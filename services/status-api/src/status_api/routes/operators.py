@@ -11,11 +11,9 @@ from typing import Annotated, Any
 from litestar import Request, get
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException, PermissionDeniedException, ValidationException
-from litestar.handlers import HTTPRouteHandler
 from litestar.params import Parameter
 
-from sandbox_common.idle import idle_deadline
-from sandbox_common.readmodel import POLL_AFTER_MS, Status
+from sandbox_common.readmodel import POLL_AFTER_MS, IdleRule, Status
 from status_api import metrics
 from status_api.adapters.postgres import FleetRow, HistoryRow
 from status_api.deps import Deps
@@ -58,102 +56,106 @@ def _event(row: HistoryRow) -> HistoryEvent:
     )
 
 
-def handlers(deps: Deps) -> list[HTTPRouteHandler]:
-    gate, store = deps.gate, deps.history
-
-    def fleet_status(row: FleetRow) -> FleetSandbox:
-        running = row.status is Status.RUNNING and row.last_active_at is not None
-        return FleetSandbox(
-            project_id=row.project_id,
-            sandbox_id=row.sandbox_id,
-            status=row.status,
-            last_active_at=row.last_active_at,
-            poll_after_ms=POLL_AFTER_MS[row.status],
-            timeout_at=row.timeout_at,
-            template_id=row.template_id,
-            metadata=row.metadata,
-            idle_deadline_at=(
-                idle_deadline(row.last_active_at, row.metadata, deps.default_idle_seconds)
-                if running and row.last_active_at
-                else None
-            ),
-            last_activity_source=row.last_activity_source,
-        )
-
-    @get(
-        "/api/sandboxes/{sandbox_id:str}/history",
-        security=SECURITY,
-        summary="Lifecycle history of a sandbox, newest first (from PostgreSQL)",
-        description=(
-            "Every fact recorded for the sandbox with its source (e2b-webhook, enforcer, "
-            "reconciler, ui, api) and data (a pause request carries reason, idleSince and "
-            "deadline). `lastActivity` is the newest fact that moved its last activity. Pages "
-            "with `cursor` = the previous page's `nextCursor`."
+def fleet_status(row: FleetRow, rule: IdleRule) -> FleetSandbox:
+    running = row.status is Status.RUNNING and row.last_active_at is not None
+    return FleetSandbox(
+        project_id=row.project_id,
+        sandbox_id=row.sandbox_id,
+        status=row.status,
+        last_active_at=row.last_active_at,
+        poll_after_ms=POLL_AFTER_MS[row.status],
+        timeout_at=row.timeout_at,
+        template_id=row.template_id,
+        metadata=row.metadata,
+        idle_deadline_at=(
+            rule.deadline(row.last_active_at, row.metadata)
+            if running and row.last_active_at
+            else None
         ),
-        raises=RAISES,
+        last_activity_source=row.last_activity_source,
     )
-    async def history(
-        request: Request[Any, Any, State],
-        sandbox_id: str,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        cursor: str | None = None,
-    ) -> HistoryPage:
-        principal = gate.principal(request)
-        known, project_id = await store.project_of(storable(sandbox_id, "sandboxId"))
-        if not known:
-            raise NotFoundException(detail=f"no sandbox with id {sandbox_id}")
-        if not principal.may_read(project_id):
-            metrics.REFUSED.labels(reason="forbidden").inc()
-            raise PermissionDeniedException(detail=f"token has no access to sandbox {sandbox_id}")
-        before = None
-        if cursor:
-            at, event_id = decode_cursor(cursor, 2)
-            try:
-                before = (datetime.fromisoformat(at), event_id)
-            except ValueError as exc:
-                raise ValidationException(detail="cursor is not one this API returned") from exc
-        rows = await store.page(sandbox_id, before, limit + 1)
-        more, rows = len(rows) > limit, rows[:limit]
-        last = await store.last_activity(sandbox_id)
-        return HistoryPage(
-            sandbox_id=sandbox_id,
-            project_id=project_id,
-            events=[_event(r) for r in rows],
-            next_cursor=(
-                encode_cursor(rows[-1].occurred_at.isoformat(), rows[-1].event_id) if more else None
-            ),
-            last_activity=_event(last) if last else None,
-        )
 
-    @get(
-        "/api/sandboxes",
-        security=SECURITY,
-        summary="The fleet (admin): sandboxes by status and project, with counts",
-        description=(
-            "Live sandboxes (not killed) ordered by id, filtered by `status` and `projectId`; "
-            "`counts` covers the whole filter by project. Pages with `cursor`."
+
+@get(
+    "/api/sandboxes/{sandbox_id:str}/history",
+    security=SECURITY,
+    summary="Lifecycle history of a sandbox, newest first (from PostgreSQL)",
+    description=(
+        "Every fact recorded for the sandbox with its source (e2b-webhook, enforcer, "
+        "reconciler, ui, api) and data (a pause request carries reason, idleSince and "
+        "deadline). `lastActivity` is the newest fact that moved its last activity. Pages "
+        "with `cursor` = the previous page's `nextCursor`."
+    ),
+    raises=RAISES,
+)
+async def history(
+    request: Request[Any, Any, State],
+    sandbox_id: str,
+    deps: Deps,
+    limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> HistoryPage:
+    store = deps.history
+    principal = deps.gate.principal(request)
+    known, project_id = await store.project_of(storable(sandbox_id, "sandboxId"))
+    if not known:
+        raise NotFoundException(detail=f"no sandbox with id {sandbox_id}")
+    if not principal.may_read(project_id):
+        metrics.REFUSED.labels(reason="forbidden").inc()
+        raise PermissionDeniedException(detail=f"token has no access to sandbox {sandbox_id}")
+    before = None
+    if cursor:
+        at, event_id = decode_cursor(cursor, 2)
+        try:
+            before = (datetime.fromisoformat(at), event_id)
+        except ValueError as exc:
+            raise ValidationException(detail="cursor is not one this API returned") from exc
+    rows = await store.page(sandbox_id, before, limit + 1)
+    more, rows = len(rows) > limit, rows[:limit]
+    last = await store.last_activity(sandbox_id)
+    return HistoryPage(
+        sandbox_id=sandbox_id,
+        project_id=project_id,
+        events=[_event(r) for r in rows],
+        next_cursor=(
+            encode_cursor(rows[-1].occurred_at.isoformat(), rows[-1].event_id) if more else None
         ),
-        raises=RAISES,
+        last_activity=_event(last) if last else None,
     )
-    async def fleet(
-        request: Request[Any, Any, State],
-        status: Status | None = None,
-        project_id: Annotated[str | None, Parameter(query="projectId")] = None,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        cursor: str | None = None,
-    ) -> FleetPage:
-        gate.admin(request)
-        if status is Status.KILLED:
-            raise ValidationException(detail="killed sandboxes are not listed")
-        after = decode_cursor(cursor, 1)[0] if cursor else None
-        if project_id is not None:
-            storable(project_id, "projectId")
-        rows = await store.fleet(status, project_id, after, limit + 1)
-        more, rows = len(rows) > limit, rows[:limit]
-        return FleetPage(
-            sandboxes=[fleet_status(r) for r in rows],
-            counts=await store.counts(project_id),
-            next_cursor=encode_cursor(rows[-1].sandbox_id) if more else None,
-        )
 
-    return [history, fleet]
+
+@get(
+    "/api/sandboxes",
+    security=SECURITY,
+    summary="The fleet (admin): sandboxes by status and project, with counts",
+    description=(
+        "Live sandboxes (not killed) ordered by id, filtered by `status` and `projectId`; "
+        "`counts` covers the whole filter by project. Pages with `cursor`."
+    ),
+    raises=RAISES,
+)
+async def fleet(
+    request: Request[Any, Any, State],
+    deps: Deps,
+    status: Status | None = None,
+    project_id: Annotated[str | None, Parameter(query="projectId")] = None,
+    limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> FleetPage:
+    store = deps.history
+    deps.gate.admin(request)
+    if status is Status.KILLED:
+        raise ValidationException(detail="killed sandboxes are not listed")
+    after = decode_cursor(cursor, 1)[0] if cursor else None
+    if project_id is not None:
+        storable(project_id, "projectId")
+    rows = await store.fleet(status, project_id, after, limit + 1)
+    more, rows = len(rows) > limit, rows[:limit]
+    return FleetPage(
+        sandboxes=[fleet_status(r, deps.idle_rule) for r in rows],
+        counts=await store.counts(project_id),
+        next_cursor=encode_cursor(rows[-1].sandbox_id) if more else None,
+    )
+
+
+HANDLERS = [history, fleet]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncpg
 from litestar import MediaType, Response, get
-from litestar.handlers import HTTPRouteHandler
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
@@ -12,38 +11,40 @@ from redis.exceptions import RedisError
 from status_api.deps import Deps
 
 
-def handlers(deps: Deps) -> list[HTTPRouteHandler]:
-    @get("/healthz", media_type=MediaType.JSON)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+@get("/healthz", media_type=MediaType.JSON)
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
 
-    @get("/readyz", media_type=MediaType.JSON)
-    async def readyz() -> Response[dict[str, object]]:
-        """Ready while Redis answers: every status read needs it. PostgreSQL serves only the
-        history and fleet routes, so its absence is reported without taking reads away."""
-        problems: list[str] = []
-        try:
-            await deps.reader.ping()
-        except (RedisError, OSError) as exc:
-            problems.append(f"redis: {exc}")
-        try:
-            await deps.history.ping()
-        except (asyncpg.PostgresError, OSError) as exc:
-            degraded = [f"postgresql (history and fleet only): {exc}"]
-        else:
-            degraded = []
-        ready = not problems
-        return Response(
-            {
-                "status": "ready" if ready else "unready",
-                "problems": problems,
-                "degraded": degraded,
-            },
-            status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE,
-        )
 
-    @get("/metrics", include_in_schema=False)
-    async def metrics_route() -> Response[bytes]:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+@get("/readyz", media_type=MediaType.JSON)
+async def readyz(deps: Deps) -> Response[dict[str, object]]:
+    """Ready while Redis answers: every status read needs it. PostgreSQL serves only the
+    history and fleet routes, so its absence is reported without taking reads away."""
+    problems: list[str] = []
+    try:
+        await deps.reader.ping()
+    except (RedisError, OSError) as exc:
+        problems.append(f"redis: {exc}")
+    try:
+        await deps.history.ping()
+    except (asyncpg.PostgresError, OSError) as exc:
+        degraded = [f"postgresql (history and fleet only): {exc}"]
+    else:
+        degraded = []
+    ready = not problems
+    return Response(
+        {
+            "status": "ready" if ready else "unready",
+            "problems": problems,
+            "degraded": degraded,
+        },
+        status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE,
+    )
 
-    return [healthz, readyz, metrics_route]
+
+@get("/metrics", include_in_schema=False)
+async def metrics_route() -> Response[bytes]:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+HANDLERS = [healthz, readyz, metrics_route]

@@ -15,7 +15,6 @@ from litestar.exceptions import (
     ServiceUnavailableException,
     TooManyRequestsException,
 )
-from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_304_NOT_MODIFIED
@@ -93,121 +92,125 @@ def visible(doc: StatusDoc | None, route: str, what: str) -> StatusDoc:
     return doc
 
 
-def handlers(deps: Deps) -> list[HTTPRouteHandler]:
-    gate, reader = deps.gate, deps.reader
-
-    def cached(
-        request: Request[Any, Any, State], doc: StatusDoc, route: str
-    ) -> Response[SandboxStatus]:
-        """The status with an ETag; 304 and no body when the client already has this one."""
-        answer = render(
-            doc, request.headers.get("if-none-match"), deps.clock(), deps.warn_before, route
-        )
-        headers = {"ETag": answer.etag, "Cache-Control": answer.cache_control}
-        # Already encoded (reads.render): Litestar sends the bytes as they are.
-        response = Response(
-            answer.body,
-            status_code=answer.status_code,
-            media_type=MediaType.JSON,
-            headers=headers,
-        )
-        return cast("Response[SandboxStatus]", response)
-
-    @get(
-        "/api/projects/{project_id:str}/sandbox",
-        security=SECURITY,
-        summary="Current sandbox of a project",
-        description=(
-            "404 when the project has no live sandbox (never created, or killed). Send the "
-            "ETag back in If-None-Match for a 304; poll again after `pollAfterMs` (null: stop "
-            "polling), or listen on the stream instead."
-        ),
-        raises=RAISES,
-        responses=STATUS_RESPONSES,
+def cached(
+    deps: Deps, request: Request[Any, Any, State], doc: StatusDoc, route: str
+) -> Response[SandboxStatus]:
+    """The status with an ETag; 304 and no body when the client already has this one."""
+    answer = render(
+        doc, request.headers.get("if-none-match"), deps.clock(), deps.warn_before, route
     )
-    async def project_sandbox(
-        request: Request[Any, Any, State], project_id: str
-    ) -> Response[SandboxStatus]:
-        gate.for_project(request, project_id)
-        doc = visible(await reader.by_project(project_id), "project", f"project {project_id}")
-        return cached(request, doc, "project")
-
-    @get(
-        "/api/sandboxes/{sandbox_id:str}",
-        security=SECURITY,
-        summary="One sandbox by id",
-        description="403 when the sandbox belongs to a project the token does not name.",
-        raises=RAISES,
-        responses=STATUS_RESPONSES,
+    headers = {"ETag": answer.etag, "Cache-Control": answer.cache_control}
+    # Already encoded (reads.render): Litestar sends the bytes as they are.
+    response = Response(
+        answer.body,
+        status_code=answer.status_code,
+        media_type=MediaType.JSON,
+        headers=headers,
     )
-    async def sandbox(
-        request: Request[Any, Any, State], sandbox_id: str
-    ) -> Response[SandboxStatus]:
-        principal = gate.principal(request)
-        doc = visible(await reader.by_sandbox(sandbox_id), "sandbox", f"id {sandbox_id}")
-        if not principal.may_read(doc.project_id):
-            metrics.REFUSED.labels(reason="forbidden").inc()
-            raise PermissionDeniedException(detail=f"token has no access to sandbox {sandbox_id}")
-        return cached(request, doc, "sandbox")
+    return cast("Response[SandboxStatus]", response)
 
-    async def project_doc_to_act_on(
-        request: Request[Any, Any, State], project_id: str, route: str
-    ) -> StatusDoc:
-        gate.for_project(request, project_id)
-        return visible(await reader.by_project(project_id), route, f"project {project_id}")
 
-    @post(
-        "/api/projects/{project_id:str}/sandbox/activity",
-        security=SECURITY,
-        summary="Report user activity (a heartbeat) for a project's sandbox",
-        status_code=HTTP_202_ACCEPTED,
-        raises=[*RAISES, ServiceUnavailableException],
+@get(
+    "/api/projects/{project_id:str}/sandbox",
+    security=SECURITY,
+    summary="Current sandbox of a project",
+    description=(
+        "404 when the project has no live sandbox (never created, or killed). Send the "
+        "ETag back in If-None-Match for a 304; poll again after `pollAfterMs` (null: stop "
+        "polling), or listen on the stream instead."
+    ),
+    raises=RAISES,
+    responses=STATUS_RESPONSES,
+)
+async def project_sandbox(
+    request: Request[Any, Any, State], project_id: str, deps: Deps
+) -> Response[SandboxStatus]:
+    deps.gate.for_project(request, project_id)
+    doc = visible(await deps.reader.by_project(project_id), "project", f"project {project_id}")
+    return cached(deps, request, doc, "project")
+
+
+@get(
+    "/api/sandboxes/{sandbox_id:str}",
+    security=SECURITY,
+    summary="One sandbox by id",
+    description="403 when the sandbox belongs to a project the token does not name.",
+    raises=RAISES,
+    responses=STATUS_RESPONSES,
+)
+async def sandbox(
+    request: Request[Any, Any, State], sandbox_id: str, deps: Deps
+) -> Response[SandboxStatus]:
+    principal = deps.gate.principal(request)
+    doc = visible(await deps.reader.by_sandbox(sandbox_id), "sandbox", f"id {sandbox_id}")
+    if not principal.may_read(doc.project_id):
+        metrics.REFUSED.labels(reason="forbidden").inc()
+        raise PermissionDeniedException(detail=f"token has no access to sandbox {sandbox_id}")
+    return cached(deps, request, doc, "sandbox")
+
+
+async def project_doc_to_act_on(
+    deps: Deps, request: Request[Any, Any, State], project_id: str, route: str
+) -> StatusDoc:
+    deps.gate.for_project(request, project_id)
+    return visible(await deps.reader.by_project(project_id), route, f"project {project_id}")
+
+
+@post(
+    "/api/projects/{project_id:str}/sandbox/activity",
+    security=SECURITY,
+    summary="Report user activity (a heartbeat) for a project's sandbox",
+    status_code=HTTP_202_ACCEPTED,
+    raises=[*RAISES, ServiceUnavailableException],
+)
+async def activity(
+    request: Request[Any, Any, State], project_id: str, deps: Deps, data: Caller | None = None
+) -> ActivityAnswer:
+    """Moves the sandbox's last activity (and so its idle deadline). Heartbeats are
+    throttled per sandbox: `recorded: false` means one of this window was already taken."""
+    doc = await project_doc_to_act_on(deps, request, project_id, "activity")
+    source = Source(data.source) if data else Source.UI
+    result = await record_activity(doc, source, deps.throttle, deps.publisher, deps.keep_alive)
+    metrics.ACTIVITY.labels(recorded=str(result.recorded).lower()).inc()
+    return ActivityAnswer(sandbox_id=doc.sandbox_id, recorded=result.recorded)
+
+
+@post(
+    "/api/projects/{project_id:str}/sandbox/wake",
+    security=SECURITY,
+    summary="Wake (resume) a project's paused sandbox",
+    status_code=HTTP_202_ACCEPTED,
+    raises=[*RAISES, ServiceUnavailableException],
+)
+async def wake(
+    request: Request[Any, Any, State], project_id: str, deps: Deps, data: Caller | None = None
+) -> ActionAnswer:
+    """202 with `status: STARTING` (poll or listen until RUNNING); a sandbox already
+    RUNNING or STARTING is left as it is and its status returned."""
+    doc = await project_doc_to_act_on(deps, request, project_id, "wake")
+    source = Source(data.source) if data else Source.UI
+    status = await request_wake(doc, source, deps.publisher)
+    return ActionAnswer(
+        sandbox_id=doc.sandbox_id, status=status, poll_after_ms=POLL_AFTER_MS[status]
     )
-    async def activity(
-        request: Request[Any, Any, State], project_id: str, data: Caller | None = None
-    ) -> ActivityAnswer:
-        """Moves the sandbox's last activity (and so its idle deadline). Heartbeats are
-        throttled per sandbox: `recorded: false` means one of this window was already taken."""
-        doc = await project_doc_to_act_on(request, project_id, "activity")
-        source = Source(data.source) if data else Source.UI
-        result = await record_activity(doc, source, deps.throttle, deps.publisher, deps.keep_alive)
-        metrics.ACTIVITY.labels(recorded=str(result.recorded).lower()).inc()
-        return ActivityAnswer(sandbox_id=doc.sandbox_id, recorded=result.recorded)
 
-    @post(
-        "/api/projects/{project_id:str}/sandbox/wake",
-        security=SECURITY,
-        summary="Wake (resume) a project's paused sandbox",
-        status_code=HTTP_202_ACCEPTED,
-        raises=[*RAISES, ServiceUnavailableException],
+
+@post(
+    "/api/sandboxes/{sandbox_id:str}/pause",
+    security=SECURITY,
+    summary="Pause a running sandbox now (admin)",
+    status_code=HTTP_202_ACCEPTED,
+    raises=[*RAISES, ServiceUnavailableException],
+)
+async def pause(request: Request[Any, Any, State], sandbox_id: str, deps: Deps) -> ActionAnswer:
+    """202 with `status: PAUSING`; any other state is returned as it is. Activity after
+    this request makes the actuator drop the pause, as with the enforcer's."""
+    principal = deps.gate.admin(request)
+    doc = visible(await deps.reader.by_sandbox(sandbox_id), "pause", f"id {sandbox_id}")
+    status = await request_pause(doc, principal.subject, deps.publisher)
+    return ActionAnswer(
+        sandbox_id=doc.sandbox_id, status=status, poll_after_ms=POLL_AFTER_MS[status]
     )
-    async def wake(
-        request: Request[Any, Any, State], project_id: str, data: Caller | None = None
-    ) -> ActionAnswer:
-        """202 with `status: STARTING` (poll or listen until RUNNING); a sandbox already
-        RUNNING or STARTING is left as it is and its status returned."""
-        doc = await project_doc_to_act_on(request, project_id, "wake")
-        source = Source(data.source) if data else Source.UI
-        status = await request_wake(doc, source, deps.publisher)
-        return ActionAnswer(
-            sandbox_id=doc.sandbox_id, status=status, poll_after_ms=POLL_AFTER_MS[status]
-        )
 
-    @post(
-        "/api/sandboxes/{sandbox_id:str}/pause",
-        security=SECURITY,
-        summary="Pause a running sandbox now (admin)",
-        status_code=HTTP_202_ACCEPTED,
-        raises=[*RAISES, ServiceUnavailableException],
-    )
-    async def pause(request: Request[Any, Any, State], sandbox_id: str) -> ActionAnswer:
-        """202 with `status: PAUSING`; any other state is returned as it is. Activity after
-        this request makes the actuator drop the pause, as with the enforcer's."""
-        principal = gate.admin(request)
-        doc = visible(await reader.by_sandbox(sandbox_id), "pause", f"id {sandbox_id}")
-        status = await request_pause(doc, principal.subject, deps.publisher)
-        return ActionAnswer(
-            sandbox_id=doc.sandbox_id, status=status, poll_after_ms=POLL_AFTER_MS[status]
-        )
 
-    return [project_sandbox, sandbox, activity, wake, pause]
+HANDLERS = [project_sandbox, sandbox, activity, wake, pause]

@@ -15,11 +15,10 @@ from typing import Any
 import msgspec
 from litestar import Request, get
 from litestar.datastructures import State
-from litestar.handlers import HTTPRouteHandler
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from sandbox_common.changes import Change, ChangeKind, entry_position
 from sandbox_common.readmodel import Status, StatusDoc, decode_doc
+from sandbox_common.readmodel.feed import Change, ChangeKind, entry_position
 from status_api import metrics
 from status_api.change_hub import Subscription
 from status_api.deps import Deps
@@ -116,104 +115,112 @@ class _Sender:
         return ServerSentEventMessage(data=data.decode(), event=event, id=event_id)
 
 
-def handlers(deps: Deps) -> list[HTTPRouteHandler]:
-    gate, hub, reader = deps.gate, deps.hub, deps.reader
-
-    async def follow(
-        sub: Subscription, sender: _Sender, first: list[ServerSentEventMessage], stream: str
-    ) -> AsyncIterator[ServerSentEventMessage]:
-        metrics.SSE_CLIENTS.labels(stream=stream).inc()
-        try:
-            for message in first:
-                yield message
-            while not sub.overflowed:
-                if sub.queue.empty():
-                    try:
-                        change = await asyncio.wait_for(
-                            sub.queue.get(), timeout=deps.sse_keepalive_seconds
-                        )
-                    except TimeoutError:
-                        yield _comment("keep-alive")
-                        continue
-                else:  # no timer and no task per change while changes are queued
-                    change = sub.queue.get_nowait()
-                if change.kind is ChangeKind.RESET:
-                    # The read model was swapped wholesale: the current state, afresh.
-                    sender.forget()
-                    for message in await fresh(sender, sub.project_id, change.id):
-                        yield message
+async def follow(
+    deps: Deps,
+    sub: Subscription,
+    sender: _Sender,
+    first: list[ServerSentEventMessage],
+    stream: str,
+) -> AsyncIterator[ServerSentEventMessage]:
+    metrics.SSE_CLIENTS.labels(stream=stream).inc()
+    try:
+        for message in first:
+            yield message
+        while not sub.overflowed:
+            if sub.queue.empty():
+                try:
+                    change = await asyncio.wait_for(
+                        sub.queue.get(), timeout=deps.sse_keepalive_seconds
+                    )
+                except TimeoutError:
+                    yield _comment("keep-alive")
                     continue
-                live = sender.change(change)
-                if live is not None:
-                    yield live
-            # Fell too far behind: end the stream; EventSource reconnects and catches up.
-        finally:
-            metrics.SSE_CLIENTS.labels(stream=stream).dec()
-
-    async def fresh(
-        sender: _Sender, project_id: str | None, event_id: str
-    ) -> list[ServerSentEventMessage]:
-        if project_id is None:
-            # The fleet stream has no snapshot: its client (the dashboard) reloads the list.
-            return [ServerSentEventMessage(data="{}", event="reset", id=event_id)]
-        return sender.snapshot(await reader.by_project(project_id), project_id, event_id)
-
-    async def opening(
-        request: Request[Any, Any, State], sender: _Sender, project_id: str | None
-    ) -> list[ServerSentEventMessage]:
-        """What a client gets first: the changes it missed, or the current state."""
-        head = hub.last_id
-        sender.start_at(head)
-        resume = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
-        if resume:
-            missed = await hub.since(resume, project_id)
-            if missed is not None and all(c.kind is not ChangeKind.RESET for c in missed):
-                sender.start_at(resume)
-                messages = [m for m in map(sender.change, missed) if m is not None]
-                return messages or [_comment("up to date")]
-        if project_id is None:
-            return [_comment(f"fleet stream from {head}")]
-        return sender.snapshot(await reader.by_project(project_id), project_id, head)
-
-    def stream(
-        request: Request[Any, Any, State], project_id: str | None, kind: str
-    ) -> ServerSentEvent:
-        """A project's stream, or the fleet's (project_id None), for a caller already let in."""
-        sender = _Sender(deps)
-
-        async def events() -> AsyncIterator[ServerSentEventMessage]:
-            # Subscribed before the snapshot is read: no change falls between the two.
-            with hub.subscribe(project_id) as sub:
-                first = await opening(request, sender, project_id)
-                async for message in follow(sub, sender, first, kind):
+            else:  # no timer and no task per change while changes are queued
+                change = sub.queue.get_nowait()
+            if change.kind is ChangeKind.RESET:
+                # The read model was swapped wholesale: the current state, afresh.
+                sender.forget()
+                for message in await fresh(deps, sender, sub.project_id, change.id):
                     yield message
+                continue
+            live = sender.change(change)
+            if live is not None:
+                yield live
+        # Fell too far behind: end the stream; EventSource reconnects and catches up.
+    finally:
+        metrics.SSE_CLIENTS.labels(stream=stream).dec()
 
-        return ServerSentEvent(events(), retry_duration=_RETRY_MS, headers=_NO_BUFFERING)
 
-    @get(
-        "/api/projects/{project_id:str}/sandbox/stream",
-        security=SECURITY,
-        summary="Live status of a project's sandbox (server-sent events)",
-        description=_STREAM_DOC,
-        raises=RAISES,
-    )
-    async def project_stream(request: Request[Any, Any, State], project_id: str) -> ServerSentEvent:
-        gate.for_project(request, project_id, query_token=True)
-        return stream(request, project_id, "project")
+async def fresh(
+    deps: Deps, sender: _Sender, project_id: str | None, event_id: str
+) -> list[ServerSentEventMessage]:
+    if project_id is None:
+        # The fleet stream has no snapshot: its client (the dashboard) reloads the list.
+        return [ServerSentEventMessage(data="{}", event="reset", id=event_id)]
+    return sender.snapshot(await deps.reader.by_project(project_id), project_id, event_id)
 
-    @get(
-        "/api/sandboxes/stream",
-        security=SECURITY,
-        summary="Live changes of the whole fleet (admin, server-sent events)",
-        description=_STREAM_DOC + " No snapshot: list the fleet with GET /api/sandboxes.",
-        raises=RAISES,
-    )
-    async def fleet_stream(request: Request[Any, Any, State]) -> ServerSentEvent:
-        gate.admin(request, query_token=True)
-        return stream(request, None, "fleet")
 
-    return [project_stream, fleet_stream]
+async def opening(
+    deps: Deps, request: Request[Any, Any, State], sender: _Sender, project_id: str | None
+) -> list[ServerSentEventMessage]:
+    """What a client gets first: the changes it missed, or the current state."""
+    head = deps.hub.last_id
+    sender.start_at(head)
+    resume = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
+    if resume:
+        missed = await deps.hub.since(resume, project_id)
+        if missed is not None and all(c.kind is not ChangeKind.RESET for c in missed):
+            sender.start_at(resume)
+            messages = [m for m in map(sender.change, missed) if m is not None]
+            return messages or [_comment("up to date")]
+    if project_id is None:
+        return [_comment(f"fleet stream from {head}")]
+    return sender.snapshot(await deps.reader.by_project(project_id), project_id, head)
 
+
+def stream(
+    deps: Deps, request: Request[Any, Any, State], project_id: str | None, kind: str
+) -> ServerSentEvent:
+    """A project's stream, or the fleet's (project_id None), for a caller already let in."""
+    sender = _Sender(deps)
+
+    async def events() -> AsyncIterator[ServerSentEventMessage]:
+        # Subscribed before the snapshot is read: no change falls between the two.
+        with deps.hub.subscribe(project_id) as sub:
+            first = await opening(deps, request, sender, project_id)
+            async for message in follow(deps, sub, sender, first, kind):
+                yield message
+
+    return ServerSentEvent(events(), retry_duration=_RETRY_MS, headers=_NO_BUFFERING)
+
+
+@get(
+    "/api/projects/{project_id:str}/sandbox/stream",
+    security=SECURITY,
+    summary="Live status of a project's sandbox (server-sent events)",
+    description=_STREAM_DOC,
+    raises=RAISES,
+)
+async def project_stream(
+    request: Request[Any, Any, State], project_id: str, deps: Deps
+) -> ServerSentEvent:
+    deps.gate.for_project(request, project_id, query_token=True)
+    return stream(deps, request, project_id, "project")
+
+
+@get(
+    "/api/sandboxes/stream",
+    security=SECURITY,
+    summary="Live changes of the whole fleet (admin, server-sent events)",
+    description=_STREAM_DOC + " No snapshot: list the fleet with GET /api/sandboxes.",
+    raises=RAISES,
+)
+async def fleet_stream(request: Request[Any, Any, State], deps: Deps) -> ServerSentEvent:
+    deps.gate.admin(request, query_token=True)
+    return stream(deps, request, None, "fleet")
+
+
+HANDLERS = [project_stream, fleet_stream]
 
 # nginx and other proxies buffer responses by default, which would hold events back.
 _NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

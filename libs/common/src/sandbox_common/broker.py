@@ -1,0 +1,75 @@
+"""The FastStream side of Kafka for the consuming services (projector, ticker, actuator): one
+way to build their broker, and the writers that publish through it: facts and commands keyed
+by sandbox, and dead letters with their reason. (ingest, status-api and the tools publish with
+kafka_publisher.py instead: a producer that needs no subscriber.)"""
+
+from __future__ import annotations
+
+import logging
+
+from faststream.kafka import KafkaBroker
+
+from sandbox_common import commands, dead_letters, envelope, topics
+from sandbox_common.commands import Command
+from sandbox_common.dead_letters import Record
+from sandbox_common.envelope import Envelope
+
+
+def build_broker(
+    bootstrap_servers: str, log: logging.Logger, *, durable: bool, apply_types: bool = True
+) -> KafkaBroker:
+    """`durable`: acks=all and idempotence, so a fact is on every in-sync replica before the
+    record that caused it is committed. Per-message "Received/Processed" lines go to DEBUG: at
+    thousands a second they are noise."""
+    if durable:
+        return KafkaBroker(
+            bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            logger=log,
+            log_level=logging.DEBUG,
+            apply_types=apply_types,
+        )
+    return KafkaBroker(
+        bootstrap_servers, logger=log, log_level=logging.DEBUG, apply_types=apply_types
+    )
+
+
+class BrokerFacts:
+    """Facts to `sandbox-lifecycle` and commands to `sandbox-commands`; each returns once the
+    broker acknowledged."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self._broker = broker
+
+    async def publish(self, fact: Envelope) -> None:
+        await self._broker.publish(
+            envelope.encode(fact),
+            topic=topics.LIFECYCLE,
+            key=topics.record_key(fact.sandbox_id),
+            headers={k: v.decode() for k, v in envelope.kafka_headers(fact)},
+        )
+
+    async def publish_command(self, command: Command) -> None:
+        await self._broker.publish(
+            commands.encode(command),
+            topic=topics.COMMANDS,
+            key=topics.record_key(command.sandbox_id),
+            headers={"command-id": command.command_id},
+        )
+
+
+class BrokerDeadLetters:
+    """A record that cannot be processed goes to `sandbox-lifecycle.dlq` as it was, with the
+    reason and where it came from in its headers."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self._broker = broker
+
+    async def send(self, record: Record, reason: str) -> None:
+        await self._broker.publish(
+            record.value or b"",
+            topic=topics.LIFECYCLE_DLQ,
+            key=record.key,
+            headers=dead_letters.headers(record, reason),
+        )

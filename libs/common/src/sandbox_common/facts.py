@@ -1,0 +1,127 @@
+"""Our facts are built one way: `new_fact`, with the typed payload of the fact's type, which
+becomes the envelope's `data` (E2B's own facts come from `envelope.from_webhook`). And they are
+read one way: `state_view` is what the projection takes from any fact's data, so no reader
+spells a raw key.
+
+A payload's fields are its keys on the wire (sandbox_common.payloads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar, NamedTuple
+
+from sandbox_common.e2b import parse_time
+from sandbox_common.envelope import Envelope, FactType, Source
+from sandbox_common.payloads import Payload
+
+
+class FactData(Payload, frozen=True, kw_only=True, omit_defaults=True):
+    # The fact types this payload belongs to.
+    TYPES: ClassVar[frozenset[FactType]]
+
+
+class Lifecycle(FactData, frozen=True, kw_only=True, omit_defaults=True):
+    """What we learned of E2B's lifecycle ourselves: the actuator's outcome of an E2B call, or
+    the reconciler's correction from E2B's list."""
+
+    TYPES = frozenset(
+        {FactType.CREATED, FactType.PAUSED, FactType.RESUMED, FactType.UPDATED, FactType.KILLED}
+    )
+    reason: str | None = None
+    template_id: str | None = None
+    metadata: dict[str, str] | None = None
+    # E2B's new end of the sandbox (an UPDATED fact).
+    set_timeout: datetime | None = None
+    kill_reason: str | None = None
+    e2b_status: int | None = None
+    command_id: str | None = None
+
+
+class PauseRequested(FactData, frozen=True, kw_only=True, omit_defaults=True):
+    """The enforcer judged the sandbox idle (reason `idle`), or an operator asked (`operator`)."""
+
+    TYPES = frozenset({FactType.PAUSE_REQUESTED})
+    command_id: str
+    reason: str
+    idle_seconds: int | None = None
+    idle_since: datetime | None = None
+    deadline: datetime | None = None
+    operator: str | None = None
+
+
+class Undone(FactData, frozen=True, kw_only=True, omit_defaults=True):
+    """A pause dropped (activity came after it was judged, E2B never accepted it, or it was
+    stuck), or a wake that failed: back to the state before."""
+
+    TYPES = frozenset({FactType.PAUSE_CANCELLED, FactType.WAKE_FAILED})
+    reason: str
+    stuck_since: datetime | None = None
+    status: str | None = None
+    command_id: str | None = None
+
+
+class WakeRequested(FactData, frozen=True, kw_only=True, omit_defaults=True):
+    TYPES = frozenset({FactType.WAKE_REQUESTED})
+    command_id: str
+
+
+class Activity(FactData, frozen=True, kw_only=True, omit_defaults=True):
+    """A heartbeat: who it came from is the envelope's source."""
+
+    TYPES = frozenset({FactType.ACTIVITY})
+
+
+def new_fact(
+    fact_type: FactType,
+    payload: FactData,
+    *,
+    event_id: str,
+    sandbox_id: str,
+    source: Source,
+    at: datetime,
+    project_id: str | None = None,
+    team_id: str | None = None,
+    received_at: datetime | None = None,
+) -> Envelope:
+    """A fact we observed or caused at `at`; received then too, unless said otherwise (we
+    are its source)."""
+    if fact_type not in payload.TYPES:
+        raise TypeError(f"a {type(payload).__name__} payload is not one of a {fact_type}")
+    return Envelope(
+        event_id=event_id,
+        type=fact_type,
+        source=source,
+        sandbox_id=sandbox_id,
+        project_id=project_id,
+        team_id=team_id,
+        occurred_at=at,
+        received_at=received_at or at,
+        data=payload.to_data(),
+    )
+
+
+class StateView(NamedTuple):
+    """What the projection takes from a fact's data, whoever wrote it (E2B or us); a value of
+    the wrong shape is no value, as an unreadable field of a webhook always was."""
+
+    set_timeout: datetime | None
+    metadata: dict[str, str] | None
+    template_id: str | None
+
+
+_NOTHING = StateView(None, None, None)
+
+
+def state_view(fact: Envelope) -> StateView:
+    data: Mapping[str, Any] = fact.data
+    if not data:
+        return _NOTHING
+    metadata = data.get("metadata")
+    template_id = data.get("template_id")
+    return StateView(
+        set_timeout=parse_time(data.get("set_timeout")),
+        metadata=metadata if isinstance(metadata, dict) and metadata else None,
+        template_id=template_id if isinstance(template_id, str) else None,
+    )

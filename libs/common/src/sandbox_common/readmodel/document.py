@@ -1,0 +1,112 @@
+"""The status document the projector writes to Redis and status-api serves (camelCase JSON),
+and how it is made from a sandbox's projected state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+import msgspec
+
+from sandbox_common.readmodel.idle import IdleRule
+
+
+class Status(StrEnum):
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    PAUSING = "PAUSING"
+    PAUSED = "PAUSED"
+    # A tombstone: never served (404), kept so a late event cannot bring the sandbox back.
+    KILLED = "KILLED"
+
+
+# States that wait for an answer (the actuator's, or E2B's); the enforcer repairs stuck ones.
+TRANSITIONAL = frozenset({Status.PAUSING, Status.STARTING})
+
+# How often a client should poll in each state (the seed's adaptive intervals); None: don't.
+POLL_AFTER_MS: dict[Status, int | None] = {
+    Status.STARTING: 5000,
+    Status.PAUSING: 5000,
+    Status.RUNNING: 30000,
+    Status.PAUSED: None,
+    Status.KILLED: None,
+}
+
+
+class StatusDoc(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    sandbox_id: str
+    project_id: str | None
+    status: Status
+    last_active_at: datetime | None
+    status_changed_at: datetime | None
+    timeout_at: datetime | None = None
+    team_id: str | None = None
+    template_id: str | None = None
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    # When a RUNNING sandbox will be idle long enough to pause (None in any other status).
+    idle_deadline_at: datetime | None = None
+    # Monotonic per sandbox: a write with a lower revision never replaces a higher one.
+    revision: int = 0
+    updated_at: datetime | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(StatusDoc)
+
+
+def encode_doc(doc: StatusDoc) -> bytes:
+    return _encoder.encode(doc)
+
+
+def decode_doc(payload: bytes | str) -> StatusDoc:
+    return _decoder.decode(payload)
+
+
+class DocSource(Protocol):
+    """What a status document is made from: the projector's state of one sandbox."""
+
+    @property
+    def sandbox_id(self) -> str: ...
+    @property
+    def status(self) -> Status | None: ...
+    @property
+    def status_changed_at(self) -> datetime | None: ...
+    @property
+    def last_active_at(self) -> datetime | None: ...
+    @property
+    def timeout_at(self) -> datetime | None: ...
+    @property
+    def project_id(self) -> str | None: ...
+    @property
+    def team_id(self) -> str | None: ...
+    @property
+    def template_id(self) -> str | None: ...
+    @property
+    def metadata(self) -> dict[str, str]: ...
+
+
+def to_doc(state: DocSource, revision: int, now: datetime, rule: IdleRule) -> StatusDoc | None:
+    """None while no fact has said what state the sandbox is in."""
+    if state.status is None:
+        return None
+    active_at = state.last_active_at if state.status is Status.RUNNING else None
+    return StatusDoc(
+        sandbox_id=state.sandbox_id,
+        project_id=state.project_id,
+        status=state.status,
+        last_active_at=state.last_active_at,
+        status_changed_at=state.status_changed_at,
+        timeout_at=state.timeout_at,
+        team_id=state.team_id,
+        template_id=state.template_id,
+        metadata=state.metadata,
+        idle_deadline_at=rule.deadline(active_at, state.metadata) if active_at else None,
+        revision=revision,
+        updated_at=now,
+    )
+
+
+def transitional_since(doc: StatusDoc) -> datetime | None:
+    """When the sandbox entered PAUSING or STARTING (the transitional index's score)."""
+    return doc.status_changed_at if doc.status in TRANSITIONAL else None

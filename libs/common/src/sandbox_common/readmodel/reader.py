@@ -1,0 +1,175 @@
+"""Reads of the read model: documents (by sandbox, many, by project), the due part of the
+idle-deadline index, the transitional index, and whether the model is complete at all."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from sandbox_common.readmodel import keys
+from sandbox_common.readmodel.document import StatusDoc, decode_doc
+from sandbox_common.readmodel.redis_text import text
+
+# Project pointer -> document in one round trip (this is the hot read of every frontend poll).
+# KEYS: project pointer. ARGV: document key prefix, document field.
+_BY_PROJECT = """
+local sandbox_id = redis.call('GET', KEYS[1])
+if not sandbox_id then return false end
+return redis.call('HGET', ARGV[1] .. sandbox_id, ARGV[2])
+"""
+_CHUNK = 5000
+
+
+class ReadModelMissingError(RuntimeError):
+    """Redis has lost the read model (its marker is gone) and the projector is rebuilding it
+    from PostgreSQL: a missing document means "not known yet", not "no such sandbox"."""
+
+
+@dataclass(frozen=True)
+class IndexSummary:
+    """The enforcer's two indexes at a glance (`sandboxctl status`)."""
+
+    idle_indexed: int  # RUNNING sandboxes with an idle deadline
+    due: int  # of them, deadline passed
+    oldest_due_at: datetime | None
+    transitional: int  # PAUSING or STARTING
+    oldest_transitional_at: datetime | None
+
+
+class ReadModelReader:
+    """Every read raises ReadModelMissingError when a document is missing while the model is
+    incomplete; only misses pay for that check, hits never do."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._by_project = client.register_script(_BY_PROJECT)
+        self._doc_prefix = keys.sandbox_doc("")
+
+    async def by_sandbox(self, sandbox_id: str) -> StatusDoc | None:
+        raw = await self._client.hget(keys.sandbox_doc(sandbox_id), keys.DOC_FIELD)
+        if raw:
+            return decode_doc(raw)
+        await self.require_complete()
+        return None
+
+    async def by_sandboxes(self, sandbox_ids: Sequence[str]) -> list[StatusDoc | None]:
+        """Several documents in one round trip, in the order asked."""
+        if not sandbox_ids:
+            return []
+        async with self._client.pipeline(transaction=False) as pipe:
+            for sandbox_id in sandbox_ids:
+                pipe.hget(keys.sandbox_doc(sandbox_id), keys.DOC_FIELD)
+            raws: list[Any] = await pipe.execute()
+        if not all(raws):
+            await self.require_complete()
+        return [decode_doc(raw) if raw else None for raw in raws]
+
+    async def by_id(self, sandbox_ids: Sequence[str]) -> dict[str, StatusDoc]:
+        """The documents found among `sandbox_ids`, by sandbox id."""
+        found = await self.by_sandboxes(sandbox_ids)
+        return {sid: doc for sid, doc in zip(sandbox_ids, found, strict=True) if doc is not None}
+
+    async def by_project(self, project_id: str) -> StatusDoc | None:
+        raw = await self._by_project(
+            keys=[keys.project_sandbox(project_id)], args=[self._doc_prefix, keys.DOC_FIELD]
+        )
+        if raw:
+            return decode_doc(raw)
+        await self.require_complete()
+        return None
+
+    async def is_complete(self) -> bool:
+        return bool(await self._client.exists(keys.READ_MODEL_MARKER))
+
+    async def require_complete(self) -> None:
+        if not await self.is_complete():
+            raise ReadModelMissingError("the read model is being rebuilt; retry shortly")
+
+    async def due(self, now: datetime, limit: int) -> list[str]:
+        """RUNNING sandboxes whose idle deadline has passed, oldest first: only the due part of
+        the index is read (cost grows with the number due, not with the fleet)."""
+        members: Any = await self._client.zrangebyscore(
+            keys.IDLE_DEADLINES, "-inf", now.timestamp(), start=0, num=limit
+        )
+        return [text(m) for m in members]
+
+    async def deadlines_between(self, low: float, high: float) -> list[tuple[str, float]]:
+        """RUNNING sandboxes whose idle deadline (epoch s) is within [low, high], with it."""
+        members: Any = await self._client.zrangebyscore(
+            keys.IDLE_DEADLINES, low, high, withscores=True
+        )
+        return [(text(m), float(score)) for m, score in members]
+
+    async def entered_before(self, cutoff: datetime, limit: int) -> list[str]:
+        """Sandboxes in PAUSING or STARTING since before `cutoff`, oldest first."""
+        members: Any = await self._client.zrangebyscore(
+            keys.TRANSITIONAL, "-inf", cutoff.timestamp(), start=0, num=limit
+        )
+        return [text(m) for m in members]
+
+    async def summary(self, now: datetime) -> IndexSummary:
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.zcard(keys.IDLE_DEADLINES)
+            pipe.zcount(keys.IDLE_DEADLINES, "-inf", now.timestamp())
+            pipe.zrange(keys.IDLE_DEADLINES, 0, 0, withscores=True)
+            pipe.zcard(keys.TRANSITIONAL)
+            pipe.zrange(keys.TRANSITIONAL, 0, 0, withscores=True)
+            indexed, due, first_due, transitional, first_stuck = await pipe.execute()
+        return IndexSummary(
+            idle_indexed=int(indexed),
+            due=int(due),
+            oldest_due_at=_first_at(first_due) if due else None,
+            transitional=int(transitional),
+            oldest_transitional_at=_first_at(first_stuck),
+        )
+
+    # -- whole-model reads, for `replay --verify` ------------------------------------------
+
+    async def all_sandbox_ids(self) -> set[str]:
+        """Sandbox ids that have a document (a SCAN: no blocking of the server)."""
+        found: set[str] = set()
+        async for key in self._client.scan_iter(match=self._doc_prefix + "*", count=5000):
+            found.add(text(key)[len(self._doc_prefix) :])
+        return found
+
+    async def docs(self, sandbox_ids: Sequence[str]) -> dict[str, StatusDoc]:
+        """Many documents, in chunks; no completeness check (a comparison wants what is)."""
+        found: dict[str, StatusDoc] = {}
+        for start in range(0, len(sandbox_ids), _CHUNK):
+            chunk = sandbox_ids[start : start + _CHUNK]
+            async with self._client.pipeline(transaction=False) as pipe:
+                for sid in chunk:
+                    pipe.hget(keys.sandbox_doc(sid), keys.DOC_FIELD)
+                raw = await pipe.execute()
+            found.update({sid: decode_doc(r) for sid, r in zip(chunk, raw, strict=True) if r})
+        return found
+
+    async def idle_deadlines(self) -> dict[str, float]:
+        return await self._scores(keys.IDLE_DEADLINES)
+
+    async def transitional(self) -> dict[str, float]:
+        return await self._scores(keys.TRANSITIONAL)
+
+    async def pointers(self, project_ids: Sequence[str]) -> dict[str, str | None]:
+        """project -> the sandbox id its pointer names (None: no pointer)."""
+        found: dict[str, str | None] = {}
+        for start in range(0, len(project_ids), _CHUNK):
+            chunk = project_ids[start : start + _CHUNK]
+            raw = await self._client.mget([keys.project_sandbox(p) for p in chunk])
+            found.update({p: text(v) if v else None for p, v in zip(chunk, raw, strict=True)})
+        return found
+
+    async def _scores(self, key: str) -> dict[str, float]:
+        pairs: list[Any] = await self._client.zrange(key, 0, -1, withscores=True)
+        return {text(member): float(score) for member, score in pairs}
+
+    async def ping(self) -> bool:
+        return bool(await self._client.ping())
+
+
+def _first_at(first: list[tuple[bytes, float]]) -> datetime | None:
+    return datetime.fromtimestamp(first[0][1], UTC) if first else None

@@ -1,0 +1,75 @@
+"""Composition root of the actuator: the E2B client, the read model, the ledger and the use
+case, built once from settings (no I/O: clients connect on first use)."""
+
+from __future__ import annotations
+
+import logging
+
+import redis.asyncio as aioredis
+from faststream.kafka import KafkaBroker
+
+from enforcer.actuator import metrics
+from enforcer.actuator.carry_out import Actuator, RetryPolicy
+from enforcer.actuator.e2b import E2BSandboxControl
+from enforcer.settings import ActuatorSettings
+from sandbox_common import redis_pool
+from sandbox_common.broker import BrokerDeadLetters, BrokerFacts
+from sandbox_common.e2b_api.client import E2BApi
+from sandbox_common.e2b_api.pacing import TokenBucket
+from sandbox_common.readmodel.coordination import CommandLedger
+from sandbox_common.readmodel.reader import ReadModelReader
+
+log = logging.getLogger("enforcer.actuator")
+
+
+def _observe(operation: str, status: str, seconds: float) -> None:
+    metrics.E2B_SECONDS.labels(operation=operation, status=status).observe(seconds)
+
+
+class ActuatorParts:
+    def __init__(self, settings: ActuatorSettings, broker: KafkaBroker) -> None:
+        s = settings
+        self._broker = broker
+        self._redis: aioredis.Redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
+        self._e2b = E2BApi(
+            s.e2b_api_url,
+            s.e2b_api_key,
+            timeout_seconds=s.e2b_timeout_seconds,
+            max_concurrency=s.e2b_max_concurrency,
+            pace=TokenBucket(s.e2b_rate_per_second, s.e2b_rate_burst),
+            observe=_observe,
+        )
+        self._reader = ReadModelReader(self._redis)
+        self.actuator = Actuator(
+            self._reader,
+            E2BSandboxControl(self._e2b),
+            BrokerFacts(broker),
+            BrokerDeadLetters(broker),
+            retry=RetryPolicy(
+                attempts=s.actuator_max_attempts,
+                base_seconds=s.actuator_backoff_base_seconds,
+                cap_seconds=s.actuator_backoff_cap_seconds,
+            ),
+            ledger=CommandLedger(self._redis),
+            resume_timeout_seconds=s.e2b_resume_timeout_seconds,
+        )
+        self._e2b_api_url = s.e2b_api_url
+
+    async def start(self) -> None:
+        log.info("actuator opened", extra={"e2b_api_url": self._e2b_api_url})
+
+    async def close(self) -> None:
+        await self._e2b.aclose()
+        await self._redis.aclose()
+
+    async def problems(self) -> list[str]:
+        # E2B is not part of readiness: an E2B outage is retried per command, and taking the
+        # actuator out of service would not make E2B come back sooner.
+        found = []
+        if not await self._broker.ping(timeout=2.0):
+            found.append("kafka: broker not reachable")
+        try:
+            await self._reader.ping()
+        except Exception as exc:  # readiness reports any failure, whatever its type
+            found.append(f"redis: {exc.__class__.__name__}: {exc}")
+        return found

@@ -1,0 +1,59 @@
+"""Idle policy as pure functions: a sandbox's deadline, and whether to pause it now.
+
+No I/O and no clock: the ticker and the actuator pass `now` and the status document in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sandbox_common.readmodel import Status, StatusDoc
+
+
+def deadline(doc: StatusDoc) -> datetime | None:
+    """When a RUNNING sandbox becomes idle enough to pause; None when it is not running.
+
+    The projector computes it (sandbox_common.readmodel.idle) when it writes the document, so
+    the index the ticker scans and the decision here can never disagree."""
+    if doc.status is not Status.RUNNING or doc.last_active_at is None:
+        return None
+    return doc.idle_deadline_at
+
+
+@dataclass(frozen=True)
+class PauseCommand:
+    command_id: str
+    sandbox_id: str
+    project_id: str | None
+    # The activity time the decision was based on: newer activity cancels the command.
+    judged_last_active_at: datetime
+    deadline: datetime
+    idle_seconds: int
+
+
+def command_id(sandbox_id: str, judged_last_active_at: datetime) -> str:
+    """Deterministic: two tickers, or one tick replayed, judging the same idleness agree."""
+    return f"pause:{sandbox_id}:{judged_last_active_at.isoformat()}"
+
+
+def decide(doc: StatusDoc, now: datetime) -> PauseCommand | None:
+    due = deadline(doc)
+    if due is None or now < due or doc.last_active_at is None:
+        return None
+    return PauseCommand(
+        command_id=command_id(doc.sandbox_id, doc.last_active_at),
+        sandbox_id=doc.sandbox_id,
+        project_id=doc.project_id,
+        judged_last_active_at=doc.last_active_at,
+        deadline=due,
+        idle_seconds=int((now - doc.last_active_at).total_seconds()),
+    )
+
+
+def still_due(command: PauseCommand, current: StatusDoc | None) -> bool:
+    """The actuator's re-check just before calling E2B: drop the pause when the sandbox is gone,
+    no longer running, or was active after the command was judged."""
+    if current is None or current.status not in (Status.RUNNING, Status.PAUSING):
+        return False
+    return current.last_active_at is None or current.last_active_at <= command.judged_last_active_at

@@ -1,0 +1,87 @@
+"""The reconciler's composition: each pass opens what it needs (PostgreSQL, E2B, a producer)
+and closes it after, since passes are minutes apart. Run on `RECONCILER_SCHEDULE` (default
+every 5 minutes) inside the enforcer process, by the replica holding its lease; and once by
+`sandboxctl reconcile`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from enforcer.periodic import Periodic
+from enforcer.reconciler.adapters import E2BInventory, PostgresKnown
+from enforcer.reconciler.reconcile import reconcile
+from enforcer.reconciler.rules import Plan
+from enforcer.schedule import parse_schedule
+from enforcer.settings import TickerSettings
+from sandbox_common.e2b_api.client import E2BApi
+from sandbox_common.e2b_api.pacing import TokenBucket
+from sandbox_common.kafka_publisher import KafkaPublisher
+from sandbox_common.readmodel.coordination import Lease, LeaseName
+
+log = logging.getLogger("reconciler")
+
+
+@dataclass(frozen=True)
+class Parts:
+    known: PostgresKnown
+    inventory: E2BInventory
+    publisher: KafkaPublisher
+
+
+@asynccontextmanager
+async def parts(settings: TickerSettings) -> AsyncIterator[Parts]:
+    settings.require("e2b_api_key")
+    async with AsyncExitStack() as stack:
+        pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+        stack.push_async_callback(pool.close)
+        # Every call is paced: a pass over a fleet we know much more of than E2B lists (a
+        # confirming GET each) must stay far under E2B's per-team rate limit.
+        api = E2BApi(
+            settings.e2b_api_url,
+            settings.e2b_api_key,
+            timeout_seconds=settings.e2b_timeout_seconds,
+            max_concurrency=settings.e2b_max_concurrency,
+            pace=TokenBucket(settings.e2b_rate_per_second, settings.e2b_rate_burst),
+        )
+        stack.push_async_callback(api.aclose)
+        publisher = KafkaPublisher(
+            settings.kafka_bootstrap_servers,
+            settings.ingest_publish_timeout_seconds,
+            client_id="sandbox-reconciler",
+        )
+        stack.push_async_callback(publisher.stop)
+        yield Parts(PostgresKnown(pool), E2BInventory(api), publisher)
+
+
+async def reconcile_once(settings: TickerSettings, *, dry_run: bool = False) -> Plan:
+    async with parts(settings) as p:
+        return await reconcile(
+            datetime.now(UTC),
+            p.known,
+            p.inventory,
+            p.publisher,
+            project_key=settings.project_metadata_key,
+            dry_run=dry_run,
+        )
+
+
+def periodic_reconciler(settings: TickerSettings, redis: aioredis.Redis) -> Periodic | None:
+    """None when it is off (RECONCILER_ENABLED=false, or no E2B_API_KEY to ask E2B with)."""
+    if not settings.reconciler_enabled or not settings.e2b_api_key:
+        log.warning("reconciler off (RECONCILER_ENABLED=false or no E2B_API_KEY)")
+        return None
+
+    async def one_pass() -> None:
+        await reconcile_once(settings, dry_run=settings.enforcer_dry_run)
+
+    schedule = parse_schedule(settings.reconciler_schedule, "RECONCILER_SCHEDULE")
+    log.info("reconciler comparing with E2B on %r", schedule.expression)
+    lease = Lease(redis, LeaseName.RECONCILER, settings.enforcer_lease_seconds)
+    return Periodic("[Reconciler] pass", schedule, lease, one_pass, log)

@@ -1,0 +1,128 @@
+"""Reconciliation rules: our view of each sandbox against E2B's list, and the corrective facts
+(source reconciler) that bring ours in line. Pure: no I/O, the time is passed in.
+
+E2B's webhooks are fire-and-forget, so some never reach us. The list API is the truth about
+which sandboxes exist and whether each runs or is paused; a sandbox that is not listed is gone
+(killed), once a GET of it answers 404. Transitions we started ourselves (PAUSING, STARTING) are
+left to the actuator and the stuck-state repair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sandbox_common.e2b_api.listing import ListedSandbox
+from sandbox_common.envelope import Envelope, FactType, Source
+from sandbox_common.facts import Lifecycle, new_fact
+from sandbox_common.readmodel import Status
+
+# E2B's endAt and ours differ by rounding and by the time between a call and its fact.
+TIMEOUT_SLACK = timedelta(seconds=5)
+
+
+# One item of E2B's list, as the E2B client reads it.
+Upstream = ListedSandbox
+
+
+@dataclass(frozen=True)
+class Known:
+    """What we hold about a sandbox (PostgreSQL, the projector's truth)."""
+
+    sandbox_id: str
+    status: Status | None
+    timeout_at: datetime | None
+
+
+@dataclass
+class Plan:
+    facts: list[Envelope] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # listed upstream, never heard of
+    state_fixed: list[str] = field(default_factory=list)
+    timeout_fixed: list[str] = field(default_factory=list)
+    killed: list[str] = field(default_factory=list)
+
+
+def missing_upstream(known: Mapping[str, Known], upstream: Mapping[str, Upstream]) -> list[str]:
+    """Sandboxes we think alive that E2B does not list: killed, if a GET confirms it."""
+    return sorted(
+        sid
+        for sid, k in known.items()
+        if sid not in upstream and k.status is not None and k.status is not Status.KILLED
+    )
+
+
+def plan(
+    known: Mapping[str, Known],
+    upstream: Mapping[str, Upstream],
+    gone: set[str],
+    *,
+    observed_at: datetime,
+    project_key: str,
+) -> Plan:
+    """Corrective facts. `observed_at` is when the listing began: a later webhook (a newer
+    truth) then still wins over the correction in the fold's order."""
+    out = Plan()
+
+    def fact(
+        sid: str,
+        kind: FactType,
+        at: datetime,
+        tag: str,
+        set_timeout: datetime | None = None,
+        kill_reason: str | None = None,
+    ) -> None:
+        up = upstream.get(sid)
+        payload = Lifecycle(
+            reason="reconciled with E2B's list",
+            template_id=(up.template_id or None) if up else None,
+            metadata=(dict(up.metadata) or None) if up else None,
+            set_timeout=set_timeout,
+            kill_reason=kill_reason,
+        )
+        out.facts.append(
+            new_fact(
+                kind,
+                payload,
+                event_id=f"reconciler:{sid}:{kind.rsplit('.', 1)[-1]}:{tag}",
+                sandbox_id=sid,
+                source=Source.RECONCILER,
+                at=at,
+                project_id=up.metadata.get(project_key) if up else None,
+                received_at=observed_at,
+            )
+        )
+
+    stamp = observed_at.isoformat()
+    for sid, up in sorted(upstream.items()):
+        mine = known.get(sid)
+        if mine is not None and mine.status is Status.KILLED:
+            continue  # killed is absorbing; E2B listing it again would be its own anomaly
+        if mine is None or mine.status is None:
+            out.unknown.append(sid)
+            created_at = up.started_at or observed_at
+            fact(sid, FactType.CREATED, min(created_at, observed_at), created_at.isoformat())
+            if up.state == "paused":
+                fact(sid, FactType.PAUSED, observed_at, stamp)
+        elif up.state == "paused" and mine.status in (Status.RUNNING, Status.PAUSING):
+            out.state_fixed.append(sid)
+            fact(sid, FactType.PAUSED, observed_at, stamp)
+        elif up.state == "running" and mine.status is Status.PAUSED:
+            out.state_fixed.append(sid)
+            fact(sid, FactType.RESUMED, observed_at, stamp)
+        if (
+            up.state == "running"
+            and up.end_at is not None
+            and (
+                mine is None
+                or mine.timeout_at is None
+                or abs(mine.timeout_at - up.end_at) > TIMEOUT_SLACK
+            )
+        ):
+            out.timeout_fixed.append(sid)
+            fact(sid, FactType.UPDATED, observed_at, stamp, set_timeout=up.end_at)
+    for sid in sorted(gone):
+        out.killed.append(sid)
+        fact(sid, FactType.KILLED, observed_at, stamp, kill_reason="not found upstream")
+    return out

@@ -1,0 +1,76 @@
+"""What the enforcer's processes are given: the ticker's (with the reconciler beside it) and
+the actuator's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from enforcer.schedule import ScheduleError, parse_schedule
+from sandbox_common.settings import (
+    E2BApiSettings,
+    KafkaSettings,
+    LogSettings,
+    Port,
+    Positive,
+    PostgresSettings,
+    ProjectKeySettings,
+    RedisSettings,
+    Seconds,
+    SettingsError,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TickerSettings(
+    KafkaSettings,
+    RedisSettings,
+    PostgresSettings,
+    E2BApiSettings,
+    ProjectKeySettings,
+    LogSettings,
+):
+    """The ticker process, which also runs the reconciler (PostgreSQL, E2B's list)."""
+
+    enforcer_schedule: str = "*/2 * * * *"
+    # Off: no ticks at all. Dry run: ticks log and count what they would pause, and act on none
+    # (the seed's rollback plan, and a careful first rollout).
+    enforcer_enabled: bool = True
+    enforcer_dry_run: bool = False
+    enforcer_host: str = "127.0.0.1"
+    enforcer_port: Port = 8083
+    # Most sandboxes judged in one tick; the rest wait for the next (bounded work per tick).
+    enforcer_batch_size: Positive = 1000
+    enforcer_lease_seconds: Positive = 60
+    # PAUSING/STARTING for longer than this is repaired (see ticker/repair.py).
+    enforcer_stuck_after_seconds: Positive = 300
+    # The reconciler: when it compares our state with E2B's list, and how long its corrective
+    # facts may wait for the broker.
+    reconciler_schedule: str = "*/5 * * * *"
+    reconciler_enabled: bool = True
+    ingest_publish_timeout_seconds: Seconds = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("enforcer_schedule", "reconciler_schedule"):
+            try:
+                parse_schedule(getattr(self, name), name.upper())
+            except ScheduleError as exc:
+                raise SettingsError(str(exc)) from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActuatorSettings(KafkaSettings, RedisSettings, E2BApiSettings, LogSettings):
+    REQUIRED: ClassVar[tuple[str, ...]] = ("e2b_api_key",)
+
+    actuator_host: str = "127.0.0.1"
+    actuator_port: Port = 8084
+    actuator_group_id: str = "sandbox-actuator"
+    # Consumers in one actuator process: a command in backoff holds up only its own partitions.
+    actuator_workers: Positive = 4
+    actuator_max_attempts: Positive = 5
+    actuator_backoff_base_seconds: Seconds = 1.0
+    actuator_backoff_cap_seconds: Seconds = 10.0
+    # The E2B timeout a woken sandbox gets (connect's required `timeout`).
+    e2b_resume_timeout_seconds: Positive = 300
+    # How often the actuator measures its group's lag (kafka_consumer_lag_*).
+    consumer_lag_interval_seconds: Seconds = 15.0

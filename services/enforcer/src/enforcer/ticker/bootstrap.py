@@ -1,0 +1,82 @@
+"""Composition root of the enforcer process: the ticker, and the reconciler beside it, built
+once from settings (no I/O: clients connect on first use)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import redis.asyncio as aioredis
+from faststream.kafka import KafkaBroker
+
+from enforcer.periodic import Periodic
+from enforcer.reconciler.loop import periodic_reconciler
+from enforcer.schedule import parse_schedule
+from enforcer.settings import TickerSettings
+from enforcer.ticker import metrics
+from enforcer.ticker.job import TickJob, TickOptions
+from sandbox_common import redis_pool
+from sandbox_common.broker import BrokerFacts
+from sandbox_common.readmodel.coordination import Lease, LeaseName, RequestedPauses
+from sandbox_common.readmodel.reader import ReadModelReader
+
+log = logging.getLogger("enforcer")
+
+
+class TickerParts:
+    def __init__(self, settings: TickerSettings, broker: KafkaBroker) -> None:
+        s = settings
+        self._broker = broker
+        self._redis: aioredis.Redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
+        schedule = parse_schedule(s.enforcer_schedule)
+        job = TickJob(
+            ReadModelReader(self._redis),
+            BrokerFacts(broker),
+            # Not asked again until a stuck one would be repaired anyway.
+            RequestedPauses(self._redis, s.enforcer_stuck_after_seconds),
+            TickOptions(
+                batch_size=s.enforcer_batch_size,
+                dry_run=s.enforcer_dry_run,
+                stuck_after=timedelta(seconds=s.enforcer_stuck_after_seconds),
+            ),
+        )
+        self.ticks = Periodic(
+            "[Sandbox Idle Enforcer] tick",
+            schedule,
+            Lease(self._redis, LeaseName.TICKER, s.enforcer_lease_seconds),
+            job,
+            log,
+            enabled=s.enforcer_enabled,
+            not_leader=metrics.TICKS.labels(outcome="not_leader").inc,
+            failed=metrics.TICKS.labels(outcome="error").inc,
+        )
+        self.reconciles = periodic_reconciler(s, self._redis)
+        log.info(
+            "enforcer ticking on %r (enabled=%s, dry_run=%s)",
+            schedule.expression,
+            s.enforcer_enabled,
+            s.enforcer_dry_run,
+        )
+
+    async def start(self) -> None:
+        await self.ticks.start()
+        if self.reconciles is not None:
+            await self.reconciles.start()
+
+    async def stop(self) -> None:
+        await self.ticks.stop()
+        if self.reconciles is not None:
+            await self.reconciles.stop()
+        await self._redis.aclose()
+
+    async def problems(self) -> list[str]:
+        found = []
+        if not self.ticks.running:
+            found.append("ticker: loop not running")
+        if not await self._broker.ping(timeout=2.0):
+            found.append("kafka: broker not reachable")
+        try:
+            await self._redis.ping()
+        except Exception as exc:  # readiness reports any failure, whatever its type
+            found.append(f"redis: {exc.__class__.__name__}: {exc}")
+        return found

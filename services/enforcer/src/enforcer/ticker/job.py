@@ -1,0 +1,68 @@
+"""One scheduled tick: pause requests for the idle sandboxes, then the repair of the stuck
+ones (not in a dry run), counted in the ticker's metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from enforcer.ticker import metrics
+from enforcer.ticker.repair import ReadModel as RepairReadModel
+from enforcer.ticker.repair import repair_stuck
+from enforcer.ticker.tick import Publisher, ReadModel, RequestedPauses, run_tick
+
+
+class TickReadModel(ReadModel, RepairReadModel, Protocol):
+    """Both indexes and the documents (sandbox_common.readmodel.reader)."""
+
+
+@dataclass(frozen=True)
+class TickOptions:
+    batch_size: int
+    dry_run: bool
+    stuck_after: timedelta
+
+
+class TickJob:
+    def __init__(
+        self,
+        model: TickReadModel,
+        publisher: Publisher,
+        requested: RequestedPauses,
+        options: TickOptions,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._model = model
+        self._publisher = publisher
+        self._requested = requested
+        self._options = options
+        self._clock = clock
+
+    async def __call__(self) -> None:
+        o = self._options
+        with metrics.TICK_SECONDS.time():
+            report = await run_tick(
+                self._clock(),
+                self._model,
+                self._publisher,
+                batch_size=o.batch_size,
+                dry_run=o.dry_run,
+                requested=self._requested,
+            )
+            if not o.dry_run:
+                report.repaired = await repair_stuck(
+                    self._clock(),
+                    self._model,
+                    self._publisher,
+                    stuck_after=o.stuck_after,
+                    batch_size=o.batch_size,
+                )
+        metrics.TICKS.labels(outcome="ran").inc()
+        metrics.LAST_TICK.set_to_current_time()
+        metrics.CHECKED.inc(report.checked)
+        metrics.PAUSE_REQUESTS.inc(report.paused)
+        metrics.WOULD_PAUSE.inc(report.would_pause)
+        metrics.ERRORS.inc(report.errors)
+        metrics.REPAIRED.inc(report.repaired)

@@ -1,0 +1,45 @@
+"""Composition root of ingest: the producer, the dedupe store and the intake use case, built
+once from settings (no I/O: the producer connects in the app's lifespan)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from ingest.adapters.dedupe import SeenEvents
+from ingest.handlers import WebhookIntake
+from ingest.settings import IngestSettings
+from sandbox_common import redis_pool
+from sandbox_common.kafka_publisher import KafkaPublisher
+
+
+class IngestParts:
+    def __init__(self, settings: IngestSettings) -> None:
+        s = settings
+        s.require(*IngestSettings.REQUIRED)
+        self._redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
+        self.publisher = KafkaPublisher(
+            s.kafka_bootstrap_servers, s.ingest_publish_timeout_seconds, s.ingest_kafka_linger_ms
+        )
+        self.dedupe = SeenEvents(self._redis, s.ingest_dedupe_ttl_seconds)
+        self.intake = WebhookIntake(
+            s.e2b_webhook_secret, s.project_metadata_key, self.publisher, self.dedupe
+        )
+
+    def provide_intake(self) -> WebhookIntake:
+        """For the routes' `intake` parameter (Litestar's dependency injection)."""
+        return self.intake
+
+    def provide_parts(self) -> IngestParts:
+        return self
+
+    @asynccontextmanager
+    async def running(self, _app: object) -> AsyncIterator[None]:
+        """The app's lifespan."""
+        await self.publisher.start()
+        try:
+            yield
+        finally:
+            await self.dedupe.drain()
+            await self.publisher.stop()
+            await self._redis.aclose()

@@ -1,0 +1,75 @@
+"""Use case: Redis from PostgreSQL, the fast path after a Redis loss (no topic to read). The
+states are read in one snapshot and written under shadow keys with their PostgreSQL revisions,
+then swapped in; a document the live projector wrote meanwhile has a higher revision and is
+kept. The live projector runs it when the read model's marker is gone; `sandboxctl
+rebuild-redis` runs it by hand."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Collection
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import Protocol
+
+from projector.handlers import Projected
+from sandbox_common.readmodel import IdleRule, to_doc
+from sandbox_common.readmodel.reader import ReadModelReader
+from sandbox_common.readmodel.shadow import ShadowWriter, pointers
+
+log = logging.getLogger(__name__)
+# Every stale document goes: the ids are re-checked against PostgreSQL just before the swap.
+_ANY_REVISION = 2**62
+
+
+class Snapshot(Protocol):
+    async def states(self) -> list[Projected]: ...
+
+    async def existing(self, sandbox_ids: Collection[str]) -> set[str]: ...
+
+
+async def rebuild_read_model(
+    snapshot: Snapshot, shadow: ShadowWriter, reader: ReadModelReader, rule: IdleRule, *, by: str
+) -> tuple[int, int, int]:
+    """Returns (documents swapped in, newer live ones kept, stale ones removed)."""
+    projected = await snapshot.states()
+    await shadow.clear()
+    now = datetime.now(UTC)
+    docs = (to_doc(p.state, p.revision, now, rule) for p in projected)
+    await shadow.write([doc for doc in docs if doc is not None], now)
+    await shadow.write_pointers(pointers(p.state for p in projected))
+    candidates = await reader.all_sandbox_ids() - {p.state.sandbox_id for p in projected}
+    if candidates:
+        # Created after the snapshot (the live projector wrote them): not stale.
+        await shadow.mark_stale(candidates - await snapshot.existing(candidates))
+    marker = json.dumps({"by": by, "at": now.isoformat(), "source": "postgresql"})
+    return await shadow.swap(_ANY_REVISION, marker)
+
+
+async def rebuild_if_missing(
+    snapshots: Callable[[], AbstractAsyncContextManager[Snapshot | None]],
+    shadow: ShadowWriter,
+    reader: ReadModelReader,
+    rule: IdleRule,
+    *,
+    by: str,
+) -> bool:
+    """Rebuilds when the read model's marker is gone (Redis lost it); one rebuilder at a time:
+    `snapshots` gives None while a replay or another replica holds the rebuild lock. Returns
+    whether this call rebuilt it."""
+    if await reader.is_complete():
+        return False
+    async with snapshots() as snapshot:
+        if snapshot is None:
+            return False
+        log.warning("read model marker missing in Redis: rebuilding it from PostgreSQL")
+        swapped, kept, removed = await rebuild_read_model(snapshot, shadow, reader, rule, by=by)
+    log.warning(
+        "read model rebuilt from PostgreSQL: %d documents (%d newer kept, %d stale removed)",
+        swapped,
+        kept,
+        removed,
+        extra={"swapped": swapped, "kept": kept, "removed": removed},
+    )
+    return True

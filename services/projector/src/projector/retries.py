@@ -1,0 +1,93 @@
+"""Use case: a batch that could not be written as it was folded ahead (see pipeline.py) is
+projected on its own, with backoff; if it keeps failing while both stores answer, one of its
+records is poison to the stores: it is isolated record by record and dead-lettered, so the
+partition moves on. If the stores do not answer, the error propagates and the batch's
+partitions are sought back to it: retried, never skipped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from projector import metrics
+from projector.handlers import (
+    BatchOutcome,
+    DeadLetters,
+    Poison,
+    ReadModel,
+    StateStore,
+    project_batch,
+)
+from sandbox_common.dead_letters import Record
+
+log = logging.getLogger("projector")
+_ATTEMPTS = 6
+# A batch that keeps failing while the stores are healthy is retried record by record.
+_SINGLE_ATTEMPTS = 2
+
+
+class RetryingProjection:
+    def __init__(
+        self,
+        store: StateStore,
+        read_model: ReadModel,
+        dead_letters: DeadLetters,
+        problems: Callable[[], Awaitable[list[str]]],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._store = store
+        self._read_model = read_model
+        self._dead_letters = dead_letters
+        self._problems = problems
+        self._sleep = sleep
+
+    async def project(self, records: Sequence[Record]) -> None:
+        started = time.perf_counter()
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                outcome = await self._once(records)
+                break
+            except Exception:
+                if attempt == _ATTEMPTS:
+                    if not await self._problems():
+                        outcome = await self._one_by_one(records)
+                        break
+                    # Raising rewinds the partitions: the batch is retried, never skipped.
+                    log.exception("projection failed %d times; rewinding the batch", attempt)
+                    raise
+                delay = min(10.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311
+                metrics.RETRIES.inc()
+                log.warning(
+                    "projection failed (attempt %d), retrying in %.2fs",
+                    attempt,
+                    delay,
+                    exc_info=True,
+                )
+                await self._sleep(delay)
+        metrics.observe_batch(outcome, records, time.perf_counter() - started)
+
+    async def _once(self, records: Sequence[Record]) -> BatchOutcome:
+        return await project_batch(records, self._store, self._read_model, self._dead_letters)
+
+    async def _one_by_one(self, records: Sequence[Record]) -> BatchOutcome:
+        total = BatchOutcome()
+        for record in records:
+            for attempt in range(1, _SINGLE_ATTEMPTS + 1):
+                try:
+                    one = await self._once([record])
+                except Exception as exc:
+                    if attempt < _SINGLE_ATTEMPTS:
+                        await self._sleep(0.2)
+                        continue
+                    reason = f"processing failed after {attempt} attempts: {exc!r}"
+                    await self._dead_letters.send(record, reason)
+                    total.poison.append(Poison(record, reason))
+                else:
+                    total.facts.extend(one.facts)
+                    total.changed.extend(one.changed)
+                    total.poison.extend(one.poison)
+                break
+        return total

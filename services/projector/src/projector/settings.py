@@ -1,0 +1,37 @@
+"""What the projector is given: Kafka, PostgreSQL, Redis, the read model's rules, its knobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sandbox_common.settings import (
+    IdleSettings,
+    KafkaSettings,
+    LogSettings,
+    NonNegative,
+    NonNegativeSeconds,
+    Port,
+    Positive,
+    PostgresSettings,
+    RedisSettings,
+    Seconds,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectorSettings(KafkaSettings, RedisSettings, PostgresSettings, IdleSettings, LogSettings):
+    projector_host: str = "127.0.0.1"
+    projector_port: Port = 8082
+    # Under a backlog, larger batches cost less per fact (one transaction, fewer round trips):
+    # bench/projector_throughput.py gave about 16,000 facts/s at 2,000 and 24,000-28,000 at
+    # 10,000. Without a backlog a batch holds whatever came in its 50 ms.
+    projector_batch_size: Positive = 10_000
+    projector_group_id: str = "sandbox-projector"
+    # Sandbox states kept in memory between batches (0: read every one back from PostgreSQL).
+    projector_state_cache_size: NonNegative = 100_000
+    killed_tombstone_ttl_seconds: Positive = 7 * 24 * 3600
+    # How often the projector measures its group's lag (kafka_consumer_lag_*).
+    consumer_lag_interval_seconds: Seconds = 15.0
+    # How often the projector checks that Redis still holds the read model (its marker key),
+    # rebuilding it from PostgreSQL when not; 0 turns the check off.
+    read_model_check_seconds: NonNegativeSeconds = 10.0

@@ -1,0 +1,103 @@
+"""Composition root of status-api: Redis, Kafka and PostgreSQL clients, the change hub, the
+pause warner and what the routes share (`Deps`), built once from settings (no I/O: `start`
+connects what must be connected before serving)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+from sandbox_common import redis_pool
+from sandbox_common.kafka_publisher import KafkaPublisher
+from sandbox_common.postgres_pool import PostgresPool
+from sandbox_common.readmodel import IdleRule
+from sandbox_common.readmodel.coordination import ActivityThrottle
+from sandbox_common.readmodel.feed import ChangeFeed
+from sandbox_common.readmodel.reader import ReadModelReader
+from status_api.access import Gate
+from status_api.adapters.postgres import HistoryStore
+from status_api.auth import TokenVerifier
+from status_api.change_hub import ChangeHub
+from status_api.deps import Deps
+from status_api.pause_warnings import PauseWarner
+from status_api.rate_limit import RateLimiter
+from status_api.settings import StatusApiSettings
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StatusApiParts:
+    def __init__(self, settings: StatusApiSettings) -> None:
+        s = settings
+        s.require(*StatusApiSettings.REQUIRED)
+        # Handing out a connection is on every read's path: see sandbox_common.redis_pool for
+        # why not redis-py's blocking pool (slow) nor its plain one (fails a burst of SSE
+        # openings).
+        self._redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
+        # The feed follower blocks on XREAD: its own connection, so it never holds up reads.
+        self._feed_redis = redis_pool.redis_client(
+            s.redis_url, s.redis_max_connections, blocking=False
+        )
+        reader = ReadModelReader(self._redis)
+        self._hub = ChangeHub(ChangeFeed(self._feed_redis))
+        warn_before = timedelta(seconds=s.status_api_warn_before_seconds)
+        self._warner = PauseWarner(
+            reader, ChangeFeed(self._redis, s.change_feed_max_length), warn_before, _now
+        )
+        # Writes (activity, wake, pause) go to Kafka like every other fact; reads stay on
+        # Redis. The producer connects lazily, so reads work even while the broker is down.
+        self._publisher = KafkaPublisher(
+            s.kafka_bootstrap_servers,
+            s.status_api_publish_timeout_seconds,
+            client_id="sandbox-status-api",
+        )
+        # History and fleet need PostgreSQL; status reads must not wait for it at start: the
+        # pool is opened by the first query.
+        self._pg = PostgresPool(s.database_url, min_size=0, max_size=4, timeout=5)
+        self.deps = Deps(
+            gate=Gate(
+                TokenVerifier(s.status_api_jwt_secret),
+                RateLimiter(s.status_api_rate_limit_per_second, time.monotonic),
+            ),
+            reader=reader,
+            history=HistoryStore(self._pg),
+            hub=self._hub,
+            throttle=ActivityThrottle(self._redis, s.activity_throttle_seconds),
+            publisher=self._publisher,
+            clock=_now,
+            warn_before=warn_before,
+            keep_alive=timedelta(seconds=s.e2b_keep_alive_seconds),
+            sse_keepalive_seconds=s.status_api_sse_keepalive_seconds,
+            idle_rule=IdleRule(s.idle_timeout_seconds),
+        )
+
+    def provide_deps(self) -> Deps:
+        """For the routes' `deps` parameter (Litestar's dependency injection)."""
+        return self.deps
+
+    @asynccontextmanager
+    async def running(self, _app: object) -> AsyncIterator[None]:
+        """The app's lifespan."""
+        await self._publisher.start()
+        await self._hub.start()
+        warnings = asyncio.create_task(self._warner.run(), name="pause-warner")
+        try:
+            yield
+        finally:
+            warnings.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warnings
+            await self._stop()
+
+    async def _stop(self) -> None:
+        await self._hub.stop()
+        await self._publisher.stop()
+        await self._pg.close()
+        await self._feed_redis.aclose()
+        await self._redis.aclose()

@@ -1,0 +1,42 @@
+"""What status-api is given: Kafka (activity, wake, pause), Redis, PostgreSQL (history,
+fleet), the token secret, the idle rule (the fleet's deadlines) and its own knobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from sandbox_common.settings import (
+    IdleSettings,
+    KafkaSettings,
+    LogSettings,
+    NonNegativeSeconds,
+    Port,
+    Positive,
+    PostgresSettings,
+    RedisSettings,
+    Seconds,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusApiSettings(KafkaSettings, RedisSettings, PostgresSettings, IdleSettings, LogSettings):
+    REQUIRED: ClassVar[tuple[str, ...]] = ("status_api_jwt_secret",)
+
+    status_api_jwt_secret: str = field(default="", repr=False)
+    status_api_host: str = "127.0.0.1"
+    status_api_port: Port = 8081
+    # At most one activity fact per sandbox per this many seconds: a flood of heartbeats costs
+    # a Redis SET each, not a Kafka record each (a few % of the idle window, as Coder does).
+    activity_throttle_seconds: Seconds = 10.0
+    # While a user is active, E2B's timeout is kept at least half this far ahead (set to this).
+    e2b_keep_alive_seconds: Positive = 600
+    status_api_publish_timeout_seconds: Seconds = 5.0
+    # A pauseImminent warning goes out this long before a RUNNING sandbox's idle deadline.
+    status_api_warn_before_seconds: Positive = 30
+    # SSE keep-alive comments: proxies drop connections that stay silent for a minute or so.
+    status_api_sse_keepalive_seconds: Seconds = 15.0
+    # Requests per second per token (a burst of twice that), 0 = unlimited.
+    status_api_rate_limit_per_second: NonNegativeSeconds = 50.0
+    # Comma-separated origins allowed by CORS ('*' for any); empty: no CORS headers at all.
+    status_api_cors_origins: str = ""
