@@ -18,8 +18,8 @@ METRIC_MODULES = [
     "ingest.metrics",
     "projector.metrics",
     "status_api.metrics",
-    "enforcer.ticker_metrics",
-    "enforcer.actuator_metrics",
+    "enforcer.ticker.metrics",
+    "enforcer.actuator.metrics",
     "sandbox_common.consumer_lag",
 ]
 OUR_PREFIXES = ("ingest_", "projector_", "status_api_", "enforcer_", "actuator_", "kafka_consumer_")

@@ -6,8 +6,11 @@ kafka_publisher.py instead: a producer that needs no subscriber.)"""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import msgspec
 from faststream.kafka import KafkaBroker
+from pydantic import WithJsonSchema
 
 from sandbox_common import commands, dead_letters, envelope, topics
 from sandbox_common.commands import Command
@@ -33,6 +36,26 @@ def build_broker(
     return KafkaBroker(
         bootstrap_servers, logger=log, log_level=logging.DEBUG, apply_types=apply_types
     )
+
+
+def wire_schema(wire_type: type[Any]) -> WithJsonSchema:
+    """For a handler that decodes its records itself: the AsyncAPI document shows the wire
+    type's schema (msgspec's, its references inlined) instead of what the handler's parameter
+    holds."""
+    schema = msgspec.json.schema(wire_type)
+    definitions: dict[str, Any] = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                return inline(definitions[ref.rsplit("/", 1)[-1]])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return WithJsonSchema(inline(schema))
 
 
 class BrokerFacts:

@@ -4,10 +4,11 @@ the AsyncAPI document (/asyncapi)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
 from faststream.asgi.factories.asyncapi.route import AsyncAPIRoute
@@ -16,12 +17,13 @@ from faststream.message import StreamMessage
 
 from projector.adapters.kafka_offsets import ConsumerOffsets
 from projector.bootstrap import ProjectorParts
-from projector.pipeline import Pipeline
+from projector.pipeline import Offsets, Pipeline
 from projector.settings import ProjectorSettings
 from sandbox_common import topics
-from sandbox_common.broker import build_broker
+from sandbox_common.broker import build_broker, wire_schema
 from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.dead_letters import Record
+from sandbox_common.envelope import Envelope
 from sandbox_common.probes import probe_routes
 
 log = logging.getLogger("projector")
@@ -29,33 +31,44 @@ log = logging.getLogger("projector")
 
 @dataclass(frozen=True)
 class Fetched:
-    raw: tuple[ConsumerRecord[Any, Any], ...]
-    consumer: AIOKafkaConsumer
+    raw: Sequence[ConsumerRecord[Any, Any]]
+    # The aiokafka consumer that fetched them: their offsets are committed through it.
+    consumer: Any
 
 
 async def fetched(msg: StreamMessage[Any]) -> Fetched:
     """The handler decodes envelopes itself from the raw records: FastStream's per-record JSON
     decoding is skipped (a tenth of the projector's CPU)."""
-    raw = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
-    consumer = getattr(msg, "consumer", None)
-    assert isinstance(consumer, AIOKafkaConsumer), "a Kafka batch carries its consumer"
-    return Fetched(raw, consumer)
+    raw = msg.raw_message
+    return Fetched(raw if isinstance(raw, tuple | list) else (raw,), getattr(msg, "consumer", None))
+
+
+class SubscriberOffsets(Offsets, Protocol):
+    async def flush(self) -> None: ...
 
 
 class BatchSubscriber:
-    """A fetched batch -> the pipeline, with the offsets of the consumer that fetched it."""
+    """A fetched batch -> the pipeline, with the offsets of the consumer that fetched it (one
+    `SubscriberOffsets` per consumer, so commits stay in order)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        offsets_of: Callable[[Any], SubscriberOffsets] = ConsumerOffsets,
+    ) -> None:
         self._pipeline = pipeline
-        self._offsets: ConsumerOffsets | None = None  # one per consumer: commits stay in order
+        self._offsets_of = offsets_of
+        self._consumer: Any = None
+        self._offsets: SubscriberOffsets | None = None
 
-    async def __call__(self, batch: Fetched) -> None:
+    async def __call__(self, batch: Annotated[Fetched, wire_schema(Envelope)]) -> None:
         records = [
             Record(r.topic, r.partition, r.offset, r.value, r.key, tuple(r.headers))
             for r in batch.raw
         ]
-        if self._offsets is None or self._offsets.consumer is not batch.consumer:
-            self._offsets = ConsumerOffsets(batch.consumer)
+        if self._offsets is None or self._consumer is not batch.consumer:
+            self._consumer = batch.consumer
+            self._offsets = self._offsets_of(batch.consumer)
         await self._pipeline.submit(records, self._offsets)
 
     async def drain(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
@@ -20,7 +20,8 @@ from enforcer.actuator.bootstrap import ActuatorParts
 from enforcer.actuator.carry_out import Actuator
 from enforcer.settings import ActuatorSettings
 from sandbox_common import topics
-from sandbox_common.broker import build_broker
+from sandbox_common.broker import build_broker, wire_schema
+from sandbox_common.commands import Command
 from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.dead_letters import Record
 from sandbox_common.probes import probe_routes
@@ -38,7 +39,11 @@ class CommandSubscriber:
         self._actuator = actuator
         self._pause = redelivery_pause_seconds
 
-    async def __call__(self, msg: KafkaMessage) -> None:
+    async def __call__(
+        self, body: Annotated[bytes | None, wire_schema(Command)], msg: KafkaMessage
+    ) -> None:
+        """`body` is not decoded here (None): the use case decodes and dead-letters the raw
+        record itself; its annotation documents the record in the AsyncAPI document."""
         raw = msg.raw_message[0] if isinstance(msg.raw_message, tuple) else msg.raw_message
         try:
             handled = await self._actuator.handle(
