@@ -30,12 +30,14 @@ def signed_webhook(
     the project id's key."""
     body = json.dumps(
         e2b.build_webhook(
-            event_id=str(uuid.uuid4()),
-            event_type=event_type,
-            sandbox_id=sandbox_id,
-            timestamp=timestamp or datetime.now(UTC),
-            metadata={settings.project_metadata_key: project_id, **(metadata or {})},
-            extra_data=extra_data,
+            e2b.WebhookEvent(
+                id=str(uuid.uuid4()),
+                type=event_type,
+                sandbox_id=sandbox_id,
+                timestamp=timestamp or datetime.now(UTC),
+                metadata={settings.project_metadata_key: project_id, **(metadata or {})},
+                data=extra_data or {},
+            )
         )
     ).encode()
     return body, e2b.signed_headers(settings.e2b_webhook_secret, body)

@@ -45,13 +45,15 @@ def webhook(
     **extra: Any,
 ) -> bytes:
     body = e2b.build_webhook(
-        event_id=event_id or str(uuid.uuid4()),
-        event_type=f"sandbox.lifecycle.{kind}",
-        sandbox_id=sandbox_id,
-        timestamp=T0 + timedelta(seconds=seconds),
-        metadata={**({"projectId": project} if project else {}), **(metadata or {})} or None,
-        extra_data=extra or None,
-        version=version,
+        e2b.WebhookEvent(
+            id=event_id or str(uuid.uuid4()),
+            type=f"sandbox.lifecycle.{kind}",
+            sandbox_id=sandbox_id,
+            timestamp=T0 + timedelta(seconds=seconds),
+            metadata={**({"projectId": project} if project else {}), **(metadata or {})},
+            data=extra or {},
+            version=version,
+        )
     )
     return json.dumps(body).encode()
 

@@ -80,12 +80,14 @@ async def topic_before(stack: Stack) -> None:
 
 def valid_body(version: str = "v2", **over: Any) -> dict[str, Any]:
     body = e2b.build_webhook(
-        event_id=str(uuid.uuid4()),
-        event_type="sandbox.lifecycle.created",
-        sandbox_id=f"hostile-{uuid.uuid4().hex[:12]}",
-        timestamp=T0,
-        metadata={"projectId": f"hostile-{uuid.uuid4().hex[:8]}"},
-        version=version,
+        e2b.WebhookEvent(
+            id=str(uuid.uuid4()),
+            type="sandbox.lifecycle.created",
+            sandbox_id=f"hostile-{uuid.uuid4().hex[:12]}",
+            timestamp=T0,
+            metadata={"projectId": f"hostile-{uuid.uuid4().hex[:8]}"},
+            version=version,
+        )
     )
     return {**body, **over}
 

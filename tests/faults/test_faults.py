@@ -144,12 +144,14 @@ def webhooks(rig: Rig, count: int) -> list[Delivery]:
             )
             body = json.dumps(
                 e2b.build_webhook(
-                    event_id=event_id,
-                    event_type=f"sandbox.lifecycle.{kind_now}",
-                    sandbox_id=f"load-{run}-{j}",
-                    timestamp=at,
-                    metadata={"projectId": f"load-{run}-{j}"},
-                    extra_data=extra,
+                    e2b.WebhookEvent(
+                        id=event_id,
+                        type=f"sandbox.lifecycle.{kind_now}",
+                        sandbox_id=f"load-{run}-{j}",
+                        timestamp=at,
+                        metadata={"projectId": f"load-{run}-{j}"},
+                        data=extra or {},
+                    )
                 )
             ).encode()
             headers = e2b.signed_headers(rig.webhook_secret, body)
@@ -181,11 +183,13 @@ async def recovered(rig: Rig, watch: LagWatch, since: float) -> float:
 async def accepted(rig: Rig, sandbox_id: str) -> bool:
     body = json.dumps(
         e2b.build_webhook(
-            event_id=str(uuid.uuid4()),
-            event_type="sandbox.lifecycle.updated",
-            sandbox_id=sandbox_id,
-            timestamp=datetime.now(UTC),
-            metadata={"projectId": sandbox_id},
+            e2b.WebhookEvent(
+                id=str(uuid.uuid4()),
+                type="sandbox.lifecycle.updated",
+                sandbox_id=sandbox_id,
+                timestamp=datetime.now(UTC),
+                metadata={"projectId": sandbox_id},
+            )
         )
     ).encode()
     r = await rig.http.post(

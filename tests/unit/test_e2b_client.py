@@ -10,12 +10,12 @@ import pytest
 
 from enforcer.actuator.e2b import E2BSandboxControl
 from enforcer.domain.outcomes import PauseOutcome
-from sandbox_common.e2b_api.client import E2BApi
+from sandbox_common.e2b_api.client import CallLimits, E2BApi
 from sandbox_common.e2b_api.pacing import TokenBucket
 
 
 def client(handler: httpx.MockTransport) -> E2BApi:
-    return E2BApi("http://e2b.test/", "key-1", timeout_seconds=1.0, transport=handler)
+    return E2BApi("http://e2b.test/", "key-1", CallLimits(timeout_seconds=1.0), transport=handler)
 
 
 @pytest.mark.parametrize(
@@ -96,8 +96,7 @@ async def test_concurrency_is_capped() -> None:
     e2b = E2BApi(
         "http://e2b.test",
         "k",
-        max_concurrency=3,
-        pace=TokenBucket(1000.0, 1000),
+        CallLimits(max_concurrency=3, rate_per_second=1000.0, burst=1000),
         transport=httpx.MockTransport(answer),
     )
     try:

@@ -15,7 +15,8 @@ from enforcer.ticker.tick import pause_messages
 from sandbox_common import envelope as env
 from sandbox_common.commands import Command, CommandType, ExtendTimeoutOrder, new_command
 from sandbox_common.envelope import FactType, Source
-from sandbox_common.facts import Lifecycle, PauseRequested, new_fact, state_view
+from sandbox_common.facts import Lifecycle, Origin, PauseRequested, new_fact, state_view
+from sandbox_common.payloads import Subject
 from sandbox_common.readmodel import Status, StatusDoc
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -88,29 +89,20 @@ def test_a_payload_belongs_to_its_fact_types_only() -> None:
         new_fact(
             FactType.PAUSED,
             PauseRequested(command_id="c", reason="idle"),
-            event_id="e",
-            sandbox_id="s",
-            source=Source.ENFORCER,
-            at=NOW,
+            Subject("s"),
+            Origin("e", Source.ENFORCER, NOW),
         )
 
 
 def test_a_command_payload_names_its_type() -> None:
     command = new_command(
-        ExtendTimeoutOrder(timeout_seconds=600), command_id="x", sandbox_id="s", issued_at=NOW
+        ExtendTimeoutOrder(timeout_seconds=600), Subject("s"), command_id="x", issued_at=NOW
     )
     assert (command.type, command.data) == (CommandType.EXTEND_TIMEOUT, {"timeout_seconds": 600})
 
 
 def test_an_unknown_fact_type_or_source_is_kept_not_refused() -> None:
-    fact = new_fact(
-        FactType.CREATED,
-        Lifecycle(),
-        event_id="e",
-        sandbox_id="s",
-        source=Source.ENFORCER,
-        at=NOW,
-    )
+    fact = new_fact(FactType.CREATED, Lifecycle(), Subject("s"), Origin("e", Source.ENFORCER, NOW))
     raw = env.encode(fact).replace(b"sandbox.lifecycle.created", b"sandbox.lifecycle.snapshotted")
     raw = raw.replace(b'"enforcer"', b'"a-newer-service"')
     read = env.decode(raw)
@@ -123,9 +115,7 @@ def test_an_unknown_fact_type_or_source_is_kept_not_refused() -> None:
 
 
 def test_the_state_view_reads_what_the_projection_needs_and_nothing_malformed() -> None:
-    fact = new_fact(
-        FactType.UPDATED, Lifecycle(), event_id="e", sandbox_id="s", source=Source.API, at=NOW
-    )
+    fact = new_fact(FactType.UPDATED, Lifecycle(), Subject("s"), Origin("e", Source.API, NOW))
 
     def view(**data: object) -> tuple[object, ...]:
         return tuple(state_view(msgspec.structs.replace(fact, data=data)))

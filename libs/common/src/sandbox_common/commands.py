@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from sandbox_common.payloads import Payload
+from sandbox_common.payloads import Payload, Subject
 
 SCHEMA_VERSION = 1
 
@@ -63,19 +63,18 @@ class ExtendTimeoutOrder(CommandData, frozen=True, kw_only=True, omit_defaults=T
 
 def new_command(
     payload: CommandData,
+    subject: Subject,
     *,
     command_id: str,
-    sandbox_id: str,
     issued_at: datetime,
-    project_id: str | None = None,
     judged_last_active_at: datetime | None = None,
 ) -> Command:
     return Command(
         command_id=command_id,
         type=payload.TYPE,
-        sandbox_id=sandbox_id,
+        sandbox_id=subject.sandbox_id,
         issued_at=issued_at,
-        project_id=project_id,
+        project_id=subject.project_id,
         judged_last_active_at=judged_last_active_at,
         data=payload.to_data(),
     )

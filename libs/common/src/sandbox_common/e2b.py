@@ -69,10 +69,10 @@ class WebhookEvent(msgspec.Struct, frozen=True, kw_only=True):
     """One lifecycle event, whatever payload version it came in."""
 
     id: str
-    version: str
     type: str
     timestamp: datetime
     sandbox_id: str
+    version: str = "v2"
     team_id: str | None = None
     template_id: str | None = None
     build_id: str | None = None
@@ -209,37 +209,30 @@ def contains_nul(value: object) -> bool:
     return False
 
 
-def build_webhook(
-    *,
-    event_id: str,
-    event_type: str,
-    sandbox_id: str,
-    timestamp: datetime,
-    metadata: dict[str, str] | None = None,
-    extra_data: dict[str, Any] | None = None,
-    team_id: str = "team-local",
-    template_id: str = "base",
-    execution_id: str | None = None,
-    version: str = "v2",
-) -> dict[str, Any]:
-    """A webhook body in E2B's shape (v2 snake_case or v1 camelCase), as E2B would send it.
+def build_webhook(event: WebhookEvent) -> dict[str, Any]:
+    """A webhook body in E2B's shape (v2 snake_case or v1 camelCase, by `event.version`), as
+    E2B would send it: `parse_webhook`'s inverse.
 
     Used by the dev CLI, the tests and the simulator, so they all speak the documented shape.
     """
-    data: dict[str, Any] = dict(extra_data or {})
-    if metadata:
-        data["sandbox_metadata"] = metadata
-    ts = timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if version == "v1":
+    data: dict[str, Any] = dict(event.data)
+    if event.metadata:
+        data["sandbox_metadata"] = event.metadata
+    ts = event.timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    execution_id = event.execution_id or event.id
+    template_id = event.template_id or "base"
+    build_id = event.build_id or "build-local"
+    team_id = event.team_id or "team-local"
+    if event.version == "v1":
         v1_data = {_V1_DATA_KEYS.get(k, k): v for k, v in data.items()}
         body: dict[str, Any] = {
-            "id": event_id,
+            "id": event.id,
             "version": "v1",
-            "type": event_type,
-            "sandboxId": sandbox_id,
-            "sandboxExecutionId": execution_id or event_id,
+            "type": event.type,
+            "sandboxId": event.sandbox_id,
+            "sandboxExecutionId": execution_id,
             "sandboxTemplateId": template_id,
-            "sandboxBuildId": "build-local",
+            "sandboxBuildId": build_id,
             "sandboxTeamId": team_id,
             "timestamp": ts,
         }
@@ -247,16 +240,16 @@ def build_webhook(
             body["eventData"] = v1_data
         return body
     body = {
-        "id": event_id,
+        "id": event.id,
         "version": "v2",
-        "type": event_type,
+        "type": event.type,
         "timestamp": ts,
         "event_category": "lifecycle",
-        "event_label": event_type.rsplit(".", 1)[-1],
-        "sandbox_id": sandbox_id,
-        "sandbox_execution_id": execution_id or event_id,
+        "event_label": event.type.rsplit(".", 1)[-1],
+        "sandbox_id": event.sandbox_id,
+        "sandbox_execution_id": execution_id,
         "sandbox_template_id": template_id,
-        "sandbox_build_id": "build-local",
+        "sandbox_build_id": build_id,
         "sandbox_team_id": team_id,
     }
     if data:  # E2B omits the key when there is no event data

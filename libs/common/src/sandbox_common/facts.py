@@ -14,7 +14,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from sandbox_common.e2b import parse_time
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.payloads import Payload
+from sandbox_common.payloads import Payload, Subject
 
 
 class FactData(Payload, frozen=True, kw_only=True, omit_defaults=True):
@@ -73,31 +73,29 @@ class Activity(FactData, frozen=True, kw_only=True, omit_defaults=True):
     TYPES = frozenset({FactType.ACTIVITY})
 
 
-def new_fact(
-    fact_type: FactType,
-    payload: FactData,
-    *,
-    event_id: str,
-    sandbox_id: str,
-    source: Source,
-    at: datetime,
-    project_id: str | None = None,
-    team_id: str | None = None,
-    received_at: datetime | None = None,
-) -> Envelope:
-    """A fact we observed or caused at `at`; received then too, unless said otherwise (we
+class Origin(NamedTuple):
+    """Where a fact comes from: its id (deterministic where a retry must repeat it), who
+    observed or caused it, when it happened, and when it was received (by default then too: we
     are its source)."""
+
+    event_id: str
+    source: Source
+    at: datetime
+    received_at: datetime | None = None
+
+
+def new_fact(fact_type: FactType, payload: FactData, subject: Subject, origin: Origin) -> Envelope:
     if fact_type not in payload.TYPES:
         raise TypeError(f"a {type(payload).__name__} payload is not one of a {fact_type}")
     return Envelope(
-        event_id=event_id,
+        event_id=origin.event_id,
         type=fact_type,
-        source=source,
-        sandbox_id=sandbox_id,
-        project_id=project_id,
-        team_id=team_id,
-        occurred_at=at,
-        received_at=received_at or at,
+        source=origin.source,
+        sandbox_id=subject.sandbox_id,
+        project_id=subject.project_id,
+        team_id=subject.team_id,
+        occurred_at=origin.at,
+        received_at=origin.received_at or origin.at,
         data=payload.to_data(),
     )
 

@@ -12,16 +12,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sandbox_common.commands import (
-    Command,
-    CommandData,
-    CommandType,
-    PauseOrder,
-    ResumeOrder,
-    new_command,
-)
+from sandbox_common.commands import Command, CommandType, PauseOrder, ResumeOrder, new_command
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.facts import FactData, PauseRequested, WakeRequested, new_fact
+from sandbox_common.facts import Origin, PauseRequested, WakeRequested, new_fact
+from sandbox_common.payloads import Subject
 from sandbox_common.readmodel import Status, StatusDoc
 
 # Already up, or on its way: waking again would only repeat the E2B call.
@@ -38,15 +32,18 @@ async def request_wake(doc: StatusDoc, source: Source, publisher: Publisher) -> 
     """The status the sandbox is in now, as far as the caller should show it."""
     if doc.status in _AWAKE:
         return doc.status
-    command_id = _command_id(CommandType.RESUME, doc)
+    now, command_id, subject = _asked(CommandType.RESUME, doc)
     await _command_then_fact(
         publisher,
-        doc,
-        command_id,
-        ResumeOrder(source=source.value),
-        FactType.WAKE_REQUESTED,
-        WakeRequested(command_id=command_id),
-        source,
+        new_command(
+            ResumeOrder(source=source.value), subject, command_id=command_id, issued_at=now
+        ),
+        new_fact(
+            FactType.WAKE_REQUESTED,
+            WakeRequested(command_id=command_id),
+            subject,
+            Origin(f"{command_id}:requested", source, now),
+        ),
     )
     return Status.STARTING
 
@@ -57,55 +54,32 @@ async def request_pause(doc: StatusDoc, operator: str | None, publisher: Publish
     if doc.status is not Status.RUNNING or doc.last_active_at is None:
         return doc.status
     operator = operator or "unknown"
-    command_id = _command_id(CommandType.PAUSE, doc)
+    now, command_id, subject = _asked(CommandType.PAUSE, doc)
     await _command_then_fact(
         publisher,
-        doc,
-        command_id,
-        PauseOrder(source=Source.API.value, reason="operator", operator=operator),
-        FactType.PAUSE_REQUESTED,
-        PauseRequested(command_id=command_id, reason="operator", operator=operator),
-        Source.API,
-        judged_last_active_at=doc.last_active_at,
+        new_command(
+            PauseOrder(source=Source.API.value, reason="operator", operator=operator),
+            subject,
+            command_id=command_id,
+            issued_at=now,
+            judged_last_active_at=doc.last_active_at,
+        ),
+        new_fact(
+            FactType.PAUSE_REQUESTED,
+            PauseRequested(command_id=command_id, reason="operator", operator=operator),
+            subject,
+            Origin(f"{command_id}:requested", Source.API, now),
+        ),
     )
     return Status.PAUSING
 
 
-def _command_id(command_type: CommandType, doc: StatusDoc) -> str:
-    return f"{command_type.value}:{doc.sandbox_id}:{uuid.uuid4().hex}"
+def _asked(command_type: CommandType, doc: StatusDoc) -> tuple[datetime, str, Subject]:
+    """Now, a new command id, and the sandbox asked about."""
+    command_id = f"{command_type.value}:{doc.sandbox_id}:{uuid.uuid4().hex}"
+    return datetime.now(UTC), command_id, Subject(doc.sandbox_id, doc.project_id, doc.team_id)
 
 
-async def _command_then_fact(
-    publisher: Publisher,
-    doc: StatusDoc,
-    command_id: str,
-    order: CommandData,
-    fact_type: FactType,
-    payload: FactData,
-    source: Source,
-    *,
-    judged_last_active_at: datetime | None = None,
-) -> None:
-    now = datetime.now(UTC)
-    await publisher.publish_command(
-        new_command(
-            order,
-            command_id=command_id,
-            sandbox_id=doc.sandbox_id,
-            issued_at=now,
-            project_id=doc.project_id,
-            judged_last_active_at=judged_last_active_at,
-        )
-    )
-    await publisher.publish(
-        new_fact(
-            fact_type,
-            payload,
-            event_id=f"{command_id}:requested",
-            sandbox_id=doc.sandbox_id,
-            source=source,
-            at=now,
-            project_id=doc.project_id,
-            team_id=doc.team_id,
-        )
-    )
+async def _command_then_fact(publisher: Publisher, command: Command, fact: Envelope) -> None:
+    await publisher.publish_command(command)
+    await publisher.publish(fact)

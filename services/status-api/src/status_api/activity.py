@@ -11,7 +11,8 @@ from typing import Protocol
 
 from sandbox_common.commands import Command, ExtendTimeoutOrder, new_command
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.facts import Activity, new_fact
+from sandbox_common.facts import Activity, Origin, new_fact
+from sandbox_common.payloads import Subject
 from sandbox_common.readmodel import Status, StatusDoc
 
 
@@ -47,10 +48,9 @@ def extend_command(doc: StatusDoc, now: datetime, keep_alive: timedelta) -> Comm
     bucket = int(now.timestamp() // max(1.0, keep_alive.total_seconds() / 2))
     return new_command(
         ExtendTimeoutOrder(timeout_seconds=int(keep_alive.total_seconds())),
+        Subject(doc.sandbox_id, doc.project_id),
         command_id=f"extend:{doc.sandbox_id}:{bucket}",
-        sandbox_id=doc.sandbox_id,
         issued_at=now,
-        project_id=doc.project_id,
     )
 
 
@@ -67,12 +67,8 @@ async def record_activity(
     fact = new_fact(
         FactType.ACTIVITY,
         Activity(),
-        event_id=str(uuid.uuid4()),
-        sandbox_id=doc.sandbox_id,
-        source=source,
-        at=now,
-        project_id=doc.project_id,
-        team_id=doc.team_id,
+        Subject(doc.sandbox_id, doc.project_id, doc.team_id),
+        Origin(str(uuid.uuid4()), source, now),
     )
     try:
         await publisher.publish(fact)

@@ -45,16 +45,18 @@ def event_body(event: RecordedEvent, version: str) -> dict[str, Any]:
     """A webhook body (v2 or v1); the events API answers the v1 (camelCase) shape."""
     sb = event.emitted.sandbox
     return e2b.build_webhook(
-        event_id=event.id,
-        event_type=event.emitted.type,
-        sandbox_id=sb.sandbox_id,
-        timestamp=event.timestamp,
-        metadata=dict(sb.metadata),
-        extra_data=event.emitted.data,
-        team_id=TEAM_ID,
-        template_id=sb.template_id,
-        execution_id=sb.execution_id,
-        version=version,
+        e2b.WebhookEvent(
+            id=event.id,
+            type=event.emitted.type,
+            sandbox_id=sb.sandbox_id,
+            timestamp=event.timestamp,
+            metadata=dict(sb.metadata),
+            data=dict(event.emitted.data),
+            team_id=TEAM_ID,
+            template_id=sb.template_id,
+            execution_id=sb.execution_id,
+            version=version,
+        )
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from sandbox_common.e2b_api.client import E2BApi, E2BApiError
+from sandbox_common.e2b_api.client import CallLimits, E2BApi, E2BApiError
 from sandbox_common.settings import SettingsError, load
 from sandboxctl import dlq, ops_cli, rebuild, reconcile
 from sandboxctl.errors import OperatorError
@@ -55,12 +55,14 @@ def _send_webhook(args: argparse.Namespace, settings: Settings) -> None:
     settings.require("e2b_webhook_secret")
     sandbox_id = args.sandbox or f"sbx-{args.project}"
     payload = e2b.build_webhook(
-        event_id=str(uuid.uuid4()),
-        event_type=f"sandbox.lifecycle.{args.type}",
-        sandbox_id=sandbox_id,
-        timestamp=datetime.now(UTC),
-        metadata={settings.project_metadata_key: args.project},
-        version=args.payload_version,
+        e2b.WebhookEvent(
+            id=str(uuid.uuid4()),
+            type=f"sandbox.lifecycle.{args.type}",
+            sandbox_id=sandbox_id,
+            timestamp=datetime.now(UTC),
+            metadata={settings.project_metadata_key: args.project},
+            version=args.payload_version,
+        )
     )
     body = json.dumps(payload).encode()
     url = f"{args.ingest_url.rstrip('/')}/api/webhooks/e2b"
@@ -77,7 +79,7 @@ def _e2b(args: argparse.Namespace, settings: Settings) -> E2BApi:
     return E2BApi(
         settings.e2b_api_url,
         settings.e2b_api_key,
-        timeout_seconds=args.timeout,
+        CallLimits(timeout_seconds=args.timeout),
         transport=args.transport,
     )
 

@@ -38,6 +38,7 @@ import httpx
 
 from sandbox_common.e2b_api.listing import ListedSandbox
 from sandbox_common.e2b_api.pacing import TokenBucket
+from sandbox_common.settings import E2BApiSettings
 
 WEBHOOKS = "/events/webhooks"
 _PAGE_SIZE = 100  # E2B's maximum for GET /v2/sandboxes
@@ -58,31 +59,59 @@ class Reply:
     message: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class CallLimits:
+    """Per-call timeout, calls in flight, and their pace (by default 100/s, well below E2B's
+    ~666/s per team, which other clients share)."""
+
+    timeout_seconds: float = 10.0
+    max_concurrency: int = 32
+    rate_per_second: float = 100.0
+    burst: int = 100
+
+    @classmethod
+    def of(cls, settings: E2BApiSettings) -> CallLimits:
+        return cls(
+            settings.e2b_timeout_seconds,
+            settings.e2b_max_concurrency,
+            settings.e2b_rate_per_second,
+            settings.e2b_rate_burst,
+        )
+
+
 class E2BApi:
     def __init__(
         self,
         base_url: str,
         api_key: str,
+        limits: CallLimits | None = None,
         *,
-        timeout_seconds: float = 10.0,
-        max_concurrency: int = 32,
-        pace: TokenBucket | None = None,
         observe: Observer | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        limits = limits or CallLimits()
         self.base_url = base_url.rstrip("/")
-        self._timeout = timeout_seconds
+        self._timeout = limits.timeout_seconds
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={"X-API-Key": api_key, "Accept": "application/json"},
-            timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0)),
-            limits=httpx.Limits(max_connections=max_concurrency),
+            timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 5.0)),
+            limits=httpx.Limits(max_connections=limits.max_concurrency),
             transport=transport,
         )
-        self._slots = asyncio.Semaphore(max_concurrency)
-        # Default: 100/s, well below E2B's ~666/s team limit, which other clients share.
-        self._pace = pace or TokenBucket(100.0, 100)
+        self._slots = asyncio.Semaphore(limits.max_concurrency)
+        self._pace = TokenBucket(limits.rate_per_second, limits.burst)
         self._observe = observe
+
+    @classmethod
+    def of(cls, settings: E2BApiSettings, observe: Observer | None = None) -> E2BApi:
+        """The client as a process's settings say (E2B_API_URL, E2B_API_KEY, E2B_*)."""
+        return cls(
+            settings.e2b_api_url,
+            settings.e2b_api_key,
+            CallLimits.of(settings),
+            observe=observe,
+        )
 
     async def __aenter__(self) -> E2BApi:
         return self

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 
@@ -67,41 +67,33 @@ def entry_position(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def lua_xadd(
-    *,
-    feed: str,
-    max_length: str,
-    kind: ChangeKind,
-    project: str,
-    sandbox: str,
-    revision: str,
-    data: str,
-) -> str:
-    """The Lua statement that appends one entry; the arguments are Lua expressions (KEYS[5],
-    ARGV[2], ...). Approximate trimming keeps XADD O(1) and at least max_length entries."""
+class LuaEntry(NamedTuple):
+    """An entry's fields as Lua expressions (KEYS[5], ARGV[2], e[8], ...)."""
+
+    kind: ChangeKind
+    project: str
+    sandbox: str
+    revision: str
+    data: str
+
+
+def lua_xadd(feed: str, max_length: str, entry: LuaEntry) -> str:
+    """The Lua statement that appends one entry (`feed` and `max_length` are Lua expressions
+    too). Approximate trimming keeps XADD O(1) and at least max_length entries."""
     return (
         f"redis.call('XADD', {feed}, 'MAXLEN', '~', {max_length}, '*', "
-        f"'{KIND}', '{kind.value}', '{PROJECT}', {project}, '{SANDBOX}', {sandbox}, "
-        f"'{REVISION}', {revision}, '{DATA}', {data})"
+        f"'{KIND}', '{entry.kind.value}', '{PROJECT}', {entry.project}, "
+        f"'{SANDBOX}', {entry.sandbox}, '{REVISION}', {entry.revision}, '{DATA}', {entry.data})"
     )
 
 
 # The warning for one deadline goes out once, however many status-api replicas see it due.
 # KEYS: warned marker, change feed. ARGV: marker ttl, feed length, project ('' = none),
 #       sandbox id, revision, warning JSON.
+_WARNING = LuaEntry(ChangeKind.WARNING, "ARGV[3]", "ARGV[4]", "ARGV[5]", "ARGV[6]")
 _WARN_ONCE = f"""
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-{
-    lua_xadd(
-        feed="KEYS[2]",
-        max_length="ARGV[2]",
-        kind=ChangeKind.WARNING,
-        project="ARGV[3]",
-        sandbox="ARGV[4]",
-        revision="ARGV[5]",
-        data="ARGV[6]",
-    )
-}
+{lua_xadd("KEYS[2]", "ARGV[2]", _WARNING)}
 return 1
 """
 

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from sandbox_common.readmodel import keys
 from sandbox_common.readmodel.document import Status, StatusDoc, encode_doc, transitional_since
-from sandbox_common.readmodel.feed import ChangeKind, lua_xadd
+from sandbox_common.readmodel.feed import ChangeKind, LuaEntry, lua_xadd
 
 _CHUNK = 2000
 # Enough for the reset entry: the feed's own writers trim it to their configured length.
@@ -71,15 +71,7 @@ return {swapped, #kept, removed}
 """.replace("'r'", repr(keys.REVISION_FIELD)).replace(
     "LUA_RESET",
     # Clients following the change feed are told to re-read everything (status-api's streams).
-    lua_xadd(
-        feed="KEYS[7]",
-        max_length="ARGV[7]",
-        kind=ChangeKind.RESET,
-        project="''",
-        sandbox="''",
-        revision="0",
-        data="''",
-    ),
+    lua_xadd("KEYS[7]", "ARGV[7]", LuaEntry(ChangeKind.RESET, "''", "''", "0", "''")),
 )
 
 

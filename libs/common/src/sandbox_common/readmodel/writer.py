@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from sandbox_common.readmodel import keys
 from sandbox_common.readmodel.document import Status, StatusDoc, encode_doc, transitional_since
-from sandbox_common.readmodel.feed import ChangeKind, lua_xadd
+from sandbox_common.readmodel.feed import ChangeKind, LuaEntry, lua_xadd
 
 _encoder = msgspec.json.Encoder()
 
@@ -54,13 +54,7 @@ for _, e in ipairs(entries) do
     end
     {
     lua_xadd(
-        feed="KEYS[3]",
-        max_length="feed_length",
-        kind=ChangeKind.DOC,
-        project="e[8]",
-        sandbox="sandbox",
-        revision="revision",
-        data="doc",
+        "KEYS[3]", "feed_length", LuaEntry(ChangeKind.DOC, "e[8]", "sandbox", "revision", "doc")
     )
 }
     written = written + 1

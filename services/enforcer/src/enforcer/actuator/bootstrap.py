@@ -15,7 +15,6 @@ from enforcer.settings import ActuatorSettings
 from sandbox_common import redis_pool
 from sandbox_common.broker import BrokerDeadLetters, BrokerFacts
 from sandbox_common.e2b_api.client import E2BApi
-from sandbox_common.e2b_api.pacing import TokenBucket
 from sandbox_common.readmodel.coordination import CommandLedger
 from sandbox_common.readmodel.reader import ReadModelReader
 
@@ -31,14 +30,7 @@ class ActuatorParts:
         s = settings
         self._broker = broker
         self._redis: aioredis.Redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
-        self._e2b = E2BApi(
-            s.e2b_api_url,
-            s.e2b_api_key,
-            timeout_seconds=s.e2b_timeout_seconds,
-            max_concurrency=s.e2b_max_concurrency,
-            pace=TokenBucket(s.e2b_rate_per_second, s.e2b_rate_burst),
-            observe=_observe,
-        )
+        self._e2b = E2BApi.of(s, observe=_observe)
         self._reader = ReadModelReader(self._redis)
         self.actuator = Actuator(
             self._reader,

@@ -7,7 +7,8 @@ from datetime import datetime
 
 from sandbox_common.commands import Command
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.facts import FactData, Lifecycle, Undone, new_fact
+from sandbox_common.facts import FactData, Lifecycle, Origin, Undone, new_fact
+from sandbox_common.payloads import Subject
 
 
 def _fact(
@@ -16,11 +17,8 @@ def _fact(
     return new_fact(
         fact_type,
         payload,
-        event_id=f"{command.command_id}:{suffix}",
-        sandbox_id=command.sandbox_id,
-        source=Source.ENFORCER,
-        at=now,
-        project_id=command.project_id,
+        Subject(command.sandbox_id, command.project_id),
+        Origin(f"{command.command_id}:{suffix}", Source.ENFORCER, now),
     )
 
 

@@ -21,7 +21,6 @@ from enforcer.reconciler.rules import Plan
 from enforcer.schedule import parse_schedule
 from enforcer.settings import TickerSettings
 from sandbox_common.e2b_api.client import E2BApi
-from sandbox_common.e2b_api.pacing import TokenBucket
 from sandbox_common.kafka_publisher import KafkaPublisher
 from sandbox_common.readmodel.coordination import Lease, LeaseName
 
@@ -43,13 +42,7 @@ async def parts(settings: TickerSettings) -> AsyncIterator[Parts]:
         stack.push_async_callback(pool.close)
         # Every call is paced: a pass over a fleet we know much more of than E2B lists (a
         # confirming GET each) must stay far under E2B's per-team rate limit.
-        api = E2BApi(
-            settings.e2b_api_url,
-            settings.e2b_api_key,
-            timeout_seconds=settings.e2b_timeout_seconds,
-            max_concurrency=settings.e2b_max_concurrency,
-            pace=TokenBucket(settings.e2b_rate_per_second, settings.e2b_rate_burst),
-        )
+        api = E2BApi.of(settings)
         stack.push_async_callback(api.aclose)
         publisher = KafkaPublisher(
             settings.kafka_bootstrap_servers,

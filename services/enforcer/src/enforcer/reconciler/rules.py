@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 
 from sandbox_common.e2b_api.listing import ListedSandbox
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.facts import Lifecycle, new_fact
+from sandbox_common.facts import Lifecycle, Origin, new_fact
+from sandbox_common.payloads import Subject
 from sandbox_common.readmodel import Status
 
 # E2B's endAt and ours differ by rounding and by the time between a call and its fact.
@@ -85,12 +86,13 @@ def plan(
             new_fact(
                 kind,
                 payload,
-                event_id=f"reconciler:{sid}:{kind.rsplit('.', 1)[-1]}:{tag}",
-                sandbox_id=sid,
-                source=Source.RECONCILER,
-                at=at,
-                project_id=up.metadata.get(project_key) if up else None,
-                received_at=observed_at,
+                Subject(sid, up.metadata.get(project_key) if up else None),
+                Origin(
+                    f"reconciler:{sid}:{kind.rsplit('.', 1)[-1]}:{tag}",
+                    Source.RECONCILER,
+                    at,
+                    received_at=observed_at,
+                ),
             )
         )
 

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.facts import Undone, new_fact
+from sandbox_common.facts import Origin, Undone, new_fact
+from sandbox_common.payloads import Subject
 from sandbox_common.readmodel import Status, StatusDoc
 
 log = logging.getLogger("enforcer")
@@ -42,12 +43,9 @@ def repair_fact(doc: StatusDoc, now: datetime, cutoff: datetime) -> Envelope | N
     return new_fact(
         fact_type,
         Undone(reason="stuck", stuck_since=since, status=doc.status.value),
+        Subject(doc.sandbox_id, doc.project_id),
         # One repair per stay in the state: a second tick (or replica) repeats the same fact.
-        event_id=f"repair:{doc.sandbox_id}:{since.isoformat()}",
-        sandbox_id=doc.sandbox_id,
-        source=Source.ENFORCER,
-        at=now,
-        project_id=doc.project_id,
+        Origin(f"repair:{doc.sandbox_id}:{since.isoformat()}", Source.ENFORCER, now),
     )
 
 

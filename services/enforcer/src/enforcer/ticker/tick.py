@@ -19,7 +19,8 @@ from typing import Protocol
 from enforcer.domain.idle import PauseCommand, decide
 from sandbox_common.commands import Command, PauseOrder, new_command
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.facts import PauseRequested, new_fact
+from sandbox_common.facts import Origin, PauseRequested, new_fact
+from sandbox_common.payloads import Subject
 from sandbox_common.readmodel import StatusDoc
 
 log = logging.getLogger("enforcer")
@@ -95,12 +96,12 @@ async def _send_all(
 
 
 def pause_messages(command: PauseCommand, now: datetime) -> tuple[Command, Envelope]:
+    subject = Subject(command.sandbox_id, command.project_id)
     order = new_command(
         PauseOrder(idle_seconds=command.idle_seconds, reason="idle"),
+        subject,
         command_id=command.command_id,
-        sandbox_id=command.sandbox_id,
         issued_at=now,
-        project_id=command.project_id,
         judged_last_active_at=command.judged_last_active_at,
     )
     fact = new_fact(
@@ -112,11 +113,8 @@ def pause_messages(command: PauseCommand, now: datetime) -> tuple[Command, Envel
             idle_since=command.judged_last_active_at,
             deadline=command.deadline,
         ),
-        event_id=f"{command.command_id}:requested",
-        sandbox_id=command.sandbox_id,
-        source=Source.ENFORCER,
-        at=now,
-        project_id=command.project_id,
+        subject,
+        Origin(f"{command.command_id}:requested", Source.ENFORCER, now),
     )
     return order, fact
 
