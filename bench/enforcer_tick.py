@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 
-from enforcer.ticker.tick import run_tick
+from enforcer.ticker.tick import TickOptions, run_tick
 from sandbox_common import logging as jsonlog
 from sandbox_common.commands import Command
 from sandbox_common.envelope import Envelope
@@ -81,7 +81,9 @@ async def measure() -> list[str]:
         for _ in range(5):
             publisher = CountingPublisher()
             w0, c0 = time.perf_counter(), time.process_time()
-            report = await run_tick(now, model, publisher, batch_size=DUE * 2, dry_run=dry_run)
+            report = await run_tick(
+                now, model, publisher, TickOptions(batch_size=DUE * 2, dry_run=dry_run)
+            )
             wall.append((time.perf_counter() - w0) * 1000)
             cpu.append((time.process_time() - c0) * 1000)
             judged = report.would_pause if dry_run else publisher.sent

@@ -9,7 +9,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from enforcer.actuator.carry_out import Actuator, RetryPolicy
+from enforcer.actuator.carry_out import Actuator, Ports
+from enforcer.actuator.retry import RetryPolicy
 from enforcer.domain.outcomes import (
     PauseOutcome,
     PauseResult,
@@ -97,14 +98,9 @@ class Fakes:
 
     def actuator(self, ledger: Ledger | None = None) -> Actuator:
         return Actuator(
-            self,
-            self,
-            self,
-            self,
+            Ports(self, self, self, self, ledger),
+            retry=RetryPolicy(sleep=self.sleep, rand=lambda: 0.5),
             clock=lambda: NOW,
-            sleep=self.sleep,
-            rand=lambda: 0.5,
-            ledger=ledger,
         )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from enforcer.ticker.tick import pause_messages, run_tick
+from enforcer.ticker.tick import TickOptions, pause_messages, run_tick
 from projector.domain import fold
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.envelope import Envelope, FactType, Source
@@ -59,7 +59,7 @@ class Memory:
 
 async def test_only_sandboxes_past_their_deadline_are_paused() -> None:
     mem = Memory({"idle": running("idle", 200), "busy": running("busy", 30)})
-    report = await run_tick(NOW, mem, mem, batch_size=100, dry_run=False)
+    report = await run_tick(NOW, mem, mem, TickOptions(batch_size=100, dry_run=False))
     assert (report.checked, report.paused, report.errors) == (1, 1, 0)
     ((command, fact),) = mem.sent
     assert command.type is CommandType.PAUSE
@@ -73,29 +73,29 @@ async def test_only_sandboxes_past_their_deadline_are_paused() -> None:
 
 async def test_dry_run_counts_and_sends_nothing() -> None:
     mem = Memory({"idle": running("idle", 200)})
-    report = await run_tick(NOW, mem, mem, batch_size=100, dry_run=True)
+    report = await run_tick(NOW, mem, mem, TickOptions(batch_size=100, dry_run=True))
     assert (report.would_pause, report.paused) == (1, 0)
     assert mem.sent == []
 
 
 async def test_a_failed_publish_is_counted_and_the_rest_still_go_out() -> None:
     mem = Memory({"a": running("a", 300), "b": running("b", 300)}, fail_for={"a"})
-    report = await run_tick(NOW, mem, mem, batch_size=100, dry_run=False)
+    report = await run_tick(NOW, mem, mem, TickOptions(batch_size=100, dry_run=False))
     assert (report.paused, report.errors) == (1, 1)
     assert [c.sandbox_id for c, _ in mem.sent] == ["b"]
 
 
 async def test_work_per_tick_is_bounded_by_the_batch_size() -> None:
     mem = Memory({f"s{i}": running(f"s{i}", 200 + i) for i in range(10)})
-    report = await run_tick(NOW, mem, mem, batch_size=3, dry_run=False)
+    report = await run_tick(NOW, mem, mem, TickOptions(batch_size=3, dry_run=False))
     assert mem.asked_limit == 3
     assert report.paused == 3
 
 
 async def test_two_tickers_judging_the_same_idleness_issue_the_same_command_id() -> None:
     mem = Memory({"idle": running("idle", 200)})
-    await run_tick(NOW, mem, mem, batch_size=10, dry_run=False)
-    await run_tick(NOW + timedelta(seconds=5), mem, mem, batch_size=10, dry_run=False)
+    await run_tick(NOW, mem, mem, TickOptions(batch_size=10, dry_run=False))
+    await run_tick(NOW + timedelta(seconds=5), mem, mem, TickOptions(batch_size=10, dry_run=False))
     first, second = (c.command_id for c, _ in mem.sent)
     assert first == second
 
@@ -115,9 +115,11 @@ async def test_the_same_idleness_is_not_requested_again_and_never_undoes_a_pause
     # The projector lags (a crash, a database outage): the second tick still sees RUNNING and
     # judges the same idleness again, after the pause was carried out.
     mem, requested = Memory({"idle": running("idle", 200)}), Requested()
-    first_tick = await run_tick(NOW, mem, mem, batch_size=100, dry_run=False, requested=requested)
+    first_tick = await run_tick(
+        NOW, mem, mem, TickOptions(batch_size=100, dry_run=False), requested
+    )
     later = NOW + timedelta(seconds=3)
-    again = await run_tick(later, mem, mem, batch_size=100, dry_run=False, requested=requested)
+    again = await run_tick(later, mem, mem, TickOptions(batch_size=100, dry_run=False), requested)
     ((first_cmd, first),) = mem.sent
     assert (again.checked, again.paused) == (1, 0)
     paused = Envelope(

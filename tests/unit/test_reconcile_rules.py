@@ -104,7 +104,7 @@ async def test_a_sandbox_e2b_will_not_answer_for_is_left_alone_and_the_pass_goes
     for its confirming GET, and that one error ended the whole pass."""
     from datetime import UTC, datetime
 
-    from enforcer.reconciler.reconcile import InventoryError, reconcile
+    from enforcer.reconciler.reconcile import InventoryError, Ports, reconcile
     from enforcer.reconciler.rules import Known
     from sandbox_common.envelope import Envelope
     from sandbox_common.readmodel import Status
@@ -135,7 +135,7 @@ async def test_a_sandbox_e2b_will_not_answer_for_is_left_alone_and_the_pass_goes
             published.append(envelope)
 
     result = await reconcile(
-        datetime.now(UTC), Known2(), Inventory(), Sink(), project_key="projectId"
+        datetime.now(UTC), Ports(Known2(), Inventory(), Sink()), project_key="projectId"
     )
     assert set(result.killed) == {"gone-1"}
     assert {f.sandbox_id for f in published} == {"gone-1"}

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -20,27 +21,27 @@ class Lease(Protocol):
     async def release(self) -> None: ...
 
 
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Job:
+    """What runs, named in its log lines ("<name> failed"), with hooks for its metrics."""
+
+    name: str
+    run: Callable[[], Awaitable[None]]
+    log: logging.Logger
+    not_leader: Callable[[], None] = _nothing
+    failed: Callable[[], None] = _nothing
+
+
 class Periodic:
-    def __init__(
-        self,
-        name: str,
-        schedule: Schedule,
-        lease: Lease,
-        job: Callable[[], Awaitable[None]],
-        log: logging.Logger,
-        *,
-        enabled: bool = True,
-        not_leader: Callable[[], None] = lambda: None,
-        failed: Callable[[], None] = lambda: None,
-    ) -> None:
-        self._name = name
+    def __init__(self, job: Job, schedule: Schedule, lease: Lease, *, enabled: bool = True) -> None:
+        self._job = job
         self._schedule = schedule
         self._lease = lease
-        self._job = job
-        self._log = log
         self._enabled = enabled
-        self._not_leader = not_leader
-        self._failed = failed
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -48,7 +49,7 @@ class Periodic:
         return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=self._name)
+        self._task = asyncio.create_task(self._run(), name=self._job.name)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -62,14 +63,15 @@ class Periodic:
         """One scheduled moment: the job, if this replica holds (or takes) the lease."""
         if not self._enabled:
             return
+        job = self._job
         try:
             if not await self._lease.hold():
-                self._not_leader()
+                job.not_leader()
                 return
-            await self._job()
+            await job.run()
         except Exception:  # a failed run is logged and counted; the next one tries again
-            self._failed()
-            self._log.exception("%s failed", self._name)
+            job.failed()
+            job.log.exception("%s failed", job.name)
 
     async def _run(self) -> None:
         while True:

@@ -9,8 +9,9 @@ import redis.asyncio as aioredis
 from faststream.kafka import KafkaBroker
 
 from enforcer.actuator import metrics
-from enforcer.actuator.carry_out import Actuator, RetryPolicy
+from enforcer.actuator.carry_out import Actuator, Ports
 from enforcer.actuator.e2b import E2BSandboxControl
+from enforcer.actuator.retry import RetryPolicy
 from enforcer.settings import ActuatorSettings
 from sandbox_common import redis_pool
 from sandbox_common.broker import BrokerDeadLetters, BrokerFacts
@@ -33,16 +34,18 @@ class ActuatorParts:
         self._e2b = E2BApi.of(s, observe=_observe)
         self._reader = ReadModelReader(self._redis)
         self.actuator = Actuator(
-            self._reader,
-            E2BSandboxControl(self._e2b),
-            BrokerFacts(broker),
-            BrokerDeadLetters(broker),
+            Ports(
+                self._reader,
+                E2BSandboxControl(self._e2b),
+                BrokerFacts(broker),
+                BrokerDeadLetters(broker),
+                CommandLedger(self._redis),
+            ),
             retry=RetryPolicy(
                 attempts=s.actuator_max_attempts,
                 base_seconds=s.actuator_backoff_base_seconds,
                 cap_seconds=s.actuator_backoff_cap_seconds,
             ),
-            ledger=CommandLedger(self._redis),
             resume_timeout_seconds=s.e2b_resume_timeout_seconds,
         )
         self._e2b_api_url = s.e2b_api_url

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 
 class PauseOutcome(StrEnum):
@@ -18,24 +19,10 @@ class PauseOutcome(StrEnum):
     RETRYABLE = "retryable"
 
 
-@dataclass(frozen=True)
-class PauseResult:
-    outcome: PauseOutcome
-    status: int | None  # None: no HTTP answer (timeout, connection error)
-    reason: str = ""
-
-
 class ResumeOutcome(StrEnum):
     RESUMED = "resumed"  # 201 resumed, or 200 it was running already (timeout extended)
     GONE = "gone"  # 404, or 409 being killed
     RETRYABLE = "retryable"
-
-
-@dataclass(frozen=True)
-class ResumeResult:
-    outcome: ResumeOutcome
-    status: int | None
-    reason: str = ""
 
 
 class TimeoutOutcome(StrEnum):
@@ -45,11 +32,19 @@ class TimeoutOutcome(StrEnum):
     RETRYABLE = "retryable"
 
 
+O = TypeVar("O", PauseOutcome, ResumeOutcome, TimeoutOutcome)
+
+
 @dataclass(frozen=True)
-class TimeoutResult:
-    outcome: TimeoutOutcome
-    status: int | None
+class Result(Generic[O]):
+    outcome: O
+    status: int | None  # None: no HTTP answer (timeout, connection error)
     reason: str = ""
+
+
+PauseResult = Result[PauseOutcome]
+ResumeResult = Result[ResumeOutcome]
+TimeoutResult = Result[TimeoutOutcome]
 
 
 def _retry_reason(status: int | None, message: str) -> str:

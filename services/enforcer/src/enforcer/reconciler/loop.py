@@ -8,15 +8,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
 import redis.asyncio as aioredis
 
-from enforcer.periodic import Periodic
+from enforcer.periodic import Job, Periodic
 from enforcer.reconciler.adapters import E2BInventory, PostgresKnown
-from enforcer.reconciler.reconcile import reconcile
+from enforcer.reconciler.reconcile import Ports, reconcile
 from enforcer.reconciler.rules import Plan
 from enforcer.schedule import parse_schedule
 from enforcer.settings import TickerSettings
@@ -27,15 +26,8 @@ from sandbox_common.readmodel.coordination import Lease, LeaseName
 log = logging.getLogger("reconciler")
 
 
-@dataclass(frozen=True)
-class Parts:
-    known: PostgresKnown
-    inventory: E2BInventory
-    publisher: KafkaPublisher
-
-
 @asynccontextmanager
-async def parts(settings: TickerSettings) -> AsyncIterator[Parts]:
+async def parts(settings: TickerSettings) -> AsyncIterator[Ports]:
     settings.require("e2b_api_key")
     async with AsyncExitStack() as stack:
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
@@ -50,18 +42,13 @@ async def parts(settings: TickerSettings) -> AsyncIterator[Parts]:
             client_id="sandbox-reconciler",
         )
         stack.push_async_callback(publisher.stop)
-        yield Parts(PostgresKnown(pool), E2BInventory(api), publisher)
+        yield Ports(PostgresKnown(pool), E2BInventory(api), publisher)
 
 
 async def reconcile_once(settings: TickerSettings, *, dry_run: bool = False) -> Plan:
-    async with parts(settings) as p:
+    async with parts(settings) as ports:
         return await reconcile(
-            datetime.now(UTC),
-            p.known,
-            p.inventory,
-            p.publisher,
-            project_key=settings.project_metadata_key,
-            dry_run=dry_run,
+            datetime.now(UTC), ports, project_key=settings.project_metadata_key, dry_run=dry_run
         )
 
 
@@ -77,4 +64,4 @@ def periodic_reconciler(settings: TickerSettings, redis: aioredis.Redis) -> Peri
     schedule = parse_schedule(settings.reconciler_schedule, "RECONCILER_SCHEDULE")
     log.info("reconciler comparing with E2B on %r", schedule.expression)
     lease = Lease(redis, LeaseName.RECONCILER, settings.enforcer_lease_seconds)
-    return Periodic("[Reconciler] pass", schedule, lease, one_pass, log)
+    return Periodic(Job("[Reconciler] pass", one_pass, log), schedule, lease)

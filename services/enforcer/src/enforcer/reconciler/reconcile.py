@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -39,16 +40,18 @@ class FactSink(Protocol):
     async def publish(self, envelope: Envelope) -> None: ...
 
 
+@dataclass(frozen=True)
+class Ports:
+    known: KnownSandboxes
+    inventory: Inventory
+    sink: FactSink
+
+
 async def reconcile(
-    now: datetime,
-    known_store: KnownSandboxes,
-    inventory: Inventory,
-    sink: FactSink,
-    *,
-    project_key: str,
-    dry_run: bool = False,
+    now: datetime, ports: Ports, *, project_key: str, dry_run: bool = False
 ) -> Plan:
     started = time.perf_counter()
+    known_store, inventory, sink = ports.known, ports.inventory, ports.sink
     known = await known_store.alive()
     upstream = await inventory.list_all()
     known.update(await known_store.lookup([sid for sid in upstream if sid not in known]))

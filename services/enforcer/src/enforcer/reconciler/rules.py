@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import msgspec
+
 from sandbox_common.e2b_api.listing import ListedSandbox
 from sandbox_common.envelope import Envelope, FactType, Source
 from sandbox_common.facts import Lifecycle, Origin, new_fact
@@ -23,6 +25,8 @@ from sandbox_common.readmodel import Status
 TIMEOUT_SLACK = timedelta(seconds=5)
 
 
+# What every correction says, and why.
+_SAYS = Lifecycle(reason="reconciled with E2B's list")
 # One item of E2B's list, as the E2B client reads it.
 Upstream = ListedSandbox
 
@@ -66,21 +70,12 @@ def plan(
     truth) then still wins over the correction in the fold's order."""
     out = Plan()
 
-    def fact(
-        sid: str,
-        kind: FactType,
-        at: datetime,
-        tag: str,
-        set_timeout: datetime | None = None,
-        kill_reason: str | None = None,
-    ) -> None:
+    def fact(sid: str, kind: FactType, at: datetime, tag: str, said: Lifecycle = _SAYS) -> None:
         up = upstream.get(sid)
-        payload = Lifecycle(
-            reason="reconciled with E2B's list",
+        payload = msgspec.structs.replace(
+            said,
             template_id=(up.template_id or None) if up else None,
             metadata=(dict(up.metadata) or None) if up else None,
-            set_timeout=set_timeout,
-            kill_reason=kill_reason,
         )
         out.facts.append(
             new_fact(
@@ -123,8 +118,10 @@ def plan(
             )
         ):
             out.timeout_fixed.append(sid)
-            fact(sid, FactType.UPDATED, observed_at, stamp, set_timeout=up.end_at)
+            said = Lifecycle(reason=_SAYS.reason, set_timeout=up.end_at)
+            fact(sid, FactType.UPDATED, observed_at, stamp, said)
     for sid in sorted(gone):
         out.killed.append(sid)
-        fact(sid, FactType.KILLED, observed_at, stamp, kill_reason="not found upstream")
+        said = Lifecycle(reason=_SAYS.reason, kill_reason="not found upstream")
+        fact(sid, FactType.KILLED, observed_at, stamp, said)
     return out

@@ -9,12 +9,13 @@ from datetime import timedelta
 import redis.asyncio as aioredis
 from faststream.kafka import KafkaBroker
 
-from enforcer.periodic import Periodic
+from enforcer.periodic import Job, Periodic
 from enforcer.reconciler.loop import periodic_reconciler
 from enforcer.schedule import parse_schedule
 from enforcer.settings import TickerSettings
 from enforcer.ticker import metrics
-from enforcer.ticker.job import TickJob, TickOptions
+from enforcer.ticker.job import TickJob
+from enforcer.ticker.tick import TickOptions
 from sandbox_common import redis_pool
 from sandbox_common.broker import BrokerFacts
 from sandbox_common.readmodel.coordination import Lease, LeaseName, RequestedPauses
@@ -41,14 +42,16 @@ class TickerParts:
             ),
         )
         self.ticks = Periodic(
-            "[Sandbox Idle Enforcer] tick",
+            Job(
+                "[Sandbox Idle Enforcer] tick",
+                job,
+                log,
+                not_leader=metrics.TICKS.labels(outcome="not_leader").inc,
+                failed=metrics.TICKS.labels(outcome="error").inc,
+            ),
             schedule,
             Lease(self._redis, LeaseName.TICKER, s.enforcer_lease_seconds),
-            job,
-            log,
             enabled=s.enforcer_enabled,
-            not_leader=metrics.TICKS.labels(outcome="not_leader").inc,
-            failed=metrics.TICKS.labels(outcome="error").inc,
         )
         self.reconciles = periodic_reconciler(s, self._redis)
         log.info(

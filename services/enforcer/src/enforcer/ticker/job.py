@@ -4,25 +4,17 @@ ones (not in a dry run), counted in the ticker's metrics."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
 from enforcer.ticker import metrics
 from enforcer.ticker.repair import ReadModel as RepairReadModel
 from enforcer.ticker.repair import repair_stuck
-from enforcer.ticker.tick import Publisher, ReadModel, RequestedPauses, run_tick
+from enforcer.ticker.tick import Publisher, ReadModel, RequestedPauses, TickOptions, run_tick
 
 
 class TickReadModel(ReadModel, RepairReadModel, Protocol):
     """Both indexes and the documents (sandbox_common.readmodel.reader)."""
-
-
-@dataclass(frozen=True)
-class TickOptions:
-    batch_size: int
-    dry_run: bool
-    stuck_after: timedelta
 
 
 class TickJob:
@@ -43,14 +35,7 @@ class TickJob:
     async def __call__(self) -> None:
         o = self._options
         with metrics.TICK_SECONDS.time():
-            report = await run_tick(
-                self._clock(),
-                self._model,
-                self._publisher,
-                batch_size=o.batch_size,
-                dry_run=o.dry_run,
-                requested=self._requested,
-            )
+            report = await run_tick(self._clock(), self._model, self._publisher, o, self._requested)
             if not o.dry_run:
                 report.repaired = await repair_stuck(
                     self._clock(),

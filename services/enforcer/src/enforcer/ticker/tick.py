@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from enforcer.domain.idle import PauseCommand, decide
@@ -119,15 +119,24 @@ def pause_messages(command: PauseCommand, now: datetime) -> tuple[Command, Envel
     return order, fact
 
 
+@dataclass(frozen=True)
+class TickOptions:
+    # Most sandboxes judged in one tick (ENFORCER_BATCH_SIZE).
+    batch_size: int
+    # Judge and log, pause nothing (ENFORCER_DRY_RUN).
+    dry_run: bool = False
+    # PAUSING/STARTING for longer than this is repaired (repair.py).
+    stuck_after: timedelta = timedelta(minutes=5)
+
+
 async def run_tick(
     now: datetime,
     model: ReadModel,
     publisher: Publisher,
-    *,
-    batch_size: int,
-    dry_run: bool,
+    options: TickOptions,
     requested: RequestedPauses | None = None,
 ) -> TickReport:
+    batch_size, dry_run = options.batch_size, options.dry_run
     started = time.perf_counter()
     log.info("[Sandbox Idle Enforcer] Starting idle timeout enforcement")
     report = TickReport()
