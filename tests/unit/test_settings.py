@@ -4,7 +4,6 @@ variable, and each process is given only the settings and secrets it uses."""
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable
 
 import pytest
@@ -17,6 +16,7 @@ from ingest.main import main as ingest_main
 from ingest.settings import IngestSettings
 from projector.main import main as projector_main
 from projector.settings import ProjectorSettings
+from sandbox_common import serving
 from sandbox_common.settings import SettingsError, load
 from sandboxctl.settings import Settings
 from status_api.main import main as status_api_main
@@ -136,7 +136,7 @@ def test_a_bad_setting_stops_the_start_with_one_line(
         raise AssertionError("the server started despite the bad setting")
 
     monkeypatch.setattr(uvicorn, "run", started)
-    monkeypatch.setattr(sys.modules[main.__module__], "serve", started, raising=False)
+    monkeypatch.setattr(serving, "serve", started)
     for f in dataclasses.fields(Settings):
         monkeypatch.delenv(f.name.upper(), raising=False)
     for name, value in env.items():

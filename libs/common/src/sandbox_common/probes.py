@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, Protocol
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -45,3 +45,21 @@ def probe_routes(problems: Problems) -> list[tuple[str, ASGIApp]]:
         await _respond(send, 200, generate_latest(), CONTENT_TYPE_LATEST)
 
     return [("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics)]
+
+
+class Pingable(Protocol):
+    async def ping(self, timeout: float | None) -> bool: ...
+
+
+async def failing(
+    broker: Pingable, stores: Mapping[str, Callable[[], Awaitable[object]]]
+) -> list[str]:
+    """What a consumer's /readyz reports: the broker unreachable, and each store whose check
+    raised (any failure, whatever its type)."""
+    found = [] if await broker.ping(timeout=2.0) else ["kafka: broker not reachable"]
+    for name, check in stores.items():
+        try:
+            await check()
+        except Exception as exc:  # readiness reports any failure, whatever its type
+            found.append(f"{name}: {exc.__class__.__name__}: {exc}")
+    return found

@@ -1,5 +1,9 @@
-"""Runs an ASGI app factory under uvicorn (uvloop + httptools), the same way for every HTTP
-service.
+"""How every process starts, one way: its settings are loaded strictly (a bad one ends the
+start with one line), logging is configured, the app is built, and uvicorn runs it.
+
+The HTTP services (ingest, status-api) run an app factory under uvicorn with uvloop and
+httptools (`serve`, `worker_app`); the consumers (projector, ticker, actuator) run their
+FastStream app (`run_app`).
 
 uvicorn rather than granian, measured side by side on this 2-core machine (bench/servers.py):
 at the fixed rates the services see (1,000-3,000 requests/s), granian's hand-off between its
@@ -11,10 +15,52 @@ The app is built by a factory when the server starts, so nothing is opened at im
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import uvicorn
 
 from sandbox_common import logging as jsonlog
+from sandbox_common.settings import BaseSettings, LogSettings, load_or_exit
+
+S = TypeVar("S", bound=LogSettings)
+A = TypeVar("A")
+
+
+def worker_app(settings_type: type[S], service: str, build: Callable[[S], A]) -> A:
+    """The body of an app factory, run inside the server's worker process: settings and
+    logging are built there, then the app; what exists by then lives as long as the process."""
+    settings = load_or_exit(settings_type, service)
+    jsonlog.configure(service, settings.log_level)
+    app = build(settings)
+    settle_heap()
+    return app
+
+
+def serve_factory(settings_type: type[S], service: str, factory: str) -> None:
+    """An HTTP service's main(): `factory` ("module:function") builds the app in the worker."""
+    settings = load_or_exit(settings_type, service)
+    host, port = listen_address(settings)
+    serve(factory, service=service, host=host, port=port, log_level=settings.log_level)
+
+
+def run_app(
+    settings_type: type[S], service: str, build: Callable[[S], Any], *, settle: bool = False
+) -> None:
+    """A consumer's main(): its FastStream app under uvicorn. `settle`: see settle_heap."""
+    settings = load_or_exit(settings_type, service)
+    jsonlog.configure(service, settings.log_level)
+    app = build(settings)
+    if settle:
+        settle_heap()
+    host, port = listen_address(settings)
+    uvicorn.run(app, host=host, port=port, log_config=None, lifespan="on")
+
+
+def listen_address(settings: BaseSettings) -> tuple[str, int]:
+    """Where a process listens: the settings its class names in LISTEN_ON."""
+    host, port = settings.LISTEN_ON
+    return str(getattr(settings, host)), int(getattr(settings, port))
 
 
 def serve(factory: str, *, service: str, host: str, port: int, log_level: str) -> None:

@@ -41,6 +41,8 @@ class SettingsError(ValueError):
 class BaseSettings:
     # Secrets a process cannot start without (checked by `load`, named when missing).
     REQUIRED: ClassVar[tuple[str, ...]] = ()
+    # The process's host and port settings (sandbox_common.serving.listen_address).
+    LISTEN_ON: ClassVar[tuple[str, str]] = ("", "")
 
     def require(self, *names: str) -> None:
         """Fail fast, naming the variables, when a command needs a setting that is unset."""

@@ -32,6 +32,8 @@ class TickerSettings(
 ):
     """The ticker process, which also runs the reconciler (PostgreSQL, E2B's list)."""
 
+    LISTEN_ON: ClassVar[tuple[str, str]] = ("enforcer_host", "enforcer_port")
+
     enforcer_schedule: str = "*/2 * * * *"
     # Off: no ticks at all. Dry run: ticks log and count what they would pause, and act on none
     # (the seed's rollback plan, and a careful first rollout).
@@ -61,6 +63,7 @@ class TickerSettings(
 @dataclass(frozen=True, kw_only=True)
 class ActuatorSettings(KafkaSettings, RedisSettings, E2BApiSettings, LogSettings):
     REQUIRED: ClassVar[tuple[str, ...]] = ("e2b_api_key",)
+    LISTEN_ON: ClassVar[tuple[str, str]] = ("actuator_host", "actuator_port")
 
     actuator_host: str = "127.0.0.1"
     actuator_port: Port = 8084

@@ -23,6 +23,7 @@ class IngestSettings(
     KafkaSettings, RedisSettings, ProjectKeySettings, WebhookSecretSettings, LogSettings
 ):
     REQUIRED: ClassVar[tuple[str, ...]] = ("e2b_webhook_secret",)
+    LISTEN_ON: ClassVar[tuple[str, str]] = ("ingest_host", "ingest_port")
     ingest_host: str = "127.0.0.1"
     ingest_port: Port = 8080
     ingest_max_body_bytes: Positive = 256 * 1024

@@ -20,6 +20,7 @@ from projector.settings import ProjectorSettings
 from sandbox_common import redis_pool
 from sandbox_common.broker import BrokerDeadLetters
 from sandbox_common.postgres_pool import PostgresPool
+from sandbox_common.probes import failing
 from sandbox_common.readmodel import IdleRule
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.shadow import ShadowWriter
@@ -78,12 +79,6 @@ class ProjectorParts:
         await self._pool.close()
 
     async def problems(self) -> list[str]:
-        found = []
-        if not await self._broker.ping(timeout=2.0):
-            found.append("kafka: broker not reachable")
-        for name, check in (("postgres", self.store.ping), ("redis", self.read_model.ping)):
-            try:
-                await check()
-            except Exception as exc:  # readiness reports any failure, whatever its type
-                found.append(f"{name}: {exc.__class__.__name__}: {exc}")
-        return found
+        return await failing(
+            self._broker, {"postgres": self.store.ping, "redis": self.read_model.ping}
+        )

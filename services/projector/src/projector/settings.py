@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from sandbox_common.settings import (
     IdleSettings,
@@ -20,6 +21,8 @@ from sandbox_common.settings import (
 
 @dataclass(frozen=True, kw_only=True)
 class ProjectorSettings(KafkaSettings, RedisSettings, PostgresSettings, IdleSettings, LogSettings):
+    LISTEN_ON: ClassVar[tuple[str, str]] = ("projector_host", "projector_port")
+
     projector_host: str = "127.0.0.1"
     projector_port: Port = 8082
     # Under a backlog, larger batches cost less per fact (one transaction, fewer round trips):

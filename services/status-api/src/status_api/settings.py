@@ -22,6 +22,7 @@ from sandbox_common.settings import (
 @dataclass(frozen=True, kw_only=True)
 class StatusApiSettings(KafkaSettings, RedisSettings, PostgresSettings, IdleSettings, LogSettings):
     REQUIRED: ClassVar[tuple[str, ...]] = ("status_api_jwt_secret",)
+    LISTEN_ON: ClassVar[tuple[str, str]] = ("status_api_host", "status_api_port")
 
     status_api_jwt_secret: str = field(default="", repr=False)
     status_api_host: str = "127.0.0.1"

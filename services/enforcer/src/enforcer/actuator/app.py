@@ -22,7 +22,6 @@ from enforcer.settings import ActuatorSettings
 from sandbox_common import topics
 from sandbox_common.broker import build_broker, wire_schema
 from sandbox_common.commands import Command
-from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.dead_letters import Record
 from sandbox_common.probes import probe_routes
 
@@ -91,17 +90,11 @@ def build_app(settings: ActuatorSettings) -> AsgiFastStream:
         settings.actuator_group_id,
         settings.actuator_workers,
     )
-    lag = LagMonitor(
-        settings.kafka_bootstrap_servers,
-        settings.actuator_group_id,
-        topics.COMMANDS,
-        settings.consumer_lag_interval_seconds,
-    )
     return AsgiFastStream(
         broker,
         asgi_routes=probe_routes(parts.problems),
-        on_startup=[parts.start, lag.start],
-        after_shutdown=[lag.stop, parts.close],
+        on_startup=[parts.start],
+        after_shutdown=[parts.close],
         logger=log,
         asyncapi_path=AsyncAPIRoute("/asyncapi", try_it_out_path=None),
     )

@@ -13,9 +13,11 @@ from enforcer.actuator.carry_out import Actuator, Ports
 from enforcer.actuator.e2b import E2BSandboxControl
 from enforcer.actuator.retry import RetryPolicy
 from enforcer.settings import ActuatorSettings
-from sandbox_common import redis_pool
+from sandbox_common import redis_pool, topics
 from sandbox_common.broker import BrokerDeadLetters, BrokerFacts
+from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.e2b_api.client import E2BApi
+from sandbox_common.probes import failing
 from sandbox_common.readmodel.coordination import CommandLedger
 from sandbox_common.readmodel.reader import ReadModelReader
 
@@ -49,22 +51,23 @@ class ActuatorParts:
             resume_timeout_seconds=s.e2b_resume_timeout_seconds,
         )
         self._e2b_api_url = s.e2b_api_url
+        self._lag = LagMonitor(
+            s.kafka_bootstrap_servers,
+            s.actuator_group_id,
+            topics.COMMANDS,
+            s.consumer_lag_interval_seconds,
+        )
 
     async def start(self) -> None:
         log.info("actuator opened", extra={"e2b_api_url": self._e2b_api_url})
+        await self._lag.start()
 
     async def close(self) -> None:
+        await self._lag.stop()
         await self._e2b.aclose()
         await self._redis.aclose()
 
     async def problems(self) -> list[str]:
         # E2B is not part of readiness: an E2B outage is retried per command, and taking the
         # actuator out of service would not make E2B come back sooner.
-        found = []
-        if not await self._broker.ping(timeout=2.0):
-            found.append("kafka: broker not reachable")
-        try:
-            await self._reader.ping()
-        except Exception as exc:  # readiness reports any failure, whatever its type
-            found.append(f"redis: {exc.__class__.__name__}: {exc}")
-        return found
+        return await failing(self._broker, {"redis": self._reader.ping})

@@ -26,7 +26,7 @@ from enforcer.actuator.retry import (
 )
 from enforcer.domain.idle import PauseCommand, still_due
 from enforcer.domain.outcomes import (
-    O,
+    OutcomeT,
     PauseOutcome,
     PauseResult,
     Result,
@@ -194,7 +194,7 @@ class Actuator:
         return Operation("timeout", record, command, attempt)
 
     async def _end(
-        self, command: Command, n: int, result: Result[O], ends: Mapping[O, FactOf]
+        self, command: Command, n: int, result: Result[OutcomeT], ends: Mapping[OutcomeT, FactOf]
     ) -> Handled | str:
         """A final answer publishes its fact; any other is a reason to try again."""
         fact_of = ends.get(result.outcome)

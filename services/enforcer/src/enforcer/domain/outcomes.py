@@ -32,12 +32,12 @@ class TimeoutOutcome(StrEnum):
     RETRYABLE = "retryable"
 
 
-O = TypeVar("O", PauseOutcome, ResumeOutcome, TimeoutOutcome)
+OutcomeT = TypeVar("OutcomeT", PauseOutcome, ResumeOutcome, TimeoutOutcome)
 
 
 @dataclass(frozen=True)
-class Result(Generic[O]):
-    outcome: O
+class Result(Generic[OutcomeT]):
+    outcome: OutcomeT
     status: int | None  # None: no HTTP answer (timeout, connection error)
     reason: str = ""
 

@@ -18,6 +18,7 @@ from enforcer.ticker.job import TickJob
 from enforcer.ticker.tick import TickOptions
 from sandbox_common import redis_pool
 from sandbox_common.broker import BrokerFacts
+from sandbox_common.probes import failing
 from sandbox_common.readmodel.coordination import Lease, LeaseName, RequestedPauses
 from sandbox_common.readmodel.reader import ReadModelReader
 
@@ -73,13 +74,5 @@ class TickerParts:
         await self._redis.aclose()
 
     async def problems(self) -> list[str]:
-        found = []
-        if not self.ticks.running:
-            found.append("ticker: loop not running")
-        if not await self._broker.ping(timeout=2.0):
-            found.append("kafka: broker not reachable")
-        try:
-            await self._redis.ping()
-        except Exception as exc:  # readiness reports any failure, whatever its type
-            found.append(f"redis: {exc.__class__.__name__}: {exc}")
-        return found
+        loop = [] if self.ticks.running else ["ticker: loop not running"]
+        return loop + await failing(self._broker, {"redis": self._redis.ping})
