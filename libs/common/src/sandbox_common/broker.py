@@ -6,9 +6,12 @@ kafka_publisher.py instead: a producer that needs no subscriber.)"""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 import msgspec
+from faststream.asgi import AsgiFastStream
+from faststream.asgi.factories.asyncapi.route import AsyncAPIRoute
 from faststream.kafka import KafkaBroker
 from pydantic import WithJsonSchema
 
@@ -16,6 +19,7 @@ from sandbox_common import commands, dead_letters, envelope, topics
 from sandbox_common.commands import Command
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope
+from sandbox_common.probes import probe_routes
 
 
 def build_broker(
@@ -35,6 +39,40 @@ def build_broker(
         )
     return KafkaBroker(
         bootstrap_servers, logger=log, log_level=logging.DEBUG, apply_types=apply_types
+    )
+
+
+class Process(Protocol):
+    """A consumer's parts, as its app runs them (a bootstrap's *Parts)."""
+
+    async def problems(self) -> list[str]: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def consumer_app(
+    broker: KafkaBroker,
+    process: Process,
+    log: logging.Logger,
+    *,
+    draining: Sequence[Callable[[], Awaitable[None]]] = (),
+    documented: bool = True,
+) -> AsgiFastStream:
+    """The broker and its process as one ASGI app: /healthz, /readyz and /metrics, and the
+    AsyncAPI document of its subscriptions (/asyncapi, /asyncapi.json) when `documented`; never
+    "try it out", which would publish to the topics. The process starts once the broker is
+    connected; `draining` runs when it stops (take no more work, finish what is in flight),
+    and the process closes after."""
+    return AsgiFastStream(
+        broker,
+        asgi_routes=probe_routes(process.problems),
+        after_startup=[process.start],
+        on_shutdown=list(draining),
+        after_shutdown=[process.close],
+        logger=log,
+        asyncapi_path=AsyncAPIRoute("/asyncapi", try_it_out_path=None) if documented else None,
     )
 
 

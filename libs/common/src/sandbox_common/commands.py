@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from sandbox_common.payloads import Payload, Subject
+from sandbox_common.payloads import Payload, Subject, Wire
 
 SCHEMA_VERSION = 1
 
@@ -89,19 +89,12 @@ class CommandError(ValueError):
     """A record on sandbox-commands that is not a readable command (dead-lettered)."""
 
 
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(Command)
-
-
-def encode(command: Command) -> bytes:
-    return _encoder.encode(command)
+_wire = Wire(Command, CommandError, "not a sandbox command")
+encode = _wire.encode
 
 
 def decode(payload: bytes) -> Command:
-    try:
-        command = _decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
-        raise CommandError(f"not a sandbox command: {exc}") from exc
+    command = _wire.decode(payload)
     if command.schema_version > SCHEMA_VERSION:
         raise CommandError(f"command schema_version {command.schema_version} is too new")
     return command

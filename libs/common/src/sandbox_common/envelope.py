@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from sandbox_common.e2b import EARLIEST, LATEST, LifecycleType, WebhookEvent, contains_nul
+from sandbox_common.payloads import Wire
 
 SCHEMA_VERSION = 1
 
@@ -92,19 +93,12 @@ class EnvelopeError(ValueError):
     """A record on the topic that is not a readable envelope (a poison record)."""
 
 
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(Envelope)
-
-
-def encode(envelope: Envelope) -> bytes:
-    return _encoder.encode(envelope)
+_wire = Wire(Envelope, EnvelopeError, "not a sandbox-lifecycle envelope")
+encode = _wire.encode
 
 
 def decode(payload: bytes) -> Envelope:
-    try:
-        envelope = _decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
-        raise EnvelopeError(f"not a sandbox-lifecycle envelope: {exc}") from exc
+    envelope = _wire.decode(payload)
     if envelope.schema_version > SCHEMA_VERSION:
         raise EnvelopeError(
             f"schema_version {envelope.schema_version} is newer than this reader ({SCHEMA_VERSION})"

@@ -5,9 +5,11 @@ omitted; times are `datetime.isoformat()` strings)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
+
+W = TypeVar("W")
 
 
 class Subject(NamedTuple):
@@ -16,6 +18,25 @@ class Subject(NamedTuple):
     sandbox_id: str
     project_id: str | None = None
     team_id: str | None = None
+
+
+class Wire(Generic[W]):
+    """A wire type's JSON codec: bytes that are not one raise `error` with the reason."""
+
+    def __init__(self, wire_type: type[W], error: type[ValueError], unreadable: str) -> None:
+        self._encoder = msgspec.json.Encoder()
+        self._decoder = msgspec.json.Decoder(wire_type)
+        self._error = error
+        self._unreadable = unreadable
+
+    def encode(self, value: W) -> bytes:
+        return self._encoder.encode(value)
+
+    def decode(self, payload: bytes) -> W:
+        try:
+            return self._decoder.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            raise self._error(f"{self._unreadable}: {exc}") from exc
 
 
 class Payload(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -17,7 +17,7 @@ import sys
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, ClassVar, Literal, NoReturn, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, NoReturn, TypeVar
 
 import msgspec
 
@@ -31,6 +31,11 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+
+
+def hidden(default: str) -> Any:
+    """A setting never shown by repr() (a secret, or a URL that may carry a password)."""
+    return field(default=default, repr=False)
 
 
 class SettingsError(ValueError):
@@ -61,22 +66,20 @@ class KafkaSettings(BaseSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class RedisSettings(BaseSettings):
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    redis_url: str = hidden("redis://127.0.0.1:6379/0")
     # Bounded pools: a burst waits for a connection instead of opening thousands of them.
     redis_max_connections: Positive = 64
 
 
 @dataclass(frozen=True, kw_only=True)
 class PostgresSettings(BaseSettings):
-    database_url: str = field(
-        default="postgresql://sandboxes:sandboxes@127.0.0.1:5432/sandboxes", repr=False
-    )
+    database_url: str = hidden("postgresql://sandboxes:sandboxes@127.0.0.1:5432/sandboxes")
 
 
 @dataclass(frozen=True, kw_only=True)
 class E2BApiSettings(BaseSettings):
     e2b_api_url: str = "https://api.e2b.app"
-    e2b_api_key: str = field(default="", repr=False)
+    e2b_api_key: str = hidden("")
     # Toward E2B: per-call timeout, concurrent calls, and a token bucket well under E2B's
     # 20,000 requests / 30 s per team.
     e2b_timeout_seconds: Seconds = 10.0
@@ -94,7 +97,7 @@ class ProjectKeySettings(BaseSettings):
 @dataclass(frozen=True, kw_only=True)
 class WebhookSecretSettings(BaseSettings):
     # E2B signs each webhook with it (ingest verifies; sandboxctl registers and sends them).
-    e2b_webhook_secret: str = field(default="", repr=False)
+    e2b_webhook_secret: str = hidden("")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,7 +3,7 @@ fleet), the token secret, the idle rule (the fleet's deadlines) and its own knob
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from sandbox_common.settings import (
@@ -16,6 +16,7 @@ from sandbox_common.settings import (
     PostgresSettings,
     RedisSettings,
     Seconds,
+    hidden,
 )
 
 
@@ -24,7 +25,7 @@ class StatusApiSettings(KafkaSettings, RedisSettings, PostgresSettings, IdleSett
     REQUIRED: ClassVar[tuple[str, ...]] = ("status_api_jwt_secret",)
     LISTEN_ON: ClassVar[tuple[str, str]] = ("status_api_host", "status_api_port")
 
-    status_api_jwt_secret: str = field(default="", repr=False)
+    status_api_jwt_secret: str = hidden("")
     status_api_host: str = "127.0.0.1"
     status_api_port: Port = 8081
     # At most one activity fact per sandbox per this many seconds: a flood of heartbeats costs

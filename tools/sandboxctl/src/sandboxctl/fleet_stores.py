@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import asyncpg
@@ -30,13 +31,9 @@ async def read_snapshot(settings: Settings, now: datetime | None = None) -> Flee
         now=now,
         by_status=by_status,
         last_event_at=last_event_at,
-        idle_indexed=indexes.idle_indexed,
-        due=indexes.due,
-        oldest_due_at=indexes.oldest_due_at,
-        transitional=indexes.transitional,
-        oldest_transitional_at=indexes.oldest_transitional_at,
         lease_holder=lease.owner if lease else None,
         lease_ttl_seconds=lease.seconds_left if lease else None,
+        **dataclasses.asdict(indexes),  # the enforcer's indexes, as they are
     )
 
 

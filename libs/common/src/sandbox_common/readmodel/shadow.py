@@ -15,7 +15,13 @@ from typing import Protocol
 import redis.asyncio as aioredis
 
 from sandbox_common.readmodel import keys
-from sandbox_common.readmodel.document import Status, StatusDoc, encode_doc, transitional_since
+from sandbox_common.readmodel.document import (
+    DocSource,
+    Status,
+    StatusDoc,
+    encode_doc,
+    transitional_since,
+)
 from sandbox_common.readmodel.feed import ChangeKind, LuaEntry, lua_xadd
 
 _CHUNK = 2000
@@ -75,15 +81,9 @@ return {swapped, #kept, removed}
 )
 
 
-class PointerSource(Protocol):
+class PointerSource(DocSource, Protocol):
     """What the choice of a project's sandbox is made from (the projector's state)."""
 
-    @property
-    def sandbox_id(self) -> str: ...
-    @property
-    def project_id(self) -> str | None: ...
-    @property
-    def status(self) -> Status | None: ...
     @property
     def last_event_at(self) -> datetime | None: ...
 

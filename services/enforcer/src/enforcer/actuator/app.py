@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
-from faststream.asgi.factories.asyncapi.route import AsyncAPIRoute
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
@@ -20,10 +19,9 @@ from enforcer.actuator.bootstrap import ActuatorParts
 from enforcer.actuator.carry_out import Actuator
 from enforcer.settings import ActuatorSettings
 from sandbox_common import topics
-from sandbox_common.broker import build_broker, wire_schema
+from sandbox_common.broker import build_broker, consumer_app, wire_schema
 from sandbox_common.commands import Command
 from sandbox_common.dead_letters import Record
-from sandbox_common.probes import probe_routes
 
 log = logging.getLogger("enforcer.actuator")
 _REDELIVERY_PAUSE_SECONDS = 1.0
@@ -90,11 +88,4 @@ def build_app(settings: ActuatorSettings) -> AsgiFastStream:
         settings.actuator_group_id,
         settings.actuator_workers,
     )
-    return AsgiFastStream(
-        broker,
-        asgi_routes=probe_routes(parts.problems),
-        on_startup=[parts.start],
-        after_shutdown=[parts.close],
-        logger=log,
-        asyncapi_path=AsyncAPIRoute("/asyncapi", try_it_out_path=None),
-    )
+    return consumer_app(broker, parts, log)

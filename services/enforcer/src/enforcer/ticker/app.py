@@ -9,8 +9,7 @@ from faststream.asgi import AsgiFastStream
 
 from enforcer.settings import TickerSettings
 from enforcer.ticker.bootstrap import TickerParts
-from sandbox_common.broker import build_broker
-from sandbox_common.probes import probe_routes
+from sandbox_common.broker import build_broker, consumer_app
 
 log = logging.getLogger("enforcer")
 
@@ -18,10 +17,5 @@ log = logging.getLogger("enforcer")
 def build_app(settings: TickerSettings) -> AsgiFastStream:
     broker = build_broker(settings.kafka_bootstrap_servers, log, durable=True)
     parts = TickerParts(settings, broker)
-    return AsgiFastStream(
-        broker,
-        asgi_routes=probe_routes(parts.problems),
-        after_startup=[parts.start],
-        on_shutdown=[parts.stop],
-        logger=log,
-    )
+    # Nothing to document: the ticker publishes only.
+    return consumer_app(broker, parts, log, draining=[parts.stop], documented=False)

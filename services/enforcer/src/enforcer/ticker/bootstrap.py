@@ -68,9 +68,12 @@ class TickerParts:
             await self.reconciles.start()
 
     async def stop(self) -> None:
+        """No tick or pass starts any more; one in flight is cancelled."""
         await self.ticks.stop()
         if self.reconciles is not None:
             await self.reconciles.stop()
+
+    async def close(self) -> None:
         await self._redis.aclose()
 
     async def problems(self) -> list[str]:

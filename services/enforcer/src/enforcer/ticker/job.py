@@ -4,6 +4,7 @@ ones (not in a dry run), counted in the ticker's metrics."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -17,30 +18,23 @@ class TickReadModel(ReadModel, RepairReadModel, Protocol):
     """Both indexes and the documents (sandbox_common.readmodel.reader)."""
 
 
+@dataclass(frozen=True)
 class TickJob:
-    def __init__(
-        self,
-        model: TickReadModel,
-        publisher: Publisher,
-        requested: RequestedPauses,
-        options: TickOptions,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self._model = model
-        self._publisher = publisher
-        self._requested = requested
-        self._options = options
-        self._clock = clock
+    model: TickReadModel
+    publisher: Publisher
+    requested: RequestedPauses
+    options: TickOptions
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     async def __call__(self) -> None:
-        o = self._options
+        o = self.options
         with metrics.TICK_SECONDS.time():
-            report = await run_tick(self._clock(), self._model, self._publisher, o, self._requested)
+            report = await run_tick(self.clock(), self.model, self.publisher, o, self.requested)
             if not o.dry_run:
                 report.repaired = await repair_stuck(
-                    self._clock(),
-                    self._model,
-                    self._publisher,
+                    self.clock(),
+                    self.model,
+                    self.publisher,
                     stuck_after=o.stuck_after,
                     batch_size=o.batch_size,
                 )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -45,12 +44,7 @@ class TopicReader:
         self._consumer.assign(self._partitions)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         # aiokafka#647: a stop soon after start can raise CancelledError from its own task.
         with contextlib.suppress(asyncio.CancelledError):
             await self._consumer.stop()
