@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 REASON = "dlq-reason"
 ORIGINAL_TOPIC = "dlq-original-topic"
@@ -26,6 +27,12 @@ class Record:
     value: bytes | None
     key: bytes | None = None
     headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class DeadLetterSink(Protocol):
+    """Where a record that cannot be processed goes, with the reason (sandbox-lifecycle.dlq)."""
+
+    async def send(self, record: Record, reason: str) -> None: ...
 
 
 def redrive_count(headers: Sequence[tuple[str, bytes]]) -> int:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
+from sandbox_common.commands import Command
 from sandbox_common.e2b import parse_time
 from sandbox_common.envelope import Envelope, FactType, Source
 from sandbox_common.payloads import Payload, Subject
@@ -98,6 +99,18 @@ def new_fact(fact_type: FactType, payload: FactData, subject: Subject, origin: O
         received_at=origin.received_at or origin.at,
         data=payload.to_data(),
     )
+
+
+class FactSink(Protocol):
+    """Where facts go (sandbox-lifecycle); returns once the broker acknowledged."""
+
+    async def publish(self, fact: Envelope) -> None: ...
+
+
+class Publisher(FactSink, Protocol):
+    """Facts, and the commands (sandbox-commands) some of them announce."""
+
+    async def publish_command(self, command: Command) -> None: ...
 
 
 class StateView(NamedTuple):

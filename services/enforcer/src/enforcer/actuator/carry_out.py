@@ -17,8 +17,6 @@ from typing import Protocol
 
 from enforcer.actuator import facts
 from enforcer.actuator.retry import (
-    DeadLetters,
-    FactSink,
     Handled,
     Operation,
     RetryPolicy,
@@ -37,8 +35,9 @@ from enforcer.domain.outcomes import (
 )
 from sandbox_common import commands
 from sandbox_common.commands import Command, CommandType, extend_timeout_seconds
-from sandbox_common.dead_letters import Record
+from sandbox_common.dead_letters import DeadLetterSink, Record
 from sandbox_common.envelope import Envelope
+from sandbox_common.facts import FactSink
 from sandbox_common.readmodel import Status, StatusDoc
 
 log = logging.getLogger("enforcer.actuator")
@@ -75,7 +74,7 @@ class Ports:
     reader: StatusReader
     e2b: SandboxControl
     facts: FactSink
-    dead_letters: DeadLetters
+    dead_letters: DeadLetterSink
     ledger: CommandLedger | None = None
 
 

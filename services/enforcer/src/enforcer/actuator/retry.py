@@ -8,11 +8,11 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from sandbox_common.commands import Command
-from sandbox_common.dead_letters import Record
+from sandbox_common.dead_letters import DeadLetterSink, Record
 from sandbox_common.envelope import Envelope
+from sandbox_common.facts import FactSink
 
 log = logging.getLogger("enforcer.actuator")
 
@@ -37,14 +37,6 @@ class Handled:
     attempts: int = 0
 
 
-class FactSink(Protocol):
-    async def publish(self, fact: Envelope) -> None: ...
-
-
-class DeadLetters(Protocol):
-    async def send(self, record: Record, reason: str) -> None: ...
-
-
 @dataclass(frozen=True)
 class Operation:
     """One E2B call for one command: `attempt(n)` is finished (a Handled) or says why to try
@@ -58,7 +50,7 @@ class Operation:
 
 
 async def with_retries(
-    operation: Operation, policy: RetryPolicy, facts: FactSink, dead_letters: DeadLetters
+    operation: Operation, policy: RetryPolicy, facts: FactSink, dead_letters: DeadLetterSink
 ) -> Handled:
     command, last = operation.command, ""
     for n in range(1, policy.attempts + 1):

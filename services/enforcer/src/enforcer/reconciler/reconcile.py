@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from enforcer.reconciler.rules import Known, Plan, Upstream, missing_upstream, plan
-from sandbox_common.envelope import Envelope
+from sandbox_common.facts import FactSink
 
 log = logging.getLogger("reconciler")
 _CONFIRMS_IN_FLIGHT = 8
@@ -34,10 +34,6 @@ class KnownSandboxes(Protocol):
     async def alive(self) -> dict[str, Known]: ...
 
     async def lookup(self, sandbox_ids: Collection[str]) -> dict[str, Known]: ...
-
-
-class FactSink(Protocol):
-    async def publish(self, envelope: Envelope) -> None: ...
 
 
 @dataclass(frozen=True)

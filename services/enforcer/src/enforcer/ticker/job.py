@@ -11,7 +11,8 @@ from typing import Protocol
 from enforcer.ticker import metrics
 from enforcer.ticker.repair import ReadModel as RepairReadModel
 from enforcer.ticker.repair import repair_stuck
-from enforcer.ticker.tick import Publisher, ReadModel, RequestedPauses, TickOptions, run_tick
+from enforcer.ticker.tick import ReadModel, RequestedPauses, TickOptions, run_tick
+from sandbox_common.facts import Publisher
 
 
 class TickReadModel(ReadModel, RepairReadModel, Protocol):

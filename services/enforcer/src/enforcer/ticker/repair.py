@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.facts import Origin, Undone, new_fact
+from sandbox_common.facts import FactSink, Origin, Undone, new_fact
 from sandbox_common.payloads import Subject
 from sandbox_common.readmodel import Status, StatusDoc
 
@@ -29,10 +29,6 @@ class ReadModel(Protocol):
     async def entered_before(self, cutoff: datetime, limit: int) -> list[str]: ...
 
     async def by_id(self, sandbox_ids: Sequence[str]) -> dict[str, StatusDoc]: ...
-
-
-class FactPublisher(Protocol):
-    async def publish(self, fact: Envelope) -> None: ...
 
 
 def repair_fact(doc: StatusDoc, now: datetime, cutoff: datetime) -> Envelope | None:
@@ -52,7 +48,7 @@ def repair_fact(doc: StatusDoc, now: datetime, cutoff: datetime) -> Envelope | N
 async def repair_stuck(
     now: datetime,
     model: ReadModel,
-    publisher: FactPublisher,
+    publisher: FactSink,
     *,
     stuck_after: timedelta,
     batch_size: int,

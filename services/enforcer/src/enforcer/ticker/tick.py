@@ -19,7 +19,7 @@ from typing import Protocol
 from enforcer.domain.idle import PauseCommand, decide
 from sandbox_common.commands import Command, PauseOrder, new_command
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.facts import Origin, PauseRequested, new_fact
+from sandbox_common.facts import Origin, PauseRequested, Publisher, new_fact
 from sandbox_common.payloads import Subject
 from sandbox_common.readmodel import StatusDoc
 
@@ -32,12 +32,6 @@ class ReadModel(Protocol):
     async def due(self, now: datetime, limit: int) -> list[str]: ...
 
     async def by_id(self, sandbox_ids: Sequence[str]) -> dict[str, StatusDoc]: ...
-
-
-class Publisher(Protocol):
-    async def publish(self, fact: Envelope) -> None: ...
-
-    async def publish_command(self, command: Command) -> None: ...
 
 
 class RequestedPauses(Protocol):
