@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 import msgspec
-from redis.exceptions import RedisError
 
 from sandbox_common.readmodel import Status, StatusDoc
 from sandbox_common.readmodel.feed import Warning
@@ -82,8 +81,7 @@ class PauseWarner:
         while True:
             try:
                 await self.run_once()
-            except (RedisError, OSError, RuntimeError) as exc:
-                # RuntimeError: the read model is being rebuilt (ReadModelMissingError).
+            except Exception as exc:  # Redis down or rebuilt (ReadModelMissingError): next round
                 log.warning("pause warnings skipped this round: %s", exc)
             await asyncio.sleep(self._interval)
 
