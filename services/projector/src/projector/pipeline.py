@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from projector import metrics
@@ -64,6 +64,14 @@ class Offsets(Protocol):
     def seek(self, positions: Mapping[Partition, int]) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    folded: Folded
+    records: Sequence[Record]
+    offsets: Offsets
+    started: float  # loop time at submit: the seconds observed for the batch include its fold
+
+
 @dataclass(frozen=True)
 class _Write:
     task: asyncio.Task[None]
@@ -72,25 +80,18 @@ class _Write:
     stored: asyncio.Future[bool]
 
 
+@dataclass(eq=False)
 class Pipeline:
-    def __init__(
-        self,
-        reader: StateReader,
-        store: StateStore,
-        read_model: ReadModel,
-        dead_letters: DeadLetters,
-        retry: Retry,
-    ) -> None:
-        self._reader = reader
-        self._store = store
-        self._read_model = read_model
-        self._dead_letters = dead_letters
-        self._retry = retry
-        self._inflight: _Write | None = None
-        self._pending: dict[str, tuple[SandboxState, int]] = {}
-        # Partitions sought back, and to where: until their records come from there again, a
-        # batch with later records on them was fetched before the seek.
-        self._sought: dict[Partition, int] = {}
+    reader: StateReader
+    store: StateStore
+    read_model: ReadModel
+    dead_letters: DeadLetters
+    retry: Retry
+    _inflight: _Write | None = field(default=None, init=False)
+    _pending: dict[str, tuple[SandboxState, int]] = field(default_factory=dict, init=False)
+    # Partitions sought back, and to where: until their records come from there again, a batch
+    # with later records on them was fetched before the seek.
+    _sought: dict[Partition, int] = field(default_factory=dict, init=False)
 
     async def submit(self, records: Sequence[Record], offsets: Offsets) -> None:
         """Returns once the batch before this one is in PostgreSQL and this one's write started."""
@@ -103,14 +104,14 @@ class Pipeline:
             folded = None
         before = self._inflight
         if folded is not None and (before is None or await asyncio.shield(before.stored)):
-            self._start(folded, records, offsets, started, before)
+            self._start(_Batch(folded, records, offsets, started), before)
             return
         await self.drain()
         if not self._admit(records, offsets):
             return
         self._pending = {}  # written the batch-at-a-time way: the next one reads its states
         try:
-            await self._retry.project(records)
+            await self.retry.project(records)
         except BaseException:
             self._refuse(records, offsets)
             raise
@@ -129,36 +130,22 @@ class Pipeline:
         facts, poison = parse(records)
         ids = sorted({p.fact.sandbox_id for p in facts})
         current = {sid: self._pending[sid] for sid in ids if sid in self._pending}
-        current.update(await self._reader.states([sid for sid in ids if sid not in current]))
+        current.update(await self.reader.states([sid for sid in ids if sid not in current]))
         return fold_batch(records, facts, poison, current)
 
-    def _start(
-        self,
-        folded: Folded,
-        records: Sequence[Record],
-        offsets: Offsets,
-        started: float,
-        before: _Write | None,
-    ) -> None:
-        self._pending = folded.states()
+    def _start(self, batch: _Batch, before: _Write | None) -> None:
+        self._pending = batch.folded.states()
         stored: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(
-            self._write(folded, records, offsets, started, before, stored), name="projector-write"
-        )
+        task = asyncio.create_task(self._write(batch, before, stored), name="projector-write")
         task.add_done_callback(lambda _: _settle(stored))
         self._inflight = _Write(task, stored)
 
     async def _write(
-        self,
-        folded: Folded,
-        records: Sequence[Record],
-        offsets: Offsets,
-        started: float,
-        before: _Write | None,
-        stored: asyncio.Future[bool],
+        self, batch: _Batch, before: _Write | None, stored: asyncio.Future[bool]
     ) -> None:
+        folded, records, offsets = batch.folded, batch.records, batch.offsets
         try:
-            await store_folded(folded, self._store, self._dead_letters)
+            await store_folded(folded, self.store, self.dead_letters)
             stored.set_result(True)
         except Exception:
             log.warning("storing a folded batch failed; retrying it on its own", exc_info=True)
@@ -170,18 +157,18 @@ class Pipeline:
             return
         if stored.result():
             try:
-                await publish_folded(folded, self._read_model)
+                await publish_folded(folded, self.read_model)
             except Exception:
                 log.warning(
                     "publishing a stored batch failed; retrying it on its own", exc_info=True
                 )
             else:
-                seconds = asyncio.get_running_loop().time() - started
+                seconds = asyncio.get_running_loop().time() - batch.started
                 metrics.observe_batch(folded.outcome, records, seconds)
                 await offsets.commit(records)
                 return
         try:
-            await self._retry.project(records)
+            await self.retry.project(records)
         except Exception:
             log.exception("projection failed; seeking the batch back")
             self._refuse(records, offsets)

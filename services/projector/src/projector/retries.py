@@ -11,6 +11,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from projector import metrics
 from projector.handlers import (
@@ -29,20 +30,13 @@ _ATTEMPTS = 6
 _SINGLE_ATTEMPTS = 2
 
 
+@dataclass(frozen=True, eq=False)
 class RetryingProjection:
-    def __init__(
-        self,
-        store: StateStore,
-        read_model: ReadModel,
-        dead_letters: DeadLetters,
-        problems: Callable[[], Awaitable[list[str]]],
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self._store = store
-        self._read_model = read_model
-        self._dead_letters = dead_letters
-        self._problems = problems
-        self._sleep = sleep
+    store: StateStore
+    read_model: ReadModel
+    dead_letters: DeadLetters
+    problems: Callable[[], Awaitable[list[str]]]
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def project(self, records: Sequence[Record]) -> None:
         started = time.perf_counter()
@@ -52,7 +46,7 @@ class RetryingProjection:
                 break
             except Exception:
                 if attempt == _ATTEMPTS:
-                    if not await self._problems():
+                    if not await self.problems():
                         outcome = await self._one_by_one(records)
                         break
                     # Raising rewinds the partitions: the batch is retried, never skipped.
@@ -66,11 +60,11 @@ class RetryingProjection:
                     delay,
                     exc_info=True,
                 )
-                await self._sleep(delay)
+                await self.sleep(delay)
         metrics.observe_batch(outcome, records, time.perf_counter() - started)
 
     async def _once(self, records: Sequence[Record]) -> BatchOutcome:
-        return await project_batch(records, self._store, self._read_model, self._dead_letters)
+        return await project_batch(records, self.store, self.read_model, self.dead_letters)
 
     async def _one_by_one(self, records: Sequence[Record]) -> BatchOutcome:
         total = BatchOutcome()
@@ -80,10 +74,10 @@ class RetryingProjection:
                     one = await self._once([record])
                 except Exception as exc:
                     if attempt < _SINGLE_ATTEMPTS:
-                        await self._sleep(0.2)
+                        await self.sleep(0.2)
                         continue
                     reason = f"processing failed after {attempt} attempts: {exc!r}"
-                    await self._dead_letters.send(record, reason)
+                    await self.dead_letters.send(record, reason)
                     total.poison.append(Poison(record, reason))
                 else:
                     total.facts.extend(one.facts)

@@ -12,6 +12,7 @@ from typing import Any
 
 from litestar import Litestar, Router
 from litestar.connection import ASGIConnection
+from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp
@@ -42,11 +43,13 @@ def build_litestar(sim: Sim) -> Litestar:
 
     e2b_api = Router(
         "/",
-        route_handlers=[*api_sandboxes.routes(sim), *api_events.routes(sim)],
+        route_handlers=[*api_sandboxes.ROUTES, *api_events.ROUTES],
         guards=[require_api_key],
     )
     return Litestar(
         route_handlers=[e2b_api, *admin.routes(sim)],
+        # On the app: a registered Router is deep-copied, its dependencies (and the Sim) with it.
+        dependencies={"sim": Provide(sim.provide, sync_to_thread=False, use_cache=True)},
         lifespan=[lifespan],
         exception_handlers={HTTPException: http_error, Exception: server_error},
         openapi_config=None,

@@ -56,12 +56,13 @@ class Deliverer:
         """Fan an event out to every enabled registration subscribed to its type."""
         due = asyncio.get_running_loop().time() + self._faults.current.delivery_delay_ms / 1000
         for reg in self._registrations.subscribed(event.emitted.type):
+            delivery = Delivery(reg.id, event, due)
             if self._faults.roll(self._faults.current.drop_probability):
-                self._record(reg.id, event, 0, None, "dropped")
+                self._record(delivery, 0, None, "dropped")
                 continue
             copies = 2 if self._faults.roll(self._faults.current.duplicate_probability) else 1
             for _ in range(copies):
-                self._queue.put_nowait(Delivery(reg.id, event, due))
+                self._queue.put_nowait(delivery)
 
     async def run(self, client: httpx.AsyncClient) -> None:
         loop = asyncio.get_running_loop()
@@ -109,7 +110,7 @@ class Deliverer:
             await asyncio.sleep(self._policy.delay_seconds)
             if await self._attempt(client, delivery, attempt):
                 return
-        self._record(delivery.webhook_id, delivery.event, self._policy.retries, None, "abandoned")
+        self._record(delivery, self._policy.retries, None, "abandoned")
 
     async def _attempt(self, client: httpx.AsyncClient, delivery: Delivery, attempt: int) -> bool:
         """True when done (delivered, or the registration is gone or disabled)."""
@@ -130,17 +131,11 @@ class Deliverer:
             )
         except httpx.HTTPError as exc:
             log.info("delivery failed", extra={"error": repr(exc), "event_id": delivery.event.id})
-            self._record(reg.id, delivery.event, attempt, None, "failed", delivery_id)
+            self._record(delivery, attempt, None, "failed", delivery_id)
             return False
         ok = response.is_success
-        self._record(
-            reg.id,
-            delivery.event,
-            attempt,
-            response.status_code,
-            "delivered" if ok else "failed",
-            delivery_id,
-        )
+        outcome = "delivered" if ok else "failed"
+        self._record(delivery, attempt, response.status_code, outcome, delivery_id)
         return ok
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -150,16 +145,16 @@ class Deliverer:
 
     def _record(
         self,
-        webhook_id: str,
-        event: RecordedEvent,
+        delivery: Delivery,
         attempt: int,
         status: int | None,
         outcome: str,  # delivered, failed, dropped, abandoned
         delivery_id: str | None = None,
     ) -> None:
-        sandbox_id, at = event.emitted.sandbox.sandbox_id, datetime.now(UTC).isoformat()
+        event, at = delivery.event, datetime.now(UTC).isoformat()
+        sandbox_id = event.emitted.sandbox.sandbox_id
         self.log.append(
             {"eventId": event.id, "type": str(event.emitted.type), "sandboxId": sandbox_id}
-            | {"webhookId": webhook_id, "deliveryId": delivery_id, "attempt": attempt}
+            | {"webhookId": delivery.webhook_id, "deliveryId": delivery_id, "attempt": attempt}
             | {"status": status, "outcome": outcome, "at": at.replace("+00:00", "Z")}
         )

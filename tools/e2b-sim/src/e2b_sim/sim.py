@@ -39,6 +39,10 @@ class Sim:
         self.store = Store(clock, self.deliverer.publish)
         self.calls = CallLog()
 
+    def provide(self) -> Sim:
+        """For the E2B routes' `sim` parameter (Litestar's dependency injection)."""
+        return self
+
     def reset(self) -> None:
         """Back to a fresh start: no sandboxes, events, registrations, logs; knobs as at start."""
         self.store.reset()

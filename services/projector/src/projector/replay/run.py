@@ -91,20 +91,24 @@ class _HistorySink:
             await task
 
 
-async def _read(
-    reader: TopicReader,
-    start: Offsets,
-    end: Offsets,
-    rebuild: Rebuild,
-    progress: Progress,
-    sink: _HistorySink | None = None,
-) -> None:
-    async for batch in reader.read(start, end):
-        for r in batch:
-            rebuild.add(r.value, r.topic, r.partition, r.offset)
-        if sink is not None and len(rebuild.pending) >= _FLUSH_ROWS:
-            await sink.flush()
-        progress.update(rebuild.records)
+@dataclass(frozen=True)
+class _Context:
+    """What one replay reads from, folds into and reports on."""
+
+    reader: TopicReader
+    tables: ShadowTables
+    live_model: ReadModelReader
+    rebuild: Rebuild
+    progress: Progress
+
+    async def read(self, start: Offsets, end: Offsets, sink: _HistorySink | None = None) -> None:
+        rebuild = self.rebuild
+        async for batch in self.reader.read(start, end):
+            for r in batch:
+                rebuild.add(r.value, r.topic, r.partition, r.offset)
+            if sink is not None and len(rebuild.pending) >= _FLUSH_ROWS:
+                await sink.flush()
+            self.progress.update(rebuild.records)
 
 
 class Replay:
@@ -136,41 +140,34 @@ class Replay:
                 tables = ShadowTables(conn)
                 if not await tables.lock():
                     raise ReplayError("another replay or rebuild holds the lock; try again later")
-                redis_model = ShadowWriter(client, s.killed_tombstone_ttl_seconds)
-                live_model = ReadModelReader(client)
                 start, end = await reader.starts(), await reader.ends()
-                progress = Progress(_gap(start, end), self._stream)
-                rebuild = Rebuild(keep_history=not verify)
+                ctx = _Context(
+                    reader,
+                    tables,
+                    ReadModelReader(client),
+                    Rebuild(keep_history=not verify),
+                    Progress(_gap(start, end), self._stream),
+                )
                 if verify:
-                    report = await self._verify(
-                        reader, tables, live_model, start, end, rebuild, progress
-                    )
+                    report = await self._verify(ctx, start, end)
                 else:
-                    report = await self._swap(
-                        reader, tables, (redis_model, live_model), start, end, rebuild, progress
-                    )
-                report.seconds = progress.elapsed
+                    redis_model = ShadowWriter(client, s.killed_tombstone_ttl_seconds)
+                    report = await self._swap(ctx, redis_model, start, end)
+                report.seconds = ctx.progress.elapsed
                 return report
         finally:
             await client.aclose()
             await conn.close()
 
     async def _swap(
-        self,
-        reader: TopicReader,
-        tables: ShadowTables,
-        redis: tuple[ShadowWriter, ReadModelReader],
-        start: Offsets,
-        end: Offsets,
-        rebuild: Rebuild,
-        progress: Progress,
+        self, ctx: _Context, redis_model: ShadowWriter, start: Offsets, end: Offsets
     ) -> ReplayReport:
-        redis_model, live_model = redis
+        tables, rebuild, progress = ctx.tables, ctx.rebuild, ctx.progress
         await tables.prepare()
         await redis_model.clear()
         base = await tables.revision_base()
         sink = _HistorySink(tables, rebuild)
-        await _read(reader, start, end, rebuild, progress, sink)
+        await ctx.read(start, end, sink)
         await sink.flush()
         await sink.wait()
         progress.update(rebuild.records, force=True)
@@ -186,11 +183,11 @@ class Replay:
             target = _upto(end, await tables.offsets(self._topic))
             if _gap(end, target) < _CLOSE_ENOUGH:
                 break
-            await _read(reader, end, target, rebuild, progress)
+            await ctx.read(end, target)
             end = target
         async with tables.swap(self._topic) as swap:
             target = _upto(end, swap.live_offsets)
-            await _read(reader, end, target, rebuild, progress)
+            await ctx.read(end, target)
             end = target
             touched = sorted(rebuild.take_touched())
             await swap.replace_states(
@@ -203,31 +200,23 @@ class Replay:
         progress.phase("PostgreSQL swapped; swapping Redis")
         await redis_model.write(self._docs(rebuild, base, now, touched), now)
         await redis_model.write_pointers(pointers(rebuild.states.values()))
-        await redis_model.mark_stale(await live_model.all_sandbox_ids() - rebuild.states.keys())
+        await redis_model.mark_stale(await ctx.live_model.all_sandbox_ids() - rebuild.states.keys())
         marker = json.dumps({"by": "replay", "at": now.isoformat(), "topic": self._topic})
         swapped = await redis_model.swap(base, marker)
         progress.phase(f"Redis swapped: {swapped[0]:,} documents, {swapped[2]:,} stale removed")
         return self._report(rebuild, end, progress, redis=swapped)
 
-    async def _verify(
-        self,
-        reader: TopicReader,
-        tables: ShadowTables,
-        live_model: ReadModelReader,
-        start: Offsets,
-        end: Offsets,
-        rebuild: Rebuild,
-        progress: Progress,
-    ) -> ReplayReport:
-        await _read(reader, start, end, rebuild, progress)
+    async def _verify(self, ctx: _Context, start: Offsets, end: Offsets) -> ReplayReport:
+        tables, rebuild, progress = ctx.tables, ctx.rebuild, ctx.progress
+        await ctx.read(start, end)
         progress.update(rebuild.records, force=True)
         await self._wait_for_live(tables, end, progress)
         async with tables.frozen(self._topic) as frozen:
             target = _upto(end, frozen.offsets)
-            await _read(reader, end, target, rebuild, progress)
+            await ctx.read(end, target)
             end = target
             pg = compare.postgres(rebuild, await frozen.states(), await frozen.history_ids())
-            rd = await compare.redis(live_model, rebuild.states.values(), self._rule)
+            rd = await compare.redis(ctx.live_model, rebuild.states.values(), self._rule)
         report = self._report(rebuild, end, progress)
         report.differences = pg + rd
         report.differs = (Differs.POSTGRES if pg else Differs.NOTHING) | (
