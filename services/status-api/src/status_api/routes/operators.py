@@ -123,7 +123,7 @@ class FleetQuery:
     cursor: str | None
 
 
-def fleet_query(
+def _fleet_query(
     status: Status | None = None,
     project_id: Annotated[str | None, Parameter(query="projectId")] = None,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
@@ -142,7 +142,7 @@ def fleet_query(
         "`counts` covers the whole filter by project. Pages with `cursor`."
     ),
     raises=RAISES,
-    dependencies={"fleet_query": Provide(fleet_query, sync_to_thread=False)},
+    dependencies={"fleet_query": Provide(_fleet_query, sync_to_thread=False)},
 )
 async def fleet(
     request: Request[Any, Any, State], deps: Deps, fleet_query: FleetQuery
