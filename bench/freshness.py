@@ -23,7 +23,7 @@ import httpx
 from bench.webhooks import WEBHOOK_PATH, Connection, build_request, signed_webhook
 from sandbox_common.settings import load
 from sandboxctl.settings import Settings
-from status_api.auth import mint
+from status_api.auth import Claims, mint
 
 _CONNECTIONS = 32
 
@@ -59,10 +59,7 @@ async def measure(settings: Settings, rate: int = 1000, seconds: float = 20.0) -
     seen: dict[str, float] = {}
     admin = mint(
         settings.status_api_jwt_secret,
-        projects=[],
-        admin=True,
-        ttl_seconds=3600,
-        now=int(time.time()),
+        Claims(projects=[], admin=True, ttl_seconds=3600, now=int(time.time())),
     )
     listening = asyncio.Event()
 

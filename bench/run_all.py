@@ -29,7 +29,7 @@ from bench.webhooks import signed_webhook
 from sandbox_common.readmodel import IDLE_OVERRIDE_KEY
 from sandbox_common.settings import load
 from sandboxctl.settings import Settings
-from status_api.auth import mint
+from status_api.auth import Claims, mint
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = Path(os.environ.get("STATE_DIR", ROOT / ".state")) / "run"
@@ -119,7 +119,8 @@ def seed_sandboxes(settings: Settings, count: int) -> list[str]:
         now = int(time.time())
         tokens = {
             p: mint(
-                settings.status_api_jwt_secret, projects=[p], admin=False, ttl_seconds=600, now=now
+                settings.status_api_jwt_secret,
+                Claims(projects=[p], admin=False, ttl_seconds=600, now=now),
             )
             for p in projects
         }
@@ -153,10 +154,7 @@ def bench_status_api(settings: Settings, projects: list[str]) -> dict[str, Repor
                 "Authorization": "Bearer "
                 + mint(
                     settings.status_api_jwt_secret,
-                    projects=[p],
-                    admin=False,
-                    ttl_seconds=3600,
-                    now=now,
+                    Claims(projects=[p], admin=False, ttl_seconds=3600, now=now),
                 )
             },
         )

@@ -17,7 +17,7 @@ import httpx
 from bench.webhooks import signed_webhook
 from sandbox_common.settings import load
 from sandboxctl.settings import Settings
-from status_api.auth import mint
+from status_api.auth import Claims, mint
 
 
 def tree_rss_bytes(pid: int) -> int:
@@ -81,10 +81,7 @@ async def measure(
     async def client(http: httpx.AsyncClient, project: str) -> None:
         jwt = mint(
             settings.status_api_jwt_secret,
-            projects=[project],
-            admin=False,
-            ttl_seconds=3600,
-            now=now,
+            Claims(projects=[project], admin=False, ttl_seconds=3600, now=now),
         )
         url = f"{base}/api/projects/{project}/sandbox/stream"
         async with http.stream("GET", url, headers={"Authorization": f"Bearer {jwt}"}) as r:

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from sandbox_common import e2b, topics
 from sandbox_common.readmodel import keys
-from status_api.auth import mint
+from status_api.auth import Claims, mint
 from tests.connected.conftest import Stack, topic_partitions
 
 T0 = datetime.now(UTC).replace(microsecond=0)
@@ -72,10 +72,7 @@ async def post_webhook(
 def token(stack: Stack, *projects: str, admin: bool = False, ttl: int = 600) -> dict[str, str]:
     jwt = mint(
         stack.jwt_secret,
-        projects=list(projects),
-        admin=admin,
-        ttl_seconds=ttl,
-        now=int(time.time()),
+        Claims(projects=list(projects), admin=admin, ttl_seconds=ttl, now=int(time.time())),
     )
     return {"Authorization": f"Bearer {jwt}"}
 

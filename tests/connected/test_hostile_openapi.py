@@ -27,7 +27,7 @@ from schemathesis.core.result import Ok
 from schemathesis.generation.case import Case as AnyCase
 
 from sandbox_common import e2b
-from status_api.auth import mint
+from status_api.auth import Claims, mint
 from tests.connected.conftest import Stack
 from tests.connected.helpers import (
     end_offsets,
@@ -181,25 +181,20 @@ def bearer(stack: Stack, credential: str, project: str) -> dict[str, str]:
         "garbage": "not.a.jwt",
         "expired": mint(
             stack.jwt_secret,
-            projects=[project],
-            admin=True,
-            ttl_seconds=60,
-            now=now - 3600,
-            subject=sub,
+            Claims(projects=[project], admin=True, ttl_seconds=60, now=now - 3600, subject=sub),
         ),
         "intruder": mint(
             stack.jwt_secret,
-            projects=[unique("intruder")],
-            admin=False,
-            ttl_seconds=60,
-            now=now,
-            subject=sub,
+            Claims(
+                projects=[unique("intruder")], admin=False, ttl_seconds=60, now=now, subject=sub
+            ),
         ),
         "owner": mint(
-            stack.jwt_secret, projects=[project], admin=False, ttl_seconds=60, now=now, subject=sub
+            stack.jwt_secret,
+            Claims(projects=[project], admin=False, ttl_seconds=60, now=now, subject=sub),
         ),
         "admin": mint(
-            stack.jwt_secret, projects=[], admin=True, ttl_seconds=60, now=now, subject=sub
+            stack.jwt_secret, Claims(projects=[], admin=True, ttl_seconds=60, now=now, subject=sub)
         ),
     }
     token = tokens[credential]

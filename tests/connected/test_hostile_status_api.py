@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from status_api.auth import mint
+from status_api.auth import Claims, mint
 from status_api.routes.operators import encode_cursor
 from tests.connected.conftest import Stack
 from tests.connected.helpers import live_sandbox
@@ -58,11 +58,13 @@ def http() -> Iterator[httpx.Client]:
 def admin(stack: Stack) -> dict[str, str]:
     token = mint(
         stack.jwt_secret,
-        projects=[],
-        admin=True,
-        ttl_seconds=60,
-        now=int(time.time()),
-        subject=uuid.uuid4().hex,  # its own rate-limit bucket
+        Claims(
+            projects=[],
+            admin=True,
+            ttl_seconds=60,
+            now=int(time.time()),
+            subject=uuid.uuid4().hex,  # its own rate-limit bucket
+        ),
     )
     return {"Authorization": f"Bearer {token}"}
 

@@ -19,7 +19,7 @@ import jwt
 import pytest
 
 from sandbox_common import e2b
-from status_api.auth import mint
+from status_api.auth import Claims, mint
 from tests.connected.conftest import Stack
 from tests.connected.helpers import live_sandbox, post_webhook, unique, webhook
 from tests.connected.test_route_access import ROUTES
@@ -134,7 +134,8 @@ async def test_claims_cannot_be_bent_into_admin(client: httpx.AsyncClient, stack
 async def test_a_query_token_only_opens_streams(client: httpx.AsyncClient, stack: Stack) -> None:
     project, _ = await live_sandbox(stack, "sec")
     token = mint(
-        stack.jwt_secret, projects=[project], admin=False, ttl_seconds=600, now=int(time.time())
+        stack.jwt_secret,
+        Claims(projects=[project], admin=False, ttl_seconds=600, now=int(time.time())),
     )
     SENT_TOKENS.append(token)
     url = f"{stack.status_api.url}/api/projects/{project}/sandbox"
@@ -149,7 +150,9 @@ async def test_no_secret_or_token_is_ever_logged(client: httpx.AsyncClient, stac
     body = webhook("created", unique("sbx"), unique("sec"))
     await post_webhook(client, stack, body, signature=e2b.compute_signature("leak?", body))
     await post_webhook(client, stack, body, signature=stack.webhook_secret)  # secret as a sig
-    good = mint(stack.jwt_secret, projects=["p"], admin=True, ttl_seconds=600, now=int(time.time()))
+    good = mint(
+        stack.jwt_secret, Claims(projects=["p"], admin=True, ttl_seconds=600, now=int(time.time()))
+    )
     SENT_TOKENS.append(good)
     for token in (good, stack.jwt_secret, f"{good}x"):
         await client.get(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from sandbox_common import e2b
-from status_api.auth import mint
+from status_api.auth import Claims, mint
 from tests.connected.e2b_sim_process import SimProcess, free_port
 from tests.connected.services import ServiceProcess
 from tests.faults.infra import COMPONENTS, LocalInfra
@@ -74,10 +74,7 @@ class Rig:
     def token(self, *projects: str) -> dict[str, str]:
         jwt = mint(
             self.jwt_secret,
-            projects=list(projects),
-            admin=False,
-            ttl_seconds=3600,
-            now=int(time.time()),
+            Claims(projects=list(projects), admin=False, ttl_seconds=3600, now=int(time.time())),
         )
         return {"Authorization": f"Bearer {jwt}"}
 

@@ -7,7 +7,7 @@ import pytest
 
 from sandbox_common.settings import SettingsError, load
 from sandboxctl.settings import Settings
-from status_api.auth import AuthError, TokenVerifier, mint
+from status_api.auth import AuthError, Claims, TokenVerifier, mint
 
 SECRET = "s" * 32
 
@@ -17,7 +17,7 @@ def bearer(token: str) -> str:
 
 
 def test_minted_token_grants_its_projects_only() -> None:
-    token = mint(SECRET, projects=["p1"], admin=False, ttl_seconds=60, now=int(time.time()))
+    token = mint(SECRET, Claims(projects=["p1"], admin=False, ttl_seconds=60, now=int(time.time())))
     principal = TokenVerifier(SECRET).principal(bearer(token))
     assert principal.may_read("p1")
     assert not principal.may_read("p2")
@@ -25,7 +25,7 @@ def test_minted_token_grants_its_projects_only() -> None:
 
 
 def test_admin_reads_everything() -> None:
-    token = mint(SECRET, projects=[], admin=True, ttl_seconds=60, now=int(time.time()))
+    token = mint(SECRET, Claims(projects=[], admin=True, ttl_seconds=60, now=int(time.time())))
     assert TokenVerifier(SECRET).principal(bearer(token)).may_read("anything")
 
 
@@ -36,10 +36,16 @@ def test_admin_reads_everything() -> None:
         "Basic abc",
         bearer("not-a-jwt"),
         bearer(
-            mint("other" * 8, projects=["p1"], admin=False, ttl_seconds=60, now=int(time.time()))
+            mint(
+                "other" * 8,
+                Claims(projects=["p1"], admin=False, ttl_seconds=60, now=int(time.time())),
+            )
         ),
         bearer(
-            mint(SECRET, projects=["p1"], admin=False, ttl_seconds=60, now=int(time.time()) - 3600)
+            mint(
+                SECRET,
+                Claims(projects=["p1"], admin=False, ttl_seconds=60, now=int(time.time()) - 3600),
+            )
         ),
         bearer(
             jwt.encode(
@@ -102,7 +108,9 @@ def test_require_names_missing_settings() -> None:
 
 def test_cached_token_is_refused_once_expired() -> None:
     verifier = TokenVerifier(SECRET)
-    header = bearer(mint(SECRET, projects=["p1"], admin=False, ttl_seconds=1, now=int(time.time())))
+    header = bearer(
+        mint(SECRET, Claims(projects=["p1"], admin=False, ttl_seconds=1, now=int(time.time())))
+    )
     assert verifier.principal(header).may_read("p1")
     assert verifier.principal(header).may_read("p1")  # from the cache
     time.sleep(1.1)
@@ -113,7 +121,7 @@ def test_cached_token_is_refused_once_expired() -> None:
 def test_a_refused_token_is_never_cached() -> None:
     verifier = TokenVerifier(SECRET)
     forged = bearer(
-        mint("x" * 32, projects=["p1"], admin=True, ttl_seconds=60, now=int(time.time()))
+        mint("x" * 32, Claims(projects=["p1"], admin=True, ttl_seconds=60, now=int(time.time())))
     )
     for _ in range(2):
         with pytest.raises(AuthError):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from sandbox_common import e2b
-from status_api.auth import AuthError, TokenVerifier, mint
+from status_api.auth import AuthError, Claims, TokenVerifier, mint
 
 SECRET = "whsec-constant-time-0123456789abcdef"
 BODY = b'{"id": "e1"}'
@@ -60,7 +60,7 @@ def test_the_jwt_signature_is_compared_with_compare_digest(
     spy: Callable[[bool | None], Spy],
 ) -> None:
     calls = spy(False)  # PyJWT verifies HS256 with hmac.compare_digest: forced False refuses
-    token = mint(SECRET, projects=["p1"], admin=False, ttl_seconds=60, now=int(time.time()))
+    token = mint(SECRET, Claims(projects=["p1"], admin=False, ttl_seconds=60, now=int(time.time())))
     with pytest.raises(AuthError, match="Signature verification failed"):
         TokenVerifier(SECRET).principal(f"Bearer {token}")
     assert len(calls) == 1

@@ -19,7 +19,7 @@ from sandbox_common.readmodel import feed as changes
 from sandbox_common.readmodel.feed import Warning as DueWarning
 from status_api import http_cache
 from status_api.access import Gate
-from status_api.auth import TokenVerifier, mint
+from status_api.auth import Claims, TokenVerifier, mint
 from status_api.fast_lane import FastLane
 from status_api.pause_warnings import PauseWarner, warning_for
 from status_api.rate_limit import RateLimiter
@@ -283,7 +283,8 @@ async def test_the_fast_lane_serves_only_the_happy_path_and_hands_on_the_rest() 
     inner = Inner()
     lane = FastLane(inner, deps)
     good = mint(
-        secret, projects=["p1", "p-rebuilding"], admin=False, ttl_seconds=600, now=int(time.time())
+        secret,
+        Claims(projects=["p1", "p-rebuilding"], admin=False, ttl_seconds=600, now=int(time.time())),
     )
     auth = [(b"authorization", f"Bearer {good}".encode())]
     start, body = await lane_request(lane, "/api/projects/p1/sandbox", auth)

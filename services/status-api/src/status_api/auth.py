@@ -75,22 +75,25 @@ class TokenVerifier:
         return principal, float(claims["exp"])
 
 
-def mint(
-    secret: str,
-    *,
-    projects: list[str],
-    admin: bool,
-    ttl_seconds: int,
-    now: int,
-    subject: str = "dev",
-) -> str:
+@dataclass(frozen=True)
+class Claims:
+    """What a minted token says: whose it is, what it may read, and for how long from `now`."""
+
+    projects: list[str]
+    admin: bool
+    ttl_seconds: int
+    now: int
+    subject: str = "dev"
+
+
+def mint(secret: str, claims: Claims) -> str:
     """Dev tokens (`sandboxctl token`); production tokens come from the app's identity provider."""
-    claims: dict[str, object] = {
-        "sub": subject,
-        "projects": projects,
-        "iat": now,
-        "exp": now + ttl_seconds,
+    payload: dict[str, object] = {
+        "sub": claims.subject,
+        "projects": claims.projects,
+        "iat": claims.now,
+        "exp": claims.now + claims.ttl_seconds,
     }
-    if admin:
-        claims["admin"] = True
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    if claims.admin:
+        payload["admin"] = True
+    return jwt.encode(payload, secret, algorithm=ALGORITHM)

@@ -10,13 +10,14 @@ CORS requests, every other route) goes to the Litestar app, which stays the docu
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from redis.exceptions import RedisError
 
 from sandbox_common.readmodel import Status, StatusDoc
+from status_api.auth import Principal
 from status_api.deps import Deps
-from status_api.reads import render
+from status_api.reads import Answer, render
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -48,17 +49,11 @@ class FastLane:
 
     async def _serve(self, scope: Scope, send: Send) -> bool:
         path: str = scope["path"]
-        project_id = sandbox_id = None
-        if path.startswith(_PROJECTS) and path.endswith(_PROJECT_SUFFIX):
-            project_id = path[len(_PROJECTS) : -len(_PROJECT_SUFFIX)]
-            if not project_id or "/" in project_id:
-                return False
-        elif path.startswith(_SANDBOXES):
-            sandbox_id = path[len(_SANDBOXES) :]
-            if not sandbox_id or "/" in sandbox_id or sandbox_id == "stream":
-                return False
-        else:
+        project_id = _project_id(path)
+        sandbox_id = _sandbox_id(path) if project_id is None else None
+        if project_id is None and sandbox_id is None:
             return False
+        # Read in one pass, not a dict: this runs for every frontend poll.
         authorization = if_none_match = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -68,10 +63,7 @@ class FastLane:
             elif name == b"origin":
                 return False  # cross-origin: Litestar adds the CORS headers
         principal = self._deps.gate.known_principal(authorization)
-        if principal is None:
-            return False
-        doc: StatusDoc | None
-        if project_id is not None and not principal.may_read(project_id):
+        if principal is None or (project_id is not None and not principal.may_read(project_id)):
             return False
         try:
             if project_id is not None:
@@ -82,9 +74,7 @@ class FastLane:
         except Exception:
             # Redis down, the read model being rebuilt: the Litestar route answers (503).
             return False
-        if doc is not None and not principal.may_read(doc.project_id):
-            return False
-        if doc is None or doc.status is Status.KILLED:
+        if not _servable(doc, principal):
             return False
         answer = render(
             doc,
@@ -93,14 +83,41 @@ class FastLane:
             self._deps.warn_before,
             "project" if project_id is not None else "sandbox",
         )
-        headers = [
-            (b"etag", answer.etag.encode()),
-            (b"cache-control", answer.cache_control.encode()),
-        ]
-        if answer.status_code == 200:
-            headers += [_JSON, (b"content-length", str(len(answer.body)).encode())]
-        await send(
-            {"type": "http.response.start", "status": answer.status_code, "headers": headers}
-        )
+        await send(_response_start(answer))
         await send({"type": "http.response.body", "body": answer.body})
         return True
+
+
+def _project_id(path: str) -> str | None:
+    """The id of `/api/projects/{id}/sandbox`; None for any other path."""
+    if not (path.startswith(_PROJECTS) and path.endswith(_PROJECT_SUFFIX)):
+        return None
+    project_id = path[len(_PROJECTS) : -len(_PROJECT_SUFFIX)]
+    return project_id if project_id and "/" not in project_id else None
+
+
+def _sandbox_id(path: str) -> str | None:
+    """The id of `/api/sandboxes/{id}` (not the fleet's stream); None for any other path."""
+    if not path.startswith(_SANDBOXES):
+        return None
+    sandbox_id = path[len(_SANDBOXES) :]
+    if not sandbox_id or "/" in sandbox_id or sandbox_id == "stream":
+        return None
+    return sandbox_id
+
+
+def _servable(doc: StatusDoc | None, principal: Principal) -> TypeGuard[StatusDoc]:
+    """A live sandbox the token may read: 404 and 403 are the Litestar route's to answer."""
+    return (
+        doc is not None and doc.status is not Status.KILLED and principal.may_read(doc.project_id)
+    )
+
+
+def _response_start(answer: Answer) -> MutableMapping[str, Any]:
+    headers = [
+        (b"etag", answer.etag.encode()),
+        (b"cache-control", answer.cache_control.encode()),
+    ]
+    if answer.status_code == 200:
+        headers += [_JSON, (b"content-length", str(len(answer.body)).encode())]
+    return {"type": "http.response.start", "status": answer.status_code, "headers": headers}

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -58,24 +59,21 @@ def warning_for(doc: StatusDoc, now: datetime, warn_before: timedelta) -> PauseW
     )
 
 
+@dataclass(frozen=True, eq=False)
 class PauseWarner:
-    def __init__(
-        self,
-        reader: Reader,
-        feed: Feed,
-        warn_before: timedelta,
-        clock: Callable[[], datetime],
-        interval_seconds: float = 1.0,
-    ) -> None:
-        self._reader = reader
-        self._feed = feed
-        self._warn_before = warn_before
-        self._clock = clock
-        self._interval = interval_seconds
-        # (sandbox, deadline) pairs handled here already: spares a Redis round trip per second
-        # for each of them while they stay in the window.
-        self._handled: OrderedDict[tuple[str, float], None] = OrderedDict()
-        self._encoder = msgspec.json.Encoder()
+    reader: Reader
+    feed: Feed
+    warn_before: timedelta
+    clock: Callable[[], datetime]
+    interval_seconds: float = 1.0
+    # (sandbox, deadline) pairs handled here already: spares a Redis round trip per second for
+    # each of them while they stay in the window.
+    _handled: OrderedDict[tuple[str, float], None] = field(
+        default_factory=OrderedDict, init=False, repr=False
+    )
+    _encoder: msgspec.json.Encoder = field(
+        default_factory=msgspec.json.Encoder, init=False, repr=False
+    )
 
     async def run(self) -> None:
         while True:
@@ -83,23 +81,23 @@ class PauseWarner:
                 await self.run_once()
             except Exception as exc:  # Redis down or rebuilt (ReadModelMissingError): next round
                 log.warning("pause warnings skipped this round: %s", exc)
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self.interval_seconds)
 
     async def run_once(self) -> int:
-        now = self._clock()
-        horizon = now + self._warn_before
-        due = await self._reader.deadlines_between(
+        now = self.clock()
+        horizon = now + self.warn_before
+        due = await self.reader.deadlines_between(
             now.timestamp() - _LOOKBACK_SECONDS, horizon.timestamp()
         )
         fresh = [entry for entry in due if entry not in self._handled]
         sent = 0
         for start in range(0, len(fresh), _CHUNK):
             chunk = fresh[start : start + _CHUNK]
-            docs = await self._reader.by_sandboxes([sandbox_id for sandbox_id, _ in chunk])
+            docs = await self.reader.by_sandboxes([sandbox_id for sandbox_id, _ in chunk])
             warnings = [w for doc in docs if doc is not None if (w := self._warning(doc, now))]
             if warnings:
-                ttl = int(self._warn_before.total_seconds() + _LOOKBACK_SECONDS) + 3600
-                answers = await self._feed.warn_once(warnings, ttl)
+                ttl = int(self.warn_before.total_seconds() + _LOOKBACK_SECONDS) + 3600
+                answers = await self.feed.warn_once(warnings, ttl)
                 sent += sum(answers)
                 metrics.WARNINGS.inc(sum(answers))
             for entry in chunk:
@@ -107,7 +105,7 @@ class PauseWarner:
         return sent
 
     def _warning(self, doc: StatusDoc, now: datetime) -> Warning | None:
-        warning = warning_for(doc, now, self._warn_before)
+        warning = warning_for(doc, now, self.warn_before)
         if warning is None:
             return None
         return Warning(

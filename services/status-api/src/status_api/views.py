@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 
 import msgspec
 
@@ -29,7 +29,20 @@ class SandboxStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 def sandbox_status(doc: StatusDoc, now: datetime, warn_before: timedelta) -> SandboxStatus:
-    return SandboxStatus(
+    return _view(SandboxStatus, doc, pause_imminent(doc, now, warn_before))
+
+
+def fleet_sandbox(doc: StatusDoc, last_activity_source: str | None) -> FleetSandbox:
+    """A sandbox of the fleet list (pauseImminent left false there)."""
+    view = _view(FleetSandbox, doc, imminent=False)
+    return msgspec.structs.replace(view, last_activity_source=last_activity_source)
+
+
+_View = TypeVar("_View", bound=SandboxStatus)
+
+
+def _view(kind: type[_View], doc: StatusDoc, imminent: bool) -> _View:
+    return kind(
         project_id=doc.project_id,
         sandbox_id=doc.sandbox_id,
         status=doc.status,
@@ -40,7 +53,7 @@ def sandbox_status(doc: StatusDoc, now: datetime, warn_before: timedelta) -> San
         template_id=doc.template_id,
         metadata=doc.metadata,
         idle_deadline_at=doc.idle_deadline_at,
-        pause_imminent=pause_imminent(doc, now, warn_before),
+        pause_imminent=imminent,
     )
 
 

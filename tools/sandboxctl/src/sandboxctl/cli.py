@@ -25,7 +25,7 @@ LIFECYCLE_PREFIX = "sandbox.lifecycle."
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> None:
-    from status_api.auth import mint
+    from status_api.auth import Claims, mint
 
     settings.require("status_api_jwt_secret")
     if not args.project and not args.admin:
@@ -33,11 +33,13 @@ def _token(args: argparse.Namespace, settings: Settings) -> None:
     print(
         mint(
             settings.status_api_jwt_secret,
-            projects=args.project or [],
-            admin=args.admin,
-            ttl_seconds=args.ttl,
-            now=int(time.time()),
-            subject=args.subject,
+            Claims(
+                projects=args.project or [],
+                admin=args.admin,
+                ttl_seconds=args.ttl,
+                now=int(time.time()),
+                subject=args.subject,
+            ),
         )
     )
 
@@ -215,16 +217,18 @@ def _demo_fleet(args: argparse.Namespace, settings: Settings) -> None:
 async def _wait_visible(
     args: argparse.Namespace, settings: Settings, sandboxes: dict[str, str]
 ) -> None:
-    from status_api.auth import mint
+    from status_api.auth import Claims, mint
 
     settings.require("status_api_jwt_secret")
     jwt = mint(
         settings.status_api_jwt_secret,
-        projects=list(sandboxes),
-        admin=False,
-        ttl_seconds=300,
-        now=int(time.time()),
-        subject="sandboxctl-demo-fleet",
+        Claims(
+            projects=list(sandboxes),
+            admin=False,
+            ttl_seconds=300,
+            now=int(time.time()),
+            subject="sandboxctl-demo-fleet",
+        ),
     )
     base = args.status_api_url.rstrip("/")
     pending = dict(sandboxes)

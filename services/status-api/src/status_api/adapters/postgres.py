@@ -44,6 +44,10 @@ class FleetRow(msgspec.Struct, frozen=True):
     template_id: str | None
     metadata: dict[str, str]
     last_activity_source: str | None
+    # Not read: the fleet list shows no statusChangedAt (null), nor any team. With them the row
+    # is a state a status document is made from (readmodel.DocSource).
+    status_changed_at: datetime | None = None
+    team_id: str | None = None
 
 
 _ACTIVITY_TYPES = sorted(t.value for t in MOVES_LAST_ACTIVITY)

@@ -5,20 +5,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Request, get
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.exceptions import NotFoundException, PermissionDeniedException, ValidationException
 from litestar.params import Parameter
 
-from sandbox_common.readmodel import POLL_AFTER_MS, IdleRule, Status
+from sandbox_common.readmodel import IdleRule, Status, to_doc
 from status_api import metrics
 from status_api.adapters.postgres import FleetRow, HistoryRow
 from status_api.deps import Deps
 from status_api.routes.sandboxes import RAISES, SECURITY
-from status_api.views import FleetPage, FleetSandbox, HistoryEvent, HistoryPage
+from status_api.views import FleetPage, FleetSandbox, HistoryEvent, HistoryPage, fleet_sandbox
 
 
 def encode_cursor(*parts: str) -> str:
@@ -56,24 +58,11 @@ def _event(row: HistoryRow) -> HistoryEvent:
     )
 
 
-def fleet_status(row: FleetRow, rule: IdleRule) -> FleetSandbox:
-    running = row.status is Status.RUNNING and row.last_active_at is not None
-    return FleetSandbox(
-        project_id=row.project_id,
-        sandbox_id=row.sandbox_id,
-        status=row.status,
-        last_active_at=row.last_active_at,
-        poll_after_ms=POLL_AFTER_MS[row.status],
-        timeout_at=row.timeout_at,
-        template_id=row.template_id,
-        metadata=row.metadata,
-        idle_deadline_at=(
-            rule.deadline(row.last_active_at, row.metadata)
-            if running and row.last_active_at
-            else None
-        ),
-        last_activity_source=row.last_activity_source,
-    )
+def fleet_status(row: FleetRow, rule: IdleRule, now: datetime) -> FleetSandbox:
+    # The document the projector would make of this state: one owner of the idle-deadline rule.
+    doc = to_doc(row, 0, now, rule)
+    assert doc is not None  # the fleet query lists sandboxes with a status
+    return fleet_sandbox(doc, row.last_activity_source)
 
 
 @get(
@@ -124,6 +113,26 @@ async def history(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class FleetQuery:
+    """The fleet's filter and page, as its query parameters give them."""
+
+    status: Status | None
+    project_id: str | None
+    limit: int
+    cursor: str | None
+
+
+def _fleet_query(
+    status: Status | None = None,
+    project_id: Annotated[str | None, Parameter(query="projectId")] = None,
+    limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+) -> FleetQuery:
+    """The fleet's query parameters, declared (and documented in OpenAPI) here, for the route."""
+    return FleetQuery(status, project_id, limit, cursor)
+
+
 @get(
     "/api/sandboxes",
     security=SECURITY,
@@ -133,26 +142,24 @@ async def history(
         "`counts` covers the whole filter by project. Pages with `cursor`."
     ),
     raises=RAISES,
+    dependencies={"fleet_query": Provide(_fleet_query, sync_to_thread=False)},
 )
 async def fleet(
-    request: Request[Any, Any, State],
-    deps: Deps,
-    status: Status | None = None,
-    project_id: Annotated[str | None, Parameter(query="projectId")] = None,
-    limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
+    request: Request[Any, Any, State], deps: Deps, fleet_query: FleetQuery
 ) -> FleetPage:
     store = deps.history
     deps.gate.admin(request)
+    status, project_id, limit = fleet_query.status, fleet_query.project_id, fleet_query.limit
     if status is Status.KILLED:
         raise ValidationException(detail="killed sandboxes are not listed")
-    after = decode_cursor(cursor, 1)[0] if cursor else None
+    after = decode_cursor(fleet_query.cursor, 1)[0] if fleet_query.cursor else None
     if project_id is not None:
         storable(project_id, "projectId")
     rows = await store.fleet(status, project_id, after, limit + 1)
     more, rows = len(rows) > limit, rows[:limit]
+    now = deps.clock()
     return FleetPage(
-        sandboxes=[fleet_status(r, deps.idle_rule) for r in rows],
+        sandboxes=[fleet_status(r, deps.idle_rule, now) for r in rows],
         counts=await store.counts(project_id),
         next_cursor=encode_cursor(rows[-1].sandbox_id) if more else None,
     )

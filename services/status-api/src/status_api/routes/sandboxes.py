@@ -156,12 +156,30 @@ async def project_doc_to_act_on(
     return visible(await deps.reader.by_project(project_id), route, f"project {project_id}")
 
 
-@post(
+def action(path: str, summary: str) -> post:
+    """A write: 202 once its fact is on Kafka (503 when the broker does not take it)."""
+    return post(
+        path,
+        security=SECURITY,
+        summary=summary,
+        status_code=HTTP_202_ACCEPTED,
+        raises=[*RAISES, ServiceUnavailableException],
+    )
+
+
+def caller_source(data: Caller | None) -> Source:
+    return Source(data.source) if data else Source.UI
+
+
+def action_answer(doc: StatusDoc, status: Status) -> ActionAnswer:
+    return ActionAnswer(
+        sandbox_id=doc.sandbox_id, status=status, poll_after_ms=POLL_AFTER_MS[status]
+    )
+
+
+@action(
     "/api/projects/{project_id:str}/sandbox/activity",
-    security=SECURITY,
-    summary="Report user activity (a heartbeat) for a project's sandbox",
-    status_code=HTTP_202_ACCEPTED,
-    raises=[*RAISES, ServiceUnavailableException],
+    "Report user activity (a heartbeat) for a project's sandbox",
 )
 async def activity(
     request: Request[Any, Any, State], project_id: str, deps: Deps, data: Caller | None = None
@@ -169,48 +187,31 @@ async def activity(
     """Moves the sandbox's last activity (and so its idle deadline). Heartbeats are
     throttled per sandbox: `recorded: false` means one of this window was already taken."""
     doc = await project_doc_to_act_on(deps, request, project_id, "activity")
-    source = Source(data.source) if data else Source.UI
+    source = caller_source(data)
     result = await record_activity(doc, source, deps.throttle, deps.publisher, deps.keep_alive)
     metrics.ACTIVITY.labels(recorded=str(result.recorded).lower()).inc()
     return ActivityAnswer(sandbox_id=doc.sandbox_id, recorded=result.recorded)
 
 
-@post(
-    "/api/projects/{project_id:str}/sandbox/wake",
-    security=SECURITY,
-    summary="Wake (resume) a project's paused sandbox",
-    status_code=HTTP_202_ACCEPTED,
-    raises=[*RAISES, ServiceUnavailableException],
-)
+@action("/api/projects/{project_id:str}/sandbox/wake", "Wake (resume) a project's paused sandbox")
 async def wake(
     request: Request[Any, Any, State], project_id: str, deps: Deps, data: Caller | None = None
 ) -> ActionAnswer:
     """202 with `status: STARTING` (poll or listen until RUNNING); a sandbox already
     RUNNING or STARTING is left as it is and its status returned."""
     doc = await project_doc_to_act_on(deps, request, project_id, "wake")
-    source = Source(data.source) if data else Source.UI
-    status = await request_wake(doc, source, deps.publisher)
-    return ActionAnswer(
-        sandbox_id=doc.sandbox_id, status=status, poll_after_ms=POLL_AFTER_MS[status]
-    )
+    status = await request_wake(doc, caller_source(data), deps.publisher)
+    return action_answer(doc, status)
 
 
-@post(
-    "/api/sandboxes/{sandbox_id:str}/pause",
-    security=SECURITY,
-    summary="Pause a running sandbox now (admin)",
-    status_code=HTTP_202_ACCEPTED,
-    raises=[*RAISES, ServiceUnavailableException],
-)
+@action("/api/sandboxes/{sandbox_id:str}/pause", "Pause a running sandbox now (admin)")
 async def pause(request: Request[Any, Any, State], sandbox_id: str, deps: Deps) -> ActionAnswer:
     """202 with `status: PAUSING`; any other state is returned as it is. Activity after
     this request makes the actuator drop the pause, as with the enforcer's."""
     principal = deps.gate.admin(request)
     doc = visible(await deps.reader.by_sandbox(sandbox_id), "pause", f"id {sandbox_id}")
     status = await request_pause(doc, principal.subject, deps.publisher)
-    return ActionAnswer(
-        sandbox_id=doc.sandbox_id, status=status, poll_after_ms=POLL_AFTER_MS[status]
-    )
+    return action_answer(doc, status)
 
 
 HANDLERS = [project_sandbox, sandbox, activity, wake, pause]
