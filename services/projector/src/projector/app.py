@@ -11,7 +11,6 @@ from typing import Annotated, Any, Protocol
 from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream
-from faststream.asgi.factories.asyncapi.route import AsyncAPIRoute
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 
@@ -20,11 +19,9 @@ from projector.bootstrap import ProjectorParts
 from projector.pipeline import Offsets, Pipeline
 from projector.settings import ProjectorSettings
 from sandbox_common import topics
-from sandbox_common.broker import build_broker, wire_schema
-from sandbox_common.consumer_lag import LagMonitor
+from sandbox_common.broker import build_broker, consumer_app, wire_schema
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope
-from sandbox_common.probes import probe_routes
 
 log = logging.getLogger("projector")
 
@@ -120,18 +117,5 @@ def build_app(settings: ProjectorSettings) -> AsgiFastStream:
     parts = ProjectorParts(settings, broker)
     subscriber = BatchSubscriber(parts.pipeline)
     subscribe(broker, subscriber, settings)
-    lag = LagMonitor(
-        settings.kafka_bootstrap_servers,
-        settings.projector_group_id,
-        topics.LIFECYCLE,
-        settings.consumer_lag_interval_seconds,
-    )
-    return AsgiFastStream(
-        broker,
-        asgi_routes=probe_routes(parts.problems),
-        on_startup=[parts.open, lag.start],
-        on_shutdown=[subscriber.drain],
-        after_shutdown=[lag.stop, parts.close],
-        logger=log,
-        asyncapi_path=AsyncAPIRoute("/asyncapi", try_it_out_path=None),
-    )
+    # On shutdown the batch in flight gets written and its offsets committed.
+    return consumer_app(broker, parts, log, draining=[subscriber.drain])

@@ -17,8 +17,9 @@ from projector.pipeline import Pipeline
 from projector.read_model_rebuild import rebuild_if_missing
 from projector.retries import RetryingProjection
 from projector.settings import ProjectorSettings
-from sandbox_common import redis_pool
+from sandbox_common import redis_pool, topics
 from sandbox_common.broker import BrokerDeadLetters
+from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.postgres_pool import PostgresPool
 from sandbox_common.probes import failing
 from sandbox_common.readmodel import IdleRule
@@ -50,9 +51,16 @@ class ProjectorParts:
             RetryingProjection(self.store, self.read_model, dead_letters, self.problems),
         )
         self._guard: asyncio.Task[None] | None = None
+        self._lag = LagMonitor(
+            s.kafka_bootstrap_servers,
+            s.projector_group_id,
+            topics.LIFECYCLE,
+            s.consumer_lag_interval_seconds,
+        )
 
-    async def open(self) -> None:
+    async def start(self) -> None:
         await self._pool.open()
+        await self._lag.start()
         log.info("projector stores opened")
         if self._settings.read_model_check_seconds > 0:
             self._guard = asyncio.create_task(self._guard_read_model(), name="read-model-guard")
@@ -71,6 +79,7 @@ class ProjectorParts:
             await asyncio.sleep(s.read_model_check_seconds)
 
     async def close(self) -> None:
+        await self._lag.stop()
         if self._guard is not None:
             self._guard.cancel()
             with contextlib.suppress(asyncio.CancelledError):
