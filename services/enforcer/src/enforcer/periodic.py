@@ -1,6 +1,11 @@
 """A job on a schedule, on one replica at a time: the ticker's ticks and the reconciler's
 passes. Runs one after another in one task (never overlapping), only while this replica holds
-the lease, at the next scheduled time after *now* (missed runs coalesce into one)."""
+the lease, at the next scheduled time after *now* (missed runs coalesce into one).
+
+Stopping lets a run in flight finish rather than cancelling it in the middle of its I/O: on
+Python 3.11, a cancellation that lands while redis-py's `asyncio.wait_for` around a socket write
+completes can be swallowed, and the task then waits for ever (reproduced: a ticker that never
+stopped on SIGTERM). Only a run that outlasts the grace period is cancelled."""
 
 from __future__ import annotations
 
@@ -43,6 +48,7 @@ class Periodic:
         self._lease = lease
         self._enabled = enabled
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     @property
     def running(self) -> bool:
@@ -51,11 +57,14 @@ class Periodic:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self._job.name)
 
-    async def stop(self) -> None:
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """No run starts any more; one in flight gets `grace_seconds` to finish."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait([self._task], timeout=grace_seconds)
+            if not done:
+                self._task.cancel()
+                await asyncio.wait([self._task], timeout=grace_seconds)
         with contextlib.suppress(Exception):  # best effort: the lease expires anyway
             await self._lease.release()
 
@@ -74,7 +83,10 @@ class Periodic:
             job.log.exception("%s failed", job.name)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             now = datetime.now(UTC)
-            await asyncio.sleep((self._schedule.next_after(now) - now).total_seconds())
-            await self.run_once()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout((self._schedule.next_after(now) - now).total_seconds()):
+                    await self._stopping.wait()
+            if not self._stopping.is_set():
+                await self.run_once()
