@@ -25,18 +25,18 @@ class Held:
 
 
 async def test_a_run_in_flight_finishes_and_no_other_starts() -> None:
-    started, finished = [], []
+    started, finished, first = [], [], asyncio.Event()
 
     async def run() -> None:
         started.append(1)
+        first.set()
         await asyncio.sleep(0.1)
         finished.append(1)
 
     lease = Held()
     periodic = Periodic(Job("slow", run, logging.getLogger("t")), EVERY_10MS, lease)
     await periodic.start()
-    while not started:
-        await asyncio.sleep(0.005)
+    await first.wait()
     await periodic.stop(grace_seconds=2)
     assert (len(started), len(finished)) == (1, 1)  # not cancelled in the middle
     assert not periodic.running

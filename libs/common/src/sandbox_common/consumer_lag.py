@@ -16,6 +16,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import Gauge
 
+from sandbox_common.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 LAG = Gauge(
@@ -39,10 +41,7 @@ class LagMonitor:
         self._task = asyncio.create_task(self._run(), name=f"lag-{self._group}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=10000)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from enforcer.schedule import Schedule
+from sandbox_common.tasks import cancel_and_wait
 
 
 class Lease(Protocol):
@@ -63,8 +64,7 @@ class Periodic:
         if self._task is not None:
             done, _ = await asyncio.wait([self._task], timeout=grace_seconds)
             if not done:
-                self._task.cancel()
-                await asyncio.wait([self._task], timeout=grace_seconds)
+                await cancel_and_wait(self._task, grace_seconds)
         with contextlib.suppress(Exception):  # best effort: the lease expires anyway
             await self._lease.release()
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import redis.asyncio as aioredis
@@ -26,6 +25,7 @@ from sandbox_common.readmodel import IdleRule
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.shadow import ShadowWriter
 from sandbox_common.readmodel.writer import DocumentWriter
+from sandbox_common.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,7 @@ class ProjectorParts:
 
     async def close(self) -> None:
         await self._lag.stop()
-        if self._guard is not None:
-            self._guard.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._guard
+        await cancel_and_wait(self._guard)
         await self._redis.aclose()
         await self._pool.close()
 

@@ -5,7 +5,6 @@ connects what must be connected before serving)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from sandbox_common.readmodel import IdleRule
 from sandbox_common.readmodel.coordination import ActivityThrottle
 from sandbox_common.readmodel.feed import ChangeFeed
 from sandbox_common.readmodel.reader import ReadModelReader
+from sandbox_common.tasks import cancel_and_wait
 from status_api.access import Gate
 from status_api.adapters.postgres import HistoryStore
 from status_api.auth import TokenVerifier
@@ -90,9 +90,7 @@ class StatusApiParts:
         try:
             yield
         finally:
-            warnings.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await warnings
+            await cancel_and_wait(warnings)
             await self._stop()
 
     async def _stop(self) -> None:

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from sandbox_common.readmodel import feed as changes
 from sandbox_common.readmodel.feed import Change, ChangeFeed, ChangeKind
 from sandbox_common.readmodel.redis_text import text as _text
+from sandbox_common.tasks import cancel_and_wait
 from status_api import metrics
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,7 @@ class ChangeHub:
         self._task = asyncio.create_task(self._follow(), name="change-hub")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     @contextlib.contextmanager
     def subscribe(self, project_id: str | None) -> Iterator[Subscription]:
