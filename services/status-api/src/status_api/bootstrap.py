@@ -91,11 +91,8 @@ class StatusApiParts:
             yield
         finally:
             await cancel_and_wait(warnings)
-            await self._stop()
-
-    async def _stop(self) -> None:
-        await self._hub.stop()
-        await self._publisher.stop()
-        await self._pg.close()
-        await self._feed_redis.aclose()
-        await self._redis.aclose()
+            await self._hub.stop()
+            await self._publisher.stop()
+            await self._pg.close()
+            await self._feed_redis.aclose()
+            await self._redis.aclose()
