@@ -171,6 +171,7 @@ def _explain(exc: msgspec.ValidationError, raw: Mapping[str, str], hints: dict[s
     elif typing.get_origin(hint) is Literal:
         expected = "one of " + ", ".join(map(str, typing.get_args(hint)))
     else:
-        expected = message[0].lower() + message[1:] if message else "another value"
-        expected = expected.removeprefix("expected ")
+        # msgspec says "Expected `int` >= 1" or "Expected `float`, got `str`".
+        expected = message.removeprefix("Expected ").split(", got ")[0]
+        expected = expected.replace("`int`", "an integer").replace("`float`", "a number")
     return f"{name.upper()}={raw[name]!r}: expected {expected}"
