@@ -132,9 +132,18 @@ class E2BApi:
         return await self._command("connect", f"{_sandbox(sandbox_id)}/connect", body)
 
     async def set_timeout(self, sandbox_id: str, timeout_seconds: int) -> Reply:
-        """E2B's end becomes now + timeout."""
+        """E2B's end becomes now + timeout: it can shorten a sandbox's life (see `refresh`)."""
         body = {"timeout": timeout_seconds}
         return await self._command("timeout", f"{_sandbox(sandbox_id)}/timeout", body)
+
+    async def refresh(self, sandbox_id: str, duration_seconds: int) -> Reply:
+        """E2B's end becomes at least now + duration (0-3600 s): extend only, never shorter
+        than what the app itself set."""
+        body = {"duration": duration_seconds}
+        return await self._command("refresh", f"{_sandbox(sandbox_id)}/refreshes", body)
+
+    async def kill(self, sandbox_id: str) -> Reply:
+        return await self._command("kill", _sandbox(sandbox_id), None, method="DELETE")
 
     # -- reads and registrations: a failure raises E2BApiError ------------------------------
 
@@ -158,12 +167,18 @@ class E2BApi:
             params["nextToken"] = token
 
     async def sandbox_exists(self, sandbox_id: str) -> bool:
-        """GET /sandboxes/{id} (the API, never the sandbox's own URL: that would wake it)."""
+        return await self.sandbox(sandbox_id) is not None
+
+    async def sandbox(self, sandbox_id: str) -> ListedSandbox | None:
+        """GET /sandboxes/{id} (the API, never the sandbox's own URL: that would wake it);
+        None when E2B does not know it (404, or 410 for a killed one)."""
         path = _sandbox(sandbox_id)
-        response = await self._call("GET", path, allow=(404,))
-        if response.status_code not in (200, 404):
+        response = await self._call("GET", path, allow=(404, 410))
+        if response.status_code in (404, 410):
+            return None
+        if response.status_code != 200:
             raise E2BApiError(f"E2B answered {response.status_code} to GET {path}")
-        return response.status_code == 200
+        return ListedSandbox.from_api(response.json())
 
     async def create_sandbox(
         self,
@@ -212,9 +227,11 @@ class E2BApi:
 
     # -- the two ways of calling ------------------------------------------------------------
 
-    async def _command(self, operation: str, path: str, body: dict[str, int] | None) -> Reply:
+    async def _command(
+        self, operation: str, path: str, body: dict[str, int] | None, method: str = "POST"
+    ) -> Reply:
         try:
-            response = await self._request(operation, "POST", path, json=body)
+            response = await self._request(operation, method, path, json=body)
         except httpx.TimeoutException as exc:
             return Reply(None, f"timeout: {type(exc).__name__}")
         except httpx.HTTPError as exc:
