@@ -20,6 +20,7 @@ from enforcer.domain.outcomes import (
     TimeoutResult,
     classify_connect,
     classify_pause,
+    classify_refresh,
 )
 from sandbox_common import commands
 from sandbox_common.commands import Command, CommandType
@@ -70,6 +71,7 @@ class Fakes:
         default_factory=lambda: [TimeoutResult(TimeoutOutcome.SET, 204)]
     )
     timeout_calls: list[int] = field(default_factory=list)
+    refresh_calls: list[int] = field(default_factory=list)
 
     async def by_sandbox(self, sandbox_id: str) -> StatusDoc | None:
         self.reads += 1
@@ -82,6 +84,10 @@ class Fakes:
     async def set_timeout(self, sandbox_id: str, timeout_seconds: int) -> TimeoutResult:
         self.timeout_calls.append(timeout_seconds)
         return self.timeouts[min(len(self.timeout_calls), len(self.timeouts)) - 1]
+
+    async def refresh(self, sandbox_id: str, duration_seconds: int) -> TimeoutResult:
+        self.refresh_calls.append(duration_seconds)
+        return self.timeouts[min(len(self.refresh_calls), len(self.timeouts)) - 1]
 
     async def connect(self, sandbox_id: str, timeout_seconds: int) -> ResumeResult:
         self.connects.append(timeout_seconds)
@@ -352,13 +358,13 @@ EXTEND = Command(
         (TimeoutResult(TimeoutOutcome.GONE, 404, "gone"), "gone", [FactType.KILLED]),
     ],
 )
-async def test_keep_alive_moves_e2b_timeout_and_records_the_new_end(
+async def test_keep_alive_extends_e2bs_end_and_records_it(
     answer: TimeoutResult, outcome: str, fact_types: list[FactType]
 ) -> None:
     fakes = Fakes([doc()], [OK], timeouts=[answer])
     handled = await fakes.actuator().handle(record(EXTEND))
     assert handled.outcome == outcome
-    assert fakes.timeout_calls == [600]
+    assert fakes.refresh_calls == [600]
     assert [f.type for f in fakes.facts] == fact_types
     if fact_types == [FactType.UPDATED]:
         assert fakes.facts[0].data["set_timeout"] == (NOW + timedelta(seconds=600)).isoformat()
@@ -387,3 +393,62 @@ async def test_a_missing_document_is_no_answer_while_redis_is_rebuilt() -> None:
         await reader.by_sandbox("sbx-1")
     redis.data[keys.READ_MODEL_MARKER] = b'{"by": "projector"}'
     assert await reader.by_sandbox("sbx-1") is None  # complete: really unknown
+
+
+def running_until(end: datetime) -> StatusDoc:
+    return StatusDoc(
+        sandbox_id="sbx-1",
+        project_id="p1",
+        status=Status.RUNNING,
+        last_active_at=NOW,
+        status_changed_at=T0,
+        timeout_at=end,
+    )
+
+
+async def test_a_heartbeat_never_shortens_the_sandboxs_life() -> None:
+    # The app gave its sandbox an hour; a heartbeat's keep-alive asks for 10 minutes. E2B's
+    # `/timeout` would set the end to now + 10 min; the extend-only `/refreshes` keeps the hour.
+    an_hour = NOW + timedelta(hours=1)
+    fakes = Fakes([running_until(an_hour)], [OK])
+    handled = await fakes.actuator().handle(record(EXTEND))
+    assert handled.outcome == "set"
+    assert fakes.timeout_calls == []  # never the call that can shorten
+    assert fakes.refresh_calls == [600]
+    (fact,) = fakes.facts
+    assert fact.data["set_timeout"] == an_hour.isoformat()  # the end recorded is not earlier
+
+
+async def test_a_heartbeat_past_e2bs_lifetime_limit_is_final_not_retried() -> None:
+    at_limit = TimeoutResult(TimeoutOutcome.AT_LIMIT, 400, "Max instance length exceeded")
+    fakes = Fakes([running_until(NOW)], [OK], timeouts=[at_limit])
+    handled = await fakes.actuator().handle(record(EXTEND))
+    assert (handled.outcome, handled.attempts) == ("at_limit", 1)
+    assert fakes.dead == []
+    assert fakes.facts == []
+    assert fakes.sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "outcome"),
+    [
+        (204, "", TimeoutOutcome.SET),
+        (409, "Sandbox is paused", TimeoutOutcome.NOT_RUNNING),
+        (404, "not found", TimeoutOutcome.GONE),
+        (410, "Sandbox was killed", TimeoutOutcome.GONE),
+        (400, "Max instance length exceeded", TimeoutOutcome.AT_LIMIT),
+        (400, "bad body", TimeoutOutcome.RETRYABLE),
+        (429, "Rate limit exceeded", TimeoutOutcome.RETRYABLE),
+        (None, "timeout: ReadTimeout", TimeoutOutcome.RETRYABLE),
+    ],
+)
+def test_refresh_answers_mean_what_e2b_documents(
+    status: int | None, message: str, outcome: TimeoutOutcome
+) -> None:
+    assert classify_refresh(status, message).outcome is outcome
+
+
+def test_a_killed_sandboxs_410_is_gone_for_every_command() -> None:
+    assert classify_pause(410, "Sandbox was killed").outcome is PauseOutcome.GONE
+    assert classify_connect(410, "Sandbox was killed").outcome is ResumeOutcome.GONE
+    assert classify_connect(400, "Max instance length exceeded").outcome is (ResumeOutcome.AT_LIMIT)

@@ -47,6 +47,18 @@ def test_a_bad_value_is_refused_naming_the_variable(env: dict[str, str], message
     assert "\n" not in str(refused.value)
 
 
+def test_the_keep_alive_stays_within_what_e2bs_refresh_accepts() -> None:
+    # E2B's refresh takes a duration of at most 3600 s: a bigger keep-alive would be refused by
+    # E2B on every heartbeat instead of once, at start.
+    env = {"STATUS_API_JWT_SECRET": "s", "E2B_KEEP_ALIVE_SECONDS": "7200"}
+    with pytest.raises(
+        SettingsError, match="E2B_KEEP_ALIVE_SECONDS='7200': expected an integer <= 3600"
+    ):
+        load(StatusApiSettings, env)
+    settings = load(StatusApiSettings, env | {"E2B_KEEP_ALIVE_SECONDS": "3600"})
+    assert settings.e2b_keep_alive_seconds == 3600
+
+
 @pytest.mark.parametrize(
     ("raw", "value"),
     [

@@ -4,7 +4,9 @@ fleet), the token secret, the idle rule (the fleet's deadlines) and its own knob
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
+
+import msgspec
 
 from sandbox_common.settings import (
     IdleSettings,
@@ -19,6 +21,9 @@ from sandbox_common.settings import (
     hidden,
 )
 
+# E2B's refresh accepts a duration of 0..3600 seconds (reference/e2b.md, `POST /refreshes`).
+KeepAliveSeconds = Annotated[int, msgspec.Meta(ge=1, le=3600)]
+
 
 @dataclass(frozen=True, kw_only=True)
 class StatusApiSettings(KafkaSettings, RedisSettings, PostgresSettings, IdleSettings, LogSettings):
@@ -32,7 +37,7 @@ class StatusApiSettings(KafkaSettings, RedisSettings, PostgresSettings, IdleSett
     # a Redis SET each, not a Kafka record each (a few % of the idle window, as Coder does).
     activity_throttle_seconds: Seconds = 10.0
     # While a user is active, E2B's timeout is kept at least half this far ahead (set to this).
-    e2b_keep_alive_seconds: Positive = 600
+    e2b_keep_alive_seconds: KeepAliveSeconds = 600
     status_api_publish_timeout_seconds: Seconds = 5.0
     # A pauseImminent warning goes out this long before a RUNNING sandbox's idle deadline.
     status_api_warn_before_seconds: Positive = 30

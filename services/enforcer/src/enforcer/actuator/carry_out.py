@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
 from enforcer.actuator import facts
@@ -22,7 +22,7 @@ from enforcer.actuator.retry import (
     RetryPolicy,
     with_retries,
 )
-from enforcer.domain.idle import PauseCommand, still_due
+from enforcer.domain.idle import PauseCommand, extended_end, still_due
 from enforcer.domain.outcomes import (
     OutcomeT,
     PauseOutcome,
@@ -51,13 +51,13 @@ class StatusReader(Protocol):
 
 
 class SandboxControl(Protocol):
-    """What the actuator asks of E2B: pause, resume (connect) and extend (timeout)."""
+    """What the actuator asks of E2B: pause, resume (connect) and extend (refresh)."""
 
     async def pause(self, sandbox_id: str) -> PauseResult: ...
 
     async def connect(self, sandbox_id: str, timeout_seconds: int) -> ResumeResult: ...
 
-    async def set_timeout(self, sandbox_id: str, timeout_seconds: int) -> TimeoutResult: ...
+    async def refresh(self, sandbox_id: str, duration_seconds: int) -> TimeoutResult: ...
 
 
 class CommandLedger(Protocol):
@@ -89,8 +89,16 @@ _RESUME_ENDS: Mapping[ResumeOutcome, FactOf] = {
     ResumeOutcome.RESUMED: facts.resumed,
     ResumeOutcome.GONE: facts.killed,
 }
+# Answers to a keep-alive that end it with no fact: nothing to keep alive (paused), or E2B's
+# lifetime limit reached (it ends the sandbox at that limit whatever is asked).
+_EXTEND_FINAL: Mapping[TimeoutOutcome, str] = {
+    TimeoutOutcome.NOT_RUNNING: "skipped",
+    TimeoutOutcome.AT_LIMIT: "at_limit",
+}
 # Outcomes after which E2B must not be asked again for the same command.
-_CARRIED_OUT = frozenset({*_PAUSE_ENDS, *_RESUME_ENDS, TimeoutOutcome.SET})
+_CARRIED_OUT = frozenset(
+    {*_PAUSE_ENDS, *_RESUME_ENDS, ResumeOutcome.AT_LIMIT, TimeoutOutcome.SET, *_EXTEND_FINAL}
+)
 _SUPPORTED = frozenset({CommandType.PAUSE, CommandType.RESUME, CommandType.EXTEND_TIMEOUT})
 
 
@@ -172,21 +180,25 @@ class Actuator:
         )
 
     def _extend(self, record: Record, command: Command) -> Operation:
-        """Keep-alive: E2B's timeout moves to now + N while a user is active."""
+        """Keep-alive while a user is active: E2B's end moves to at least now + N, with the
+        extend-only refresh. Never `/timeout`, which sets now + N and so would cut a longer end
+        that the app itself chose (right after `created`, that end is not even known to us)."""
         seconds = extend_timeout_seconds(command, self._resume_timeout)
 
-        def timeout_set(command: Command, now: datetime, status: int | None) -> Envelope:
-            return facts.timeout_set(command, now, now + timedelta(seconds=seconds))
-
-        ends: Mapping[TimeoutOutcome, FactOf] = {
-            TimeoutOutcome.SET: timeout_set,
-            TimeoutOutcome.GONE: facts.killed,
-        }
-
         async def attempt(n: int) -> Handled | str:
-            result = await self._ports.e2b.set_timeout(command.sandbox_id, seconds)
-            if result.outcome is TimeoutOutcome.NOT_RUNNING:
-                return _done(command, "skipped", n, result.status)  # nothing to keep alive
+            doc = await self._ports.reader.by_sandbox(command.sandbox_id)
+            result = await self._ports.e2b.refresh(command.sandbox_id, seconds)
+            final = _EXTEND_FINAL.get(result.outcome)
+            if final is not None:
+                return _done(command, final, n, result.status)
+
+            def timeout_set(command: Command, now: datetime, status: int | None) -> Envelope:
+                return facts.timeout_set(command, now, extended_end(now, seconds, doc))
+
+            ends: Mapping[TimeoutOutcome, FactOf] = {
+                TimeoutOutcome.SET: timeout_set,
+                TimeoutOutcome.GONE: facts.killed,
+            }
             return await self._end(command, n, result, ends)
 
         # On giving up: nothing to undo, E2B's old end still stands.
@@ -196,6 +208,8 @@ class Actuator:
         self, command: Command, n: int, result: Result[OutcomeT], ends: Mapping[OutcomeT, FactOf]
     ) -> Handled | str:
         """A final answer publishes its fact; any other is a reason to try again."""
+        if result.outcome is ResumeOutcome.AT_LIMIT:  # running, and E2B will not extend it
+            return _done(command, result.outcome, n, result.status)
         fact_of = ends.get(result.outcome)
         if fact_of is None:
             return result.reason

@@ -9,7 +9,7 @@ from enforcer.domain.outcomes import (
     TimeoutResult,
     classify_connect,
     classify_pause,
-    classify_timeout,
+    classify_refresh,
 )
 from sandbox_common.e2b_api.client import E2BApi
 
@@ -26,6 +26,6 @@ class E2BSandboxControl:
         reply = await self._api.connect(sandbox_id, timeout_seconds)
         return classify_connect(reply.status, reply.message)
 
-    async def set_timeout(self, sandbox_id: str, timeout_seconds: int) -> TimeoutResult:
-        reply = await self._api.set_timeout(sandbox_id, timeout_seconds)
-        return classify_timeout(reply.status, reply.message)
+    async def refresh(self, sandbox_id: str, duration_seconds: int) -> TimeoutResult:
+        reply = await self._api.refresh(sandbox_id, duration_seconds)
+        return classify_refresh(reply.status, reply.message)

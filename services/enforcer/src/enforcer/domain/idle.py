@@ -6,7 +6,7 @@ No I/O and no clock: the ticker and the actuator pass `now` and the status docum
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sandbox_common.readmodel import Status, StatusDoc
 
@@ -49,6 +49,15 @@ def decide(doc: StatusDoc, now: datetime) -> PauseCommand | None:
         deadline=due,
         idle_seconds=int((now - doc.last_active_at).total_seconds()),
     )
+
+
+def extended_end(now: datetime, seconds: int, known: StatusDoc | None) -> datetime:
+    """E2B's end once an extend-only refresh of `seconds` was accepted: at least now + seconds,
+    never earlier than the end we knew."""
+    asked = now + timedelta(seconds=seconds)
+    if known is None or known.timeout_at is None:
+        return asked
+    return max(asked, known.timeout_at)
 
 
 def still_due(command: PauseCommand, current: StatusDoc | None) -> bool:

@@ -21,14 +21,18 @@ class PauseOutcome(StrEnum):
 
 class ResumeOutcome(StrEnum):
     RESUMED = "resumed"  # 201 resumed, or 200 it was running already (timeout extended)
-    GONE = "gone"  # 404, or 409 being killed
+    GONE = "gone"  # 404, 410 killed, or 409 being killed
+    AT_LIMIT = "at_limit"  # 400: running past E2B's max instance length, cannot be extended
     RETRYABLE = "retryable"
 
 
 class TimeoutOutcome(StrEnum):
-    SET = "set"  # 204: the new end is now + timeout
+    SET = "set"  # 204: the end is at least now + the duration asked for (extend only)
     NOT_RUNNING = "not_running"  # 409: paused or pausing; nothing to keep alive
-    GONE = "gone"  # 404
+    GONE = "gone"  # 404, or 410 killed
+    # 400 "Max instance length exceeded": E2B ends a sandbox's run at a hard limit (24 h on Pro,
+    # 1 h on Hobby) whatever is asked; a final answer, never retried.
+    AT_LIMIT = "at_limit"
     RETRYABLE = "retryable"
 
 
@@ -47,14 +51,25 @@ ResumeResult = Result[ResumeOutcome]
 TimeoutResult = Result[TimeoutOutcome]
 
 
+# E2B answers a killed sandbox 410 Gone (e2b-dev/infra, orchestrator keep_alive.go and the
+# sandbox handlers: `WasSandboxKilled`), one it never knew 404: both mean gone.
+_GONE = (404, 410)
+
+
 def _retry_reason(status: int | None, message: str) -> str:
     return message if status is None else f"HTTP {status}: {message}"[:300]
+
+
+def _at_limit(status: int | None, message: str) -> bool:
+    """E2B's answer past a sandbox's max instance length (e2b-dev/infra, orchestrator
+    keep_alive.go: `errMaxInstanceLengthExceeded`, 400 "Max instance length exceeded")."""
+    return status == 400 and "max instance length" in message.lower()
 
 
 def classify_pause(status: int | None, message: str) -> PauseResult:
     if status == 204:
         return PauseResult(PauseOutcome.PAUSED, status)
-    if status == 404:
+    if status in _GONE:
         return PauseResult(PauseOutcome.GONE, status, message)
     if status == 409 and "already paused" in message:
         return PauseResult(PauseOutcome.ALREADY_PAUSED, status, message)
@@ -67,16 +82,21 @@ def classify_pause(status: int | None, message: str) -> PauseResult:
 def classify_connect(status: int | None, message: str) -> ResumeResult:
     if status in (200, 201):
         return ResumeResult(ResumeOutcome.RESUMED, status)
-    if status in (404, 409):
+    if status in (*_GONE, 409):
         return ResumeResult(ResumeOutcome.GONE, status, message)
+    if _at_limit(status, message):
+        return ResumeResult(ResumeOutcome.AT_LIMIT, status, message)
     return ResumeResult(ResumeOutcome.RETRYABLE, status, _retry_reason(status, message))
 
 
-def classify_timeout(status: int | None, message: str) -> TimeoutResult:
+def classify_refresh(status: int | None, message: str) -> TimeoutResult:
+    """`POST /sandboxes/{id}/refreshes`: extend only, never shorter than the app set."""
     if status == 204:
         return TimeoutResult(TimeoutOutcome.SET, status)
     if status == 409:
         return TimeoutResult(TimeoutOutcome.NOT_RUNNING, status, message)
-    if status == 404:
+    if status in _GONE:
         return TimeoutResult(TimeoutOutcome.GONE, status, message)
+    if _at_limit(status, message):
+        return TimeoutResult(TimeoutOutcome.AT_LIMIT, status, message)
     return TimeoutResult(TimeoutOutcome.RETRYABLE, status, _retry_reason(status, message))
