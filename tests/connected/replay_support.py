@@ -26,7 +26,7 @@ from sandbox_common import envelope as env
 from sandbox_common import topics
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.readmodel import IdleRule, decode_doc, keys
+from sandbox_common.readmodel import decode_doc, keys
 from sandbox_common.readmodel.writer import DocumentWriter
 from sandboxctl.settings import Settings
 from tests.connected.conftest import Infra
@@ -166,7 +166,7 @@ async def project_live(store: ReplayStore, rng: random.Random) -> None:
         pg = PostgresStore(pool)
         read_model = RedisReadModel(
             DocumentWriter(client, s.killed_tombstone_ttl_seconds, s.change_feed_max_length),
-            IdleRule(s.idle_timeout_seconds),
+            s.deadline_rule(),
         )
         async with TopicReader(s.kafka_bootstrap_servers, store.topic) as reader:
             records: list[Record] = []
@@ -212,6 +212,7 @@ async def snapshot(store: ReplayStore) -> dict[str, Any]:
                 )
         idle: list[Any] = await client.zrange(keys.IDLE_DEADLINES, 0, -1, withscores=True)
         transitional: list[Any] = await client.zrange(keys.TRANSITIONAL, 0, -1, withscores=True)
+        hard_ends: list[Any] = await client.zrange(keys.HARD_ENDS, 0, -1, withscores=True)
         marker = await client.exists(keys.READ_MODEL_MARKER)
     finally:
         await client.aclose()
@@ -222,6 +223,7 @@ async def snapshot(store: ReplayStore) -> dict[str, Any]:
         "served": served,
         "idle": sorted((m, round(s, 3)) for m, s in idle),
         "transitional": sorted((m, round(s, 3)) for m, s in transitional),
+        "hard_ends": sorted((m, round(s, 3)) for m, s in hard_ends),
         "has_marker": bool(marker),
     }
 

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from projector.adapters.redis import RedisReadModel
 from projector.domain import SandboxState
 from projector.handlers import Projected
-from sandbox_common.readmodel import IdleRule, Status, decode_doc, keys
+from sandbox_common.readmodel import DeadlineRule, Status, decode_doc, keys
 from sandbox_common.readmodel.writer import DocumentWriter
 from tests.connected.conftest import Stack
 from tests.connected.helpers import ago, eventually, post_webhook, status_of, unique, webhook
@@ -76,7 +76,7 @@ async def test_read_model_never_goes_back_to_an_older_revision(stack: Stack) -> 
     client = aioredis.Redis.from_url(stack.infra.redis_url)
     model = RedisReadModel(
         DocumentWriter(client, tombstone_ttl_seconds=60, change_feed_max_length=1000),
-        IdleRule(180),
+        DeadlineRule(180),
     )
     sandbox = unique("sbx")
     now = datetime.now(UTC)
@@ -104,7 +104,7 @@ async def test_an_empty_project_id_never_overwrites_the_document(stack: Stack) -
     client = aioredis.Redis.from_url(stack.infra.redis_url)
     model = RedisReadModel(
         DocumentWriter(client, tombstone_ttl_seconds=60, change_feed_max_length=1000),
-        IdleRule(180),
+        DeadlineRule(180),
     )
     sandbox = unique("sbx")
     now = datetime.now(UTC)

@@ -25,7 +25,7 @@ from projector.adapters.postgres import _COLUMNS, state_from_row
 from projector.domain import SandboxState, evolve
 from sandbox_common import topics
 from sandbox_common.envelope import decode
-from sandbox_common.readmodel import TRANSITIONAL, IdleRule, decode_doc, keys, to_doc
+from sandbox_common.readmodel import TRANSITIONAL, DeadlineRule, decode_doc, keys, to_doc
 
 
 @dataclass
@@ -121,14 +121,15 @@ async def compare_redis(redis_url: str, snap: Snapshot, default_idle_seconds: in
                 pipe.hgetall(keys.sandbox_doc(sid))
                 pipe.zscore(keys.IDLE_DEADLINES, sid)
                 pipe.zscore(keys.TRANSITIONAL, sid)
+                pipe.zscore(keys.HARD_ENDS, sid)
             answers = await pipe.execute()
     finally:
         await client.aclose()
     now = datetime.now(UTC)
     for i, sid in enumerate(ids):
-        stored, deadline, since = answers[3 * i : 3 * i + 3]
+        stored, deadline, since, hard_end = answers[4 * i : 4 * i + 4]
         state, revision = snap.states[sid]
-        want = to_doc(state, revision, now, IdleRule(default_idle_seconds))
+        want = to_doc(state, revision, now, DeadlineRule(default_idle_seconds))
         if want is None:
             if stored:
                 problems.append(f"redis {sid}: a document for a sandbox of unknown status")
@@ -148,6 +149,9 @@ async def compare_redis(redis_url: str, snap: Snapshot, default_idle_seconds: in
         changed = want.status_changed_at if want.status in TRANSITIONAL else None
         if not _same_time(since, changed.timestamp() if changed else None):
             problems.append(f"redis {sid}: transitional since {since} != {changed}")
+        want_end = want.max_lifetime_at.timestamp() if want.max_lifetime_at else None
+        if not _same_time(hard_end, want_end):
+            problems.append(f"redis {sid}: hard end {hard_end} != {want_end}")
     return problems[:10]
 
 

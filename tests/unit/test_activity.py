@@ -107,3 +107,6 @@ async def test_e2b_timeout_is_pushed_out_when_it_gets_close_and_only_then() -> N
     assert not needs_more_e2b_time(paused, datetime.now(UTC), keep_alive)
     unknown = msgspec.structs.replace(DOC, timeout_at=None)
     assert needs_more_e2b_time(unknown, datetime.now(UTC), keep_alive)
+    # E2B's end already is the run's hard end: no refresh can move it, so none is asked for.
+    at_hard_end = msgspec.structs.replace(near, max_lifetime_at=near.timeout_at)
+    assert not needs_more_e2b_time(at_hard_end, datetime.now(UTC), keep_alive)

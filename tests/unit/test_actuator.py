@@ -429,6 +429,19 @@ async def test_a_heartbeat_past_e2bs_lifetime_limit_is_final_not_retried() -> No
     assert fakes.sleeps == []
 
 
+async def test_a_heartbeat_near_the_runs_hard_end_records_that_end_not_beyond() -> None:
+    # E2B caps a refresh at the maximum instance length: the end we record is capped the same.
+    hard_end = NOW + timedelta(minutes=4)
+    near = msgspec.structs.replace(
+        running_until(NOW + timedelta(minutes=1)), max_lifetime_at=hard_end
+    )
+    fakes = Fakes([near], [OK])
+    handled = await fakes.actuator().handle(record(EXTEND))
+    assert handled.outcome == "set"
+    (fact,) = fakes.facts
+    assert fact.data["set_timeout"] == hard_end.isoformat()
+
+
 @pytest.mark.parametrize(
     ("status", "message", "outcome"),
     [

@@ -37,7 +37,7 @@ DOMAIN = (
     "sandbox_common.dead_letters",
     "sandbox_common.readmodel",
     "sandbox_common.readmodel.document",
-    "sandbox_common.readmodel.idle",
+    "sandbox_common.readmodel.deadlines",
     "sandbox_common.e2b_api.listing",
     "projector.domain",
     "enforcer.domain.idle",
@@ -62,7 +62,7 @@ USE_CASES = (
     "enforcer.reconciler.reconcile",
     "status_api.activity",
     "status_api.actions",
-    "status_api.pause_warnings",
+    "status_api.deadline_warnings",
 )
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from enforcer.domain.idle import command_id, deadline, decide, still_due
 from enforcer.schedule import ScheduleError, parse_schedule
-from sandbox_common.readmodel import IDLE_OVERRIDE_KEY, IdleRule, Status, StatusDoc
+from sandbox_common.readmodel import IDLE_OVERRIDE_KEY, DeadlineRule, Status, StatusDoc
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -20,7 +20,7 @@ def doc(
 ) -> StatusDoc:
     """A document as the projector writes it: the deadline is computed there (idle 180 s)."""
     meta = meta or {}
-    due = IdleRule(180).deadline(active, meta) if active and status is Status.RUNNING else None
+    due = DeadlineRule(180).deadline(active, meta) if active and status is Status.RUNNING else None
     return StatusDoc(
         sandbox_id="sbx-1",
         project_id="p1",
@@ -48,7 +48,7 @@ def test_only_running_sandboxes_have_a_deadline(status: Status) -> None:
     [("600", 600), ("abc", 180), ("5", 180), (str(30 * 24 * 3600), 180), ("-1", 180)],
 )
 def test_metadata_overrides_the_timeout_within_bounds(value: str, expected: int) -> None:
-    assert IdleRule(180).timeout({IDLE_OVERRIDE_KEY: value}) == timedelta(seconds=expected)
+    assert DeadlineRule(180).timeout({IDLE_OVERRIDE_KEY: value}) == timedelta(seconds=expected)
 
 
 def test_decide_pauses_only_once_the_deadline_has_passed() -> None:

@@ -10,7 +10,7 @@ from enforcer.ticker.tick import TickOptions, pause_messages, run_tick
 from projector.domain import fold
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.readmodel import IdleRule, Status, StatusDoc
+from sandbox_common.readmodel import DeadlineRule, Status, StatusDoc
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -23,7 +23,7 @@ def running(sandbox_id: str, idle_for: int, idle_timeout: int = 180) -> StatusDo
         status=Status.RUNNING,
         last_active_at=active,
         status_changed_at=active,
-        idle_deadline_at=IdleRule(idle_timeout).deadline(active, {}),
+        idle_deadline_at=DeadlineRule(idle_timeout).deadline(active, {}),
     )
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from projector.domain import SandboxState, evolve, fold
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.readmodel import Status
+from sandbox_common.readmodel import DeadlineRule, Status, to_doc
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -200,3 +200,26 @@ def _rank(f: Envelope) -> int:
         FactType.KILLED,
     ]
     return order.index(FactType(f.type)) if f.type in set(order) else -1
+
+
+def test_a_runs_hard_end_counts_from_its_latest_start_in_any_order() -> None:
+    facts = [
+        fact(FactType.CREATED, 0),
+        fact(FactType.PAUSED, 100),
+        fact(FactType.RESUMED, 200),
+        fact(FactType.UPDATED, 300),
+    ]
+    rule = DeadlineRule(180, max_lifetime_seconds=3600)
+    for order in (facts, facts[::-1], [facts[2], facts[0], facts[3], facts[1]]):
+        state = fold(None, order)
+        assert state is not None
+        # E2B starts a new instance on resume: its maximum length counts from there.
+        assert state.run_started_at == T0 + timedelta(seconds=200)
+        doc = to_doc(state, 1, T0, rule)
+        assert doc is not None
+        assert doc.max_lifetime_at == T0 + timedelta(seconds=3800)
+    paused = fold(None, facts[:2])
+    assert paused is not None
+    shown = to_doc(paused, 1, T0, rule)
+    assert shown is not None
+    assert shown.max_lifetime_at is None  # only a RUNNING sandbox has a run to end

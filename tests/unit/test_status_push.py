@@ -20,14 +20,17 @@ from sandbox_common.readmodel.feed import Warning as DueWarning
 from status_api import http_cache
 from status_api.access import Gate
 from status_api.auth import Claims, TokenVerifier, mint
+from status_api.deadline_warnings import DeadlineWarner, warning_for, watches
 from status_api.fast_lane import FastLane
-from status_api.pause_warnings import PauseWarner, warning_for
 from status_api.rate_limit import RateLimiter
 from status_api.routes.operators import decode_cursor, encode_cursor, storable
 from status_api.routes.streams import _Sender
+from status_api.views import WarnWindows, sandbox_status
 from tests.unit.test_projection_rules import T0
 
 WARN = timedelta(seconds=30)
+WINDOWS = WarnWindows(pause=WARN, lifetime=timedelta(seconds=300))
+PAUSE_WATCH, LIFETIME_WATCH = watches(WINDOWS)
 
 
 def doc(
@@ -124,6 +127,13 @@ class FakeRedis:
             if d.idle_deadline_at and low <= d.idle_deadline_at.timestamp() <= high
         ]
 
+    async def hard_ends_between(self, low: float, high: float) -> list[tuple[str, float]]:
+        return [
+            (d.sandbox_id, d.max_lifetime_at.timestamp())
+            for d in self.docs.values()
+            if d.max_lifetime_at and low <= d.max_lifetime_at.timestamp() <= high
+        ]
+
     async def by_sandbox(self, sandbox_id: str) -> StatusDoc | None:
         return self.docs.get(sandbox_id)
 
@@ -146,17 +156,56 @@ async def test_the_warner_warns_once_per_deadline_and_again_for_a_moved_one() ->
         {"sbx-1": doc(deadline_in=20), "sbx-far": doc(sandbox="sbx-far", deadline_in=90)}
     )
     now = [T0]
-    warner = PauseWarner(redis, redis, WARN, lambda: now[0])
+    warner = DeadlineWarner(redis, redis, PAUSE_WATCH, lambda: now[0])
     assert await warner.run_once() == 1
     assert await warner.run_once() == 0
     # Another replica (its own memory, the same Redis) does not send it again either.
-    assert await PauseWarner(redis, redis, WARN, lambda: now[0]).run_once() == 0
+    assert await DeadlineWarner(redis, redis, PAUSE_WATCH, lambda: now[0]).run_once() == 0
     redis.docs["sbx-1"] = doc(deadline_in=45, revision=2)  # activity moved the deadline
     now[0] = T0 + timedelta(seconds=20)
     assert await warner.run_once() == 1
     sent = [msgspec.json.decode(p) for p in redis.sent]
     assert [w["sandboxId"] for w in sent] == ["sbx-1", "sbx-1"]
     assert sent[0]["idleDeadlineAt"] != sent[1]["idleDeadlineAt"]
+
+
+async def test_the_lifetime_warner_warns_once_per_run_apart_from_pause_warnings() -> None:
+    ending = msgspec.structs.replace(
+        doc(deadline_in=20), max_lifetime_at=T0 + timedelta(seconds=200)
+    )
+    redis = FakeRedis({"sbx-1": ending})
+    lifetime = DeadlineWarner(redis, redis, LIFETIME_WATCH, lambda: T0)
+    pause = DeadlineWarner(redis, redis, PAUSE_WATCH, lambda: T0)
+    # Same sandbox, two deadlines: each warned about once, neither hiding the other.
+    assert await lifetime.run_once() == 1
+    assert await pause.run_once() == 1
+    assert await DeadlineWarner(redis, redis, LIFETIME_WATCH, lambda: T0).run_once() == 0
+    sent = [msgspec.json.decode(p) for p in redis.sent]
+    assert sent[0] == {
+        "sandboxId": "sbx-1",
+        "projectId": "p1",
+        "maxLifetimeAt": (T0 + timedelta(seconds=200)).isoformat().replace("+00:00", "Z"),
+        "secondsLeft": 200,
+    }
+    assert "idleDeadlineAt" in sent[1]
+    # Outside the window (300 s): nothing.
+    far = msgspec.structs.replace(ending, max_lifetime_at=T0 + timedelta(seconds=400))
+    assert LIFETIME_WATCH.warning(far, T0) is None
+    assert LIFETIME_WATCH.warning(msgspec.structs.replace(ending, status=Status.PAUSED), T0) is None
+
+
+def test_the_status_shows_the_hard_end_and_flags_it_inside_the_window() -> None:
+    ending = msgspec.structs.replace(
+        doc(deadline_in=100), max_lifetime_at=T0 + timedelta(seconds=200)
+    )
+    shown = sandbox_status(ending, T0, WINDOWS)
+    assert shown.max_lifetime_at == T0 + timedelta(seconds=200)
+    assert shown.lifetime_end_imminent
+    assert not shown.pause_imminent
+    later = msgspec.structs.replace(ending, max_lifetime_at=T0 + timedelta(seconds=900))
+    assert not sandbox_status(later, T0, WINDOWS).lifetime_end_imminent
+    # The flag is part of the body, so of the validator too.
+    assert http_cache.etag("sbx-1", 3, False, True) != http_cache.etag("sbx-1", 3, False)
 
 
 def change(
@@ -166,7 +215,7 @@ def change(
 
 
 def sender() -> _Sender:
-    deps: Any = type("D", (), {"clock": staticmethod(lambda: T0), "warn_before": WARN})()
+    deps: Any = type("D", (), {"clock": staticmethod(lambda: T0), "warn": WINDOWS})()
     return _Sender(deps)
 
 
@@ -199,6 +248,22 @@ def test_a_warning_in_the_snapshot_is_not_repeated_by_the_feed() -> None:
     again = s.change(change("3-0", changes.ChangeKind.WARNING, moved))
     assert again is not None
     assert again.event == "pauseImminent"
+
+
+def test_a_lifetime_warning_reaches_a_client_once_under_its_own_event() -> None:
+    s = sender()
+    ending = msgspec.structs.replace(
+        doc(deadline_in=100), max_lifetime_at=T0 + timedelta(seconds=120)
+    )
+    assert [m.event for m in s.snapshot(ending, "p1", "1-0")] == ["sandbox", "lifetimeEnding"]
+    warning = LIFETIME_WATCH.warning(ending, T0)
+    payload = msgspec.json.encode(warning)
+    assert s.change(change("2-0", changes.ChangeKind.LIFETIME, payload)) is None
+    fresh = sender()
+    fresh.snapshot(doc(deadline_in=100), "p1", "1-0")
+    message = fresh.change(change("2-0", changes.ChangeKind.LIFETIME, payload))
+    assert message is not None
+    assert message.event == "lifetimeEnding"
 
 
 def test_feed_entries_parse_and_unknown_ones_are_skipped() -> None:
@@ -277,7 +342,7 @@ async def test_the_fast_lane_serves_only_the_happy_path_and_hands_on_the_rest() 
             "gate": Gate(TokenVerifier(secret), RateLimiter(0, Clock())),
             "reader": Reader(),
             "clock": staticmethod(lambda: T0),
-            "warn_before": WARN,
+            "warn": WINDOWS,
         },
     )()
     inner = Inner()

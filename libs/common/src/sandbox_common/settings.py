@@ -21,6 +21,8 @@ from typing import Annotated, Any, ClassVar, Literal, NoReturn, TypeVar
 
 import msgspec
 
+from sandbox_common.readmodel.deadlines import DeadlineRule
+
 # Bounds, as types: a value outside them is refused at start.
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
@@ -102,8 +104,15 @@ class WebhookSecretSettings(BaseSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class IdleSettings(BaseSettings):
-    # The idle timeout a sandbox gets unless its metadata says otherwise (readmodel/idle.py).
+    # The idle timeout a sandbox gets unless its metadata says otherwise (readmodel/deadlines.py).
     idle_timeout_seconds: Positive = 180
+    # E2B's maximum instance length for the team's plan (24 h on Pro, 1 h on Hobby): a run ends
+    # this long after it started, whatever the activity. Shown as maxLifetimeAt.
+    e2b_max_lifetime_seconds: Positive = 86_400
+
+    def deadline_rule(self) -> DeadlineRule:
+        return DeadlineRule(self.idle_timeout_seconds, self.e2b_max_lifetime_seconds)
+
     # Changes kept in the Redis change feed for SSE clients that resume with Last-Event-ID.
     change_feed_max_length: Positive = 50_000
 

@@ -21,7 +21,6 @@ from sandbox_common.broker import BrokerDeadLetters
 from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.postgres_pool import PostgresPool
 from sandbox_common.probes import failing
-from sandbox_common.readmodel import IdleRule
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.shadow import ShadowWriter
 from sandbox_common.readmodel.writer import DocumentWriter
@@ -36,7 +35,7 @@ class ProjectorParts:
         self._broker = broker
         self._pool = PostgresPool(s.database_url, min_size=1, max_size=4)
         self._redis: aioredis.Redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
-        self._rule = IdleRule(s.idle_timeout_seconds)
+        self._rule = s.deadline_rule()
         self.store = PostgresStore(self._pool, s.projector_state_cache_size)
         self.read_model = RedisReadModel(
             DocumentWriter(self._redis, s.killed_tombstone_ttl_seconds, s.change_feed_max_length),

@@ -41,6 +41,9 @@ _STATUS_OF = {
 }
 # Facts that prove the sandbox was in use at that moment.
 _ACTIVITY = MOVES_LAST_ACTIVITY
+# Facts that start a run of the sandbox: E2B counts its maximum instance length from there (a
+# resume starts a new instance, with a new start time).
+_RUN_STARTS = frozenset({FactType.CREATED, FactType.RESUMED})
 
 
 class Stamp(NamedTuple):
@@ -78,6 +81,12 @@ class SandboxState:
         return stamp.at if stamp is not None else None
 
     @property
+    def run_started_at(self) -> datetime | None:
+        """When the current (or last) run began: the latest created or resumed fact."""
+        stamp = self.stamps.get("run")
+        return stamp.at if stamp is not None else None
+
+    @property
     def killed(self) -> bool:
         return self.status is Status.KILLED
 
@@ -112,6 +121,8 @@ def evolve(state: SandboxState | None, fact: Envelope) -> SandboxState:
         changes["status"] = status
     elif status is Status.KILLED or (status is not None and not current.killed):
         write("status", status=status)
+    if fact.type in _RUN_STARTS:
+        write("run")  # the stamp is the register: its time is the run's start
     view = state_view(fact)
     if view.set_timeout is not None:
         write("timeout", timeout_at=view.set_timeout)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from projector.handlers import Projected
-from sandbox_common.readmodel import IdleRule, to_doc
+from sandbox_common.readmodel import DeadlineRule, to_doc
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.shadow import ShadowWriter, pointers
 
@@ -30,7 +30,12 @@ class Snapshot(Protocol):
 
 
 async def rebuild_read_model(
-    snapshot: Snapshot, shadow: ShadowWriter, reader: ReadModelReader, rule: IdleRule, *, by: str
+    snapshot: Snapshot,
+    shadow: ShadowWriter,
+    reader: ReadModelReader,
+    rule: DeadlineRule,
+    *,
+    by: str,
 ) -> tuple[int, int, int]:
     """Returns (documents swapped in, newer live ones kept, stale ones removed)."""
     projected = await snapshot.states()
@@ -51,7 +56,7 @@ async def rebuild_if_missing(
     snapshots: Callable[[], AbstractAsyncContextManager[Snapshot | None]],
     shadow: ShadowWriter,
     reader: ReadModelReader,
-    rule: IdleRule,
+    rule: DeadlineRule,
     *,
     by: str,
 ) -> bool:

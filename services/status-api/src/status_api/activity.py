@@ -39,6 +39,9 @@ def needs_more_e2b_time(doc: StatusDoc, now: datetime, keep_alive: timedelta) ->
     While a user is active, keep at least half the keep-alive window of E2B time ahead."""
     if doc.status is not Status.RUNNING:
         return False
+    hard_end = doc.max_lifetime_at
+    if doc.timeout_at is not None and hard_end is not None and doc.timeout_at >= hard_end:
+        return False  # already at E2B's hard end: no refresh reaches past it
     return doc.timeout_at is None or doc.timeout_at - now < keep_alive / 2
 
 

@@ -1,5 +1,5 @@
 """Composition root of status-api: Redis, Kafka and PostgreSQL clients, the change hub, the
-pause warner and what the routes share (`Deps`), built once from settings (no I/O: `start`
+deadline warners and what the routes share (`Deps`), built once from settings (no I/O: `start`
 connects what must be connected before serving)."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from sandbox_common import redis_pool
 from sandbox_common.kafka_publisher import KafkaPublisher
 from sandbox_common.postgres_pool import PostgresPool
-from sandbox_common.readmodel import IdleRule
 from sandbox_common.readmodel.coordination import ActivityThrottle
 from sandbox_common.readmodel.feed import ChangeFeed
 from sandbox_common.readmodel.reader import ReadModelReader
@@ -22,10 +21,11 @@ from status_api.access import Gate
 from status_api.adapters.postgres import HistoryStore
 from status_api.auth import TokenVerifier
 from status_api.change_hub import ChangeHub
+from status_api.deadline_warnings import DeadlineWarner, watches
 from status_api.deps import Deps
-from status_api.pause_warnings import PauseWarner
 from status_api.rate_limit import RateLimiter
 from status_api.settings import StatusApiSettings
+from status_api.views import WarnWindows
 
 
 def _now() -> datetime:
@@ -46,10 +46,12 @@ class StatusApiParts:
         )
         reader = ReadModelReader(self._redis)
         self._hub = ChangeHub(ChangeFeed(self._feed_redis))
-        warn_before = timedelta(seconds=s.status_api_warn_before_seconds)
-        self._warner = PauseWarner(
-            reader, ChangeFeed(self._redis, s.change_feed_max_length), warn_before, _now
+        windows = WarnWindows(
+            pause=timedelta(seconds=s.status_api_warn_before_seconds),
+            lifetime=timedelta(seconds=s.status_api_lifetime_warn_before_seconds),
         )
+        feed = ChangeFeed(self._redis, s.change_feed_max_length)
+        self._warners = [DeadlineWarner(reader, feed, watch, _now) for watch in watches(windows)]
         # Writes (activity, wake, pause) go to Kafka like every other fact; reads stay on
         # Redis. The producer connects lazily, so reads work even while the broker is down.
         self._publisher = KafkaPublisher(
@@ -71,10 +73,10 @@ class StatusApiParts:
             throttle=ActivityThrottle(self._redis, s.activity_throttle_seconds),
             publisher=self._publisher,
             clock=_now,
-            warn_before=warn_before,
+            warn=windows,
             keep_alive=timedelta(seconds=s.e2b_keep_alive_seconds),
             sse_keepalive_seconds=s.status_api_sse_keepalive_seconds,
-            idle_rule=IdleRule(s.idle_timeout_seconds),
+            deadline_rule=s.deadline_rule(),
         )
 
     def provide_deps(self) -> Deps:
@@ -86,11 +88,14 @@ class StatusApiParts:
         """The app's lifespan."""
         await self._publisher.start()
         await self._hub.start()
-        warnings = asyncio.create_task(self._warner.run(), name="pause-warner")
+        warners = [
+            asyncio.create_task(w.run(), name=f"{w.watch.event}-warner") for w in self._warners
+        ]
         try:
             yield
         finally:
-            await cancel_and_wait(warnings)
+            for task in warners:
+                await cancel_and_wait(task)
             await self._hub.stop()
             await self._publisher.stop()
             await self._pg.close()

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sandbox_common.kafka_publisher import KafkaPublisher
-from sandbox_common.readmodel import IdleRule
+from sandbox_common.readmodel import DeadlineRule
 from sandbox_common.readmodel.coordination import ActivityThrottle
 from sandbox_common.readmodel.reader import ReadModelReader
 from status_api.access import Gate
 from status_api.adapters.postgres import HistoryStore
 from status_api.change_hub import ChangeHub
+from status_api.views import WarnWindows
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Deps:
     throttle: ActivityThrottle
     publisher: KafkaPublisher
     clock: Callable[[], datetime]
-    warn_before: timedelta
+    warn: WarnWindows
     keep_alive: timedelta
     sse_keepalive_seconds: float
-    idle_rule: IdleRule
+    deadline_rule: DeadlineRule

@@ -80,7 +80,7 @@ class FastLane:
             doc,
             if_none_match,
             self._deps.clock(),
-            self._deps.warn_before,
+            self._deps.warn,
             "project" if project_id is not None else "sandbox",
         )
         await send(_response_start(answer))

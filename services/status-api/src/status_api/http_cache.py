@@ -7,9 +7,11 @@ import zlib
 from sandbox_common.readmodel import POLL_AFTER_MS, Status
 
 
-def etag(sandbox_id: str, revision: int, pause_imminent: bool) -> str:
-    """Strong: the body is a function of (sandbox, revision, warning) and nothing else."""
-    return f'"{zlib.crc32(sandbox_id.encode()):08x}-{revision}-{int(pause_imminent)}"'
+def etag(sandbox_id: str, revision: int, pause_imminent: bool, lifetime_end: bool = False) -> str:
+    """Strong: the body is a function of (sandbox, revision, the two warning flags) and nothing
+    else."""
+    flags = f"{int(pause_imminent)}{'L' if lifetime_end else ''}"
+    return f'"{zlib.crc32(sandbox_id.encode()):08x}-{revision}-{flags}"'
 
 
 def cache_control(status: Status) -> str:

@@ -14,4 +14,8 @@ SSE_EVENTS = Counter("status_api_sse_events_total", "Events sent on streams", ["
 SSE_DROPPED = Counter(
     "status_api_sse_overflows_total", "Streams closed because their client fell too far behind"
 )
-WARNINGS = Counter("status_api_pause_warnings_total", "pauseImminent warnings put on the feed")
+WARNINGS = Counter(
+    "status_api_deadline_warnings_total",
+    "Warnings put on the feed (event: pauseImminent, lifetimeEnding)",
+    ["event"],
+)

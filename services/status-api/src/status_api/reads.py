@@ -4,13 +4,13 @@ lane): 200 with the status JSON, or 304 when the client's ETag is current."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import msgspec
 
 from sandbox_common.readmodel import StatusDoc
 from status_api import http_cache, metrics
-from status_api.views import pause_imminent, sandbox_status
+from status_api.views import WarnWindows, imminent, sandbox_status
 
 _encoder = msgspec.json.Encoder()
 _OUTCOMES = {
@@ -29,13 +29,13 @@ class Answer:
 
 
 def render(
-    doc: StatusDoc, if_none_match: str | None, now: datetime, warn_before: timedelta, route: str
+    doc: StatusDoc, if_none_match: str | None, now: datetime, windows: WarnWindows, route: str
 ) -> Answer:
-    imminent = pause_imminent(doc, now, warn_before)
-    tag = http_cache.etag(doc.sandbox_id, doc.revision, imminent)
+    flags = imminent(doc, now, windows)
+    tag = http_cache.etag(doc.sandbox_id, doc.revision, flags.pause, flags.lifetime_end)
     cache_control = http_cache.cache_control(doc.status)
     if http_cache.matches(if_none_match, tag):
         _OUTCOMES[route, "not_modified"].inc()
         return Answer(304, tag, cache_control, b"")
     _OUTCOMES[route, "ok"].inc()
-    return Answer(200, tag, cache_control, _encoder.encode(sandbox_status(doc, now, warn_before)))
+    return Answer(200, tag, cache_control, _encoder.encode(sandbox_status(doc, now, windows)))

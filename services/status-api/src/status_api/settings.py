@@ -41,6 +41,9 @@ class StatusApiSettings(KafkaSettings, RedisSettings, PostgresSettings, IdleSett
     status_api_publish_timeout_seconds: Seconds = 5.0
     # A pauseImminent warning goes out this long before a RUNNING sandbox's idle deadline.
     status_api_warn_before_seconds: Positive = 30
+    # A lifetimeEnding warning goes out this long before E2B ends a run whatever its activity
+    # (maxLifetimeAt, from E2B_MAX_LIFETIME_SECONDS): time for the user to save their work.
+    status_api_lifetime_warn_before_seconds: Positive = 300
     # SSE keep-alive comments: proxies drop connections that stay silent for a minute or so.
     status_api_sse_keepalive_seconds: Seconds = 15.0
     # Requests per second per token (a burst of twice that), 0 = unlimited.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 
 import msgspec
 
@@ -26,22 +27,57 @@ class SandboxStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     idle_deadline_at: datetime | None = None
     # True from STATUS_API_WARN_BEFORE_SECONDS before the deadline: "pausing soon, stay?".
     pause_imminent: bool = False
+    # When E2B ends the run whatever the activity (the plan's maximum instance length, counted
+    # from the last create or resume): E2B then pauses the sandbox (created with auto-pause) or
+    # kills it. Null unless RUNNING. Activity and keep-alive cannot move it.
+    max_lifetime_at: datetime | None = None
+    # True from STATUS_API_LIFETIME_WARN_BEFORE_SECONDS before maxLifetimeAt: "save your work".
+    lifetime_end_imminent: bool = False
 
 
-def sandbox_status(doc: StatusDoc, now: datetime, warn_before: timedelta) -> SandboxStatus:
-    return _view(SandboxStatus, doc, pause_imminent(doc, now, warn_before))
+@dataclass(frozen=True, slots=True)
+class WarnWindows:
+    """How long before each deadline frontends are warned: the idle pause
+    (STATUS_API_WARN_BEFORE_SECONDS) and E2B's hard end
+    (STATUS_API_LIFETIME_WARN_BEFORE_SECONDS)."""
+
+    pause: timedelta
+    lifetime: timedelta
+
+
+class Imminent(NamedTuple):
+    pause: bool
+    lifetime_end: bool
+
+
+NOTHING_IMMINENT = Imminent(pause=False, lifetime_end=False)
+
+
+def imminent(doc: StatusDoc, now: datetime, windows: WarnWindows) -> Imminent:
+    return Imminent(
+        pause=_within(doc, doc.idle_deadline_at, now, windows.pause),
+        lifetime_end=_within(doc, doc.max_lifetime_at, now, windows.lifetime),
+    )
+
+
+def _within(doc: StatusDoc, deadline: datetime | None, now: datetime, window: timedelta) -> bool:
+    return doc.status is Status.RUNNING and deadline is not None and deadline - now <= window
+
+
+def sandbox_status(doc: StatusDoc, now: datetime, windows: WarnWindows) -> SandboxStatus:
+    return _view(SandboxStatus, doc, imminent(doc, now, windows))
 
 
 def fleet_sandbox(doc: StatusDoc, last_activity_source: str | None) -> FleetSandbox:
-    """A sandbox of the fleet list (pauseImminent left false there)."""
-    view = _view(FleetSandbox, doc, imminent=False)
+    """A sandbox of the fleet list (the imminent flags left false there)."""
+    view = _view(FleetSandbox, doc, NOTHING_IMMINENT)
     return msgspec.structs.replace(view, last_activity_source=last_activity_source)
 
 
 _View = TypeVar("_View", bound=SandboxStatus)
 
 
-def _view(kind: type[_View], doc: StatusDoc, imminent: bool) -> _View:
+def _view(kind: type[_View], doc: StatusDoc, flags: Imminent) -> _View:
     return kind(
         project_id=doc.project_id,
         sandbox_id=doc.sandbox_id,
@@ -53,13 +89,10 @@ def _view(kind: type[_View], doc: StatusDoc, imminent: bool) -> _View:
         template_id=doc.template_id,
         metadata=doc.metadata,
         idle_deadline_at=doc.idle_deadline_at,
-        pause_imminent=imminent,
+        pause_imminent=flags.pause,
+        max_lifetime_at=doc.max_lifetime_at,
+        lifetime_end_imminent=flags.lifetime_end,
     )
-
-
-def pause_imminent(doc: StatusDoc, now: datetime, warn_before: timedelta) -> bool:
-    deadline = doc.idle_deadline_at
-    return doc.status is Status.RUNNING and deadline is not None and deadline - now <= warn_before
 
 
 class Caller(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +119,15 @@ class PauseWarning(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     sandbox_id: str
     project_id: str | None
     idle_deadline_at: datetime
+    seconds_left: int
+
+
+class LifetimeWarning(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """Pushed once per run, before E2B ends it whatever the activity (maxLifetimeAt)."""
+
+    sandbox_id: str
+    project_id: str | None
+    max_lifetime_at: datetime
     seconds_left: int
 
 

@@ -44,7 +44,6 @@ def _rebuild_redis(args: argparse.Namespace, settings: Settings) -> None:
 
         from projector.adapters.postgres_snapshot import locked_snapshot
         from projector.read_model_rebuild import rebuild_read_model
-        from sandbox_common.readmodel import IdleRule
         from sandbox_common.readmodel.reader import ReadModelReader
         from sandbox_common.readmodel.shadow import ShadowWriter
 
@@ -58,7 +57,7 @@ def _rebuild_redis(args: argparse.Namespace, settings: Settings) -> None:
                     snapshot,
                     ShadowWriter(client, settings.killed_tombstone_ttl_seconds),
                     ReadModelReader(client),
-                    IdleRule(settings.idle_timeout_seconds),
+                    settings.deadline_rule(),
                     by="sandboxctl",
                 )
         finally:

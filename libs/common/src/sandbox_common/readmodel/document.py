@@ -9,7 +9,7 @@ from typing import Protocol
 
 import msgspec
 
-from sandbox_common.readmodel.idle import IdleRule
+from sandbox_common.readmodel.deadlines import DeadlineRule
 
 
 class Status(StrEnum):
@@ -46,6 +46,9 @@ class StatusDoc(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     # When a RUNNING sandbox will be idle long enough to pause (None in any other status).
     idle_deadline_at: datetime | None = None
+    # When E2B ends a RUNNING sandbox's run whatever its activity (its maximum instance length;
+    # None in any other status, or when the run's start is unknown).
+    max_lifetime_at: datetime | None = None
     # Monotonic per sandbox: a write with a lower revision never replaces a higher one.
     revision: int = 0
     updated_at: datetime | None = None
@@ -84,13 +87,17 @@ class DocSource(Protocol):
     def template_id(self) -> str | None: ...
     @property
     def metadata(self) -> dict[str, str]: ...
+    @property
+    def run_started_at(self) -> datetime | None: ...
 
 
-def to_doc(state: DocSource, revision: int, now: datetime, rule: IdleRule) -> StatusDoc | None:
+def to_doc(state: DocSource, revision: int, now: datetime, rule: DeadlineRule) -> StatusDoc | None:
     """None while no fact has said what state the sandbox is in."""
     if state.status is None:
         return None
-    active_at = state.last_active_at if state.status is Status.RUNNING else None
+    running = state.status is Status.RUNNING
+    active_at = state.last_active_at if running else None
+    run_start = state.run_started_at if running else None
     return StatusDoc(
         sandbox_id=state.sandbox_id,
         project_id=state.project_id,
@@ -102,6 +109,7 @@ def to_doc(state: DocSource, revision: int, now: datetime, rule: IdleRule) -> St
         template_id=state.template_id,
         metadata=state.metadata,
         idle_deadline_at=rule.deadline(active_at, state.metadata) if active_at else None,
+        max_lifetime_at=rule.hard_end(run_start) if run_start else None,
         revision=revision,
         updated_at=now,
     )

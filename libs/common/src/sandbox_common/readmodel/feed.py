@@ -21,6 +21,7 @@ from sandbox_common.readmodel.redis_text import text
 class ChangeKind(StrEnum):
     DOC = "doc"  # data: the StatusDoc JSON as the projector wrote it
     WARNING = "warning"  # data: a pause warning (status-api's PauseWarning JSON)
+    LIFETIME = "lifetime"  # data: E2B's hard end is near (status-api's LifetimeWarning JSON)
     # The whole read model was swapped (a replay, or a rebuild from PostgreSQL): no per-document
     # entries were written, so clients must be sent the current state afresh. Empty data.
     RESET = "reset"
@@ -68,9 +69,10 @@ def entry_position(entry_id: str) -> tuple[int, int]:
 
 
 class LuaEntry(NamedTuple):
-    """An entry's fields as Lua expressions (KEYS[5], ARGV[2], e[8], ...)."""
+    """An entry's fields as Lua expressions (KEYS[5], ARGV[2], e[8], ...); `kind` is a Lua
+    expression too, or a ChangeKind for a fixed one."""
 
-    kind: ChangeKind
+    kind: ChangeKind | str
     project: str
     sandbox: str
     revision: str
@@ -80,17 +82,18 @@ class LuaEntry(NamedTuple):
 def lua_xadd(feed: str, max_length: str, entry: LuaEntry) -> str:
     """The Lua statement that appends one entry (`feed` and `max_length` are Lua expressions
     too). Approximate trimming keeps XADD O(1) and at least max_length entries."""
+    kind = f"'{entry.kind.value}'" if isinstance(entry.kind, ChangeKind) else entry.kind
     return (
         f"redis.call('XADD', {feed}, 'MAXLEN', '~', {max_length}, '*', "
-        f"'{KIND}', '{entry.kind.value}', '{PROJECT}', {entry.project}, "
+        f"'{KIND}', {kind}, '{PROJECT}', {entry.project}, "
         f"'{SANDBOX}', {entry.sandbox}, '{REVISION}', {entry.revision}, '{DATA}', {entry.data})"
     )
 
 
 # The warning for one deadline goes out once, however many status-api replicas see it due.
 # KEYS: warned marker, change feed. ARGV: marker ttl, feed length, project ('' = none),
-#       sandbox id, revision, warning JSON.
-_WARNING = LuaEntry(ChangeKind.WARNING, "ARGV[3]", "ARGV[4]", "ARGV[5]", "ARGV[6]")
+#       sandbox id, revision, warning JSON, kind.
+_WARNING = LuaEntry("ARGV[7]", "ARGV[3]", "ARGV[4]", "ARGV[5]", "ARGV[6]")
 _WARN_ONCE = f"""
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
 {lua_xadd("KEYS[2]", "ARGV[2]", _WARNING)}
@@ -100,13 +103,15 @@ return 1
 
 @dataclass(frozen=True, slots=True)
 class Warning:
-    """A pause warning for one sandbox's idle deadline (`deadline_key` names the deadline)."""
+    """A warning about one of a sandbox's deadlines (`deadline_key` names the deadline, unique
+    across kinds): its idle deadline (WARNING), or E2B's hard end (LIFETIME)."""
 
     sandbox_id: str
     project_id: str | None
     revision: int
     deadline_key: str
     payload: bytes
+    kind: ChangeKind = ChangeKind.WARNING
 
 
 class ChangeFeed:
@@ -151,6 +156,7 @@ class ChangeFeed:
                         w.sandbox_id,
                         w.revision,
                         w.payload,
+                        w.kind.value,
                     ],
                     client=pipe,
                 )

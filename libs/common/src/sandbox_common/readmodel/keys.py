@@ -22,6 +22,10 @@ IDLE_DEADLINES = f"{_PREFIX}:idle-deadlines"
 TICKER_LEASE = f"{IDLE_DEADLINES}:ticker-lease"
 
 
+# Sorted set: member sandbox id, score the epoch second at which E2B ends a RUNNING sandbox's run
+# whatever its activity (its maximum instance length). status-api warns frontends from it.
+HARD_ENDS = f"{_PREFIX}:hard-ends"
+
 # Sorted set: member sandbox id, score the epoch second it entered PAUSING or STARTING. The
 # enforcer repairs members left there too long (a lost command, an actuator down).
 TRANSITIONAL = f"{_PREFIX}:transitional"
@@ -58,7 +62,8 @@ CHANGES = f"{_PREFIX}:changes"
 
 
 def pause_warned(sandbox_id: str, deadline: str) -> str:
-    """Present once the pauseImminent warning for this sandbox's deadline has gone out."""
+    """Present once the warning (pauseImminent, lifetimeEnding) for this sandbox's deadline has
+    gone out; `deadline` names the deadline and its kind."""
     return f"{_PREFIX}:pause-warned:{sandbox_id}:{deadline}"
 
 

@@ -104,6 +104,11 @@ class ReadModelReader:
         )
         return [(text(m), float(score)) for m, score in members]
 
+    async def hard_ends_between(self, low: float, high: float) -> list[tuple[str, float]]:
+        """RUNNING sandboxes whose run E2B ends (epoch s) within [low, high], with that end."""
+        members: Any = await self._client.zrangebyscore(keys.HARD_ENDS, low, high, withscores=True)
+        return [(text(m), float(score)) for m, score in members]
+
     async def entered_before(self, cutoff: datetime, limit: int) -> list[str]:
         """Sandboxes in PAUSING or STARTING since before `cutoff`, oldest first."""
         members: Any = await self._client.zrangebyscore(
@@ -153,6 +158,9 @@ class ReadModelReader:
 
     async def transitional(self) -> dict[str, float]:
         return await self._scores(keys.TRANSITIONAL)
+
+    async def hard_ends(self) -> dict[str, float]:
+        return await self._scores(keys.HARD_ENDS)
 
     async def pointers(self, project_ids: Sequence[str]) -> dict[str, str | None]:
         """project -> the sandbox id its pointer names (None: no pointer)."""

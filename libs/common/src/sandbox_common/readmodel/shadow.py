@@ -1,5 +1,5 @@
 """The Redis side of a rebuild (a replay, or Redis from PostgreSQL): status documents, project
-pointers and both indexes written under shadow keys (pipelined, no per-document round trip),
+pointers and the indexes written under shadow keys (pipelined, no per-document round trip),
 then swapped in by one Lua script, so readers see the old model or the new one, never a mix.
 
 The swap keeps the live document of any sandbox the live projector wrote after the rebuild read
@@ -32,21 +32,23 @@ _SWAP = """
 local base, marker = tonumber(ARGV[1]), ARGV[2]
 local doc_prefix, shadow_prefix = ARGV[3], ARGV[4]
 local pointer_prefix, pointer_suffix = ARGV[5], ARGV[6]
-local idle, trans = KEYS[1], KEYS[2]
+local indexes = {KEYS[1], KEYS[2], KEYS[8]}
 local function rev(key) return tonumber(redis.call('HGET', key, 'r') or '-1') end
 local kept = {}
 local swapped = 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   local live, shadow = doc_prefix .. id, shadow_prefix .. doc_prefix .. id
   if rev(live) > rev(shadow) then
-    kept[#kept + 1] = {id, redis.call('ZSCORE', idle, id), redis.call('ZSCORE', trans, id)}
+    local scores = {}
+    for i, index in ipairs(indexes) do scores[i] = redis.call('ZSCORE', index, id) end
+    kept[#kept + 1] = {id, scores}
     redis.call('DEL', shadow)
   else
     redis.call('RENAME', shadow, live)
     swapped = swapped + 1
   end
 end
-for _, key in ipairs({idle, trans}) do
+for _, key in ipairs(indexes) do
   if redis.call('EXISTS', shadow_prefix .. key) == 1 then
     redis.call('RENAME', shadow_prefix .. key, key)
   else
@@ -54,8 +56,10 @@ for _, key in ipairs({idle, trans}) do
   end
 end
 for _, k in ipairs(kept) do
-  if k[2] then redis.call('ZADD', idle, k[2], k[1]) else redis.call('ZREM', idle, k[1]) end
-  if k[3] then redis.call('ZADD', trans, k[3], k[1]) else redis.call('ZREM', trans, k[1]) end
+  for i, index in ipairs(indexes) do
+    local score = k[2][i]
+    if score then redis.call('ZADD', index, score, k[1]) else redis.call('ZREM', index, k[1]) end
+  end
 end
 for _, project in ipairs(redis.call('SMEMBERS', KEYS[5])) do
   local pointer = pointer_prefix .. project .. pointer_suffix
@@ -65,8 +69,7 @@ local removed = 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   if rev(doc_prefix .. id) <= base then
     redis.call('DEL', doc_prefix .. id)
-    redis.call('ZREM', idle, id)
-    redis.call('ZREM', trans, id)
+    for _, index in ipairs(indexes) do redis.call('ZREM', index, id) end
     removed = removed + 1
   end
 end
@@ -129,6 +132,7 @@ class ShadowWriter:
     async def _write_chunk(self, docs: Sequence[StatusDoc], now: datetime) -> int:
         idle: dict[str, float] = {}
         trans: dict[str, float] = {}
+        hard_ends: dict[str, float] = {}
         ids: list[str] = []
         async with self._client.pipeline(transaction=False) as pipe:
             for doc in docs:
@@ -151,9 +155,16 @@ class ShadowWriter:
                 since = transitional_since(doc)
                 if since is not None:
                     trans[doc.sandbox_id] = round(since.timestamp(), 3)
+                if doc.max_lifetime_at is not None:
+                    hard_ends[doc.sandbox_id] = round(doc.max_lifetime_at.timestamp(), 3)
             if ids:
                 pipe.sadd(keys.SHADOW_IDS, *ids)
-            for index, scores in ((keys.IDLE_DEADLINES, idle), (keys.TRANSITIONAL, trans)):
+            indexes = (
+                (keys.IDLE_DEADLINES, idle),
+                (keys.TRANSITIONAL, trans),
+                (keys.HARD_ENDS, hard_ends),
+            )
+            for index, scores in indexes:
                 # A catch-up rewrite can take a sandbox out of an index: drop it there.
                 absent = [i for i in ids if i not in scores]
                 if absent:
@@ -189,6 +200,7 @@ class ShadowWriter:
                 keys.SHADOW_PROJECTS,
                 keys.READ_MODEL_MARKER,
                 keys.CHANGES,
+                keys.HARD_ENDS,
             ],
             args=[
                 stale_up_to_revision,

@@ -1,5 +1,5 @@
-"""The live writer of the read model: status documents, with the idle-deadline and transitional
-indexes, the project pointers and the change feed moved in the same step."""
+"""The live writer of the read model: status documents, with the idle-deadline, transitional and
+hard-end indexes, the project pointers and the change feed moved in the same step."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ _encoder = msgspec.json.Encoder()
 # One call writes a whole chunk of documents, given as one JSON array: per-document arguments
 # cost more to pack on the client than the writes cost Redis. Keys are derived inside the
 # script from their prefixes (one Redis instance; not for Redis Cluster).
-# KEYS: deadline index, transitional index, change feed.
+# KEYS: deadline index, transitional index, change feed, hard-end index.
 # ARGV: the entries, change feed length, document key prefix, project pointer prefix and suffix.
 # Entry: [revision, document, ttl seconds (0 = keep), sandbox id, live project ('' = none),
 #         idle deadline epoch s ('' = not running: leave the index),
-#         since when PAUSING/STARTING epoch s ('' = neither), project id ('' = none)].
+#         since when PAUSING/STARTING epoch s ('' = neither), project id ('' = none),
+#         E2B's hard end epoch s ('' = not running or unknown)].
 _WRITE_DOCS = f"""
 local entries = cjson.decode(ARGV[1])
 local feed_length, doc_prefix = ARGV[2], ARGV[3]
@@ -52,6 +53,11 @@ for _, e in ipairs(entries) do
     else
       redis.call('ZADD', KEYS[2], e[7], sandbox)
     end
+    if e[9] == '' then
+      redis.call('ZREM', KEYS[4], sandbox)
+    else
+      redis.call('ZADD', KEYS[4], e[9], sandbox)
+    end
     {
     lua_xadd(
         "KEYS[3]", "feed_length", LuaEntry(ChangeKind.DOC, "e[8]", "sandbox", "revision", "doc")
@@ -75,6 +81,7 @@ def _entry(doc: StatusDoc, tombstone_ttl_seconds: int) -> list[str]:
     live_project = doc.project_id if not killed else None
     deadline = doc.idle_deadline_at
     since = transitional_since(doc)
+    hard_end = doc.max_lifetime_at
     return [
         str(doc.revision),
         encode_doc(doc).decode(),
@@ -84,6 +91,7 @@ def _entry(doc: StatusDoc, tombstone_ttl_seconds: int) -> list[str]:
         f"{deadline.timestamp():.3f}" if deadline else "",
         f"{since.timestamp():.3f}" if since else "",
         doc.project_id or "",
+        f"{hard_end.timestamp():.3f}" if hard_end else "",
     ]
 
 
@@ -106,7 +114,7 @@ class DocumentWriter:
         async with self._client.pipeline(transaction=False) as pipe:
             for i in range(0, len(entries), _CHUNK):
                 await self._script(
-                    keys=[keys.IDLE_DEADLINES, keys.TRANSITIONAL, keys.CHANGES],
+                    keys=[keys.IDLE_DEADLINES, keys.TRANSITIONAL, keys.CHANGES, keys.HARD_ENDS],
                     args=[
                         _encoder.encode(entries[i : i + _CHUNK]),
                         self._feed_length,

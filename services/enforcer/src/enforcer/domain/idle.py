@@ -14,7 +14,7 @@ from sandbox_common.readmodel import Status, StatusDoc
 def deadline(doc: StatusDoc) -> datetime | None:
     """When a RUNNING sandbox becomes idle enough to pause; None when it is not running.
 
-    The projector computes it (sandbox_common.readmodel.idle) when it writes the document, so
+    The projector computes it (sandbox_common.readmodel.deadlines) when it writes the document, so
     the index the ticker scans and the decision here can never disagree."""
     if doc.status is not Status.RUNNING or doc.last_active_at is None:
         return None
@@ -53,11 +53,16 @@ def decide(doc: StatusDoc, now: datetime) -> PauseCommand | None:
 
 def extended_end(now: datetime, seconds: int, known: StatusDoc | None) -> datetime:
     """E2B's end once an extend-only refresh of `seconds` was accepted: at least now + seconds,
-    never earlier than the end we knew."""
-    asked = now + timedelta(seconds=seconds)
-    if known is None or known.timeout_at is None:
-        return asked
-    return max(asked, known.timeout_at)
+    never earlier than the end we knew, and never past the run's hard end (E2B caps a refresh
+    at the maximum instance length: e2b-dev/infra, orchestrator keep_alive.go)."""
+    end = now + timedelta(seconds=seconds)
+    if known is None:
+        return end
+    if known.timeout_at is not None:
+        end = max(end, known.timeout_at)
+    if known.max_lifetime_at is not None:
+        end = min(end, known.max_lifetime_at)
+    return end
 
 
 def still_due(command: PauseCommand, current: StatusDoc | None) -> bool:

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from projector.handlers import Projected
-from sandbox_common.readmodel import IdleRule, to_doc
+from sandbox_common.readmodel import DeadlineRule, to_doc
 from sandbox_common.readmodel.writer import DocumentWriter
 
 
 class RedisReadModel:
-    def __init__(self, writer: DocumentWriter, rule: IdleRule) -> None:
+    def __init__(self, writer: DocumentWriter, rule: DeadlineRule) -> None:
         self._writer = writer
         self._rule = rule
 

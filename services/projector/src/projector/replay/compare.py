@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from projector.domain import SandboxState
 from projector.replay import verify
 from projector.replay.fold import Rebuild
-from sandbox_common.readmodel import IdleRule, Status, StatusDoc, to_doc, transitional_since
+from sandbox_common.readmodel import DeadlineRule, Status, StatusDoc, to_doc, transitional_since
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.shadow import pointers
 
@@ -22,7 +22,7 @@ def postgres(
 
 
 async def redis(
-    reader: ReadModelReader, states: Iterable[SandboxState], rule: IdleRule
+    reader: ReadModelReader, states: Iterable[SandboxState], rule: DeadlineRule
 ) -> list[str]:
     now = datetime.now(UTC)
     rebuilt = list(states)
@@ -45,6 +45,12 @@ async def redis(
         if (since := transitional_since(d)) is not None
     }
     out += verify.compare_scores("transitional", transitional, await reader.transitional())
+    hard_ends = {
+        sid: d.max_lifetime_at.timestamp()
+        for sid, d in expected.items()
+        if d.max_lifetime_at is not None
+    }
+    out += verify.compare_scores("hard-ends", hard_ends, await reader.hard_ends())
     served = pointers(rebuilt)
     projects = sorted(
         served.keys() | {d.project_id for d in live.values() if d.project_id is not None}

@@ -28,7 +28,7 @@ from projector.replay.pg_shadow import ShadowTables
 from projector.replay.progress import Progress
 from projector.replay.verify import Differs
 from projector.settings import ProjectorSettings
-from sandbox_common.readmodel import IdleRule, StatusDoc, to_doc
+from sandbox_common.readmodel import StatusDoc, to_doc
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.shadow import ShadowWriter, pointers
 
@@ -118,7 +118,7 @@ class Replay:
         self._settings = settings
         self._topic = topic
         self._stream = stream
-        self._rule = IdleRule(settings.idle_timeout_seconds)
+        self._rule = settings.deadline_rule()
 
     async def run(self, *, verify: bool) -> ReplayReport:
         # Millions of long-lived, acyclic objects (facts, states): the cyclic collector would

@@ -48,6 +48,8 @@ class FleetRow(msgspec.Struct, frozen=True):
     # is a state a status document is made from (readmodel.DocSource).
     status_changed_at: datetime | None = None
     team_id: str | None = None
+    # The start of its run (the projector's "run" register): E2B's hard end is counted from it.
+    run_started_at: datetime | None = None
 
 
 _ACTIVITY_TYPES = sorted(t.value for t in MOVES_LAST_ACTIVITY)
@@ -71,7 +73,8 @@ LIMIT 1
 # The source of the newest activity fact per listed sandbox: one index probe per row of a page.
 _FLEET = """
 SELECT s.sandbox_id, s.project_id, s.status, s.last_active_at, s.timeout_at, s.template_id,
-       s.metadata, a.source AS last_activity_source
+       s.metadata, a.source AS last_activity_source,
+       (s.stamps->'run'->>0)::timestamptz AS run_started_at
 FROM sandboxes s
 LEFT JOIN LATERAL (
   SELECT e.source FROM sandbox_events e
@@ -143,6 +146,7 @@ class HistoryStore:
                 r["template_id"],
                 _json(r["metadata"]),
                 r["last_activity_source"],
+                run_started_at=r["run_started_at"],
             )
             for r in rows
         ]

@@ -15,7 +15,7 @@ from litestar.di import Provide
 from litestar.exceptions import NotFoundException, PermissionDeniedException, ValidationException
 from litestar.params import Parameter
 
-from sandbox_common.readmodel import IdleRule, Status, to_doc
+from sandbox_common.readmodel import DeadlineRule, Status, to_doc
 from status_api import metrics
 from status_api.adapters.postgres import FleetRow, HistoryRow
 from status_api.deps import Deps
@@ -58,7 +58,7 @@ def _event(row: HistoryRow) -> HistoryEvent:
     )
 
 
-def fleet_status(row: FleetRow, rule: IdleRule, now: datetime) -> FleetSandbox:
+def fleet_status(row: FleetRow, rule: DeadlineRule, now: datetime) -> FleetSandbox:
     # The document the projector would make of this state: one owner of the idle-deadline rule.
     doc = to_doc(row, 0, now, rule)
     assert doc is not None  # the fleet query lists sandboxes with a status
@@ -159,7 +159,7 @@ async def fleet(
     more, rows = len(rows) > limit, rows[:limit]
     now = deps.clock()
     return FleetPage(
-        sandboxes=[fleet_status(r, deps.idle_rule, now) for r in rows],
+        sandboxes=[fleet_status(r, deps.deadline_rule, now) for r in rows],
         counts=await store.counts(project_id),
         next_cursor=encode_cursor(rows[-1].sandbox_id) if more else None,
     )

@@ -21,20 +21,35 @@ from sandbox_common.readmodel import Status, StatusDoc, decode_doc
 from sandbox_common.readmodel.feed import Change, ChangeKind, entry_position
 from status_api import metrics
 from status_api.change_hub import Subscription
+from status_api.deadline_warnings import watches
 from status_api.deps import Deps
-from status_api.pause_warnings import warning_for
 from status_api.routes.sandboxes import RAISES, SECURITY
-from status_api.views import Gone, PauseWarning, sandbox_status
+from status_api.views import Gone, LifetimeWarning, PauseWarning, sandbox_status
 
 _encoder = msgspec.json.Encoder()
-_warning_decoder = msgspec.json.Decoder(PauseWarning)
+_pause_warning = msgspec.json.Decoder(PauseWarning)
+_lifetime_warning = msgspec.json.Decoder(LifetimeWarning)
+_WARNINGS = frozenset({ChangeKind.WARNING, ChangeKind.LIFETIME})
+
+
+def _warned_about(change: Change) -> tuple[str, datetime]:
+    """(sandbox, deadline) of a warning on the feed."""
+    if change.kind is ChangeKind.LIFETIME:
+        lifetime = _lifetime_warning.decode(change.data)
+        return lifetime.sandbox_id, lifetime.max_lifetime_at
+    pause = _pause_warning.decode(change.data)
+    return pause.sandbox_id, pause.idle_deadline_at
+
+
 # How soon a browser's EventSource reconnects after the stream ends.
 _RETRY_MS = 2000
 
 _STREAM_DOC = (
     "Server-sent events. `sandbox`: the status (same JSON as the GET route); `pauseImminent`: "
-    "{sandboxId, projectId, idleDeadlineAt, secondsLeft}, once per idle deadline; `gone`: no "
-    "live sandbox (killed, or none yet). Each event's id resumes the stream (Last-Event-ID). "
+    "{sandboxId, projectId, idleDeadlineAt, secondsLeft}, once per idle deadline; "
+    "`lifetimeEnding`: {sandboxId, projectId, maxLifetimeAt, secondsLeft}, once per run, before "
+    "E2B ends it whatever the activity; `gone`: no live sandbox (killed, or none yet). Each "
+    "event's id resumes the stream (Last-Event-ID). "
     "A browser's EventSource cannot set headers: pass the token as `?access_token=` instead."
 )
 
@@ -51,9 +66,10 @@ class _Sender:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._revisions: dict[str, int] = {}
-        # (sandbox, deadline) warnings this client was given: a warning in the snapshot and the
-        # same one from the feed are one warning.
-        self._warned: set[tuple[str, datetime]] = set()
+        self._watches = watches(deps.warn)
+        # (kind, sandbox, deadline) warnings this client was given: a warning in the snapshot
+        # and the same one from the feed are one warning.
+        self._warned: set[tuple[ChangeKind, str, datetime]] = set()
         self.last_id: tuple[int, int] = (0, 0)
 
     def snapshot(
@@ -63,10 +79,13 @@ class _Sender:
             return [self._gone(project_id, doc.sandbox_id if doc else None, event_id)]
         self._revisions[doc.sandbox_id] = doc.revision
         messages = [self._status(doc, event_id)]
-        warning = warning_for(doc, self._deps.clock(), self._deps.warn_before)
-        if warning is not None:
-            self._warned.add((warning.sandbox_id, warning.idle_deadline_at))
-            messages.append(self._message("pauseImminent", _encoder.encode(warning), event_id))
+        now = self._deps.clock()
+        for watch in self._watches:
+            warning = watch.warning(doc, now)
+            deadline = watch.deadline(doc)
+            if warning is not None and deadline is not None:
+                self._warned.add((watch.kind, doc.sandbox_id, deadline))
+                messages.append(self._message(watch.event, _encoder.encode(warning), event_id))
         return messages
 
     def forget(self) -> None:
@@ -84,13 +103,8 @@ class _Sender:
         self.last_id = position
         if change.kind is ChangeKind.RESET:
             return None  # handled by the stream (it needs a read)
-        if change.kind is ChangeKind.WARNING:
-            warning = _warning_decoder.decode(change.data)
-            key = (warning.sandbox_id, warning.idle_deadline_at)
-            if key in self._warned:
-                return None
-            self._warned.add(key)
-            return self._message("pauseImminent", change.data, change.id)
+        if change.kind in _WARNINGS:
+            return self._warning(change)
         if change.revision <= self._revisions.get(change.sandbox_id, -1):
             return None  # older than what this client was shown
         self._revisions[change.sandbox_id] = change.revision
@@ -99,8 +113,16 @@ class _Sender:
             return self._gone(doc.project_id, doc.sandbox_id, change.id)
         return self._status(doc, change.id)
 
+    def _warning(self, change: Change) -> ServerSentEventMessage | None:
+        key = (change.kind, *_warned_about(change))
+        if key in self._warned:
+            return None
+        self._warned.add(key)
+        event = next(w.event for w in self._watches if w.kind is change.kind)
+        return self._message(event, change.data, change.id)
+
     def _status(self, doc: StatusDoc, event_id: str) -> ServerSentEventMessage:
-        status = sandbox_status(doc, self._deps.clock(), self._deps.warn_before)
+        status = sandbox_status(doc, self._deps.clock(), self._deps.warn)
         return self._message("sandbox", _encoder.encode(status), event_id)
 
     def _gone(

@@ -1,8 +1,9 @@
-"""The idle-deadline rule: when a RUNNING sandbox has been idle long enough to be paused.
+"""The deadlines a status document shows: when a RUNNING sandbox has been idle long enough to be
+paused, and when E2B ends its run regardless (its maximum instance length).
 
 One rule, applied where a status document is written (the projector, a rebuild, a replay) and
-where a deadline is shown from PostgreSQL (status-api's fleet route), so the index the enforcer
-scans and every deadline a user sees always agree. Pure: no I/O, no clock.
+where a deadline is shown from PostgreSQL (status-api's fleet route), so the indexes the enforcer
+and the warner scan and every deadline a user sees always agree. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ MAX_OVERRIDE = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
-class IdleRule:
-    """`default_seconds` is the IDLE_TIMEOUT_SECONDS setting."""
+class DeadlineRule:
+    """`default_seconds` is the IDLE_TIMEOUT_SECONDS setting, `max_lifetime_seconds` is
+    E2B_MAX_LIFETIME_SECONDS: the plan's maximum instance length (E2B: 24 h on Pro, 1 h on
+    Hobby). E2B counts it from the start of the run, and a resume starts a new run."""
 
     default_seconds: int
+    max_lifetime_seconds: int = 86_400
 
     def timeout(self, metadata: Mapping[str, str]) -> timedelta:
         raw = metadata.get(IDLE_OVERRIDE_KEY)
@@ -37,3 +41,9 @@ class IdleRule:
 
     def deadline(self, last_active_at: datetime, metadata: Mapping[str, str]) -> datetime:
         return last_active_at + self.timeout(metadata)
+
+    def hard_end(self, run_started_at: datetime) -> datetime:
+        """When E2B ends the run whatever the activity (pausing it or killing it, as the sandbox
+        was created): no refresh or connect reaches past it (400 'max instance length
+        exceeded', e2b-dev/infra orchestrator keep_alive.go)."""
+        return run_started_at + timedelta(seconds=self.max_lifetime_seconds)

@@ -1,0 +1,176 @@
+"""Warnings on the change feed shortly before a RUNNING sandbox's deadlines, once per deadline:
+`pauseImminent` before its idle deadline (activity moves it, and a new deadline is warned about
+afresh), `lifetimeEnding` before E2B ends its run regardless (its maximum instance length).
+
+Every status-api replica runs a loop per kind; a marker in Redis (set in the same step as the
+feed entry) makes one of them send each warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import msgspec
+
+from sandbox_common.readmodel import Status, StatusDoc
+from sandbox_common.readmodel.feed import ChangeKind, Warning
+from status_api import metrics
+from status_api.views import LifetimeWarning, PauseWarning, WarnWindows
+
+log = logging.getLogger(__name__)
+
+# Deadlines this far in the past are still warned about: the loop may have been late, and the
+# enforcer pauses at its next tick, not at the deadline itself.
+_LOOKBACK_SECONDS = 10.0
+
+
+# Sandboxes handled per Redis round trip: sandboxes created together reach their deadlines
+# together (a thousand a second in the benchmarks), and two round trips each was a fifth of
+# status-api's CPU while they did.
+_CHUNK = 500
+
+AnyWarning = PauseWarning | LifetimeWarning
+
+
+class Reader(Protocol):
+    async def deadlines_between(self, low: float, high: float) -> list[tuple[str, float]]: ...
+
+    async def hard_ends_between(self, low: float, high: float) -> list[tuple[str, float]]: ...
+
+    async def by_sandboxes(self, sandbox_ids: Sequence[str]) -> list[StatusDoc | None]: ...
+
+
+class Feed(Protocol):
+    async def warn_once(self, warnings: Sequence[Warning], marker_ttl_seconds: int) -> list[bool]:
+        """One answer per warning: False when its deadline was already warned about."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """One kind of deadline: where the document has it, which index lists it, how far ahead
+    it is warned about and what the warning looks like."""
+
+    kind: ChangeKind
+    event: str  # the SSE event name
+    window: timedelta
+
+    def deadline(self, doc: StatusDoc) -> datetime | None:
+        if self.kind is ChangeKind.LIFETIME:
+            return doc.max_lifetime_at
+        return doc.idle_deadline_at
+
+    async def scan(self, reader: Reader, low: float, high: float) -> list[tuple[str, float]]:
+        if self.kind is ChangeKind.LIFETIME:
+            return await reader.hard_ends_between(low, high)
+        return await reader.deadlines_between(low, high)
+
+    def warning(self, doc: StatusDoc, now: datetime) -> AnyWarning | None:
+        """The warning due for this document now, or None (not RUNNING, outside the window)."""
+        deadline = self.deadline(doc)
+        if doc.status is not Status.RUNNING or deadline is None or deadline - now > self.window:
+            return None
+        left = max(0, round((deadline - now).total_seconds()))
+        if self.kind is ChangeKind.LIFETIME:
+            return LifetimeWarning(
+                sandbox_id=doc.sandbox_id,
+                project_id=doc.project_id,
+                max_lifetime_at=deadline,
+                seconds_left=left,
+            )
+        return PauseWarning(
+            sandbox_id=doc.sandbox_id,
+            project_id=doc.project_id,
+            idle_deadline_at=deadline,
+            seconds_left=left,
+        )
+
+    def key(self, deadline: datetime) -> str:
+        """Names the deadline in the once-only marker; unique across kinds."""
+        stamp = f"{deadline.timestamp():.3f}"
+        return stamp if self.kind is ChangeKind.WARNING else f"{self.kind.value}:{stamp}"
+
+
+def watches(windows: WarnWindows) -> tuple[Watch, Watch]:
+    return (
+        Watch(ChangeKind.WARNING, "pauseImminent", windows.pause),
+        Watch(ChangeKind.LIFETIME, "lifetimeEnding", windows.lifetime),
+    )
+
+
+def warning_for(doc: StatusDoc, now: datetime, warn_before: timedelta) -> PauseWarning | None:
+    """The pauseImminent warning due for this document now (None outside the window)."""
+    warning = Watch(ChangeKind.WARNING, "pauseImminent", warn_before).warning(doc, now)
+    assert warning is None or isinstance(warning, PauseWarning)
+    return warning
+
+
+@dataclass(frozen=True, eq=False)
+class DeadlineWarner:
+    reader: Reader
+    feed: Feed
+    watch: Watch
+    clock: Callable[[], datetime]
+    interval_seconds: float = 1.0
+    # (sandbox, deadline) pairs handled here already: spares a Redis round trip per second for
+    # each of them while they stay in the window.
+    _handled: OrderedDict[tuple[str, float], None] = field(
+        default_factory=OrderedDict, init=False, repr=False
+    )
+    _encoder: msgspec.json.Encoder = field(
+        default_factory=msgspec.json.Encoder, init=False, repr=False
+    )
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception as exc:  # Redis down or rebuilt (ReadModelMissingError): next round
+                log.warning("%s warnings skipped this round: %s", self.watch.event, exc)
+            await asyncio.sleep(self.interval_seconds)
+
+    async def run_once(self) -> int:
+        now = self.clock()
+        horizon = now + self.watch.window
+        due = await self.watch.scan(
+            self.reader, now.timestamp() - _LOOKBACK_SECONDS, horizon.timestamp()
+        )
+        fresh = [entry for entry in due if entry not in self._handled]
+        sent = 0
+        for start in range(0, len(fresh), _CHUNK):
+            chunk = fresh[start : start + _CHUNK]
+            docs = await self.reader.by_sandboxes([sandbox_id for sandbox_id, _ in chunk])
+            warnings = [w for doc in docs if doc is not None if (w := self._warning(doc, now))]
+            if warnings:
+                ttl = int(self.watch.window.total_seconds() + _LOOKBACK_SECONDS) + 3600
+                answers = await self.feed.warn_once(warnings, ttl)
+                sent += sum(answers)
+                metrics.WARNINGS.labels(event=self.watch.event).inc(sum(answers))
+            for entry in chunk:
+                self._remember(entry)
+        return sent
+
+    def _warning(self, doc: StatusDoc, now: datetime) -> Warning | None:
+        warning = self.watch.warning(doc, now)
+        deadline = self.watch.deadline(doc)
+        if warning is None or deadline is None:
+            return None
+        return Warning(
+            sandbox_id=doc.sandbox_id,
+            project_id=doc.project_id,
+            revision=doc.revision,
+            deadline_key=self.watch.key(deadline),
+            payload=self._encoder.encode(warning),
+            kind=self.watch.kind,
+        )
+
+    def _remember(self, key: tuple[str, float]) -> None:
+        self._handled[key] = None
+        if len(self._handled) > 100_000:
+            self._handled.popitem(last=False)
