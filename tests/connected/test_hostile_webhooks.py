@@ -119,14 +119,18 @@ def forged(secret: str, body: bytes, how: str, cut: int) -> str | None:
     good = e2b.compute_signature(secret, body)
     digest = hashlib.sha256(secret.encode() + body).digest()
     flipped = good[:cut] + ("A" if good[cut] != "A" else "B") + good[cut + 1 :]
+    other = hashlib.sha256(secret.encode() + b"x" + body).digest()
+    # The good digest padded or in the standard alphabet is a valid signature (issue 14): the
+    # forgeries are wrong digests written those ways.
     return {
         "missing": None,
         "empty": "",
         "truncated": good[:cut],
         "flipped": flipped,
         "extended": good + "A",
-        "padded": good + "=",
-        "standard-alphabet": _b64(digest, urlsafe=False) if "-" in good or "_" in good else None,
+        "padded": flipped + "=",
+        "standard-alphabet": base64.b64encode(other).decode(),
+        "standard-alphabet-flipped": flipped.replace("-", "+").replace("_", "/"),
         "hex": digest.hex(),
         "hmac": _b64(hmac.new(secret.encode(), body, hashlib.sha256).digest()),
         "other-secret": e2b.compute_signature(secret + "x", body),
@@ -139,6 +143,7 @@ def forged(secret: str, body: bytes, how: str, cut: int) -> str | None:
 
 SIGNATURE_ATTACKS = [
     *("missing", "empty", "truncated", "flipped", "extended", "padded", "standard-alphabet"),
+    "standard-alphabet-flipped",
     *("hex", "hmac", "other-secret", "empty-secret", "body-only", "prefixed", "upper"),
 ]
 

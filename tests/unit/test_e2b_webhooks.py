@@ -76,6 +76,46 @@ def test_bad_or_missing_signature_is_refused(signature: str | None) -> None:
     assert not e2b.verify_signature(SECRET, b"{}", signature)
 
 
+def _standard_alphabet(signature: str, padded: bool) -> str:
+    """The same digest in base64's standard alphabet (`+`, `/`), as some senders write it."""
+    digest = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    text = base64.b64encode(digest).decode()
+    return text if padded else text.rstrip("=")
+
+
+def _with_both_alphabets(secret: str) -> tuple[bytes, str]:
+    """A body whose signature has a character that differs between the two alphabets."""
+    for n in range(1000):
+        body = json.dumps({**V2, "id": f"alphabet-{n}"}).encode()
+        signature = reference_signature(secret, body)
+        if "-" in signature or "_" in signature:
+            return body, signature
+    raise AssertionError("no signature with '-' or '_' in 1000 bodies")
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
+def test_the_standard_alphabet_is_accepted_with_or_without_padding(padded: bool) -> None:
+    body, signature = _with_both_alphabets(SECRET)
+    standard = _standard_alphabet(signature, padded)
+    assert standard != signature
+    assert e2b.verify_signature(SECRET, body, standard)
+    assert e2b.verify_signature(SECRET, body, signature + "=")  # URL-safe, padded
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
+def test_a_wrong_signature_is_refused_in_either_alphabet(padded: bool) -> None:
+    body, signature = _with_both_alphabets(SECRET)
+    other = reference_signature("another-secret-1234567890", body)
+    for wrong in (other, _standard_alphabet(other, padded)):
+        assert not e2b.verify_signature(SECRET, body, wrong)
+    # A good signature for another body stays wrong, whichever alphabet it is written in.
+    tampered = body.replace(b"isb7xq1", b"isb7xq2")
+    assert not e2b.verify_signature(SECRET, tampered, _standard_alphabet(signature, padded))
+    # Padding alone is not a signature, and a character past the digest still breaks it.
+    assert not e2b.verify_signature(SECRET, body, "=")
+    assert not e2b.verify_signature(SECRET, body, _standard_alphabet(signature, padded) + "A")
+
+
 def test_empty_secret_never_verifies() -> None:
     assert not e2b.verify_signature("", b"{}", reference_signature("", b"{}"))
 

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.fast_lane import WebhookLane
+from ingest import fast_lane
+from ingest.fast_lane import DrainAfterRefusal, WebhookLane
 from ingest.handlers import Outcome, WebhookIntake
 from sandbox_common import e2b
 from sandbox_common.envelope import Envelope
@@ -236,3 +237,79 @@ async def test_a_failed_concurrent_delivery_leaves_the_event_to_the_next() -> No
     assert not isinstance(second, BaseException)
     assert second.outcome is Outcome.ACCEPTED  # it waited, saw no marker, and published
     assert len(publisher.published) == 1
+
+
+class Client:
+    """The server side of one request: the body still to come, and what was sent back."""
+
+    def __init__(self, pieces: list[bytes | None]) -> None:
+        self.pieces = pieces  # None: the client sends nothing more
+        self.sent: list[dict[str, Any]] = []
+        self.received = 0
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.pieces:
+            return {"type": "http.disconnect"}
+        piece = self.pieces.pop(0)
+        if piece is None:
+            await asyncio.Event().wait()
+        assert piece is not None
+        self.received += len(piece)
+        return {"type": "http.request", "body": piece, "more_body": bool(self.pieces)}
+
+    async def send(self, message: Any) -> None:
+        self.sent.append({**message, "at_received": self.received})
+
+
+START_413 = {"type": "http.response.start", "status": 413, "headers": []}
+REFUSAL = {"type": "http.response.body", "body": b'{"status_code":413}'}
+
+
+async def test_a_413_is_written_at_once_then_the_body_is_drained_before_it_completes() -> None:
+    client = Client([b"x" * 1000] * 5)
+    refusal = DrainAfterRefusal(client.receive, client.send)
+    await refusal.receive()  # what the app read before it refused
+    await refusal.send(START_413)
+    await refusal.send(REFUSAL)
+    start, body, end = client.sent
+    assert start["status"] == 413
+    assert (body["body"], body["more_body"], body["at_received"]) == (REFUSAL["body"], True, 1000)
+    assert (end["body"], end["more_body"], end["at_received"]) == (b"", False, 5000)
+    assert client.pieces == []
+
+
+async def test_a_body_read_to_its_end_before_the_413_is_not_waited_for() -> None:
+    client = Client([b"x" * 1000])
+    refusal = DrainAfterRefusal(client.receive, client.send)
+    await refusal.receive()  # the last piece, and it crossed the limit
+    client.pieces.append(None)  # another receive would wait for ever
+    await refusal.send(START_413)
+    await asyncio.wait_for(refusal.send(REFUSAL), 1)
+    assert [m.get("more_body") for m in client.sent[1:]] == [True, False]
+
+
+async def test_the_drain_stops_at_its_byte_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast_lane, "DRAIN_MAX_BYTES", 3000)
+    client = Client([b"x" * 1000] * 10)
+    refusal = DrainAfterRefusal(client.receive, client.send)
+    await refusal.send(START_413)
+    await refusal.send(REFUSAL)
+    assert client.received == 3000
+    assert client.sent[-1]["more_body"] is False
+
+
+async def test_the_drain_stops_at_its_time_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast_lane, "DRAIN_SECONDS", 0.05)
+    client = Client([b"x" * 1000, None])  # then nothing more, and no disconnect
+    refusal = DrainAfterRefusal(client.receive, client.send)
+    await refusal.send(START_413)
+    await asyncio.wait_for(refusal.send(REFUSAL), 1)
+    assert client.sent[-1]["more_body"] is False
+
+
+async def test_other_answers_pass_through_as_they_are() -> None:
+    client = Client([b"x" * 1000] * 3)
+    refusal = DrainAfterRefusal(client.receive, client.send)
+    await refusal.send({**START_413, "status": 200})
+    await refusal.send(REFUSAL)
+    assert client.sent[-1] == {**REFUSAL, "at_received": 0}

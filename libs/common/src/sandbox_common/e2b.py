@@ -49,13 +49,23 @@ def compute_signature(secret: str, body: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+# Standard base64 alphabet -> URL-safe: one translate for both characters.
+_TO_URL_SAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def verify_signature(secret: str, body: bytes, signature: str | None) -> bool:
-    """Constant-time check of the `e2b-signature` header against the raw request bytes."""
+    """Constant-time check of the `e2b-signature` header against the raw request bytes.
+
+    Either base64 alphabet is accepted, padded or not: E2B documents the URL-safe one without
+    `=`, but E2B-compatible senders write the standard one, and a receiver that knows only one
+    would refuse every delivery if E2B ever sent the other. It is the same digest of the same
+    secret and body, written two ways, so accepting both weakens nothing.
+    """
     if not signature or not secret:
         return False
     expected = compute_signature(secret, body).encode("ascii")
     try:
-        given = signature.strip().encode("ascii")
+        given = signature.strip().encode("ascii").rstrip(b"=").translate(_TO_URL_SAFE)
     except UnicodeEncodeError:
         return False
     return hmac.compare_digest(expected, given)

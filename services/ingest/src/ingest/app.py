@@ -60,8 +60,10 @@ async def receive_webhook(
         body = await request.body()
     except RequestEntityTooLarge as exc:
         metrics.REJECTED.labels(reason="too_large").inc()
-        # The rest of the body is never read, so the connection cannot carry another
-        # request: say so, or the client reuses it and loses its next delivery.
+        # The rest of the body is read only within a bound, and dropped (by the fast lane in
+        # front: fast_lane.DrainAfterRefusal, so the client can read this answer), so the
+        # connection cannot carry another request: say so, or the client reuses it and loses
+        # its next delivery.
         raise RequestEntityTooLarge(
             detail=exc.detail, headers={"Connection": "close"}, extra={"reason": "too_large"}
         ) from exc

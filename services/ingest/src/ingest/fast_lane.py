@@ -4,11 +4,14 @@ E2B's deliveries are the one hot path of ingest. This ASGI wrapper answers `POST
 /api/webhooks/e2b` itself when the request declares a body length within the limit, with the
 same `answers.answer` the Litestar route uses (so the two cannot disagree). Everything else
 (no or oversized Content-Length, other routes, lifespan) goes to the Litestar app, which stays
-the documented (OpenAPI) and complete implementation.
+the documented (OpenAPI) and complete implementation; a delivery it refuses with 413 is drained
+on the way out (`DrainAfterRefusal`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -23,6 +26,11 @@ ASGIApp = Callable[..., Awaitable[None]]
 
 PATH = "/api/webhooks/e2b"
 _JSON = (b"content-type", b"application/json")
+# How much of a refused body is read and dropped before the connection closes (see
+# DrainAfterRefusal): enough for the bodies a confused sender posts, short enough that a client
+# sending for ever, or nothing, holds a connection only briefly.
+DRAIN_MAX_BYTES = 8 * 1024 * 1024
+DRAIN_SECONDS = 2.0
 
 
 class WebhookLane:
@@ -42,7 +50,9 @@ class WebhookLane:
             elif name == b"e2b-signature":
                 signature = value.decode("latin-1")
         if length is None or not length.isdigit() or int(length) > self._max_body:
-            await self._app(scope, receive, send)  # Litestar answers 413 / reads chunked bodies
+            # Litestar answers 413 / reads chunked bodies
+            refusal = DrainAfterRefusal(receive, send)
+            await self._app(scope, refusal.receive, refusal.send)
             return
         body = await _read_body(receive)
         if body is None:
@@ -63,3 +73,44 @@ async def _read_body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+class DrainAfterRefusal:
+    """One request's receive and send, for the app: when it answers 413, the answer is written
+    at once, then the rest of the body is read and dropped (up to DRAIN_MAX_BYTES, for up to
+    DRAIN_SECONDS), and only then is the response completed, which closes the connection.
+
+    A refused client is usually still sending. Closed under it, the connection is reset by the
+    kernel over the unread bytes, and the client often loses the 413 with it (then retries
+    the same oversized body, where a 413 would tell it to stop).
+    """
+
+    __slots__ = ("_body_read", "_receive", "_refused", "_send")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self._body_read = False
+        self._refused = False
+
+    async def receive(self) -> MutableMapping[str, Any]:
+        message = await self._receive()
+        # Litestar refuses a chunked body on the message that crosses the limit, maybe the last.
+        self._body_read = not message.get("more_body", False)
+        return message
+
+    async def send(self, message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self._refused = message["status"] == 413
+        elif self._refused and not message.get("more_body", False):
+            await self._send({**message, "more_body": True})
+            await self._drain()
+            message = {"type": "http.response.body", "body": b"", "more_body": False}
+        await self._send(message)
+
+    async def _drain(self) -> None:
+        left = DRAIN_MAX_BYTES
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while not self._body_read and left > 0:
+                    left -= len((await self.receive()).get("body", b""))

@@ -86,14 +86,17 @@ class WebhookIntake:
             done.set_result(None)
 
     async def _publish_new(self, event: e2b.WebhookEvent, started: float) -> Result:
+        # No Processed line for a duplicate: that event's line was written when it was published,
+        # and one per event keeps the line a count of events (retries would inflate it).
         if await self.dedupe.seen(event.id):
-            _log_received(event, None, Outcome.DUPLICATE, started)
+            _log_received(event, None, Outcome.DUPLICATE, _elapsed_ms(started))
             return Result(Outcome.DUPLICATE, event_id=event.id)
         pending = self.in_doubt.get(event.id)
         if pending is not None:
             await self.publisher.settle(pending)  # BrokerUnavailableError: 503 again
             await self.dedupe.mark(event.id)
-            _log_received(event, None, Outcome.ACCEPTED, started)
+            # Its Processed line is the landing's (_hold), written whether a retry comes or not.
+            _log_received(event, None, Outcome.ACCEPTED, _elapsed_ms(started))
             return Result(Outcome.ACCEPTED, event_id=event.id)
         envelope = from_webhook(
             event, received_at=datetime.now(UTC), project_metadata_key=self.project_metadata_key
@@ -103,20 +106,24 @@ class WebhookIntake:
             await self.publisher.publish(envelope)
         except BrokerUnavailableError as exc:
             if exc.in_flight is not None:
-                self._hold(event.id, exc.in_flight)
+                self._hold(event, exc.in_flight, started)
             raise
         metrics.PUBLISH_SECONDS.observe(time.perf_counter() - publish_started)
         await self.dedupe.mark(event.id)
-        _log_received(event, envelope.project_id, Outcome.ACCEPTED, started)
+        duration_ms = _elapsed_ms(started)
+        _log_received(event, envelope.project_id, Outcome.ACCEPTED, duration_ms)
+        _log_processed(event, duration_ms)
         return Result(Outcome.ACCEPTED, event_id=event.id)
 
-    def _hold(self, event_id: str, delivery: asyncio.Future[Any]) -> None:
+    def _hold(self, event: e2b.WebhookEvent, delivery: asyncio.Future[Any], started: float) -> None:
+        event_id = event.id
         self.in_doubt[event_id] = delivery
 
         def settled(done: asyncio.Future[Any]) -> None:
             if done.cancelled() or done.exception() is not None:
                 self.in_doubt.pop(event_id, None)  # lost for good: a retry publishes again
                 return
+            _log_processed(event, _elapsed_ms(started))  # durable now, though answered 503
             task = asyncio.get_running_loop().create_task(self._landed(event_id))
             self._marking.add(task)
             task.add_done_callback(self._marking.discard)
@@ -131,11 +138,16 @@ class WebhookIntake:
             self.in_doubt.pop(event_id, None)
 
 
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
 def _log_received(
-    event: e2b.WebhookEvent, project_id: str | None, outcome: Outcome, started: float
+    event: e2b.WebhookEvent, project_id: str | None, outcome: Outcome, duration_ms: float
 ) -> None:
-    """The seed's line, once per delivery, written when the outcome is known (one line, not
-    two: at thousands of webhooks a second, log volume is a real share of ingest's CPU)."""
+    """The seed's line, once per delivery, written when the outcome is known (not also when
+    the delivery arrives: at thousands of webhooks a second, log volume is a real share of
+    ingest's CPU)."""
     log.info(
         "[E2B Webhook] Received event: %s for sandbox %s",
         event.type,
@@ -147,6 +159,22 @@ def _log_received(
             "project_id": project_id,
             "payload_version": event.version,
             "outcome": outcome.value,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "duration_ms": duration_ms,
+        },
+    )
+
+
+def _log_processed(event: e2b.WebhookEvent, duration_ms: float) -> None:
+    """The seed's other line, once per event, when it is durably on the topic: the one extra
+    line an accepted event costs."""
+    log.info(
+        "[E2B Webhook] Processed %s event in %dms",
+        event.type,
+        round(duration_ms),
+        extra={
+            "event_type": event.type,
+            "sandbox_id": event.sandbox_id,
+            "event_id": event.id,
+            "duration_ms": duration_ms,
         },
     )

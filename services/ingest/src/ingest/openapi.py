@@ -47,7 +47,11 @@ WEBHOOK_BODY = Schema(
 )
 
 _HEADERS = [
-    (e2b.HEADER_SIGNATURE, "sha256(secret + raw body), URL-safe base64 without '=' (401 if wrong)"),
+    (
+        e2b.HEADER_SIGNATURE,
+        "sha256(secret + raw body), URL-safe base64 without '=' (the standard alphabet and "
+        "padding are accepted too; 401 if wrong)",
+    ),
     (e2b.HEADER_SIGNATURE_VERSION, "always v1"),
     (e2b.HEADER_DELIVERY_ID, "new on every attempt (never used to dedupe)"),
     (e2b.HEADER_WEBHOOK_ID, "the registration's id"),
