@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from enforcer.ticker.tick import TickOptions, pause_messages, run_tick
 from projector.domain import fold
@@ -35,6 +38,9 @@ class Memory:
     commands: dict[str, Command] = field(default_factory=dict)
     asked_limit: int | None = None
 
+    async def running_count(self) -> int:
+        return sum(1 for d in self.docs.values() if d.idle_deadline_at is not None)
+
     async def due(self, now: datetime, limit: int) -> list[str]:
         self.asked_limit = limit
         due = sorted(
@@ -60,7 +66,7 @@ class Memory:
 async def test_only_sandboxes_past_their_deadline_are_paused() -> None:
     mem = Memory({"idle": running("idle", 200), "busy": running("busy", 30)})
     report = await run_tick(NOW, mem, mem, TickOptions(batch_size=100, dry_run=False))
-    assert (report.checked, report.paused, report.errors) == (1, 1, 0)
+    assert (report.running, report.checked, report.paused, report.errors) == (2, 1, 1, 0)
     ((command, fact),) = mem.sent
     assert command.type is CommandType.PAUSE
     assert command.sandbox_id == "idle"
@@ -140,3 +146,17 @@ async def test_the_same_idleness_is_not_requested_again_and_never_undoes_a_pause
     undone = fold(None, [first, paused, copy])
     assert undone is not None
     assert undone.status is Status.PAUSING
+
+
+async def test_the_found_line_counts_the_running_sandboxes_and_carries_the_due_ones(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The seed's dashboards read X in "Found X running sandboxes to check" as the fleet running.
+    mem = Memory(
+        {"idle": running("idle", 200), "busy": running("busy", 30), "b2": running("b2", 5)}
+    )
+    with caplog.at_level(logging.INFO, logger="enforcer"):
+        await run_tick(NOW, mem, mem, TickOptions(batch_size=100, dry_run=True))
+    (found,) = [r for r in caplog.records if "running sandboxes to check" in r.getMessage()]
+    assert found.getMessage() == "[Sandbox Idle Enforcer] Found 3 running sandboxes to check"
+    assert (found.__dict__["running"], found.__dict__["due"]) == (3, 1)

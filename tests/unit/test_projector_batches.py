@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -88,6 +89,19 @@ async def test_redelivered_batch_changes_nothing() -> None:
     assert again.changed == []
     assert store.rows["sbx-1"][1] == 1
     assert len(store.history) == 2
+
+
+async def test_a_pause_that_lands_is_logged_once_as_the_seed_did(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store, rm, dlq = MemoryStore(), MemoryReadModel(), MemoryDeadLetters()
+    paused = records(fact(FactType.CREATED, 0), fact(FactType.PAUSED, 5))
+    with caplog.at_level(logging.INFO, logger="projector.handlers"):
+        await project_batch(paused, store, rm, dlq)
+        await project_batch(paused, store, rm, dlq)  # re-delivered: nothing new
+        await project_batch(records(fact(FactType.UPDATED, 6)), store, rm, dlq)  # still PAUSED
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Marked")]
+    assert lines == ["Marked sandbox sbx-1 as PAUSED (project: p1)"]
 
 
 async def test_poison_goes_to_dead_letters_and_the_rest_is_projected() -> None:

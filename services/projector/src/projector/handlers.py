@@ -17,6 +17,7 @@ from typing import Protocol
 from projector.domain import SandboxState, evolve
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope, EnvelopeError, decode
+from sandbox_common.readmodel import Status
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ class Folded:
     # Unchanged, but Redis may have missed them before a crash: rewritten there.
     touched: list[Projected]
     offsets: list[tuple[str, int, int]]
+    # States this batch turned PAUSED (not PAUSED before it): the seed's "Marked ... PAUSED".
+    newly_paused: list[SandboxState] = field(default_factory=list)
 
     @property
     def outcome(self) -> BatchOutcome:
@@ -120,6 +123,7 @@ def fold_batch(
         states[sid] = evolve(states.get(sid), positioned.fact)
     changed: list[Projected] = []
     touched: list[Projected] = []
+    paused: list[SandboxState] = []
     for sid, state in states.items():
         before = current.get(sid)
         if before is None:
@@ -128,7 +132,13 @@ def fold_batch(
             changed.append(Projected(state, before[1] + 1))
         else:
             touched.append(Projected(state, before[1]))
-    return Folded(list(facts), list(poison), changed, touched, next_offsets(records))
+            continue
+        if state.status is Status.PAUSED and (
+            before is None or before[0].status is not Status.PAUSED
+        ):
+            paused.append(state)
+    offsets = next_offsets(records)
+    return Folded(list(facts), list(poison), changed, touched, offsets, paused)
 
 
 async def project_batch(
@@ -145,7 +155,7 @@ async def project_batch(
         current = await tx.load(sorted({p.fact.sandbox_id for p in facts}))
         folded = fold_batch(records, facts, poison, current)
         await tx.save(folded.changed, facts, folded.offsets)
-    await read_model.publish([*folded.changed, *folded.touched])
+    await publish_folded(folded, read_model)
     return folded.outcome
 
 
@@ -162,6 +172,15 @@ async def store_folded(folded: Folded, store: StateStore, dead_letters: DeadLett
 async def publish_folded(folded: Folded, read_model: ReadModel) -> None:
     """The second half: Redis, once PostgreSQL holds the batch."""
     await read_model.publish([*folded.changed, *folded.touched])
+    # Once the pause shows to readers. A crash just before loses the line, not the pause: the
+    # re-delivered batch finds the state PAUSED in PostgreSQL already.
+    for state in folded.newly_paused:
+        log.info(
+            "Marked sandbox %s as PAUSED (project: %s)",
+            state.sandbox_id,
+            state.project_id,
+            extra={"sandbox_id": state.sandbox_id, "project_id": state.project_id},
+        )
 
 
 def next_offsets(records: Sequence[Record]) -> list[tuple[str, int, int]]:

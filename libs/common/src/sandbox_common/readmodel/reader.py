@@ -89,6 +89,10 @@ class ReadModelReader:
         if not await self.is_complete():
             raise ReadModelMissingError("the read model is being rebuilt; retry shortly")
 
+    async def running_count(self) -> int:
+        """RUNNING sandboxes with an idle deadline: the whole idle-deadline index (ZCARD)."""
+        return int(await self._client.zcard(keys.IDLE_DEADLINES))
+
     async def due(self, now: datetime, limit: int) -> list[str]:
         """RUNNING sandboxes whose idle deadline has passed, oldest first: only the due part of
         the index is read (cost grows with the number due, not with the fleet)."""
