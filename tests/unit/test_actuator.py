@@ -173,6 +173,16 @@ async def test_retryable_answers_are_retried_with_backoff_then_paused(busy: Paus
     assert [f.type for f in fakes.facts] == [FactType.PAUSED]
 
 
+async def test_a_429s_retry_after_is_waited_out_never_less() -> None:
+    # E2B asked for 7 s; our own backoff would have tried again after 0.75 s.
+    asked = PauseResult(PauseOutcome.RETRYABLE, 429, "HTTP 429: Rate limit", retry_after=7.0)
+    brief = PauseResult(PauseOutcome.RETRYABLE, 429, "HTTP 429: Rate limit", retry_after=0.1)
+    fakes = Fakes([doc()], [asked, brief, OK])
+    handled = await fakes.actuator().handle(record())
+    assert (handled.outcome, handled.attempts) == ("paused", 3)
+    assert fakes.sleeps == [7.0, 1.5]  # a shorter Retry-After than our backoff changes nothing
+
+
 async def test_activity_during_backoff_cancels_the_retry() -> None:
     fakes = Fakes([doc(), doc(active=T0 + timedelta(seconds=30))], [BUSY, OK])
     assert (await fakes.actuator().handle(record())).outcome == "cancelled"

@@ -4,14 +4,17 @@ the token bucket with a fake clock."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
 from enforcer.actuator.e2b import E2BSandboxControl
 from enforcer.domain.outcomes import PauseOutcome
-from sandbox_common.e2b_api.client import CallLimits, E2BApi
+from sandbox_common.e2b_api.client import CallLimits, E2BApi, retry_after
 from sandbox_common.e2b_api.pacing import TokenBucket
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
 
 def client(handler: httpx.MockTransport) -> E2BApi:
@@ -104,3 +107,78 @@ async def test_concurrency_is_capped() -> None:
     finally:
         await e2b.aclose()
     assert peak == 3
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("7", 7.0),
+        (" 0 ", 0.0),
+        ("Wed, 02 Dec 2026 12:00:30 GMT", 30.0),  # an HTTP-date: until then
+        ("Wed, 02 Dec 2026 11:59:00 GMT", 0.0),  # already past
+        ("86400", 120.0),  # bounded: a proxy's nonsense must not stall every replica for a day
+        ("soon", None),
+        ("-3", None),
+        (None, None),
+    ],
+)
+def test_retry_after_reads_seconds_or_a_date(header: str | None, seconds: float | None) -> None:
+    assert retry_after(header, NOW) == seconds
+
+
+class RecordingPace:
+    def __init__(self) -> None:
+        self.acquired = 0
+        self.deferred: list[float] = []
+
+    async def acquire(self) -> None:
+        self.acquired += 1
+
+    async def defer(self, seconds: float) -> None:
+        self.deferred.append(seconds)
+
+
+async def test_a_429_defers_the_whole_pace_and_carries_retry_after_to_the_caller() -> None:
+    answers = iter(
+        [
+            httpx.Response(
+                429, json={"code": 429, "message": "slow"}, headers={"Retry-After": "4"}
+            ),
+            httpx.Response(429, json={"code": 429, "message": "slow"}),
+            httpx.Response(204),
+        ]
+    )
+    pace = RecordingPace()
+    e2b = E2BApi(
+        "http://e2b.test",
+        "k",
+        CallLimits(pace=pace),
+        transport=httpx.MockTransport(lambda request: next(answers)),
+    )
+    try:
+        first = await E2BSandboxControl(e2b).pause("s1")
+        second = await E2BSandboxControl(e2b).pause("s1")
+        third = await E2BSandboxControl(e2b).pause("s1")
+    finally:
+        await e2b.aclose()
+    assert (first.outcome, first.retry_after) == (PauseOutcome.RETRYABLE, 4.0)
+    assert (second.outcome, second.retry_after) == (PauseOutcome.RETRYABLE, None)
+    assert third.outcome is PauseOutcome.PAUSED
+    # Every caller sharing the pace holds back: as asked, or a second when E2B did not say.
+    assert pace.deferred == [4.0, 1.0]
+    assert pace.acquired == 3
+
+
+async def test_a_deferred_bucket_lets_nothing_through_until_then_and_then_paces() -> None:
+    now = [0.0]
+    waited: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        now[0] += seconds
+
+    bucket = TokenBucket(10.0, 5, clock=lambda: now[0], sleep=sleep)
+    await bucket.defer(3.0)
+    await bucket.acquire()
+    await bucket.acquire()
+    assert now[0] == pytest.approx(3.1)  # not before 3 s, then at the rate (no burst)

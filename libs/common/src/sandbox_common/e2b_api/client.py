@@ -30,13 +30,15 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
 
 from sandbox_common.e2b_api.listing import ListedSandbox
-from sandbox_common.e2b_api.pacing import TokenBucket
+from sandbox_common.e2b_api.pacing import Pace, TokenBucket
 from sandbox_common.settings import E2BApiSettings
 
 WEBHOOKS = "/events/webhooks"
@@ -52,29 +54,58 @@ class E2BApiError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class Reply:
     """E2B's answer to a lifecycle command; `status` None: no answer (the reason is in
-    `message`)."""
+    `message`). `retry_after`: the seconds E2B asked us to wait (a 429's or 503's Retry-After)."""
 
     status: int | None
     message: str = ""
+    retry_after: float | None = None
+
+
+# A 429 without a Retry-After still holds every caller back this long; one with an absurd
+# value (a misconfigured proxy) holds them back at most this long, not for hours.
+_DEFAULT_BACKOFF_SECONDS = 1.0
+_MAX_RETRY_AFTER_SECONDS = 120.0
+
+
+def retry_after(value: str | None, now: datetime) -> float | None:
+    """Retry-After (RFC 9110 10.2.3): delay-seconds or an HTTP-date, bounded; None if absent or
+    unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            at = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if at.tzinfo is None:
+            return None
+        seconds = (at - now).total_seconds()
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
 class CallLimits:
     """Per-call timeout, calls in flight, and their pace (by default 100/s, well below E2B's
-    ~666/s per team, which other clients share)."""
+    ~666/s per team, which other clients share). `pace`: one shared with other replicas (at
+    that rate); None, a bucket of this process's own."""
 
     timeout_seconds: float = 10.0
     max_concurrency: int = 32
     rate_per_second: float = 100.0
     burst: int = 100
+    pace: Pace | None = None
 
     @classmethod
-    def of(cls, settings: E2BApiSettings) -> CallLimits:
+    def of(cls, settings: E2BApiSettings, pace: Pace | None = None) -> CallLimits:
         return cls(
             settings.e2b_timeout_seconds,
             settings.e2b_max_concurrency,
             settings.e2b_rate_per_second,
             settings.e2b_rate_burst,
+            pace,
         )
 
 
@@ -99,16 +130,19 @@ class E2BApi:
             transport=transport,
         )
         self._slots = asyncio.Semaphore(limits.max_concurrency)
-        self._pace = TokenBucket(limits.rate_per_second, limits.burst)
+        # This process's own pace unless given one shared with other replicas.
+        self._pace: Pace = limits.pace or TokenBucket(limits.rate_per_second, limits.burst)
         self._observe = observe
 
     @classmethod
-    def of(cls, settings: E2BApiSettings, observe: Observer | None = None) -> E2BApi:
+    def of(
+        cls, settings: E2BApiSettings, observe: Observer | None = None, pace: Pace | None = None
+    ) -> E2BApi:
         """The client as a process's settings say (E2B_API_URL, E2B_API_KEY, E2B_*)."""
         return cls(
             settings.e2b_api_url,
             settings.e2b_api_key,
-            CallLimits.of(settings),
+            CallLimits.of(settings, pace),
             observe=observe,
         )
 
@@ -236,7 +270,10 @@ class E2BApi:
             return Reply(None, f"timeout: {type(exc).__name__}")
         except httpx.HTTPError as exc:
             return Reply(None, f"transport: {exc!r}"[:300])
-        return Reply(response.status_code, "" if response.is_success else _message(response))
+        if response.is_success:
+            return Reply(response.status_code)
+        wait = retry_after(response.headers.get("retry-after"), datetime.now(UTC))
+        return Reply(response.status_code, _message(response), wait)
 
     async def _call(
         self, method: str, path: str, *, allow: tuple[int, ...] = (), **kwargs: Any
@@ -273,6 +310,10 @@ class E2BApi:
             try:
                 response = await self._http.request(method, path, **kwargs)
                 outcome = str(response.status_code)
+                if response.status_code == 429:
+                    # Over E2B's per-team limit: every caller sharing this pace holds back.
+                    wait = retry_after(response.headers.get("retry-after"), datetime.now(UTC))
+                    await self._pace.defer(_DEFAULT_BACKOFF_SECONDS if wait is None else wait)
                 return response
             except httpx.TimeoutException:
                 outcome = "timeout"

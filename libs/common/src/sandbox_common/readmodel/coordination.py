@@ -1,19 +1,28 @@
 """Short-lived Redis keys beside the read model, with the rules that go with them: leases (one
-ticking enforcer, one reconciling one), heartbeat throttling, and markers of work already done
-(a pause requested, a command carried out). Losing any of them costs a repeat, never a wrong
-state: each is backed by a deterministic id or a revision guard elsewhere."""
+ticking enforcer, one reconciling one), heartbeat throttling, the E2B call budget the replicas
+share, and markers of work already done (a pause requested, a command carried out). Losing any
+of them costs a repeat or a moment of unshared pacing, never a wrong state: each is backed by a
+deterministic id or a revision guard elsewhere."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
+from sandbox_common.e2b_api.pacing import Pace, TokenBucket
 from sandbox_common.readmodel import keys
 from sandbox_common.readmodel.redis_text import text
+from sandbox_common.settings import E2BApiSettings
+
+log = logging.getLogger(__name__)
 
 # Take the lease if free, or extend it if it is already ours; never take another's.
 _HOLD = """
@@ -67,6 +76,91 @@ async def lease_holder(client: aioredis.Redis, name: LeaseName) -> LeaseHolder |
     if not holder:
         return None
     return LeaseHolder(text(holder), ttl_ms / 1000 if ttl_ms > 0 else None)
+
+
+# GCRA with reservations, on the Redis server's clock (the replicas' clocks never meet). Each
+# call takes the next slot at once and is told how long to wait for it: one round trip per call,
+# no polling, arrival order across replicas. A deferral (E2B's 429 Retry-After) moves every
+# later slot past it. KEYS: the budget. ARGV: interval us, burst tolerance us, defer us (0: a
+# call). Returns the wait in us.
+_BUDGET = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local interval, tolerance, defer = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local wait = 0
+if defer > 0 then
+  tat = math.max(tat, now + defer + tolerance)
+else
+  wait = math.max(0, tat - tolerance - now)
+  tat = tat + interval
+end
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+return wait
+"""
+
+
+class SharedBudget:
+    """E2B's per-team rate limit is one budget for every replica: the actuators and the
+    reconciler take their calls' slots from here instead of each pacing itself alone. While
+    Redis cannot answer, calls are paced by this process's own bucket (`fallback`) rather than
+    held up: Redis being down must not stop pauses reaching E2B."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        rate_per_second: float,
+        burst: int,
+        fallback: Pace,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._script = client.register_script(_BUDGET)
+        self._interval_us = max(1, math.ceil(1_000_000 / rate_per_second))
+        self._tolerance_us = self._interval_us * max(0, burst - 1)
+        self._fallback = fallback
+        self._sleep = sleep
+        self._degraded = False
+
+    @classmethod
+    def of(cls, client: aioredis.Redis, settings: E2BApiSettings) -> SharedBudget:
+        """At E2B_RATE_PER_SECOND / E2B_RATE_BURST for all replicas together."""
+        rate, burst = settings.e2b_rate_per_second, settings.e2b_rate_burst
+        return cls(client, rate, burst, TokenBucket(rate, burst))
+
+    async def acquire(self) -> None:
+        try:
+            wait_us = await self._script(
+                keys=[keys.E2B_BUDGET], args=[self._interval_us, self._tolerance_us, 0]
+            )
+        except RedisError as exc:
+            self._note(exc)
+            await self._fallback.acquire()
+            return
+        self._note(None)
+        if int(wait_us) > 0:
+            await self._sleep(int(wait_us) / 1_000_000)
+
+    async def defer(self, seconds: float) -> None:
+        await self._fallback.defer(seconds)
+        try:
+            await self._script(
+                keys=[keys.E2B_BUDGET],
+                args=[self._interval_us, self._tolerance_us, max(1, math.ceil(seconds * 1e6))],
+            )
+        except RedisError as exc:
+            self._note(exc)
+
+    def _note(self, failure: RedisError | None) -> None:
+        """One line when sharing stops and one when it resumes, not one per call."""
+        if failure is not None and not self._degraded:
+            log.warning(
+                "E2B call budget not shared (Redis: %s): pacing this process alone", failure
+            )
+        elif failure is None and self._degraded:
+            log.info("E2B call budget shared again")
+        self._degraded = failure is not None
 
 
 class ActivityThrottle:

@@ -18,6 +18,10 @@ def project_sandbox(project_id: str) -> str:
 # not with the fleet); the projector keeps it in step with the status documents.
 IDLE_DEADLINES = f"{_PREFIX}:idle-deadlines"
 
+# String: the E2B call budget every actuator and reconciler replica shares (a GCRA "theoretical
+# arrival time" in microseconds of the Redis server's clock).
+E2B_BUDGET = f"{_PREFIX}:e2b-budget"
+
 # String: the id of the one ticker replica allowed to tick, with a TTL (ENFORCER_LEASE_SECONDS).
 TICKER_LEASE = f"{IDLE_DEADLINES}:ticker-lease"
 

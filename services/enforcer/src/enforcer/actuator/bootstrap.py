@@ -18,7 +18,7 @@ from sandbox_common.broker import BrokerDeadLetters, BrokerFacts
 from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.e2b_api.client import E2BApi
 from sandbox_common.probes import failing
-from sandbox_common.readmodel.coordination import CommandLedger
+from sandbox_common.readmodel.coordination import CommandLedger, SharedBudget
 from sandbox_common.readmodel.reader import ReadModelReader
 
 log = logging.getLogger("enforcer.actuator")
@@ -33,7 +33,8 @@ class ActuatorParts:
         s = settings
         self._broker = broker
         self._redis: aioredis.Redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
-        self._e2b = E2BApi.of(s, observe=_observe)
+        # One E2B budget for every actuator and reconciler replica (E2B limits the team).
+        self._e2b = E2BApi.of(s, observe=_observe, pace=SharedBudget.of(self._redis, s))
         self._reader = ReadModelReader(self._redis)
         self.actuator = Actuator(
             Ports(

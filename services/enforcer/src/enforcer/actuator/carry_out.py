@@ -19,6 +19,7 @@ from enforcer.actuator import facts
 from enforcer.actuator.retry import (
     Handled,
     Operation,
+    Retry,
     RetryPolicy,
     with_retries,
 )
@@ -146,7 +147,7 @@ class Actuator:
         # deadline/idle_seconds are the ticker's bookkeeping; still_due only reads `judged`.
         check = PauseCommand(command.command_id, command.sandbox_id, None, judged, judged, 0)
 
-        async def attempt(n: int) -> Handled | str:
+        async def attempt(n: int) -> Handled | Retry:
             # Re-read before every attempt: activity during the backoff also cancels the pause.
             doc = await self._ports.reader.by_sandbox(command.sandbox_id)
             if not still_due(check, doc):
@@ -166,7 +167,7 @@ class Actuator:
     def _resume(self, record: Record, command: Command) -> Operation:
         """Wake: E2B's connect, retried like a pause; RESUMED flips the state to RUNNING at once."""
 
-        async def attempt(n: int) -> Handled | str:
+        async def attempt(n: int) -> Handled | Retry:
             result = await self._ports.e2b.connect(command.sandbox_id, self._resume_timeout)
             return await self._end(command, n, result, _RESUME_ENDS)
 
@@ -185,7 +186,7 @@ class Actuator:
         that the app itself chose (right after `created`, that end is not even known to us)."""
         seconds = extend_timeout_seconds(command, self._resume_timeout)
 
-        async def attempt(n: int) -> Handled | str:
+        async def attempt(n: int) -> Handled | Retry:
             doc = await self._ports.reader.by_sandbox(command.sandbox_id)
             result = await self._ports.e2b.refresh(command.sandbox_id, seconds)
             final = _EXTEND_FINAL.get(result.outcome)
@@ -206,13 +207,13 @@ class Actuator:
 
     async def _end(
         self, command: Command, n: int, result: Result[OutcomeT], ends: Mapping[OutcomeT, FactOf]
-    ) -> Handled | str:
+    ) -> Handled | Retry:
         """A final answer publishes its fact; any other is a reason to try again."""
         if result.outcome is ResumeOutcome.AT_LIMIT:  # running, and E2B will not extend it
             return _done(command, result.outcome, n, result.status)
         fact_of = ends.get(result.outcome)
         if fact_of is None:
-            return result.reason
+            return Retry(result.reason, result.retry_after)
         await self._ports.facts.publish(fact_of(command, self._clock(), result.status))
         return _done(command, result.outcome, n, result.status)
 

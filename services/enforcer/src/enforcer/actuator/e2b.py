@@ -3,15 +3,19 @@ answers, classified by the domain (enforcer.domain.outcomes)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from enforcer.domain.outcomes import (
+    OutcomeT,
     PauseResult,
+    Result,
     ResumeResult,
     TimeoutResult,
     classify_connect,
     classify_pause,
     classify_refresh,
 )
-from sandbox_common.e2b_api.client import E2BApi
+from sandbox_common.e2b_api.client import E2BApi, Reply
 
 
 class E2BSandboxControl:
@@ -20,12 +24,19 @@ class E2BSandboxControl:
 
     async def pause(self, sandbox_id: str) -> PauseResult:
         reply = await self._api.pause(sandbox_id)
-        return classify_pause(reply.status, reply.message)
+        return _waiting(classify_pause(reply.status, reply.message), reply)
 
     async def connect(self, sandbox_id: str, timeout_seconds: int) -> ResumeResult:
         reply = await self._api.connect(sandbox_id, timeout_seconds)
-        return classify_connect(reply.status, reply.message)
+        return _waiting(classify_connect(reply.status, reply.message), reply)
 
     async def refresh(self, sandbox_id: str, duration_seconds: int) -> TimeoutResult:
         reply = await self._api.refresh(sandbox_id, duration_seconds)
-        return classify_refresh(reply.status, reply.message)
+        return _waiting(classify_refresh(reply.status, reply.message), reply)
+
+
+def _waiting(result: Result[OutcomeT], reply: Reply) -> Result[OutcomeT]:
+    """The result, with how long E2B asked us to wait before the next try (Retry-After)."""
+    if reply.retry_after is None:
+        return result
+    return dataclasses.replace(result, retry_after=reply.retry_after)

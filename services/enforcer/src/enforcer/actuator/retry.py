@@ -38,14 +38,22 @@ class Handled:
 
 
 @dataclass(frozen=True)
+class Retry:
+    """Why to try again, and how long E2B asked us to wait first (its Retry-After), if it did."""
+
+    reason: str
+    after_seconds: float | None = None
+
+
+@dataclass(frozen=True)
 class Operation:
     """One E2B call for one command: `attempt(n)` is finished (a Handled) or says why to try
-    again (a str); `give_up` is the fact published when every attempt failed, if any."""
+    again (a Retry); `give_up` is the fact published when every attempt failed, if any."""
 
     name: str
     record: Record
     command: Command
-    attempt: Callable[[int], Awaitable[Handled | str]]
+    attempt: Callable[[int], Awaitable[Handled | Retry]]
     give_up: Callable[[str], Envelope] | None = None
 
 
@@ -57,9 +65,10 @@ async def with_retries(
         outcome = await operation.attempt(n)
         if isinstance(outcome, Handled):
             return outcome
-        last = outcome
+        last = outcome.reason
         if n < policy.attempts:
-            delay = policy.delay(n, policy.rand())
+            # E2B's Retry-After (a 429) is honoured: never sooner than it asked.
+            delay = max(policy.delay(n, policy.rand()), outcome.after_seconds or 0.0)
             log.warning(
                 "%s of sandbox %s not accepted (%s), retrying in %.2fs",
                 operation.name,

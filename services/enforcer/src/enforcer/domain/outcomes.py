@@ -44,6 +44,8 @@ class Result(Generic[OutcomeT]):
     outcome: OutcomeT
     status: int | None  # None: no HTTP answer (timeout, connection error)
     reason: str = ""
+    # Seconds E2B asked us to wait before trying again (a 429's Retry-After), if it said.
+    retry_after: float | None = None
 
 
 PauseResult = Result[PauseOutcome]

@@ -21,20 +21,23 @@ from enforcer.schedule import parse_schedule
 from enforcer.settings import TickerSettings
 from sandbox_common.e2b_api.client import E2BApi
 from sandbox_common.kafka_publisher import KafkaPublisher
-from sandbox_common.readmodel.coordination import Lease, LeaseName
+from sandbox_common.readmodel.coordination import Lease, LeaseName, SharedBudget
 
 log = logging.getLogger("reconciler")
 
 
 @asynccontextmanager
-async def parts(settings: TickerSettings) -> AsyncIterator[Ports]:
+async def parts(
+    settings: TickerSettings, redis: aioredis.Redis | None = None
+) -> AsyncIterator[Ports]:
+    """With `redis`, E2B calls take their slots from the budget the actuators share."""
     settings.require("e2b_api_key")
     async with AsyncExitStack() as stack:
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
         stack.push_async_callback(pool.close)
         # Every call is paced: a pass over a fleet we know much more of than E2B lists (a
         # confirming GET each) must stay far under E2B's per-team rate limit.
-        api = E2BApi.of(settings)
+        api = E2BApi.of(settings, pace=SharedBudget.of(redis, settings) if redis else None)
         stack.push_async_callback(api.aclose)
         publisher = KafkaPublisher(
             settings.kafka_bootstrap_servers,
@@ -45,8 +48,10 @@ async def parts(settings: TickerSettings) -> AsyncIterator[Ports]:
         yield Ports(PostgresKnown(pool), E2BInventory(api), publisher)
 
 
-async def reconcile_once(settings: TickerSettings, *, dry_run: bool = False) -> Plan:
-    async with parts(settings) as ports:
+async def reconcile_once(
+    settings: TickerSettings, *, dry_run: bool = False, redis: aioredis.Redis | None = None
+) -> Plan:
+    async with parts(settings, redis) as ports:
         return await reconcile(
             datetime.now(UTC), ports, project_key=settings.project_metadata_key, dry_run=dry_run
         )
@@ -59,7 +64,7 @@ def periodic_reconciler(settings: TickerSettings, redis: aioredis.Redis) -> Peri
         return None
 
     async def one_pass() -> None:
-        await reconcile_once(settings, dry_run=settings.enforcer_dry_run)
+        await reconcile_once(settings, dry_run=settings.enforcer_dry_run, redis=redis)
 
     schedule = parse_schedule(settings.reconciler_schedule, "RECONCILER_SCHEDULE")
     log.info("reconciler comparing with E2B on %r", schedule.expression)
