@@ -347,3 +347,81 @@ async def test_events_api_camel_case(api: httpx.AsyncClient) -> None:
     assert events[0]["sandboxId"] == sid
     assert events[0]["eventData"] == {"sandboxMetadata": {"projectId": "p9"}}
     assert len((await api.get("/events/sandboxes")).json()) == 3
+
+
+async def test_v2_create_and_connect_bodies(api: httpx.AsyncClient) -> None:
+    """What E2B's SDK 2.63 sends: POST /v2/sandboxes and POST /v2/sandboxes/{id}/connect."""
+    r = await api.post("/v2/sandboxes", json={"templateID": "base", "envVars": {"A": "1"}})
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert set(created) >= {"sandboxID", "templateID", "clientID", "envdVersion"}
+    sid = created["sandboxID"]
+    detail = (await api.get(f"/sandboxes/{sid}")).json()
+    span = datetime.fromisoformat(detail["endAt"]) - datetime.fromisoformat(detail["startedAt"])
+    assert span == timedelta(seconds=300)  # the v2 default
+    assert detail["lifecycle"] == {"onTimeout": "kill", "autoResume": False}
+    for bad in ({"templateID": "base", "timeout": 0}, {"timeout": 60}):
+        assert (await api.post("/v2/sandboxes", json=bad)).status_code == 400
+    too_long = await api.post("/v2/sandboxes", json={"templateID": "base", "timeout": 86_401})
+    assert too_long.json() == {"code": 400, "message": "Timeout cannot be greater than 24 hours"}
+
+    assert (await api.post(f"/v2/sandboxes/{sid}/connect")).status_code == 200  # no body
+    assert (await api.post(f"/v2/sandboxes/{sid}/connect", json={"timeout": 0})).status_code == 400
+    await api.post(f"/sandboxes/{sid}/pause")
+    resumed = await api.post(f"/v2/sandboxes/{sid}/connect", json={"timeout": 60, "memory": False})
+    assert resumed.status_code == 201
+    assert resumed.json()["sandboxID"] == sid
+    assert (await api.post("/v2/sandboxes/nope/connect", json={})).status_code == 404
+    calls = (await api.get("/_sim/calls", params={"sandboxId": sid, "op": "connect"})).json()
+    assert [c["status"] for c in calls] == [200, 400, 201]
+
+    lifecycle = {"templateID": "base", "autoPause": True, "autoResume": {"enabled": True}}
+    for route in ("/v2/sandboxes", "/sandboxes"):
+        made = (await api.post(route, json=lifecycle)).json()["sandboxID"]
+        shown = (await api.get(f"/sandboxes/{made}")).json()["lifecycle"]
+        assert shown == {"onTimeout": "pause", "autoResume": True}
+
+
+async def test_timeout_is_capped_at_the_maximum_instance_length(api: httpx.AsyncClient) -> None:
+    sid = await create(api, timeout=60)
+    r = await api.post(f"/sandboxes/{sid}/timeout", json={"timeout": 200_000})
+    assert r.status_code == 204
+    detail = (await api.get(f"/sandboxes/{sid}")).json()
+    start, end = (datetime.fromisoformat(detail[k]) for k in ("startedAt", "endAt"))
+    assert end == start + timedelta(hours=24)
+
+
+async def test_list_reads_metadata_as_e2b_does_and_orders(api: httpx.AsyncClient) -> None:
+    first = await create(api, metadata={"a b": "c&d=e", "t": "x"})
+    second = await create(api, metadata={"t": "x"}, templateID="py")
+    # E2B's SDKs escape each key and value, then encode the whole query.
+    r = await api.get("/v2/sandboxes", params={"metadata": "a%2520b=c%2526d%253De"})
+    assert [s["sandboxID"] for s in r.json()] == [first]
+    assert "lifecycle" not in r.json()[0]
+    ordered = await api.get("/v2/sandboxes", params={"metadata": "t=x", "order": "asc"})
+    assert [s["sandboxID"] for s in ordered.json()] == [first, second]
+    py = await api.get("/v2/sandboxes", params={"template": "py"})
+    assert [s["sandboxID"] for s in py.json()] == [second]
+    started = (await api.get(f"/sandboxes/{second}")).json()["startedAt"]
+    after = await api.get("/v2/sandboxes", params={"startedAfter": started})
+    assert [s["sandboxID"] for s in after.json()] == [second]
+    for bad in ({"metadata": "novalue"}, {"order": "up"}, {"startedAfter": "yesterday"}):
+        assert (await api.get("/v2/sandboxes", params=bad)).status_code == 400
+
+
+async def test_traffic_endpoint(api: httpx.AsyncClient, receiver: Receiver) -> None:
+    await register(api, receiver, events=["sandbox.lifecycle.resumed"])
+    sid = await create(api, autoPause=True, autoResume={"enabled": True})
+    assert (await api.post(f"/_sim/sandboxes/{sid}/traffic")).status_code == 200  # running
+    await api.post(f"/sandboxes/{sid}/pause")
+    woken = await api.post(f"/_sim/sandboxes/{sid}/traffic")
+    assert woken.status_code == 201
+    assert woken.json()["state"] == "running"
+    await eventually(lambda: len(receiver.received) == 1)
+    assert bodies(receiver)[0]["sandbox_id"] == sid
+    plain = await create(api)
+    await api.post(f"/sandboxes/{plain}/pause")
+    assert (await api.post(f"/_sim/sandboxes/{plain}/traffic")).status_code == 409
+    assert (await api.get(f"/sandboxes/{plain}")).json()["state"] == "paused"
+    assert (await api.post("/_sim/sandboxes/nope/traffic")).status_code == 404
+    assert (await api.get("/_sim/calls", params={"sandboxId": sid, "op": "traffic"})).json() == []

@@ -4,6 +4,7 @@ the token bucket with a fake clock."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 
 import httpx
@@ -182,3 +183,36 @@ async def test_a_deferred_bucket_lets_nothing_through_until_then_and_then_paces(
     await bucket.acquire()
     await bucket.acquire()
     assert now[0] == pytest.approx(3.1)  # not before 3 s, then at the rate (no burst)
+
+
+async def test_create_v2_sends_e2b_lifecycle_fields() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json={"sandboxID": "isb1", "templateID": "base"})
+
+    e2b = client(httpx.MockTransport(answer))
+    try:
+        sandbox_id = await e2b.create_sandbox_v2(
+            template_id="base",
+            timeout_seconds=60,
+            metadata={"projectId": "p1"},
+            on_timeout="pause",
+            auto_resume=True,
+        )
+        await e2b.create_sandbox_v2(template_id="base", timeout_seconds=60, metadata={})
+    finally:
+        await e2b.aclose()
+    assert sandbox_id == "isb1"
+    first, second = seen
+    assert (first.method, first.url.path) == ("POST", "/v2/sandboxes")
+    assert json.loads(first.content) == {
+        "templateID": "base",
+        "timeout": 60,
+        "metadata": {"projectId": "p1"},
+        "autoPause": True,
+        "autoResume": {"enabled": True},
+    }
+    assert json.loads(second.content)["autoPause"] is False
+    assert "autoResume" not in json.loads(second.content)  # E2B's default stands

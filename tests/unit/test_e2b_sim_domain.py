@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from e2b_sim import domain
+from e2b_sim import domain, views
 from e2b_sim.domain import Sandbox, State
+from e2b_sim.settings import SimSettings
+from e2b_sim.store import ListQuery, Store
 from sandbox_common.e2b import LifecycleType
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -166,3 +168,170 @@ def test_timeout_kills_or_auto_pauses() -> None:
 
 def test_paused_sandboxes_do_not_expire() -> None:
     assert domain.settle(sandbox(state=State.PAUSED), T0 + timedelta(days=1)) is None
+
+
+# -- E2B's maximum instance length (orchestrator KeepAliveFor) -----------------------------
+
+SHORT = timedelta(minutes=10)  # a sandbox that may run 10 minutes from its start
+
+
+def test_extending_never_passes_the_maximum_instance_length() -> None:
+    sb = sandbox(max_length=SHORT)
+    capped_end = T0 + SHORT
+    for outcome in (
+        domain.set_timeout(sb, 3600, LATER),
+        domain.refresh(sb, 3600, LATER),
+        domain.connect(sb, 3600, "exec-2", LATER),
+    ):
+        assert outcome.sandbox is not None
+        assert outcome.sandbox.end_at == capped_end
+        assert outcome.events[0].data == {"set_timeout": "2026-11-27T12:10:00Z"}
+    assert domain.connect(sb, 3600, "exec-2", LATER).status == 200
+
+
+def test_past_the_maximum_instance_length_extending_is_refused() -> None:
+    sb = sandbox(max_length=SHORT, end_at=T0 + SHORT)
+    past = T0 + SHORT + timedelta(seconds=1)
+    for outcome in (
+        domain.set_timeout(sb, 60, past),
+        domain.refresh(sb, 60, past),
+        domain.connect(sb, 60, "exec-2", past),
+    ):
+        assert (outcome.status, outcome.sandbox, outcome.events) == (400, None, ())
+        assert outcome.message == "Max instance length exceeded"
+
+
+def test_at_exactly_the_maximum_length_a_timeout_ends_the_run_now() -> None:
+    at_limit = T0 + SHORT
+    outcome = domain.set_timeout(sandbox(max_length=SHORT), 60, at_limit)
+    assert outcome.status == 204
+    assert outcome.sandbox is not None
+    assert outcome.sandbox.end_at == at_limit
+
+
+def test_the_maximum_length_counts_from_the_start_of_the_current_run() -> None:
+    paused = sandbox(max_length=SHORT, state=State.PAUSED, stopped_at=LATER)
+    resumed_at = T0 + timedelta(hours=2)
+    resumed = domain.connect(paused, 300, "exec-2", resumed_at).sandbox
+    assert resumed is not None
+    assert resumed.started_at == resumed_at
+    extended = domain.set_timeout(resumed, 3600, resumed_at + timedelta(minutes=1)).sandbox
+    assert extended is not None
+    assert extended.end_at == resumed_at + SHORT
+
+
+def test_refresh_extends_by_at_least_fifteen_seconds() -> None:
+    sb = sandbox(end_at=T0 + timedelta(seconds=5))
+    outcome = domain.refresh(sb, 0, T0)
+    assert outcome.sandbox is not None
+    assert outcome.sandbox.end_at == T0 + timedelta(seconds=15)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "limit", "message"),
+    [
+        (86_401, timedelta(hours=24), "Timeout cannot be greater than 24 hours"),
+        (11, timedelta(seconds=10), "Timeout cannot be greater than 10 seconds"),
+    ],
+)
+def test_a_timeout_above_the_team_limit_is_refused(
+    timeout: int, limit: timedelta, message: str
+) -> None:
+    refused = domain.timeout_refusal(timeout, limit)
+    assert refused is not None
+    assert (refused.status, refused.message) == (400, message)
+    assert domain.timeout_refusal(timeout - 1, limit) is None
+
+
+def test_resume_of_a_sandbox_being_killed_is_not_found() -> None:
+    assert domain.resume(sandbox(state=State.KILLING), 60, "exec-2", T0).status == 404
+
+
+# -- traffic reaching a sandbox (auto-resume) ------------------------------------------------
+
+
+def test_traffic_to_a_running_sandbox_changes_nothing() -> None:
+    sb = sandbox(auto_resume=True)
+    assert domain.traffic(sb, "exec-2", LATER) == domain.Outcome(200, sb)
+
+
+def test_traffic_resumes_a_paused_sandbox_with_auto_resume_as_e2b_does() -> None:
+    paused = sandbox(state=State.PAUSED, stopped_at=T0, auto_pause=True, auto_resume=True)
+    outcome = domain.traffic(replace(paused, auto_resume_timeout=600), "exec-2", LATER)
+    assert (outcome.status, types(outcome)) == (201, [LifecycleType.RESUMED])
+    resumed = outcome.sandbox
+    assert resumed is not None
+    assert (resumed.state, resumed.execution_id) == (State.RUNNING, "exec-2")
+    assert resumed.end_at == LATER + timedelta(seconds=600)  # the create's timeout again
+
+
+def test_auto_resume_timeout_has_a_one_minute_floor_and_the_length_cap() -> None:
+    paused = sandbox(state=State.PAUSED, stopped_at=T0, auto_resume=True)
+    short = domain.traffic(replace(paused, auto_resume_timeout=5), "exec-2", LATER).sandbox
+    assert short is not None
+    assert short.end_at == LATER + timedelta(seconds=60)
+    long = replace(paused, auto_resume_timeout=7200, max_length=SHORT)
+    capped = domain.traffic(long, "exec-2", LATER).sandbox
+    assert capped is not None
+    assert capped.end_at == LATER + SHORT
+
+
+def test_traffic_while_pausing_finishes_the_pause_then_resumes() -> None:
+    pausing = sandbox(state=State.PAUSING, settles_at=LATER, auto_resume=True)
+    outcome = domain.traffic(pausing, "exec-2", T0)
+    assert types(outcome) == [LifecycleType.PAUSED, LifecycleType.RESUMED]
+
+
+def test_traffic_to_a_paused_sandbox_without_auto_resume_leaves_it_paused() -> None:
+    outcome = domain.traffic(sandbox(state=State.PAUSED, stopped_at=T0), "exec-2", LATER)
+    assert (outcome.status, outcome.sandbox, outcome.events) == (409, None, ())
+    assert "auto-resume is off" in outcome.message
+
+
+@pytest.mark.parametrize(
+    "sb", [None, sandbox(state=State.KILLED), sandbox(state=State.KILLING, auto_resume=True)]
+)
+def test_traffic_to_a_gone_sandbox_is_not_found(sb: Sandbox | None) -> None:
+    assert domain.traffic(sb, "exec-2", LATER).status == 404
+
+
+# -- what the API shows: lifecycle, list filters, the setting ------------------------------
+
+
+def test_details_carry_e2b_lifecycle_and_list_items_do_not() -> None:
+    detail = views.detail(sandbox(auto_pause=True, auto_resume=True))
+    assert detail["lifecycle"] == {"onTimeout": "pause", "autoResume": True}
+    assert views.detail(sandbox())["lifecycle"] == {"onTimeout": "kill", "autoResume": False}
+    assert "lifecycle" not in views.listed(sandbox())
+    for required in ("clientID", "envdVersion", "diskSizeMB", "cpuCount", "memoryMB", "alias"):
+        assert required in detail
+
+
+def test_list_query_orders_and_filters() -> None:
+    store = Store(lambda: T0, lambda _: None)
+    for n, template in enumerate(["base", "py", "base"]):
+        store.apply(
+            domain.create(
+                sandbox(
+                    sandbox_id=f"i{n}", template_id=template, started_at=T0 + timedelta(seconds=n)
+                )
+            )
+        )
+    newest_first, _ = store.page(ListQuery(), 10, None)
+    assert [sb.sandbox_id for sb in newest_first] == ["i2", "i1", "i0"]
+    oldest_first, token = store.page(ListQuery(ascending=True), 2, None)
+    assert [sb.sandbox_id for sb in oldest_first] == ["i0", "i1"]
+    rest, _ = store.page(ListQuery(ascending=True), 2, token)
+    assert [sb.sandbox_id for sb in rest] == ["i2"]
+    base, _ = store.page(ListQuery(template="base"), 10, None)
+    assert [sb.sandbox_id for sb in base] == ["i2", "i0"]
+    later, _ = store.page(ListQuery(started_after=T0 + timedelta(seconds=1)), 10, None)
+    assert [sb.sandbox_id for sb in later] == ["i2", "i1"]
+
+
+def test_max_instance_length_setting() -> None:
+    assert SimSettings.from_env({}).max_instance_seconds == 86_400
+    env = {"E2B_SIM_MAX_INSTANCE_SECONDS": "3600"}
+    assert SimSettings.from_env(env).max_instance_seconds == 3600
+    with pytest.raises(ValueError, match="at least 1"):
+        SimSettings.from_env({"E2B_SIM_MAX_INSTANCE_SECONDS": "0"})

@@ -15,6 +15,7 @@ from e2b_sim.app import build_app
 from e2b_sim.faults import Faults
 from e2b_sim.settings import SimSettings
 from e2b_sim.sim import Sim
+from e2b_sim.store import ListQuery
 from sandbox_common import e2b
 from sandbox_common.e2b_api.client import E2BApi, E2BApiError
 from sandbox_common.e2b_api.listing import ListedSandbox
@@ -196,7 +197,8 @@ def test_demo_fleet_creates_once_then_reuses(sim: Sim, capsys: pytest.CaptureFix
     out, _ = run(sim, capsys, "demo-fleet", "--count", "3", "--sandbox-timeout", "240")
     assert out.count("created") == 3
     sandboxes = {
-        sb.metadata["projectId"]: sb for sb in sim.store.page({"running"}, {}, 100, None)[0]
+        sb.metadata["projectId"]: sb
+        for sb in sim.store.page(ListQuery(states=frozenset({"running"})), 100, None)[0]
     }
     assert set(sandboxes) == {"demo-1", "demo-2", "demo-3"}
     assert all(not sb.auto_pause for sb in sandboxes.values())
@@ -205,7 +207,7 @@ def test_demo_fleet_creates_once_then_reuses(sim: Sim, capsys: pytest.CaptureFix
     out, _ = run(sim, capsys, "demo-fleet", "--count", "3", "--auto-pause")
     assert "created" not in out
     assert out.count("exists") == 3
-    assert len(sim.store.page({"running", "paused"}, {}, 100, None)[0]) == 3
+    assert len(sim.store.page(ListQuery(), 100, None)[0]) == 3
 
 
 async def test_client_lists_sandboxes_across_pages_with_a_metadata_filter(sim: Sim) -> None:

@@ -1,8 +1,9 @@
 """The simulator's own API under /_sim (no API key): fault knobs, call and delivery logs,
-reset and a manual clock tick. Never part of E2B's API."""
+reset, a manual clock tick, and traffic reaching a sandbox. Never part of E2B's API."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 import msgspec
@@ -10,6 +11,7 @@ from litestar import Request, Response, get, patch, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import QueryParameter
 
+from e2b_sim import domain, views
 from e2b_sim.errors import E2BError
 from e2b_sim.sim import Sim
 
@@ -58,4 +60,17 @@ def routes(sim: Sim) -> list[HTTPRouteHandler]:
         """Runs the clock once now (tests need not wait for the background tick)."""
         return {"changed": sim.store.tick()}
 
-    return [healthz, faults, set_faults, calls, deliveries, reset, tick]
+    @post("/_sim/sandboxes/{sandbox_id:str}/traffic", status_code=200)
+    async def traffic(sandbox_id: str) -> Response[Any]:
+        """A request reaches the sandbox through E2B's proxy (E2B's SDKs and apps talk to the
+        sandbox itself, never through the API): 200 it runs; 201 it was paused with
+        auto-resume and was resumed (new execution, `resumed` webhook); 409 paused without
+        auto-resume, nothing changes; 404 unknown or killed. 2xx bodies: the sandbox's details."""
+        now = sim.store.now()
+        decided = domain.traffic(sim.store.get(sandbox_id), str(uuid.uuid4()), now)
+        outcome = sim.store.apply(decided)
+        if outcome.status >= 400 or outcome.sandbox is None:
+            raise E2BError(outcome.status, outcome.message)
+        return Response(views.detail(outcome.sandbox), status_code=outcome.status)
+
+    return [healthz, faults, set_faults, calls, deliveries, reset, tick, traffic]

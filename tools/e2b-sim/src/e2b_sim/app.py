@@ -17,7 +17,7 @@ from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp
 
-from e2b_sim import admin, api_events, api_sandboxes
+from e2b_sim import admin, api_events, api_lifecycle, api_sandboxes
 from e2b_sim.calls import recording
 from e2b_sim.errors import E2BError, http_error, server_error
 from e2b_sim.sim import Sim
@@ -43,7 +43,7 @@ def build_litestar(sim: Sim) -> Litestar:
 
     e2b_api = Router(
         "/",
-        route_handlers=[*api_sandboxes.ROUTES, *api_events.ROUTES],
+        route_handlers=[*api_sandboxes.ROUTES, *api_lifecycle.ROUTES, *api_events.ROUTES],
         guards=[require_api_key],
     )
     return Litestar(

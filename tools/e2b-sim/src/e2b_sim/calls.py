@@ -15,10 +15,11 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 _SANDBOX_PATH = re.compile(
-    r"^/sandboxes/(?P<id>[^/]+)(?:/(?P<op>pause|connect|resume|timeout|refreshes))?/?$"
+    r"^(?:/v2)?/sandboxes/(?P<id>[^/]+)(?:/(?P<op>pause|connect|resume|timeout|refreshes))?/?$"
 )
 _WHOLE_PATH_OPS = {
     ("POST", "/sandboxes"): "create",
+    ("POST", "/v2/sandboxes"): "create",
     ("GET", "/v2/sandboxes"): "list",
 }
 

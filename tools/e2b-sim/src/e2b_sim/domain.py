@@ -9,8 +9,14 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from e2b_sim.model import Emitted, Outcome, Sandbox, State, execution, rfc3339, visible_state
+from e2b_sim.keepalive import keep_alive, timeout_refusal
+from e2b_sim.model import Emitted, Outcome, Sandbox, State, execution, visible_state
 from sandbox_common.e2b import LifecycleType
+
+# E2B raises a shorter refresh to its default timeout (handlers/sandbox_refresh.go).
+MIN_REFRESH = timedelta(seconds=15)
+# E2B's anti-thrash floor for the timeout an auto-resume sets (handlers/auto_resume_timeout.go).
+MIN_AUTO_RESUME_TIMEOUT = 60
 
 # Re-exported: callers read the decisions and their types from one module.
 __all__ = [
@@ -27,6 +33,8 @@ __all__ = [
     "resume",
     "set_timeout",
     "settle",
+    "timeout_refusal",
+    "traffic",
     "visible_state",
 ]
 
@@ -48,39 +56,62 @@ def pause(sb: Sandbox | None, now: datetime, transition: timedelta) -> Outcome:
 
 
 def connect(sb: Sandbox | None, timeout: int, execution_id: str, now: datetime) -> Outcome:
-    """200 keeps a running sandbox (end only extended); 201 resumes a paused one."""
+    """200 keeps a running sandbox (end only extended, within the maximum instance length);
+    201 resumes a paused one."""
     if sb is None or sb.state is State.KILLED:
         return _not_found(sb)
     if sb.state is State.KILLING:
         return Outcome(409, message=f"Sandbox {sb.sandbox_id} is being killed")
     if sb.state is State.RUNNING:
-        return _set_end(sb, max(sb.end_at, now + timedelta(seconds=timeout)), 200)
+        return keep_alive(sb, timedelta(seconds=timeout), now, allow_shorter=False, status=200)
     return _resume(sb, timeout, execution_id, now)
 
 
 def resume(sb: Sandbox | None, timeout: int, execution_id: str, now: datetime) -> Outcome:
-    """The deprecated call: like connect, but 409 when the sandbox already runs."""
+    """The deprecated call: 409 when the sandbox already runs; one being killed is not found."""
     if sb is not None and sb.state is State.RUNNING:
         return Outcome(409, message=f"Sandbox {sb.sandbox_id} is already running")
+    if sb is not None and sb.state is State.KILLING:
+        return _not_found(sb)
     return connect(sb, timeout, execution_id, now)
 
 
 def set_timeout(sb: Sandbox | None, timeout: int, now: datetime) -> Outcome:
-    """New end = now + timeout, shorter or longer."""
+    """New end = now + timeout, shorter or longer (capped by the maximum instance length)."""
     if sb is None or sb.state is State.KILLED:
         return _not_found(sb)
     if sb.state is not State.RUNNING:
         return Outcome(409, message=f"Sandbox {sb.sandbox_id} is not running")
-    return _set_end(sb, now + timedelta(seconds=timeout), 204)
+    return keep_alive(sb, timedelta(seconds=timeout), now, allow_shorter=True, status=204)
 
 
 def refresh(sb: Sandbox | None, duration: int, now: datetime) -> Outcome:
-    """Extend only. Unconfirmed: a paused sandbox is not in E2B's running cache, hence 404."""
+    """Extend only, by at least 15 s. Unconfirmed: a paused sandbox is not in E2B's running
+    cache, hence 404."""
     if sb is None or sb.state in (State.KILLED, State.PAUSED):
         return _not_found(sb)
     if sb.state is not State.RUNNING:
         return Outcome(409, message=f"Sandbox cannot be refreshed while in '{sb.state}' state")
-    return _set_end(sb, max(sb.end_at, now + timedelta(seconds=duration)), 204)
+    wanted = max(timedelta(seconds=duration), MIN_REFRESH)
+    return keep_alive(sb, wanted, now, allow_shorter=False, status=204)
+
+
+def traffic(sb: Sandbox | None, execution_id: str, now: datetime) -> Outcome:
+    """A request reaches the sandbox (through E2B's proxy): 200 it runs, nothing changes; 201 it
+    was paused with auto-resume and now runs again, exactly as a resume; 409 it is paused
+    without auto-resume and stays paused (E2B's proxy answers the caller "not found")."""
+    if sb is None or sb.state in (State.KILLED, State.KILLING):
+        return _not_found(sb)
+    if sb.state is State.RUNNING:
+        return Outcome(200, sb)
+    if not sb.auto_resume:
+        message = f"Sandbox {sb.sandbox_id} is paused and auto-resume is off: nothing reached it"
+        return Outcome(409, message=message)
+    timeout = min(
+        max(sb.auto_resume_timeout, MIN_AUTO_RESUME_TIMEOUT),
+        int(sb.max_length.total_seconds()),
+    )
+    return _resume(sb, timeout, execution_id, now)
 
 
 def kill(sb: Sandbox | None, now: datetime, transition: timedelta) -> Outcome:
@@ -118,15 +149,6 @@ def _resume(sb: Sandbox, timeout: int, execution_id: str, now: datetime) -> Outc
         settles_at=None,
     )
     return Outcome(201, running, (*finished, Emitted(LifecycleType.RESUMED, running)))
-
-
-def _set_end(sb: Sandbox, end_at: datetime, status: int) -> Outcome:
-    if end_at == sb.end_at:
-        return Outcome(status, sb)
-    # Unconfirmed: E2B's orchestrator reports every end-time change as an updated event.
-    moved = replace(sb, end_at=end_at)
-    data = {"set_timeout": rfc3339(end_at)}
-    return Outcome(status, moved, (Emitted(LifecycleType.UPDATED, moved, data),))
 
 
 def _finish_pause(sb: Sandbox, now: datetime, status: int) -> Outcome:

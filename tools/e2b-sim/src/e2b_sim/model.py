@@ -6,7 +6,7 @@ Values only; the decisions that move between states are in `domain`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -30,7 +30,12 @@ class Sandbox:
     end_at: datetime
     state: State = State.RUNNING
     metadata: dict[str, str] = field(default_factory=dict)
-    auto_pause: bool = False
+    auto_pause: bool = False  # lifecycle.onTimeout "pause" (else "kill")
+    auto_resume: bool = False  # lifecycle.autoResume: traffic wakes it when paused
+    # What an auto-resume sets the timeout to: E2B keeps the create's timeout for it.
+    auto_resume_timeout: int = 300
+    # E2B's maximum instance length, captured at start: no run lives longer.
+    max_length: timedelta = timedelta(hours=24)
     cpu_count: int = 2
     memory_mb: int = 512
     stopped_at: datetime | None = None  # when the current execution stopped running

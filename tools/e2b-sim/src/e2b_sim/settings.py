@@ -22,6 +22,15 @@ class SimSettings:
     webhook_timeout_seconds: float = 5.0
     # Seeds the fault dice so a failing test run can be replayed.
     seed: int | None = None
+    # E2B's maximum instance length (24 h on Pro, 1 h on Hobby): no run of a sandbox lasts
+    # longer, and a create, connect or resume timeout above it is refused.
+    max_instance_seconds: int = 86_400
+
+    def __post_init__(self) -> None:
+        if self.max_instance_seconds < 1:
+            raise ValueError(
+                f"E2B_SIM_MAX_INSTANCE_SECONDS must be at least 1, got {self.max_instance_seconds}"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SimSettings:
@@ -45,4 +54,5 @@ class SimSettings:
                 get("WEBHOOK_TIMEOUT_SECONDS", str(cls.webhook_timeout_seconds))
             ),
             seed=int(seed) if seed else None,
+            max_instance_seconds=int(get("MAX_INSTANCE_SECONDS", str(cls.max_instance_seconds))),
         )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import uuid
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from e2b_sim import domain
@@ -22,6 +22,25 @@ class RecordedEvent:
 
 class BadTokenError(ValueError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """The filters of GET /v2/sandboxes."""
+
+    states: frozenset[str] = frozenset({"running", "paused"})
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    template: str | None = None
+    started_after: datetime | None = None
+    ascending: bool = False
+
+    def matches(self, sb: Sandbox) -> bool:
+        return (
+            domain.visible_state(sb) in self.states
+            and all(sb.metadata.get(k) == v for k, v in self.metadata.items())
+            and self.template in (None, sb.template_id)
+            and (self.started_after is None or sb.started_at >= self.started_after)
+        )
 
 
 # Enough history for any test or demo; E2B keeps events for `events_ttl_days`.
@@ -65,24 +84,18 @@ class Store:
         return changed
 
     def page(
-        self, states: set[str], metadata: dict[str, str], limit: int, token: str | None
+        self, query: ListQuery, limit: int, token: str | None
     ) -> tuple[list[Sandbox], str | None]:
-        """Newest first by startedAt, then id; the token is a cursor, robust to changes."""
-        rows = sorted(
-            (
-                sb
-                for sb in self._sandboxes.values()
-                if domain.visible_state(sb) in states
-                and all(sb.metadata.get(k) == v for k, v in metadata.items())
-            ),
-            key=_order,
-        )
+        """Ordered by startedAt (newest first unless ascending), then id; the token is a
+        cursor, robust to changes."""
+        order = _ascending if query.ascending else _descending
+        rows = sorted((sb for sb in self._sandboxes.values() if query.matches(sb)), key=order)
         if token is not None:
             cursor = _decode(token)
-            rows = [sb for sb in rows if _order(sb) > cursor]
+            rows = [sb for sb in rows if order(sb) > cursor]
         taken = rows[:limit]
         more = len(rows) > limit
-        return taken, (_encode(_order(taken[-1])) if more and taken else None)
+        return taken, (_encode(order(taken[-1])) if more and taken else None)
 
     def events(
         self, sandbox_id: str | None, offset: int, limit: int, order_asc: bool
@@ -97,8 +110,12 @@ class Store:
         self._events.clear()
 
 
-def _order(sb: Sandbox) -> tuple[float, str]:
+def _descending(sb: Sandbox) -> tuple[float, str]:
     return (-sb.started_at.timestamp(), sb.sandbox_id)
+
+
+def _ascending(sb: Sandbox) -> tuple[float, str]:
+    return (sb.started_at.timestamp(), sb.sandbox_id)
 
 
 def _encode(key: tuple[float, str]) -> str:

@@ -18,17 +18,19 @@ DISK_SIZE_MB = 512
 
 
 def created(sb: Sandbox) -> dict[str, Any]:
-    """The body of 201 from POST /sandboxes."""
+    """The body of 201 from create, and of 200/201 from connect and resume (`Sandbox`)."""
     return {
         "sandboxID": sb.sandbox_id,
         "templateID": sb.template_id,
+        # The simulator has no templates: the template is named by what the caller sent.
+        "alias": sb.template_id,
         "clientID": CLIENT_ID,
         "envdVersion": ENVD_VERSION,
     }
 
 
-def detail(sb: Sandbox) -> dict[str, Any]:
-    """GET /sandboxes/{id} and each item of GET /v2/sandboxes."""
+def listed(sb: Sandbox) -> dict[str, Any]:
+    """Each item of GET /v2/sandboxes (`ListedSandbox`)."""
     return {
         **created(sb),
         "startedAt": _time(sb.started_at),
@@ -38,6 +40,18 @@ def detail(sb: Sandbox) -> dict[str, Any]:
         "cpuCount": sb.cpu_count,
         "memoryMB": sb.memory_mb,
         "diskSizeMB": DISK_SIZE_MB,
+    }
+
+
+def detail(sb: Sandbox) -> dict[str, Any]:
+    """GET /sandboxes/{id} (`SandboxDetail`): the listed fields and how E2B itself ends and
+    wakes the sandbox."""
+    return {
+        **listed(sb),
+        "lifecycle": {
+            "onTimeout": "pause" if sb.auto_pause else "kill",
+            "autoResume": sb.auto_resume,
+        },
     }
 
 
