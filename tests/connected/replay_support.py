@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from projector.adapters.postgres import STATE_COLUMNS, PostgresStore, state_from_row
 from projector.adapters.redis import RedisReadModel
 from projector.adapters.schema import migrate
-from projector.handlers import project_batch
+from projector.handlers import Projection, project_batch
 from projector.replay.kafka_source import TopicReader
 from sandbox_common import envelope as env
 from sandbox_common import topics
@@ -151,8 +151,11 @@ async def publish(bootstrap: str, topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
-class _NoDeadLetters:
+class _NoOutbox:
     async def send(self, record: Record, reason: str) -> None:
+        return None
+
+    async def publish(self, fact: Envelope) -> None:
         return None
 
 
@@ -175,7 +178,7 @@ async def project_live(store: ReplayStore, rng: random.Random) -> None:
         while records:
             size = rng.randint(1, 60)
             chunk, records = records[:size], records[size:]
-            await project_batch(chunk, pg, read_model, _NoDeadLetters())
+            await project_batch(chunk, Projection(pg, read_model, _NoOutbox(), s.deadline_rule()))
     finally:
         await client.aclose()
         await pool.close()

@@ -40,6 +40,7 @@ DOMAIN = (
     "sandbox_common.readmodel.deadlines",
     "sandbox_common.e2b_api.listing",
     "projector.domain",
+    "projector.flaps",
     "enforcer.domain.idle",
     "enforcer.domain.outcomes",
     "enforcer.reconciler.rules",

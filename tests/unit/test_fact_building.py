@@ -120,11 +120,25 @@ def test_the_state_view_reads_what_the_projection_needs_and_nothing_malformed() 
     def view(**data: object) -> tuple[object, ...]:
         return tuple(state_view(msgspec.structs.replace(fact, data=data)))
 
-    assert view() == (None, None, None)
-    assert view(set_timeout=NOW.isoformat(), metadata={"a": "b"}, template_id="base") == (
-        NOW,
-        {"a": "b"},
-        "base",
+    nothing = (None,) * 6
+    assert view() == nothing
+    assert view(
+        set_timeout=NOW.isoformat(),
+        metadata={"a": "b"},
+        template_id="base",
+        reason="idle",
+        on_timeout="pause",
+        auto_resume=True,
+    ) == (NOW, {"a": "b"}, "base", "idle", "pause", True)
+    assert (
+        view(
+            set_timeout="soon",
+            metadata="x",
+            template_id=7,
+            reason=1,
+            on_timeout="explode",
+            auto_resume="yes",
+        )
+        == nothing
     )
-    assert view(set_timeout="soon", metadata="x", template_id=7) == (None, None, None)
-    assert view(metadata={}) == (None, None, None)
+    assert view(metadata={}) == nothing

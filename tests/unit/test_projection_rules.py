@@ -21,6 +21,7 @@ def fact(
     *,
     event_id: str | None = None,
     project: str | None = "p1",
+    source: Source = Source.E2B_WEBHOOK,
     **data: object,
 ) -> Envelope:
     payload: dict[str, object] = dict(data)
@@ -29,7 +30,7 @@ def fact(
     return Envelope(
         event_id=event_id or f"{kind}-{seconds}",
         type=FactType(kind),
-        source=Source.E2B_WEBHOOK,
+        source=source,
         sandbox_id="sbx-1",
         project_id=project,
         team_id="team-1",
@@ -160,7 +161,13 @@ def histories(draw: st.DrawFn) -> list[Envelope]:
             extra["set_timeout"] = (T0 + timedelta(minutes=draw(st.integers(0, 9)))).isoformat()
         if draw(st.booleans()):
             extra["template_id"] = draw(st.sampled_from(["base", "py"]))
-        facts.append(fact(kind, second, event_id=f"e{i}", project=project, **extra))
+        source = Source.E2B_WEBHOOK
+        if kind == FactType.PAUSED and draw(st.booleans()):
+            source, extra["reason"] = Source.ENFORCER, "idle"  # our idle pause: a flap candidate
+        if kind == FactType.UPDATED and draw(st.booleans()):
+            extra["on_timeout"] = draw(st.sampled_from(["pause", "kill"]))
+            extra["auto_resume"] = draw(st.booleans())
+        facts.append(fact(kind, second, event_id=f"e{i}", project=project, source=source, **extra))
     return facts
 
 
@@ -223,3 +230,81 @@ def test_a_runs_hard_end_counts_from_its_latest_start_in_any_order() -> None:
     shown = to_doc(paused, 1, T0, rule)
     assert shown is not None
     assert shown.max_lifetime_at is None  # only a RUNNING sandbox has a run to end
+
+
+def test_our_idle_pauses_and_all_resumes_are_kept_newest_few_in_any_order() -> None:
+    idle = [fact(FactType.PAUSED, 10 * i, source=Source.ENFORCER, reason="idle") for i in range(12)]
+    e2b_pause = fact(FactType.PAUSED, 5)  # E2B's own (or the app's): not ours, not a flap
+    resumes = [fact(FactType.RESUMED, 10 * i + 3) for i in range(3)]
+    facts = [*idle, e2b_pause, *resumes]
+    for order in (facts, facts[::-1]):
+        state = fold(None, order)
+        assert state is not None
+        assert state.idle_pauses == tuple(T0 + timedelta(seconds=10 * i) for i in range(4, 12))
+        assert state.resumes == tuple(T0 + timedelta(seconds=10 * i + 3) for i in range(3))
+
+
+def test_e2b_lifecycle_read_from_e2b_is_shown_as_auto_pause_and_auto_resume() -> None:
+    rule = DeadlineRule(180)
+    created = fold(None, [fact(FactType.CREATED, 0)])
+    assert created is not None
+    unknown = to_doc(created, 1, T0, rule)
+    assert unknown is not None
+    assert (unknown.auto_pause, unknown.auto_resume) == (None, None)
+    read = evolve(created, fact(FactType.UPDATED, 5, on_timeout="pause", auto_resume=True))
+    shown = to_doc(read, 2, T0, rule)
+    assert shown is not None
+    assert (shown.auto_pause, shown.auto_resume) == (True, True)
+    # An older reading never replaces a newer one.
+    older = evolve(read, fact(FactType.UPDATED, 1, on_timeout="kill", auto_resume=False))
+    assert (older.on_timeout, older.auto_resume) == ("pause", True)
+
+
+def test_flapping_backs_off_the_idle_deadline_from_the_second_flap() -> None:
+    rule = DeadlineRule(60, flap_window_seconds=120)
+
+    def cycle(start: int) -> list[Envelope]:
+        # Our idle pause at `start`, undone by a resume 30 s later (a probe woke it).
+        return [
+            fact(FactType.PAUSED, start, source=Source.ENFORCER, reason="idle"),
+            fact(FactType.RESUMED, start + 30),
+        ]
+
+    facts = [fact(FactType.CREATED, 0), *cycle(100)]
+    state = fold(None, facts)
+    assert state is not None
+    assert len(rule.flaps(state.idle_pauses, state.resumes)) == 1
+    once = to_doc(state, 1, T0, rule)
+    assert once is not None
+    assert once.idle_backoff == 1  # once may be a user coming back
+    state = fold(state, cycle(300))
+    assert state is not None
+    twice = to_doc(state, 2, T0, rule)
+    assert twice is not None
+    assert twice.idle_backoff == 2
+    assert twice.idle_deadline_at == T0 + timedelta(seconds=330 + 120)
+    state = fold(state, [*cycle(600), *cycle(900), *cycle(1200)])
+    assert state is not None
+    capped = to_doc(state, 3, T0, rule)
+    assert capped is not None
+    assert capped.idle_backoff == 8  # 2, 4, 8: capped
+    # A resume long after the pause is a user coming back, not a flap.
+    late = fold(None, [fact(FactType.CREATED, 0), *cycle(100)[:1], fact(FactType.RESUMED, 400)])
+    assert late is not None
+    assert rule.flaps(late.idle_pauses, late.resumes) == []
+
+
+def test_flaps_a_day_older_than_the_latest_idle_pause_are_forgotten() -> None:
+    rule = DeadlineRule(60)
+    day = 24 * 3600
+    facts = [
+        fact(FactType.PAUSED, 0, source=Source.ENFORCER, reason="idle"),
+        fact(FactType.RESUMED, 10),
+        fact(FactType.PAUSED, 100, source=Source.ENFORCER, reason="idle"),
+        fact(FactType.RESUMED, 110),
+        fact(FactType.PAUSED, day + 200, source=Source.ENFORCER, reason="idle"),
+    ]
+    state = fold(None, facts)
+    assert state is not None
+    assert rule.flaps(state.idle_pauses, state.resumes) == []
+    assert rule.backoff(0) == rule.backoff(1) == 1

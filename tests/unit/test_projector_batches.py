@@ -6,17 +6,26 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 
 from projector.domain import SandboxState
-from projector.handlers import Poison, Positioned, Projected, project_batch
+from projector.handlers import (
+    Poison,
+    Positioned,
+    Projected,
+    Projection,
+    ReadModel,
+    StateStore,
+    project_batch,
+)
 from projector.metrics import OTHER_TYPE, fact_type_label
 from sandbox_common import envelope as env
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import FactType
-from sandbox_common.readmodel import Status
-from tests.unit.test_projection_rules import fact
+from sandbox_common.readmodel import DeadlineRule, Status
+from tests.unit.test_projection_rules import T0, fact
 
 
 @dataclass
@@ -59,10 +68,23 @@ class MemoryReadModel:
 
 @dataclass
 class MemoryDeadLetters:
+    """The outbox: dead letters, and the facts a batch derived."""
+
     sent: list[Poison] = field(default_factory=list)
+    published: list[env.Envelope] = field(default_factory=list)
 
     async def send(self, record: Record, reason: str) -> None:
         self.sent.append(Poison(record, reason))
+
+    async def publish(self, fact: env.Envelope) -> None:
+        self.published.append(fact)
+
+
+RULE = DeadlineRule(180)
+
+
+def to(store: StateStore, rm: ReadModel, outbox: MemoryDeadLetters) -> Projection:
+    return Projection(store, rm, outbox, RULE)
 
 
 def records(*facts: env.Envelope | bytes) -> list[Record]:
@@ -74,8 +96,8 @@ def records(*facts: env.Envelope | bytes) -> list[Record]:
 
 async def test_batch_lands_in_both_stores_and_revisions_grow() -> None:
     store, rm, dlq = MemoryStore(), MemoryReadModel(), MemoryDeadLetters()
-    await project_batch(records(fact(FactType.CREATED, 0)), store, rm, dlq)
-    out = await project_batch(records(fact(FactType.PAUSED, 5)), store, rm, dlq)
+    await project_batch(records(fact(FactType.CREATED, 0)), to(store, rm, dlq))
+    out = await project_batch(records(fact(FactType.PAUSED, 5)), to(store, rm, dlq))
     assert [p.revision for p in out.changed] == [2]
     assert rm.docs["sbx-1"][0].status is Status.PAUSED
     assert len(store.history) == 2
@@ -84,8 +106,8 @@ async def test_batch_lands_in_both_stores_and_revisions_grow() -> None:
 async def test_redelivered_batch_changes_nothing() -> None:
     store, rm, dlq = MemoryStore(), MemoryReadModel(), MemoryDeadLetters()
     batch = records(fact(FactType.CREATED, 0), fact(FactType.PAUSED, 5))
-    await project_batch(batch, store, rm, dlq)
-    again = await project_batch(batch, store, rm, dlq)
+    await project_batch(batch, to(store, rm, dlq))
+    again = await project_batch(batch, to(store, rm, dlq))
     assert again.changed == []
     assert store.rows["sbx-1"][1] == 1
     assert len(store.history) == 2
@@ -97,16 +119,50 @@ async def test_a_pause_that_lands_is_logged_once_as_the_seed_did(
     store, rm, dlq = MemoryStore(), MemoryReadModel(), MemoryDeadLetters()
     paused = records(fact(FactType.CREATED, 0), fact(FactType.PAUSED, 5))
     with caplog.at_level(logging.INFO, logger="projector.handlers"):
-        await project_batch(paused, store, rm, dlq)
-        await project_batch(paused, store, rm, dlq)  # re-delivered: nothing new
-        await project_batch(records(fact(FactType.UPDATED, 6)), store, rm, dlq)  # still PAUSED
+        await project_batch(paused, to(store, rm, dlq))
+        await project_batch(paused, to(store, rm, dlq))  # re-delivered: nothing new
+        await project_batch(records(fact(FactType.UPDATED, 6)), to(store, rm, dlq))  # still PAUSED
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Marked")]
     assert lines == ["Marked sandbox sbx-1 as PAUSED (project: p1)"]
 
 
+async def test_a_flap_is_published_once_as_a_fact_before_the_batch_is_stored() -> None:
+    store, rm, outbox = MemoryStore(), MemoryReadModel(), MemoryDeadLetters()
+    ours = env.Source.ENFORCER
+    flapped = records(
+        fact(FactType.CREATED, 0),
+        fact(FactType.PAUSED, 200, event_id="p1", source=ours, reason="idle"),
+        fact(FactType.RESUMED, 230),  # a probe woke it 30 s after our idle pause
+    )
+    await project_batch(flapped, to(store, rm, outbox))
+    (flap,) = outbox.published
+    assert (flap.type, flap.source, flap.sandbox_id) == (
+        FactType.FLAPPING,
+        env.Source.PROJECTOR,
+        "sbx-1",
+    )
+    assert flap.event_id == f"flap:sbx-1:{(T0 + timedelta(seconds=200)).isoformat()}"
+    assert flap.data["flaps"] == 1
+    assert flap.data["idle_backoff"] == 1
+    await project_batch(flapped, to(store, rm, outbox))  # delivered again: nothing new
+    again = records(
+        fact(FactType.PAUSED, 500, event_id="p2", source=ours, reason="idle"),
+        fact(FactType.RESUMED, 520),
+    )
+    await project_batch(again, to(store, rm, outbox))
+    assert [f.data["flaps"] for f in outbox.published] == [1, 2]
+    assert outbox.published[1].data["idle_backoff"] == 2
+    # Published before the batch is stored: a store that fails after cannot lose it (the batch
+    # is retried and publishes the same id again, which the history keeps once).
+    early = MemoryDeadLetters()
+    with pytest.raises(ConnectionError):
+        await project_batch(flapped, to(MemoryStore(fail=True), rm, early))
+    assert [f.event_id for f in early.published] == [flap.event_id]
+
+
 async def test_poison_goes_to_dead_letters_and_the_rest_is_projected() -> None:
     store, rm, dlq = MemoryStore(), MemoryReadModel(), MemoryDeadLetters()
-    await project_batch(records(b"{not json", fact(FactType.CREATED, 0)), store, rm, dlq)
+    await project_batch(records(b"{not json", fact(FactType.CREATED, 0)), to(store, rm, dlq))
     assert len(dlq.sent) == 1
     assert dlq.sent[0].record.offset == 0
     assert "not a sandbox-lifecycle envelope" in dlq.sent[0].reason
@@ -116,7 +172,7 @@ async def test_poison_goes_to_dead_letters_and_the_rest_is_projected() -> None:
 async def test_store_failure_raises_and_leaves_redis_untouched() -> None:
     store, rm, dlq = MemoryStore(fail=True), MemoryReadModel(), MemoryDeadLetters()
     with pytest.raises(ConnectionError):
-        await project_batch(records(fact(FactType.CREATED, 0)), store, rm, dlq)
+        await project_batch(records(fact(FactType.CREATED, 0)), to(store, rm, dlq))
     assert rm.docs == {}
 
 

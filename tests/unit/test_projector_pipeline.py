@@ -22,6 +22,7 @@ from tests.unit.test_projector_batches import (
     MemoryReadModel,
     MemoryStore,
     records,
+    to,
 )
 
 
@@ -105,7 +106,7 @@ class Retry:
     async def project(self, recs: Sequence[Record]) -> None:
         for attempt in range(self.attempts):
             try:
-                await project_batch(recs, self.store, self.rm, MemoryDeadLetters())
+                await project_batch(recs, to(self.store, self.rm, MemoryDeadLetters()))
                 return
             except ConnectionError:
                 if attempt == self.attempts - 1:
@@ -113,7 +114,7 @@ class Retry:
 
 
 def pipeline(store: GuardedStore, rm: MemoryReadModel, attempts: int = 1) -> Pipeline:
-    return Pipeline(store, store, rm, MemoryDeadLetters(), Retry(store, rm, attempts))
+    return Pipeline(store, to(store, rm, MemoryDeadLetters()), Retry(store, rm, attempts))
 
 
 async def test_batches_are_written_in_order_and_committed_one_by_one() -> None:
@@ -182,7 +183,7 @@ async def test_pipelined_and_whole_batches_end_in_the_same_state(sizes: tuple[in
         await pipe.submit(batch, offsets)
     await pipe.drain()
     whole = GuardedStore()
-    await project_batch(batches(4)[0], whole, MemoryReadModel(), MemoryDeadLetters())
+    await project_batch(batches(4)[0], to(whole, MemoryReadModel(), MemoryDeadLetters()))
     assert store.rows["sbx-1"][0] == whole.rows["sbx-1"][0]
 
 

@@ -104,7 +104,7 @@ async def test_a_sandbox_e2b_will_not_answer_for_is_left_alone_and_the_pass_goes
     for its confirming GET, and that one error ended the whole pass."""
     from datetime import UTC, datetime
 
-    from enforcer.reconciler.reconcile import InventoryError, Ports, reconcile
+    from enforcer.reconciler.reconcile import InventoryError, PassOptions, Ports, reconcile
     from enforcer.reconciler.rules import Known
     from sandbox_common.envelope import Envelope
     from sandbox_common.readmodel import Status
@@ -128,14 +128,77 @@ async def test_a_sandbox_e2b_will_not_answer_for_is_left_alone_and_the_pass_goes
                 raise InventoryError("get . answered 405")
             return False
 
+        async def details(self, sandbox_id: str) -> Upstream | None:
+            raise AssertionError("nothing listed: no lifecycle to read")
+
     published: list[Envelope] = []
 
     class Sink:
         async def publish(self, envelope: Envelope) -> None:
             published.append(envelope)
 
-    result = await reconcile(
-        datetime.now(UTC), Ports(Known2(), Inventory(), Sink()), project_key="projectId"
-    )
+    result = await reconcile(datetime.now(UTC), Ports(Known2(), Inventory(), Sink()), PassOptions())
     assert set(result.killed) == {"gone-1"}
     assert {f.sandbox_id for f in published} == {"gone-1"}
+
+
+async def test_e2b_lifecycle_is_read_for_a_bounded_number_of_unread_sandboxes_per_pass() -> None:
+    import dataclasses
+
+    from enforcer.reconciler.reconcile import PassOptions, Ports, reconcile
+    from projector.domain import fold
+    from sandbox_common.envelope import Envelope
+
+    listed = {sid: up(sid) for sid in ("a", "b", "c", "d")}
+    ours = {
+        "a": Known("a", Status.RUNNING, END, lifecycle_known=False),
+        "b": Known("b", Status.RUNNING, END, lifecycle_known=False),
+        "c": Known("c", Status.RUNNING, END, lifecycle_known=True),  # read already
+        "d": Known("d", Status.RUNNING, END, lifecycle_known=False),  # E2B's answer won't say
+    }
+    asked: list[str] = []
+
+    class Store:
+        async def alive(self) -> dict[str, Known]:
+            return dict(ours)
+
+        async def lookup(self, sandbox_ids: object) -> dict[str, Known]:
+            return {}
+
+    class Inventory:
+        async def list_all(self) -> dict[str, Upstream]:
+            return dict(listed)
+
+        async def exists(self, sandbox_id: str) -> bool:
+            return True
+
+        async def details(self, sandbox_id: str) -> Upstream | None:
+            asked.append(sandbox_id)
+            if sandbox_id == "d":
+                return listed["d"]  # no lifecycle in the answer
+            return dataclasses.replace(listed[sandbox_id], on_timeout="pause", auto_resume=True)
+
+    published: list[Envelope] = []
+
+    class Sink:
+        async def publish(self, envelope: Envelope) -> None:
+            published.append(envelope)
+
+    ports = Ports(Store(), Inventory(), Sink())
+    one = await reconcile(NOW, ports, PassOptions(lifecycle_reads=1))
+    assert asked == ["a"]  # the bound: one GET this pass
+    assert one.lifecycle_read == ["a"]
+    ((fact),) = published
+    assert (fact.type, fact.source, fact.data["on_timeout"], fact.data["auto_resume"]) == (
+        FactType.UPDATED,
+        Source.RECONCILER,
+        "pause",
+        True,
+    )
+    state = fold(None, [fact])
+    assert state is not None
+    assert (state.on_timeout, state.auto_resume, state.status) == ("pause", True, None)
+    asked.clear()
+    await reconcile(NOW, ports, PassOptions(lifecycle_reads=10))
+    assert asked == ["a", "b", "d"]  # never "c"; "d" is asked again next pass
+    assert [f.sandbox_id for f in published[1:]] == ["a", "b"]

@@ -27,7 +27,7 @@ from sandbox_common.envelope import FactType
 from sandbox_common.readmodel import Status
 from tests.unit.test_actuator import CMD, OK, Fakes, doc
 from tests.unit.test_projection_rules import fact
-from tests.unit.test_projector_batches import MemoryDeadLetters, MemoryReadModel
+from tests.unit.test_projector_batches import MemoryDeadLetters, MemoryReadModel, to
 from tests.unit.test_projector_pipeline import GuardedStore, MemoryOffsets, Retry
 
 log = logging.getLogger("test")
@@ -43,7 +43,7 @@ class FlushedOffsets(MemoryOffsets):
 
 async def test_the_projector_folds_what_the_broker_delivers_and_commits_it() -> None:
     store, rm, offsets = GuardedStore(), MemoryReadModel(), FlushedOffsets()
-    pipeline = Pipeline(store, store, rm, MemoryDeadLetters(), Retry(store, rm, attempts=1))
+    pipeline = Pipeline(store, to(store, rm, MemoryDeadLetters()), Retry(store, rm, attempts=1))
     subscriber = BatchSubscriber(pipeline, offsets_of=lambda _consumer: offsets)
     broker = build_broker("127.0.0.1:1", log, durable=False, apply_types=False)
     subscribe_lifecycle(broker, subscriber, ProjectorSettings())
@@ -61,7 +61,7 @@ async def test_the_projector_folds_what_the_broker_delivers_and_commits_it() -> 
 async def test_a_poison_record_is_dead_lettered_not_folded() -> None:
     store, rm, dead = GuardedStore(), MemoryReadModel(), MemoryDeadLetters()
     offsets = FlushedOffsets()
-    pipeline = Pipeline(store, store, rm, dead, Retry(store, rm, attempts=1))
+    pipeline = Pipeline(store, to(store, rm, dead), Retry(store, rm, attempts=1))
     subscriber = BatchSubscriber(pipeline, offsets_of=lambda _consumer: offsets)
     broker = build_broker("127.0.0.1:1", log, durable=False, apply_types=False)
     subscribe_lifecycle(broker, subscriber, ProjectorSettings())

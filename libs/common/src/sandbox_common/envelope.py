@@ -45,6 +45,7 @@ class Source(_OpenEnum):
     RECONCILER = "reconciler"
     UI = "ui"
     API = "api"
+    PROJECTOR = "projector"
 
 
 class FactType(_OpenEnum):
@@ -67,6 +68,10 @@ class FactType(_OpenEnum):
     # the actuator gives up (wake failed: back to PAUSED).
     WAKE_REQUESTED = "sandbox.wake.requested"
     WAKE_FAILED = "sandbox.wake.failed"
+    # Derived by the projector (source projector): an idle pause of ours was undone by a resume
+    # within the flap window. Recorded for the history and the metric; it changes no state
+    # itself (the flap is already in the state, from the paused and resumed facts).
+    FLAPPING = "sandbox.flapping.detected"
 
 
 # Facts that move a sandbox's last activity (and with it the idle deadline).

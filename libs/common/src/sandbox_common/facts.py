@@ -38,6 +38,22 @@ class Lifecycle(FactData, frozen=True, kw_only=True, omit_defaults=True):
     kill_reason: str | None = None
     e2b_status: int | None = None
     command_id: str | None = None
+    # E2B's own lifecycle of the sandbox, as read from E2B (the reconciler's GET of its
+    # details): what E2B does at its timeout ("pause" or "kill"), and whether traffic wakes it.
+    on_timeout: str | None = None
+    auto_resume: bool | None = None
+
+
+class Flapping(FactData, frozen=True, kw_only=True, omit_defaults=True):
+    """Derived by the projector: our idle pause was undone by a resume within the flap window
+    (health probes or other traffic waking an auto-resume sandbox). `flaps` counts such pauses
+    among the sandbox's recent ones; `idle_backoff` is the factor its idle timeout now gets."""
+
+    TYPES = frozenset({FactType.FLAPPING})
+    paused_at: datetime
+    resumed_at: datetime
+    flaps: int
+    idle_backoff: int
 
 
 class PauseRequested(FactData, frozen=True, kw_only=True, omit_defaults=True):
@@ -120,6 +136,9 @@ class StateView(NamedTuple):
     set_timeout: datetime | None
     metadata: dict[str, str] | None
     template_id: str | None
+    reason: str | None = None
+    on_timeout: str | None = None
+    auto_resume: bool | None = None
 
 
 _NOTHING = StateView(None, None, None)
@@ -131,8 +150,14 @@ def state_view(fact: Envelope) -> StateView:
         return _NOTHING
     metadata = data.get("metadata")
     template_id = data.get("template_id")
+    reason = data.get("reason")
+    on_timeout = data.get("on_timeout")
+    auto_resume = data.get("auto_resume")
     return StateView(
         set_timeout=parse_time(data.get("set_timeout")),
         metadata=metadata if isinstance(metadata, dict) and metadata else None,
         template_id=template_id if isinstance(template_id, str) else None,
+        reason=reason if isinstance(reason, str) else None,
+        on_timeout=on_timeout if on_timeout in ("pause", "kill") else None,
+        auto_resume=auto_resume if isinstance(auto_resume, bool) else None,
     )

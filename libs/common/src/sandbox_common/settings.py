@@ -109,12 +109,18 @@ class IdleSettings(BaseSettings):
     # E2B's maximum instance length for the team's plan (24 h on Pro, 1 h on Hobby): a run ends
     # this long after it started, whatever the activity. Shown as maxLifetimeAt.
     e2b_max_lifetime_seconds: Positive = 86_400
-
-    def deadline_rule(self) -> DeadlineRule:
-        return DeadlineRule(self.idle_timeout_seconds, self.e2b_max_lifetime_seconds)
-
+    # A resume this soon after our idle pause undid it (flapping: e.g. health probes waking an
+    # auto-resume sandbox); from the second such pause on, the idle timeout backs off.
+    idle_flap_window_seconds: Positive = 120
     # Changes kept in the Redis change feed for SSE clients that resume with Last-Event-ID.
     change_feed_max_length: Positive = 50_000
+
+    def deadline_rule(self) -> DeadlineRule:
+        return DeadlineRule(
+            self.idle_timeout_seconds,
+            self.e2b_max_lifetime_seconds,
+            self.idle_flap_window_seconds,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,7 @@ from sandbox_common.settings import (
     E2BApiSettings,
     KafkaSettings,
     LogSettings,
+    NonNegative,
     Port,
     Positive,
     PostgresSettings,
@@ -50,6 +51,9 @@ class TickerSettings(
     # facts may wait for the broker.
     reconciler_schedule: str = "*/5 * * * *"
     reconciler_enabled: bool = True
+    # GETs per pass to read E2B's own lifecycle (auto-pause, auto-resume) of sandboxes not read
+    # yet: a new fleet of 100k is read over many passes instead of in one burst.
+    reconciler_lifecycle_reads: NonNegative = 100
     ingest_publish_timeout_seconds: Seconds = 10.0
 
     def __post_init__(self) -> None:

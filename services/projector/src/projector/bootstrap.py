@@ -12,12 +12,13 @@ from faststream.kafka import KafkaBroker
 from projector.adapters.postgres import PostgresStore
 from projector.adapters.postgres_snapshot import pool_snapshots
 from projector.adapters.redis import RedisReadModel
+from projector.handlers import Projection
 from projector.pipeline import Pipeline
 from projector.read_model_rebuild import rebuild_if_missing
 from projector.retries import RetryingProjection
 from projector.settings import ProjectorSettings
 from sandbox_common import redis_pool, topics
-from sandbox_common.broker import BrokerDeadLetters
+from sandbox_common.broker import BrokerDeadLetters, BrokerFacts
 from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.postgres_pool import PostgresPool
 from sandbox_common.probes import failing
@@ -27,6 +28,10 @@ from sandbox_common.readmodel.writer import DocumentWriter
 from sandbox_common.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+
+class Outbox(BrokerDeadLetters, BrokerFacts):
+    """Poison records to the dead-letter topic, derived facts to `sandbox-lifecycle`."""
 
 
 class ProjectorParts:
@@ -41,13 +46,9 @@ class ProjectorParts:
             DocumentWriter(self._redis, s.killed_tombstone_ttl_seconds, s.change_feed_max_length),
             self._rule,
         )
-        dead_letters = BrokerDeadLetters(broker)
+        projection = Projection(self.store, self.read_model, Outbox(broker), self._rule)
         self.pipeline = Pipeline(
-            self.store,
-            self.store,
-            self.read_model,
-            dead_letters,
-            RetryingProjection(self.store, self.read_model, dead_letters, self.problems),
+            self.store, projection, RetryingProjection(projection, self.problems)
         )
         self._guard: asyncio.Task[None] | None = None
         self._lag = LagMonitor(

@@ -9,12 +9,13 @@ deduplicated sequence. `killed` is absorbing, so a late fact never brings a sand
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sandbox_common.envelope import MOVES_LAST_ACTIVITY, Envelope, FactType
-from sandbox_common.facts import state_view
+from sandbox_common.envelope import MOVES_LAST_ACTIVITY, Envelope, FactType, Source
+from sandbox_common.facts import StateView, state_view
 from sandbox_common.readmodel import Status
 
 # Tie-break for facts with the same timestamp: the later step of a lifecycle wins.
@@ -41,6 +42,9 @@ _STATUS_OF = {
 }
 # Facts that prove the sandbox was in use at that moment.
 _ACTIVITY = MOVES_LAST_ACTIVITY
+# How many of the latest idle pauses and resumes a state keeps: what flap detection looks at.
+RECENT = 8
+
 # Facts that start a run of the sandbox: E2B counts its maximum instance length from there (a
 # resume starts a new instance, with a new start time).
 _RUN_STARTS = frozenset({FactType.CREATED, FactType.RESUMED})
@@ -73,6 +77,13 @@ class SandboxState:
     last_event_at: datetime | None = None
     # The stamp of the fact that last wrote each register (status, timeout, project, ...).
     stamps: dict[str, Stamp] = field(default_factory=dict)
+    # E2B's own lifecycle, once read from E2B: "pause" or "kill" at its timeout; wakes on traffic.
+    on_timeout: str | None = None
+    auto_resume: bool | None = None
+    # The latest RECENT idle pauses of ours and resumes (any), oldest first: grow-only sets cut
+    # to their newest members, so merging them stays order-free. Flapping is read from them.
+    idle_pauses: tuple[datetime, ...] = ()
+    resumes: tuple[datetime, ...] = ()
 
     @property
     def status_changed_at(self) -> datetime | None:
@@ -124,6 +135,16 @@ def evolve(state: SandboxState | None, fact: Envelope) -> SandboxState:
     if fact.type in _RUN_STARTS:
         write("run")  # the stamp is the register: its time is the run's start
     view = state_view(fact)
+    changes.update(_cycles(current, fact, view))
+    _write_data(fact, view, write)
+    changes["stamps"] = stamps
+    return _replace(current, changes)
+
+
+def _write_data(fact: Envelope, view: StateView, write: Callable[..., None]) -> None:
+    """The registers a fact's data and subject set, each if this fact is their newest."""
+    if view.on_timeout is not None or view.auto_resume is not None:
+        write("lifecycle", on_timeout=view.on_timeout, auto_resume=view.auto_resume)
     if view.set_timeout is not None:
         write("timeout", timeout_at=view.set_timeout)
     if view.metadata is not None:
@@ -134,8 +155,6 @@ def evolve(state: SandboxState | None, fact: Envelope) -> SandboxState:
         write("team", team_id=fact.team_id)
     if view.template_id is not None:
         write("template", template_id=view.template_id)
-    changes["stamps"] = stamps
-    return _replace(current, changes)
 
 
 def _replace(state: SandboxState, changes: dict[str, Any]) -> SandboxState:
@@ -151,6 +170,21 @@ def fold(state: SandboxState | None, facts: list[Envelope]) -> SandboxState | No
     for fact in facts:
         state = evolve(state, fact)
     return state
+
+
+def _cycles(current: SandboxState, fact: Envelope, view: StateView) -> dict[str, Any]:
+    """A resume (anyone's), or an idle pause of ours, joins the recent cycles."""
+    if fact.type is FactType.RESUMED:
+        return {"resumes": _recent(current.resumes, fact.occurred_at)}
+    if fact.type is FactType.PAUSED and fact.source is Source.ENFORCER and view.reason == "idle":
+        return {"idle_pauses": _recent(current.idle_pauses, fact.occurred_at)}
+    return {}
+
+
+def _recent(times: tuple[datetime, ...], at: datetime) -> tuple[datetime, ...]:
+    if at in times:
+        return times
+    return tuple(sorted((*times, at))[-RECENT:])
 
 
 def _min(a: datetime | None, b: datetime) -> datetime:

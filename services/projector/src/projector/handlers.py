@@ -14,10 +14,12 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from projector import metrics
 from projector.domain import SandboxState, evolve
+from projector.flaps import flap_facts
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope, EnvelopeError, decode
-from sandbox_common.readmodel import Status
+from sandbox_common.readmodel import DeadlineRule, Status
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +70,23 @@ class ReadModel(Protocol):
     async def publish(self, projected: Sequence[Projected]) -> None: ...
 
 
-class DeadLetters(Protocol):
+class Outbox(Protocol):
+    """What a batch sends to Kafka before it is stored: its poison records to the dead-letter
+    topic, and the facts it derived (flapping) to `sandbox-lifecycle`."""
+
     async def send(self, record: Record, reason: str) -> None: ...
+
+    async def publish(self, fact: Envelope) -> None: ...
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Where a batch goes, and the rule its derived facts and documents follow."""
+
+    store: StateStore
+    read_model: ReadModel
+    outbox: Outbox
+    rule: DeadlineRule
 
 
 def parse(records: Sequence[Record]) -> tuple[list[Positioned], list[Poison]]:
@@ -100,6 +117,8 @@ class Folded:
     offsets: list[tuple[str, int, int]]
     # States this batch turned PAUSED (not PAUSED before it): the seed's "Marked ... PAUSED".
     newly_paused: list[SandboxState] = field(default_factory=list)
+    # Facts derived from the batch (flapping), published before it is stored.
+    derived: list[Envelope] = field(default_factory=list)
 
     @property
     def outcome(self) -> BatchOutcome:
@@ -115,6 +134,7 @@ def fold_batch(
     facts: Sequence[Positioned],
     poison: Sequence[Poison],
     current: Mapping[str, tuple[SandboxState, int]],
+    rule: DeadlineRule,
 ) -> Folded:
     """Pure: the batch's facts folded onto `current` (state and revision per sandbox)."""
     states: dict[str, SandboxState] = {sid: st for sid, (st, _) in current.items()}
@@ -124,6 +144,7 @@ def fold_batch(
     changed: list[Projected] = []
     touched: list[Projected] = []
     paused: list[SandboxState] = []
+    derived: list[Envelope] = []
     for sid, state in states.items():
         before = current.get(sid)
         if before is None:
@@ -133,40 +154,51 @@ def fold_batch(
         else:
             touched.append(Projected(state, before[1]))
             continue
-        if state.status is Status.PAUSED and (
-            before is None or before[0].status is not Status.PAUSED
-        ):
+        was = before[0] if before else None
+        if state.status is Status.PAUSED and (was is None or was.status is not Status.PAUSED):
             paused.append(state)
+        if state.resumes:  # cheap test first: most sandboxes have never been resumed
+            derived.extend(flap_facts(was, state, rule))
     offsets = next_offsets(records)
-    return Folded(list(facts), list(poison), changed, touched, offsets, paused)
+    return Folded(list(facts), list(poison), changed, touched, offsets, paused, derived)
 
 
-async def project_batch(
-    records: Sequence[Record],
-    store: StateStore,
-    read_model: ReadModel,
-    dead_letters: DeadLetters,
-) -> BatchOutcome:
+async def project_batch(records: Sequence[Record], to: Projection) -> BatchOutcome:
     facts, poison = parse(records)
     # Dead letters first: if the DLQ cannot take them, the batch fails and nothing is skipped.
     for p in poison:
-        await dead_letters.send(p.record, p.reason)
-    async with store.transaction() as tx:
+        await to.outbox.send(p.record, p.reason)
+    async with to.store.transaction() as tx:
         current = await tx.load(sorted({p.fact.sandbox_id for p in facts}))
-        folded = fold_batch(records, facts, poison, current)
+        folded = fold_batch(records, facts, poison, current, to.rule)
+        await _publish_derived(folded, to.outbox)
         await tx.save(folded.changed, facts, folded.offsets)
-    await publish_folded(folded, read_model)
+    await publish_folded(folded, to.read_model)
     return folded.outcome
 
 
-async def store_folded(folded: Folded, store: StateStore, dead_letters: DeadLetters) -> None:
+async def store_folded(folded: Folded, to: Projection) -> None:
     """The first half of `project_batch` for a batch folded beforehand (see pipeline.py): dead
-    letters, then PostgreSQL. The revision guard refuses it if a state it was folded onto was not
-    the one PostgreSQL holds."""
+    letters and derived facts, then PostgreSQL. The revision guard refuses it if a state it was
+    folded onto was not the one PostgreSQL holds."""
     for p in folded.poison:
-        await dead_letters.send(p.record, p.reason)
-    async with store.transaction() as tx:
+        await to.outbox.send(p.record, p.reason)
+    await _publish_derived(folded, to.outbox)
+    async with to.store.transaction() as tx:
         await tx.save(folded.changed, folded.facts, folded.offsets)
+
+
+async def _publish_derived(folded: Folded, outbox: Outbox) -> None:
+    """Before the batch is stored, so a crash cannot lose them: a batch delivered again derives
+    the same facts with the same ids, and the history keeps each id once."""
+    for fact in folded.derived:
+        await outbox.publish(fact)
+        metrics.FLAPS.inc()
+        log.warning(
+            "Sandbox %s is flapping: our idle pause was undone by a resume within the window",
+            fact.sandbox_id,
+            extra={"sandbox_id": fact.sandbox_id, "project_id": fact.project_id, **fact.data},
+        )
 
 
 async def publish_folded(folded: Folded, read_model: ReadModel) -> None:

@@ -32,6 +32,11 @@ def fact_type_label(fact_type: str) -> str:
     return fact_type if fact_type in _KNOWN_TYPES else OTHER_TYPE
 
 
+FLAPS = Counter(
+    "projector_flaps_detected_total",
+    "Idle pauses of ours undone by a resume within IDLE_FLAP_WINDOW_SECONDS (flapping facts "
+    "published; a batch retried after publishing counts again)",
+)
 POISON = Counter("projector_poison_total", "Records sent to the dead-letter topic", ["reason"])
 BATCH_SECONDS = Histogram(
     "projector_batch_seconds",

@@ -30,10 +30,8 @@ from typing import Protocol
 from projector import metrics
 from projector.domain import SandboxState
 from projector.handlers import (
-    DeadLetters,
     Folded,
-    ReadModel,
-    StateStore,
+    Projection,
     fold_batch,
     parse,
     publish_folded,
@@ -83,9 +81,7 @@ class _Write:
 @dataclass(eq=False)
 class Pipeline:
     reader: StateReader
-    store: StateStore
-    read_model: ReadModel
-    dead_letters: DeadLetters
+    to: Projection
     retry: Retry
     _inflight: _Write | None = field(default=None, init=False)
     _pending: dict[str, tuple[SandboxState, int]] = field(default_factory=dict, init=False)
@@ -131,7 +127,7 @@ class Pipeline:
         ids = sorted({p.fact.sandbox_id for p in facts})
         current = {sid: self._pending[sid] for sid in ids if sid in self._pending}
         current.update(await self.reader.states([sid for sid in ids if sid not in current]))
-        return fold_batch(records, facts, poison, current)
+        return fold_batch(records, facts, poison, current, self.to.rule)
 
     def _start(self, batch: _Batch, before: _Write | None) -> None:
         self._pending = batch.folded.states()
@@ -145,7 +141,7 @@ class Pipeline:
     ) -> None:
         folded, records, offsets = batch.folded, batch.records, batch.offsets
         try:
-            await store_folded(folded, self.store, self.dead_letters)
+            await store_folded(folded, self.to)
             stored.set_result(True)
         except Exception:
             log.warning("storing a folded batch failed; retrying it on its own", exc_info=True)
@@ -157,7 +153,7 @@ class Pipeline:
             return
         if stored.result():
             try:
-                await publish_folded(folded, self.read_model)
+                await publish_folded(folded, self.to.read_model)
             except Exception:
                 log.warning(
                     "publishing a stored batch failed; retrying it on its own", exc_info=True

@@ -14,14 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from projector import metrics
-from projector.handlers import (
-    BatchOutcome,
-    DeadLetters,
-    Poison,
-    ReadModel,
-    StateStore,
-    project_batch,
-)
+from projector.handlers import BatchOutcome, Poison, Projection, project_batch
 from sandbox_common.dead_letters import Record
 
 log = logging.getLogger("projector")
@@ -32,9 +25,7 @@ _SINGLE_ATTEMPTS = 2
 
 @dataclass(frozen=True, eq=False)
 class RetryingProjection:
-    store: StateStore
-    read_model: ReadModel
-    dead_letters: DeadLetters
+    to: Projection
     problems: Callable[[], Awaitable[list[str]]]
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
@@ -64,7 +55,7 @@ class RetryingProjection:
         metrics.observe_batch(outcome, records, time.perf_counter() - started)
 
     async def _once(self, records: Sequence[Record]) -> BatchOutcome:
-        return await project_batch(records, self.store, self.read_model, self.dead_letters)
+        return await project_batch(records, self.to)
 
     async def _one_by_one(self, records: Sequence[Record]) -> BatchOutcome:
         total = BatchOutcome()
@@ -77,7 +68,7 @@ class RetryingProjection:
                         await self.sleep(0.2)
                         continue
                     reason = f"processing failed after {attempt} attempts: {exc!r}"
-                    await self.dead_letters.send(record, reason)
+                    await self.to.outbox.send(record, reason)
                     total.poison.append(Poison(record, reason))
                 else:
                     total.facts.extend(one.facts)

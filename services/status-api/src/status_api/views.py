@@ -33,6 +33,13 @@ class SandboxStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     max_lifetime_at: datetime | None = None
     # True from STATUS_API_LIFETIME_WARN_BEFORE_SECONDS before maxLifetimeAt: "save your work".
     lifetime_end_imminent: bool = False
+    # E2B's own lifecycle, as read from E2B (null until the reconciler has read it): E2B pauses
+    # the sandbox at its own timeout instead of killing it; any traffic to it wakes it.
+    auto_pause: bool | None = None
+    auto_resume: bool | None = None
+    # The idle timeout's factor: 1, or 2/4/8 while its idle pauses keep being undone within
+    # IDLE_FLAP_WINDOW_SECONDS (flapping: health probes waking an auto-resume sandbox).
+    idle_backoff: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,9 @@ def _view(kind: type[_View], doc: StatusDoc, flags: Imminent) -> _View:
         pause_imminent=flags.pause,
         max_lifetime_at=doc.max_lifetime_at,
         lifetime_end_imminent=flags.lifetime_end,
+        auto_pause=doc.auto_pause,
+        auto_resume=doc.auto_resume,
+        idle_backoff=doc.idle_backoff,
     )
 
 

@@ -1,5 +1,6 @@
 """The deadlines a status document shows: when a RUNNING sandbox has been idle long enough to be
-paused, and when E2B ends its run regardless (its maximum instance length).
+paused (backed off while its pauses keep being undone at once: flapping), and when E2B ends its
+run regardless (its maximum instance length).
 
 One rule, applied where a status document is written (the projector, a rebuild, a replay) and
 where a deadline is shown from PostgreSQL (status-api's fleet route), so the indexes the enforcer
@@ -8,7 +9,7 @@ and the warner scan and every deadline a user sees always agree. Pure: no I/O, n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,6 +18,15 @@ from datetime import datetime, timedelta
 IDLE_OVERRIDE_KEY = "idleTimeoutSeconds"
 MIN_OVERRIDE = timedelta(seconds=10)
 MAX_OVERRIDE = timedelta(days=7)
+
+# Flapping: an idle pause undone by a resume within the flap window (health probes waking an
+# auto-resume sandbox, over and over). From this many such pauses among the recent ones on, the
+# sandbox's idle timeout doubles per flap, up to MAX_BACKOFF times.
+FLAPS_BEFORE_BACKOFF = 2
+MAX_BACKOFF = 8
+# Flaps older than this before the sandbox's latest idle pause are forgotten: a sandbox that
+# stopped flapping gets its own idle timeout back.
+FLAP_MEMORY = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +37,8 @@ class DeadlineRule:
 
     default_seconds: int
     max_lifetime_seconds: int = 86_400
+    # IDLE_FLAP_WINDOW_SECONDS: a resume this soon after our idle pause undid it.
+    flap_window_seconds: int = 120
 
     def timeout(self, metadata: Mapping[str, str]) -> timedelta:
         raw = metadata.get(IDLE_OVERRIDE_KEY)
@@ -39,8 +51,35 @@ class DeadlineRule:
                 return chosen
         return timedelta(seconds=self.default_seconds)
 
-    def deadline(self, last_active_at: datetime, metadata: Mapping[str, str]) -> datetime:
-        return last_active_at + self.timeout(metadata)
+    def deadline(
+        self, last_active_at: datetime, metadata: Mapping[str, str], backoff: int = 1
+    ) -> datetime:
+        return last_active_at + self.timeout(metadata) * backoff
+
+    def flaps(
+        self, idle_pauses: Sequence[datetime], resumes: Sequence[datetime]
+    ) -> list[tuple[datetime, datetime]]:
+        """(idle pause, the first resume after it) for each pause a resume undid within the
+        flap window. Both sequences sorted, oldest first."""
+        if not idle_pauses:
+            return []
+        window = timedelta(seconds=self.flap_window_seconds)
+        since = idle_pauses[-1] - FLAP_MEMORY
+        found = []
+        for paused in idle_pauses:
+            if paused < since:
+                continue
+            resumed = next((r for r in resumes if r > paused), None)
+            if resumed is not None and resumed - paused <= window:
+                found.append((paused, resumed))
+        return found
+
+    @staticmethod
+    def backoff(flaps: int) -> int:
+        """The idle timeout's factor: 1, then 2, 4, 8 from FLAPS_BEFORE_BACKOFF flaps on."""
+        if flaps < FLAPS_BEFORE_BACKOFF:
+            return 1
+        return int(min(MAX_BACKOFF, 2 ** (flaps - FLAPS_BEFORE_BACKOFF + 1)))
 
     def hard_end(self, run_started_at: datetime) -> datetime:
         """When E2B ends the run whatever the activity (pausing it or killing it, as the sandbox

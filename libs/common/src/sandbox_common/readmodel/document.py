@@ -3,6 +3,7 @@ and how it is made from a sandbox's projected state."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -49,6 +50,12 @@ class StatusDoc(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     # When E2B ends a RUNNING sandbox's run whatever its activity (its maximum instance length;
     # None in any other status, or when the run's start is unknown).
     max_lifetime_at: datetime | None = None
+    # E2B's own lifecycle, once read from E2B (None until then): E2B pauses it at its timeout
+    # instead of killing it; traffic to it wakes it.
+    auto_pause: bool | None = None
+    auto_resume: bool | None = None
+    # The idle timeout's factor: above 1 while its idle pauses keep being undone at once.
+    idle_backoff: int = 1
     # Monotonic per sandbox: a write with a lower revision never replaces a higher one.
     revision: int = 0
     updated_at: datetime | None = None
@@ -89,6 +96,14 @@ class DocSource(Protocol):
     def metadata(self) -> dict[str, str]: ...
     @property
     def run_started_at(self) -> datetime | None: ...
+    @property
+    def on_timeout(self) -> str | None: ...
+    @property
+    def auto_resume(self) -> bool | None: ...
+    @property
+    def idle_pauses(self) -> Sequence[datetime]: ...
+    @property
+    def resumes(self) -> Sequence[datetime]: ...
 
 
 def to_doc(state: DocSource, revision: int, now: datetime, rule: DeadlineRule) -> StatusDoc | None:
@@ -98,6 +113,8 @@ def to_doc(state: DocSource, revision: int, now: datetime, rule: DeadlineRule) -
     running = state.status is Status.RUNNING
     active_at = state.last_active_at if running else None
     run_start = state.run_started_at if running else None
+    backoff = rule.backoff(len(rule.flaps(state.idle_pauses, state.resumes)))
+    meta = state.metadata
     return StatusDoc(
         sandbox_id=state.sandbox_id,
         project_id=state.project_id,
@@ -108,8 +125,11 @@ def to_doc(state: DocSource, revision: int, now: datetime, rule: DeadlineRule) -
         team_id=state.team_id,
         template_id=state.template_id,
         metadata=state.metadata,
-        idle_deadline_at=rule.deadline(active_at, state.metadata) if active_at else None,
+        idle_deadline_at=rule.deadline(active_at, meta, backoff) if active_at else None,
         max_lifetime_at=rule.hard_end(run_start) if run_start else None,
+        auto_pause=None if state.on_timeout is None else state.on_timeout == "pause",
+        auto_resume=state.auto_resume,
+        idle_backoff=backoff,
         revision=revision,
         updated_at=now,
     )

@@ -31,6 +31,12 @@ class E2BInventory:
         except E2BApiError as exc:
             raise InventoryError(str(exc)) from exc
 
+    async def details(self, sandbox_id: str) -> Upstream | None:
+        try:
+            return await self._api.sandbox(sandbox_id)
+        except E2BApiError as exc:
+            raise InventoryError(str(exc)) from exc
+
 
 class PostgresKnown:
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record]) -> None:
@@ -38,7 +44,7 @@ class PostgresKnown:
 
     async def alive(self) -> dict[str, Known]:
         rows = await self._pool.fetch(
-            "SELECT sandbox_id, status, timeout_at FROM sandboxes"
+            f"SELECT {_KNOWN_COLUMNS} FROM sandboxes"  # noqa: S608
             " WHERE status IS NOT NULL AND status <> 'KILLED'"
         )
         return {r["sandbox_id"]: _known(r) for r in rows}
@@ -47,13 +53,20 @@ class PostgresKnown:
         if not sandbox_ids:
             return {}
         rows = await self._pool.fetch(
-            "SELECT sandbox_id, status, timeout_at FROM sandboxes"
-            " WHERE sandbox_id = ANY($1::text[])",
+            f"SELECT {_KNOWN_COLUMNS} FROM sandboxes WHERE sandbox_id = ANY($1::text[])",  # noqa: S608
             list(sandbox_ids),
         )
         return {r["sandbox_id"]: _known(r) for r in rows}
 
 
+_KNOWN_COLUMNS = "sandbox_id, status, timeout_at, lifecycle IS NOT NULL AS lifecycle_known"
+
+
 def _known(row: asyncpg.Record) -> Known:
     status = row["status"]
-    return Known(row["sandbox_id"], Status(status) if status else None, row["timeout_at"])
+    return Known(
+        row["sandbox_id"],
+        Status(status) if status else None,
+        row["timeout_at"],
+        row["lifecycle_known"],
+    )

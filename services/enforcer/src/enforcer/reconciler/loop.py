@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from enforcer.periodic import Job, Periodic
 from enforcer.reconciler.adapters import E2BInventory, PostgresKnown
-from enforcer.reconciler.reconcile import Ports, reconcile
+from enforcer.reconciler.reconcile import PassOptions, Ports, reconcile
 from enforcer.reconciler.rules import Plan
 from enforcer.schedule import parse_schedule
 from enforcer.settings import TickerSettings
@@ -52,9 +52,12 @@ async def reconcile_once(
     settings: TickerSettings, *, dry_run: bool = False, redis: aioredis.Redis | None = None
 ) -> Plan:
     async with parts(settings, redis) as ports:
-        return await reconcile(
-            datetime.now(UTC), ports, project_key=settings.project_metadata_key, dry_run=dry_run
+        options = PassOptions(
+            project_key=settings.project_metadata_key,
+            dry_run=dry_run,
+            lifecycle_reads=settings.reconciler_lifecycle_reads,
         )
+        return await reconcile(datetime.now(UTC), ports, options)
 
 
 def periodic_reconciler(settings: TickerSettings, redis: aioredis.Redis) -> Periodic | None:

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from enforcer.reconciler.rules import Known, Plan, Upstream, missing_upstream, plan
+from enforcer.reconciler.rules import (
+    Known,
+    Plan,
+    Upstream,
+    lifecycle_fact,
+    lifecycle_unknown,
+    missing_upstream,
+    plan,
+)
 from sandbox_common.facts import FactSink
 
 log = logging.getLogger("reconciler")
@@ -29,6 +37,8 @@ class Inventory(Protocol):
 
     async def exists(self, sandbox_id: str) -> bool: ...
 
+    async def details(self, sandbox_id: str) -> Upstream | None: ...
+
 
 class KnownSandboxes(Protocol):
     async def alive(self) -> dict[str, Known]: ...
@@ -43,10 +53,20 @@ class Ports:
     sink: FactSink
 
 
-async def reconcile(
-    now: datetime, ports: Ports, *, project_key: str, dry_run: bool = False
-) -> Plan:
+@dataclass(frozen=True)
+class PassOptions:
+    # The metadata key that holds a sandbox's project (PROJECT_METADATA_KEY).
+    project_key: str = "projectId"
+    # Compare and log, publish nothing (ENFORCER_DRY_RUN).
+    dry_run: bool = False
+    # At most this many GETs per pass to read E2B's own lifecycle of sandboxes we have not read
+    # it for yet (RECONCILER_LIFECYCLE_READS), so a large fleet is read over a few passes.
+    lifecycle_reads: int = 100
+
+
+async def reconcile(now: datetime, ports: Ports, options: PassOptions) -> Plan:
     started = time.perf_counter()
+    project_key, dry_run = options.project_key, options.dry_run
     known_store, inventory, sink = ports.known, ports.inventory, ports.sink
     known = await known_store.alive()
     upstream = await inventory.list_all()
@@ -72,18 +92,24 @@ async def reconcile(
         observed_at=now,
         project_key=project_key,
     )
+    to_read = lifecycle_unknown(known, upstream, options.lifecycle_reads)
+    read = await asyncio.gather(*(_details(inventory, sid, gate) for sid in to_read))
+    lifecycles = [f for d in read if d is not None and (f := lifecycle_fact(d, now))]
+    result.lifecycle_read.extend(f.sandbox_id for f in lifecycles)
+    result.facts.extend(lifecycles)
     if not dry_run:
         for fact in result.facts:
             await sink.publish(fact)
     log.info(
         "[Reconciler] %d listed upstream, %d known: %d unknown, %d state fixed, %d timeouts "
-        "fixed, %d killed upstream, %d facts%s, %dms",
+        "fixed, %d killed upstream, %d lifecycles read, %d facts%s, %dms",
         len(upstream),
         len(known),
         len(result.unknown),
         len(result.state_fixed),
         len(result.timeout_fixed),
         len(result.killed),
+        len(result.lifecycle_read),
         len(result.facts),
         " (dry run: none published)" if dry_run else " published",
         round((time.perf_counter() - started) * 1000),
@@ -93,7 +119,17 @@ async def reconcile(
             "state_fixed": len(result.state_fixed),
             "timeout_fixed": len(result.timeout_fixed),
             "killed": len(result.killed),
+            "lifecycle_read": len(result.lifecycle_read),
             "dry_run": dry_run,
         },
     )
     return result
+
+
+async def _details(inventory: Inventory, sid: str, gate: asyncio.Semaphore) -> Upstream | None:
+    async with gate:
+        try:
+            return await inventory.details(sid)
+        except InventoryError as exc:
+            log.warning("[Reconciler] could not read the lifecycle of %r: %s", sid, exc)
+            return None

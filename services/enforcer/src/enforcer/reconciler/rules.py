@@ -38,6 +38,8 @@ class Known:
     sandbox_id: str
     status: Status | None
     timeout_at: datetime | None
+    # Whether E2B's own lifecycle of it (on timeout: pause or kill; auto-resume) was read yet.
+    lifecycle_known: bool = True
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Plan:
     state_fixed: list[str] = field(default_factory=list)
     timeout_fixed: list[str] = field(default_factory=list)
     killed: list[str] = field(default_factory=list)
+    lifecycle_read: list[str] = field(default_factory=list)  # E2B's lifecycle now known
 
 
 def missing_upstream(known: Mapping[str, Known], upstream: Mapping[str, Upstream]) -> list[str]:
@@ -125,3 +128,29 @@ def plan(
         said = Lifecycle(reason=_SAYS.reason, kill_reason="not found upstream")
         fact(sid, FactType.KILLED, observed_at, stamp, said)
     return out
+
+
+def lifecycle_unknown(
+    known: Mapping[str, Known], upstream: Mapping[str, Upstream], limit: int
+) -> list[str]:
+    """Sandboxes E2B lists and we know, whose E2B lifecycle we have not read yet: at most
+    `limit` per pass (one GET each), in id order."""
+    unread = (sid for sid in upstream if (k := known.get(sid)) and not k.lifecycle_known)
+    return sorted(unread)[:limit]
+
+
+def lifecycle_fact(details: Upstream, observed_at: datetime) -> Envelope | None:
+    """An UPDATED fact carrying E2B's lifecycle of the sandbox (GET /sandboxes/{id}); None when
+    E2B's answer did not say (asked again next pass). The id repeats for the same reading."""
+    on_timeout, auto_resume = details.on_timeout, details.auto_resume
+    if on_timeout is None and auto_resume is None:
+        return None
+    sid = details.sandbox_id
+    return new_fact(
+        FactType.UPDATED,
+        Lifecycle(reason="lifecycle read from E2B", on_timeout=on_timeout, auto_resume=auto_resume),
+        Subject(sid),
+        Origin(
+            f"reconciler:{sid}:lifecycle:{on_timeout}:{auto_resume}", Source.RECONCILER, observed_at
+        ),
+    )

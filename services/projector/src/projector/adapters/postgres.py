@@ -14,6 +14,12 @@ from projector.domain import SandboxState, Stamp
 from projector.handlers import Positioned, Projected
 from sandbox_common.envelope import Envelope
 from sandbox_common.readmodel import Status
+from sandbox_common.state_columns import (
+    decode_cycles,
+    decode_lifecycle,
+    encode_cycles,
+    encode_lifecycle,
+)
 
 STATE_COLUMNS = (
     "sandbox_id",
@@ -28,6 +34,8 @@ STATE_COLUMNS = (
     "first_seen_at",
     "last_event_at",
     "revision",
+    "lifecycle",
+    "recent_cycles",
 )
 _COLUMNS = ", ".join(STATE_COLUMNS)
 HISTORY_COLUMNS = (
@@ -227,20 +235,21 @@ class PostgresTransaction:
         # In id order, as `load` locks them: a batch retried alongside the next one's write
         # (see pipeline.py) then waits for it instead of deadlocking with it.
         rows = sorted(state_row(p.state, p.revision) for p in changed)
-        cols = _columns(rows, 12)
+        cols = _columns(rows, 14)
         # The revision guard turns a lost update during a rebalance overlap into a retry: a row
         # it refuses is not counted in the status ("INSERT 0 <rows written>").
         status = await self._conn.execute(
             f"INSERT INTO sandboxes ({_COLUMNS}) SELECT * FROM unnest("  # noqa: S608
             " $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],"
             " $7::timestamptz[], $8::jsonb[], $9::jsonb[], $10::timestamptz[],"
-            " $11::timestamptz[], $12::bigint[])"
+            " $11::timestamptz[], $12::bigint[], $13::jsonb[], $14::jsonb[])"
             " ON CONFLICT (sandbox_id) DO UPDATE SET project_id = EXCLUDED.project_id,"
             " team_id = EXCLUDED.team_id, template_id = EXCLUDED.template_id,"
             " status = EXCLUDED.status, last_active_at = EXCLUDED.last_active_at,"
             " timeout_at = EXCLUDED.timeout_at, metadata = EXCLUDED.metadata,"
             " stamps = EXCLUDED.stamps, first_seen_at = EXCLUDED.first_seen_at,"
             " last_event_at = EXCLUDED.last_event_at, revision = EXCLUDED.revision,"
+            " lifecycle = EXCLUDED.lifecycle, recent_cycles = EXCLUDED.recent_cycles,"
             " updated_at = now()"
             " WHERE sandboxes.revision = EXCLUDED.revision - 1",
             *cols,
@@ -285,6 +294,8 @@ def state_row(s: SandboxState, revision: int) -> tuple[Any, ...]:
         s.first_seen_at,
         s.last_event_at,
         revision,
+        encode_lifecycle(s.on_timeout, s.auto_resume),
+        encode_cycles(s.idle_pauses, s.resumes),
     )
 
 
@@ -303,6 +314,8 @@ def _json(value: object) -> str:
 
 def state_from_row(row: asyncpg.Record) -> SandboxState:
     stamps = _stamps.decode(row["stamps"])
+    lifecycle = decode_lifecycle(row["lifecycle"])
+    cycles = decode_cycles(row["recent_cycles"])
     return SandboxState(
         sandbox_id=row["sandbox_id"],
         status=Status(row["status"]) if row["status"] else None,
@@ -315,4 +328,8 @@ def state_from_row(row: asyncpg.Record) -> SandboxState:
         first_seen_at=row["first_seen_at"],
         last_event_at=row["last_event_at"],
         stamps=stamps,
+        on_timeout=lifecycle.on_timeout,
+        auto_resume=lifecycle.auto_resume,
+        idle_pauses=cycles.idle_pauses,
+        resumes=cycles.resumes,
     )

@@ -13,6 +13,7 @@ import msgspec
 
 from sandbox_common.envelope import MOVES_LAST_ACTIVITY
 from sandbox_common.readmodel import Status
+from sandbox_common.state_columns import decode_cycles, decode_lifecycle
 
 
 class Queries(Protocol):
@@ -50,6 +51,10 @@ class FleetRow(msgspec.Struct, frozen=True):
     team_id: str | None = None
     # The start of its run (the projector's "run" register): E2B's hard end is counted from it.
     run_started_at: datetime | None = None
+    on_timeout: str | None = None
+    auto_resume: bool | None = None
+    idle_pauses: tuple[datetime, ...] = ()
+    resumes: tuple[datetime, ...] = ()
 
 
 _ACTIVITY_TYPES = sorted(t.value for t in MOVES_LAST_ACTIVITY)
@@ -74,7 +79,7 @@ LIMIT 1
 _FLEET = """
 SELECT s.sandbox_id, s.project_id, s.status, s.last_active_at, s.timeout_at, s.template_id,
        s.metadata, a.source AS last_activity_source,
-       (s.stamps->'run'->>0)::timestamptz AS run_started_at
+       (s.stamps->'run'->>0)::timestamptz AS run_started_at, s.lifecycle, s.recent_cycles
 FROM sandboxes s
 LEFT JOIN LATERAL (
   SELECT e.source FROM sandbox_events e
@@ -114,6 +119,26 @@ def _history_row(r: asyncpg.Record) -> HistoryRow:
     )
 
 
+def _fleet_row(r: asyncpg.Record) -> FleetRow:
+    lifecycle = decode_lifecycle(r["lifecycle"])
+    cycles = decode_cycles(r["recent_cycles"])
+    return FleetRow(
+        r["sandbox_id"],
+        r["project_id"],
+        Status(r["status"]),
+        r["last_active_at"],
+        r["timeout_at"],
+        r["template_id"],
+        _json(r["metadata"]),
+        r["last_activity_source"],
+        run_started_at=r["run_started_at"],
+        on_timeout=lifecycle.on_timeout,
+        auto_resume=lifecycle.auto_resume,
+        idle_pauses=cycles.idle_pauses,
+        resumes=cycles.resumes,
+    )
+
+
 class HistoryStore:
     def __init__(self, pool: Queries) -> None:
         self._pool = pool
@@ -136,20 +161,7 @@ class HistoryStore:
         rows = await self._pool.fetch(
             _FLEET, status.value if status else None, project_id, after, limit, _ACTIVITY_TYPES
         )
-        return [
-            FleetRow(
-                r["sandbox_id"],
-                r["project_id"],
-                Status(r["status"]),
-                r["last_active_at"],
-                r["timeout_at"],
-                r["template_id"],
-                _json(r["metadata"]),
-                r["last_activity_source"],
-                run_started_at=r["run_started_at"],
-            )
-            for r in rows
-        ]
+        return [_fleet_row(r) for r in rows]
 
     async def project_of(self, sandbox_id: str) -> tuple[bool, str | None]:
         """(known, project id): whether the sandbox was ever seen, and whose it is."""
