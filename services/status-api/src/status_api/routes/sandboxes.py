@@ -55,6 +55,11 @@ _EXAMPLE_STATUS = {
     "metadata": {"projectId": "proj-1"},
     "idleDeadlineAt": "2026-11-27T10:03:00Z",
     "pauseImminent": False,
+    "maxLifetimeAt": "2026-11-28T09:58:00Z",
+    "lifetimeEndImminent": False,
+    "autoPause": True,
+    "autoResume": True,
+    "idleBackoff": 1,
 }
 # Documented responses of the two status reads: the body with examples, and the 304.
 STATUS_RESPONSES = {
@@ -71,11 +76,28 @@ STATUS_RESPONSES = {
                     "status": "PAUSED",
                     "pollAfterMs": None,
                     "idleDeadlineAt": None,
+                    "maxLifetimeAt": None,
                 },
             ),
             Example(
                 summary="pausing soon unless used",
                 value={**_EXAMPLE_STATUS, "pauseImminent": True},
+            ),
+            Example(
+                summary="E2B ends the run soon whatever the activity (its maximum length)",
+                value={
+                    **_EXAMPLE_STATUS,
+                    "maxLifetimeAt": "2026-11-27T10:04:00Z",
+                    "lifetimeEndImminent": True,
+                },
+            ),
+            Example(
+                summary="flapping: its idle pauses keep being undone, idle timeout doubled",
+                value={
+                    **_EXAMPLE_STATUS,
+                    "idleDeadlineAt": "2026-11-27T10:06:00Z",
+                    "idleBackoff": 2,
+                },
             ),
         ],
     ),
