@@ -14,9 +14,10 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from sandbox_common import e2b, topics
+from sandbox_common import commands, e2b, topics
+from sandbox_common.commands import Command
 from sandbox_common.readmodel import keys
 from status_api.auth import Claims, mint
 from tests.connected.conftest import Stack, topic_partitions
@@ -106,6 +107,38 @@ async def live_sandbox(stack: Stack, prefix: str) -> tuple[str, str]:
 
         await eventually(visible)
     return project, sandbox
+
+
+async def register_webhook(api: httpx.AsyncClient, stack: Stack, name: str) -> None:
+    """The simulator behind `api` sends every lifecycle webhook to the stack's ingest."""
+    registered = await api.post(
+        "/events/webhooks",
+        json={
+            "name": name,
+            "url": f"{stack.ingest.url}/api/webhooks/e2b",
+            "enabled": True,
+            "events": list(e2b.SUBSCRIBED_TYPES),
+            "signatureSecret": stack.webhook_secret,
+        },
+    )
+    assert registered.status_code == 201, registered.text
+
+
+async def publish_commands(bootstrap: str, *issued: Command) -> None:
+    """Commands onto sandbox-commands, keyed by sandbox as our services publish them; returns
+    once the broker has them all."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(
+                topics.COMMANDS, commands.encode(c), key=topics.record_key(c.sandbox_id)
+            )
+            for c in issued
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
 
 
 async def end_offsets(bootstrap: str, topic: str = topics.LIFECYCLE) -> dict[TopicPartition, int]:

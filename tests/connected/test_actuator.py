@@ -14,11 +14,11 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 import uvicorn
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from enforcer.actuator.app import build_app
 from enforcer.settings import ActuatorSettings
-from sandbox_common import commands, topics
+from sandbox_common import topics
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.readmodel import Status, StatusDoc, encode_doc, keys
 from tests.connected.conftest import Infra, topic_partitions
@@ -27,6 +27,7 @@ from tests.connected.helpers import (
     end_offsets,
     eventually,
     find_record,
+    publish_commands,
     records_since,
     stop_quietly,
 )
@@ -134,14 +135,7 @@ async def _command(infra: Infra, sandbox_id: str) -> str:
         project_id="proj-actuator",
         judged_last_active_at=JUDGED,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            topics.COMMANDS, commands.encode(command), key=topics.record_key(sandbox_id)
-        )
-    finally:
-        await producer.stop()
+    await publish_commands(infra.kafka, command)
     return command.command_id
 
 
@@ -241,14 +235,7 @@ async def test_wake_resumes_a_paused_sandbox_through_connect(
         issued_at=datetime.now(UTC),
         project_id="proj-actuator",
     )
-    producer = AIOKafkaProducer(bootstrap_servers=prepared.kafka, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            topics.COMMANDS, commands.encode(command), key=topics.record_key(sid)
-        )
-    finally:
-        await producer.stop()
+    await publish_commands(prepared.kafka, command)
 
     async def resumed() -> list[dict[str, Any]]:
         found = [json.loads(r.value) for r in await records_since(prepared.kafka, since) if r.value]

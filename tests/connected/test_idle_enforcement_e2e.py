@@ -12,10 +12,15 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from sandbox_common import e2b, topics
+from sandbox_common import topics
 from tests.connected.conftest import Stack, start_group_at_end
 from tests.connected.e2b_sim_process import SimProcess, free_port
-from tests.connected.helpers import eventually, forget_other_tests_deadlines, status_of
+from tests.connected.helpers import (
+    eventually,
+    forget_other_tests_deadlines,
+    register_webhook,
+    status_of,
+)
 from tests.connected.services import ServiceProcess
 
 pytestmark = pytest.mark.connected
@@ -74,17 +79,7 @@ async def test_every_idle_sandbox_is_paused_exactly_once_under_faults(
 ) -> None:
     api = httpx.AsyncClient(base_url=faulty_sim.url, headers={"X-API-Key": KEY}, timeout=10)
     try:
-        registered = await api.post(
-            "/events/webhooks",
-            json={
-                "name": "e2e",
-                "url": f"{stack.ingest.url}/api/webhooks/e2b",
-                "enabled": True,
-                "events": list(e2b.SUBSCRIBED_TYPES),
-                "signatureSecret": stack.webhook_secret,
-            },
-        )
-        assert registered.status_code == 201, registered.text
+        await register_webhook(api, stack, "e2e")
         # The first pause calls are refused (429, then a 500): the actuators must retry.
         faults = await api.patch("/_sim/faults", json={"pauseStatus": 429, "pauseStatusCount": 3})
         assert faults.status_code == 200, faults.text

@@ -14,10 +14,10 @@ from itertools import pairwise
 import httpx
 import pytest
 
-from sandbox_common import e2b, topics
+from sandbox_common import topics
 from tests.connected.conftest import Stack, start_group_at_end
 from tests.connected.e2b_sim_process import SimProcess, free_port
-from tests.connected.helpers import eventually, status_of, token
+from tests.connected.helpers import eventually, register_webhook, status_of, token
 from tests.connected.services import ServiceProcess
 
 pytestmark = pytest.mark.connected
@@ -61,17 +61,7 @@ async def test_heartbeats_never_move_e2bs_end_earlier(
 ) -> None:
     api = httpx.AsyncClient(base_url=sim.url, headers={"X-API-Key": KEY}, timeout=10)
     try:
-        registered = await api.post(
-            "/events/webhooks",
-            json={
-                "name": "keep-alive",
-                "url": f"{stack.ingest.url}/api/webhooks/e2b",
-                "enabled": True,
-                "events": list(e2b.SUBSCRIBED_TYPES),
-                "signatureSecret": stack.webhook_secret,
-            },
-        )
-        assert registered.status_code == 201, registered.text
+        await register_webhook(api, stack, "keep-alive")
         project = f"keepalive-{uuid.uuid4().hex[:8]}"
         created = await api.post(
             "/sandboxes",

@@ -14,7 +14,7 @@ from litestar import Request, Response, delete, post
 
 from e2b_sim import domain, views
 from e2b_sim.bodies import ConnectV2, OptionalTimeout, Pause, Refresh, Timeout
-from e2b_sim.errors import E2BError, decode, reply
+from e2b_sim.errors import RATE_LIMITED, E2BError, decode, reply
 from e2b_sim.sim import Sim
 
 # connect and resume: a sandbox (maybe none), the timeout asked for, a new execution id, now.
@@ -27,7 +27,8 @@ async def pause(sim: Sim, sandbox_id: str, request: Request[Any, Any, Any]) -> R
     await asyncio.sleep(sim.faults.current.pause_latency_ms / 1000)
     injected = sim.faults.pause_injection()
     if injected is not None:
-        raise E2BError(injected, _injected_message(injected))
+        wait = sim.faults.current.retry_after_seconds if injected == 429 else None
+        raise E2BError(injected, _injected_message(injected), retry_after_seconds=wait)
     now = sim.store.now()
     return reply(sim.store.apply(domain.pause(sim.store.get(sandbox_id), now, _transition(sim))))
 
@@ -95,5 +96,5 @@ def _injected_message(status: int) -> str:
     if status == 409:
         return "Sandbox cannot be paused while in 'pausing' state"  # the transitional 409
     if status == 429:
-        return "Rate limit exceeded, please try again later"
+        return RATE_LIMITED
     return "Failed to pause sandbox (injected fault)"

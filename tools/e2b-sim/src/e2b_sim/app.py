@@ -1,5 +1,6 @@
-"""Assembles the simulator: routes, the X-API-Key guard, E2B's error shape, the background
-loops (clock and webhook sender) and the call log around everything."""
+"""Assembles the simulator: routes, the X-API-Key guard and E2B's rate limit (E2B's API only,
+never /_sim), E2B's error shape, the background loops (clock and webhook sender) and the call
+log around everything."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from litestar.types import ASGIApp
 
 from e2b_sim import admin, api_events, api_lifecycle, api_sandboxes
 from e2b_sim.calls import recording
-from e2b_sim.errors import E2BError, http_error, server_error
+from e2b_sim.errors import RATE_LIMITED, E2BError, http_error, server_error
+from e2b_sim.ratelimit import retry_after
 from e2b_sim.sim import Sim
 
 
@@ -30,6 +32,14 @@ def build_litestar(sim: Sim) -> Litestar:
         given = connection.headers.get("x-api-key", "")
         if not hmac.compare_digest(given.encode(), sim.settings.api_key.encode()):
             raise E2BError(401, "Invalid API key")
+
+    def within_rate_limit(
+        connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+    ) -> None:
+        """After the key check: the key names the team whose budget the call spends."""
+        wait = sim.rate_limit.take(connection.headers.get("x-api-key", ""))
+        if wait > 0:
+            raise E2BError(429, RATE_LIMITED, retry_after_seconds=retry_after(wait))
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -44,7 +54,7 @@ def build_litestar(sim: Sim) -> Litestar:
     e2b_api = Router(
         "/",
         route_handlers=[*api_sandboxes.ROUTES, *api_lifecycle.ROUTES, *api_events.ROUTES],
-        guards=[require_api_key],
+        guards=[require_api_key, within_rate_limit],
     )
     return Litestar(
         route_handlers=[e2b_api, *admin.routes(sim)],

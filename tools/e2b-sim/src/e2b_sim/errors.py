@@ -13,11 +13,17 @@ from e2b_sim.domain import Outcome
 
 T = TypeVar("T")
 log = logging.getLogger("e2b_sim")
+# The message of a 429, over the rate limit or injected (unconfirmed: E2B's exact words).
+RATE_LIMITED = "Rate limit exceeded, please try again later"
 
 
 class E2BError(HTTPException):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(status_code=status, detail=message)
+    def __init__(
+        self, status: int, message: str, *, retry_after_seconds: int | None = None
+    ) -> None:
+        """`retry_after_seconds`: sent as the Retry-After header (a 429's)."""
+        headers = None if retry_after_seconds is None else {"Retry-After": f"{retry_after_seconds}"}
+        super().__init__(status_code=status, detail=message, headers=headers)
 
 
 def decode(raw: bytes, kind: type[T]) -> T:

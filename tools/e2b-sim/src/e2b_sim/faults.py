@@ -28,6 +28,8 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_u
     pause_status: Annotated[int, msgspec.Meta(ge=400, le=599)] | None = None
     pause_status_count: NonNegative = 0
     pause_status_probability: Probability = 0.0
+    # The Retry-After (seconds) of those answers when they are 429s; None: no header.
+    retry_after_seconds: NonNegative | None = None
     pause_latency_ms: NonNegative = 0  # extra time before a pause is answered
     # Pause and kill take this long (pausing / killing): 409 "cannot be paused while in ...".
     transition_ms: NonNegative = 0

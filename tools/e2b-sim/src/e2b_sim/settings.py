@@ -25,11 +25,27 @@ class SimSettings:
     # E2B's maximum instance length (24 h on Pro, 1 h on Hobby): no run of a sandbox lasts
     # longer, and a create, connect or resume timeout above it is refused.
     max_instance_seconds: int = 86_400
+    # E2B's rate limit on its REST API, per team: 20,000 requests / 30 s (0: no limit). The
+    # burst is that whole 30 s allowance: E2B states its limit as a count per 30 s, which a
+    # team may spend at once, so the bucket refuses nothing such a window would allow from a
+    # standing start and keeps the same long-run rate. Tests that want to meet the limit set
+    # both small.
+    rate_limit_per_second: float = 20_000 / 30
+    rate_limit_burst: int = 20_000
 
     def __post_init__(self) -> None:
         if self.max_instance_seconds < 1:
             raise ValueError(
                 f"E2B_SIM_MAX_INSTANCE_SECONDS must be at least 1, got {self.max_instance_seconds}"
+            )
+        if self.rate_limit_per_second < 0:
+            raise ValueError(
+                "E2B_SIM_RATE_LIMIT_PER_SECOND must be at least 0 (0: no limit), "
+                f"got {self.rate_limit_per_second}"
+            )
+        if self.rate_limit_burst < 1:
+            raise ValueError(
+                f"E2B_SIM_RATE_LIMIT_BURST must be at least 1, got {self.rate_limit_burst}"
             )
 
     @classmethod
@@ -55,4 +71,8 @@ class SimSettings:
             ),
             seed=int(seed) if seed else None,
             max_instance_seconds=int(get("MAX_INSTANCE_SECONDS", str(cls.max_instance_seconds))),
+            rate_limit_per_second=float(
+                get("RATE_LIMIT_PER_SECOND", str(cls.rate_limit_per_second))
+            ),
+            rate_limit_burst=int(get("RATE_LIMIT_BURST", str(cls.rate_limit_burst))),
         )

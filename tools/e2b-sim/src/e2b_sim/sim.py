@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -12,6 +13,7 @@ import httpx
 from e2b_sim.calls import CallLog
 from e2b_sim.delivery import Deliverer, RetryPolicy
 from e2b_sim.faults import FaultBox, Faults
+from e2b_sim.ratelimit import RateLimit
 from e2b_sim.settings import SimSettings
 from e2b_sim.store import Store
 from e2b_sim.webhooks import Registrations
@@ -25,8 +27,14 @@ def utc_now() -> datetime:
 
 class Sim:
     def __init__(
-        self, settings: SimSettings, faults: Faults, clock: Callable[[], datetime] = utc_now
+        self,
+        settings: SimSettings,
+        faults: Faults,
+        clock: Callable[[], datetime] = utc_now,
+        *,
+        ticks: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock`: the sandboxes' time; `ticks`: the rate limit's (monotonic seconds)."""
         self.settings = settings
         self.faults = FaultBox(faults, settings.seed)
         self.registrations = Registrations()
@@ -38,18 +46,23 @@ class Sim:
         self.deliverer = Deliverer(self.registrations, self.faults, policy)
         self.store = Store(clock, self.deliverer.publish)
         self.calls = CallLog()
+        self.rate_limit = RateLimit(
+            settings.rate_limit_per_second, settings.rate_limit_burst, ticks
+        )
 
     def provide(self) -> Sim:
         """For the E2B routes' `sim` parameter (Litestar's dependency injection)."""
         return self
 
     def reset(self) -> None:
-        """Back to a fresh start: no sandboxes, events, registrations, logs; knobs as at start."""
+        """Back to a fresh start: no sandboxes, events, registrations, logs; knobs as at start;
+        the rate limit's buckets full."""
         self.store.reset()
         self.registrations.reset()
         self.deliverer.clear()
         self.calls.entries.clear()
         self.faults.reset()
+        self.rate_limit.reset()
 
     async def run(self) -> None:
         """The clock (timeouts, transitions) and the webhook sender, until cancelled."""
