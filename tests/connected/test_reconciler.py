@@ -112,7 +112,19 @@ async def test_reconciler_repairs_dropped_webhooks_and_upstream_kills(
     await eventually(repaired, within=20, interval=0.2)
     again = await reconcile_once(settings)
     ours = {unknown_id, paused_id, killed_id}
-    assert not [f for f in again.facts if f.sandbox_id in ours], again.facts
+    # Nothing left to correct; what is new is E2B's own lifecycle of the sandbox the first pass
+    # discovered (read once it is known).
+    assert not [
+        f for f in again.facts if f.sandbox_id in ours and f.sandbox_id not in again.lifecycle_read
+    ], again.facts
+    assert unknown_id in again.lifecycle_read
+
+    async def lifecycle_known() -> bool:
+        return (await status_of(client, stack, unknown_p)).json()["autoPause"] is not None
+
+    await eventually(lifecycle_known, within=20, interval=0.2)
+    third = await reconcile_once(settings)
+    assert not [f for f in third.facts if f.sandbox_id in ours], third.facts
     # Only the API was asked: no call ever reached a sandbox itself.
     calls = (await api.get("/_sim/calls")).json()
     assert not [c for c in calls if c.get("op") in ("connect", "resume")], calls
