@@ -216,3 +216,27 @@ async def test_create_v2_sends_e2b_lifecycle_fields() -> None:
     }
     assert json.loads(second.content)["autoPause"] is False
     assert "autoResume" not in json.loads(second.content)  # E2B's default stands
+
+
+async def test_a_metadata_filter_survives_e2bs_reading_of_it_whatever_its_characters() -> None:
+    # E2B unescapes the `metadata` query value once more than HTTP does, then each key and
+    # value again (its SDK's paginator quotes them before urlencoding): `a&b=c` must not split.
+    from urllib.parse import parse_qs, urlsplit
+
+    from e2b_sim.api_sandboxes import _metadata_filter
+
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=[])
+
+    wanted = {"projectId": "a&b=c d/é", "team": "x%y"}
+    e2b = client(httpx.MockTransport(answer))
+    try:
+        await e2b.list_sandboxes(metadata=wanted)
+    finally:
+        await e2b.aclose()
+    (request,) = seen
+    (raw,) = parse_qs(urlsplit(str(request.url)).query)["metadata"]
+    assert _metadata_filter(raw) == wanted

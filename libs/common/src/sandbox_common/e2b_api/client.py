@@ -187,7 +187,10 @@ class E2BApi:
         """Every page of GET /v2/sandboxes (the next page's token is in X-Next-Token)."""
         params: dict[str, str | int] = {"state": states, "limit": _PAGE_SIZE}
         if metadata:
-            params["metadata"] = urlencode(metadata)
+            # E2B unescapes the value, then each key and value once more: its SDK quotes them
+            # before urlencoding (e2b 2.63, sandbox_async/paginator.py), and so must we, or a
+            # value holding `&` or `=` would be split.
+            params["metadata"] = urlencode({quote(k): quote(v) for k, v in metadata.items()})
         found: list[ListedSandbox] = []
         while True:
             response = await self._call("GET", "/v2/sandboxes", params=params)
