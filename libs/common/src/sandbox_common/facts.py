@@ -150,13 +150,18 @@ def state_view(fact: Envelope) -> StateView:
         return _NOTHING
     metadata = data.get("metadata")
     template_id = data.get("template_id")
-    reason = data.get("reason")
-    on_timeout = data.get("on_timeout")
-    auto_resume = data.get("auto_resume")
-    return StateView(
-        set_timeout=parse_time(data.get("set_timeout")),
+    set_timeout = data.get("set_timeout")
+    view = StateView(
+        set_timeout=parse_time(set_timeout) if set_timeout is not None else None,
         metadata=metadata if isinstance(metadata, dict) and metadata else None,
         template_id=template_id if isinstance(template_id, str) else None,
+    )
+    # Only our own facts carry these: E2B's webhooks (most facts) skip the reads.
+    if "reason" not in data and "on_timeout" not in data and "auto_resume" not in data:
+        return view
+    reason, on_timeout = data.get("reason"), data.get("on_timeout")
+    auto_resume = data.get("auto_resume")
+    return view._replace(
         reason=reason if isinstance(reason, str) else None,
         on_timeout=on_timeout if on_timeout in ("pause", "kill") else None,
         auto_resume=auto_resume if isinstance(auto_resume, bool) else None,

@@ -45,6 +45,8 @@ _ACTIVITY = MOVES_LAST_ACTIVITY
 # How many of the latest idle pauses and resumes a state keeps: what flap detection looks at.
 RECENT = 8
 
+# Facts that may join the recent cycles (`_cycles` says which do).
+_CYCLE_FACTS = frozenset({FactType.RESUMED, FactType.PAUSED})
 # Facts that start a run of the sandbox: E2B counts its maximum instance length from there (a
 # resume starts a new instance, with a new start time).
 _RUN_STARTS = frozenset({FactType.CREATED, FactType.RESUMED})
@@ -135,7 +137,8 @@ def evolve(state: SandboxState | None, fact: Envelope) -> SandboxState:
     if fact.type in _RUN_STARTS:
         write("run")  # the stamp is the register: its time is the run's start
     view = state_view(fact)
-    changes.update(_cycles(current, fact, view))
+    if fact.type in _CYCLE_FACTS:
+        changes.update(_cycles(current, fact, view))
     _write_data(fact, view, write)
     changes["stamps"] = stamps
     return _replace(current, changes)

@@ -113,7 +113,9 @@ def to_doc(state: DocSource, revision: int, now: datetime, rule: DeadlineRule) -
     running = state.status is Status.RUNNING
     active_at = state.last_active_at if running else None
     run_start = state.run_started_at if running else None
-    backoff = rule.backoff(len(rule.flaps(state.idle_pauses, state.resumes)))
+    # Most sandboxes were never idle-paused: no flap to look for (this runs for every write).
+    idle_pauses = state.idle_pauses
+    backoff = rule.backoff(len(rule.flaps(idle_pauses, state.resumes))) if idle_pauses else 1
     meta = state.metadata
     return StatusDoc(
         sandbox_id=state.sandbox_id,
