@@ -26,6 +26,8 @@ from sandbox_common.readmodel.document import (
     transitional_since,
 )
 from sandbox_common.readmodel.feed import ChangeKind, LuaEntry, lua_xadd
+from sandbox_common.readmodel.marker import Written
+from sandbox_common.readmodel.marker import encode as encode_marker
 
 _CHUNK = 2000
 # Enough for the reset entry: the feed's own writers trim it to their configured length.
@@ -209,8 +211,10 @@ class ShadowWriter:
         for start in range(0, len(stale), _CHUNK):
             await self._client.sadd(keys.SHADOW_STALE, *stale[start : start + _CHUNK])
 
-    async def swap(self, stale_up_to_revision: int, marker: str) -> tuple[int, int, int]:
-        """Atomically: shadow -> live. Returns (swapped, kept live, stale removed)."""
+    async def swap(self, stale_up_to_revision: int, written: Written) -> tuple[int, int, int]:
+        """Atomically: shadow -> live, and the completeness marker set (naming this Redis).
+        Returns (swapped, kept live, stale removed)."""
+        marker = await encode_marker(self._client, written)
         pointer_prefix, pointer_suffix = keys.project_sandbox("\x00").split("\x00")
         result = await self._swap(
             keys=[

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
@@ -29,6 +28,7 @@ from projector.replay.progress import Progress
 from projector.replay.verify import Differs
 from projector.settings import ProjectorSettings
 from sandbox_common.readmodel import StatusDoc, to_doc
+from sandbox_common.readmodel.marker import Written
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.shadow import ShadowWriter, pointers
 
@@ -205,8 +205,7 @@ class Replay:
         await redis_model.write(self._docs(rebuild, base, now, touched), now)
         await redis_model.write_pointers(pointers(rebuild.states.values()))
         await redis_model.mark_stale(live_before - rebuild.states.keys())
-        marker = json.dumps({"by": "replay", "at": now.isoformat(), "topic": self._topic})
-        swapped = await redis_model.swap(base, marker)
+        swapped = await redis_model.swap(base, Written("replay", now, self._topic))
         progress.phase(f"Redis swapped: {swapped[0]:,} documents, {swapped[2]:,} stale removed")
         return self._report(rebuild, end, progress, redis=swapped)
 
