@@ -185,6 +185,10 @@ class Replay:
                 break
             await ctx.read(end, target)
             end = target
+        # Before the live projector is held: every document in Redis now comes from records the
+        # rebuild reads below. Listed after the swap, it would name sandboxes the live projector
+        # created meanwhile, which the rebuild never saw, as stale.
+        live_before = await ctx.live_model.all_sandbox_ids()
         async with tables.swap(self._topic) as swap:
             target = _upto(end, swap.live_offsets)
             await ctx.read(end, target)
@@ -200,7 +204,7 @@ class Replay:
         progress.phase("PostgreSQL swapped; swapping Redis")
         await redis_model.write(self._docs(rebuild, base, now, touched), now)
         await redis_model.write_pointers(pointers(rebuild.states.values()))
-        await redis_model.mark_stale(await ctx.live_model.all_sandbox_ids() - rebuild.states.keys())
+        await redis_model.mark_stale(live_before - rebuild.states.keys())
         marker = json.dumps({"by": "replay", "at": now.isoformat(), "topic": self._topic})
         swapped = await redis_model.swap(base, marker)
         progress.phase(f"Redis swapped: {swapped[0]:,} documents, {swapped[2]:,} stale removed")
