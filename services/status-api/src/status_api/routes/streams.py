@@ -1,8 +1,9 @@
 """Server-sent events: a project's sandbox (for its frontend) and the whole fleet (admin).
 
 On connect the current state is sent, then every change as the projector writes it. A client
-that reconnects with Last-Event-ID gets the changes it missed from the feed instead, or a fresh
-snapshot when the feed no longer reaches back that far. Keep-alive comments hold proxies open.
+that reconnects with Last-Event-ID gets the changes it missed from the feed instead (read a page
+at a time, at most 10,000), or a fresh snapshot when they cannot all be sent: the feed no longer
+reaches back that far, or the client is further behind than that. Keep-alive comments hold proxies open.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from status_api.change_hub import Subscription
 from status_api.deadline_warnings import watches
 from status_api.deps import Deps
 from status_api.routes.sandboxes import RAISES, SECURITY
-from status_api.views import Gone, LifetimeWarning, PauseWarning, sandbox_status
+from status_api.views import Gone, LifetimeWarning, PauseWarning, Snapshot, sandbox_status
 
 _encoder = msgspec.json.Encoder()
 _pause_warning = msgspec.json.Decoder(PauseWarning)
@@ -48,8 +49,10 @@ _STREAM_DOC = (
     "Server-sent events. `sandbox`: the status (same JSON as the GET route); `pauseImminent`: "
     "{sandboxId, projectId, idleDeadlineAt, secondsLeft}, once per idle deadline; "
     "`lifetimeEnding`: {sandboxId, projectId, maxLifetimeAt, secondsLeft}, once per run, before "
-    "E2B ends it whatever the activity; `gone`: no live sandbox (killed, or none yet). Each "
-    "event's id resumes the stream (Last-Event-ID). "
+    "E2B ends it whatever the activity; `gone`: no live sandbox (killed, or none yet); "
+    "`snapshot`: {projectId, reason}, the missed changes cannot be sent one by one (a resume "
+    "too far back, a rebuilt read model) and the current state follows. Each event's id "
+    "resumes the stream (Last-Event-ID). "
     "A browser's EventSource cannot set headers: pass the token as `?access_token=` instead."
 )
 
@@ -162,7 +165,8 @@ async def follow(
             if change.kind is ChangeKind.RESET:
                 # The read model was swapped wholesale: the current state, afresh.
                 sender.forget()
-                for message in await fresh(deps, sender, sub.project_id, change.id):
+                reason = Snapshot.REBUILD
+                for message in await fresh(deps, sender, sub.project_id, change.id, reason):
                     yield message
                 continue
             live = sender.change(change)
@@ -174,27 +178,35 @@ async def follow(
 
 
 async def fresh(
-    deps: Deps, sender: _Sender, project_id: str | None, event_id: str
+    deps: Deps, sender: _Sender, project_id: str | None, event_id: str, reason: str
 ) -> list[ServerSentEventMessage]:
+    """The current state in place of changes the client cannot be sent one by one."""
+    metrics.SSE_SNAPSHOTS.labels(reason=reason).inc()
+    marker = _encoder.encode(Snapshot(project_id=project_id, reason=reason)).decode()
     if project_id is None:
         # The fleet stream has no snapshot: its client (the dashboard) reloads the list.
-        return [ServerSentEventMessage(data="{}", event="reset", id=event_id)]
-    return sender.snapshot(await deps.reader.by_project(project_id), project_id, event_id)
+        return [ServerSentEventMessage(data=marker, event="reset", id=event_id)]
+    first = ServerSentEventMessage(data=marker, event="snapshot", id=event_id)
+    return [first, *sender.snapshot(await deps.reader.by_project(project_id), project_id, event_id)]
 
 
 async def opening(
     deps: Deps, request: Request[Any, Any, State], sender: _Sender, project_id: str | None
 ) -> list[ServerSentEventMessage]:
     """What a client gets first: the changes it missed, or the current state."""
+    # Taken before anything is read: the subscription (already open) brings every change after
+    # it, and a snapshot read now reflects at least every change up to it.
     head = deps.hub.last_id
     sender.start_at(head)
     resume = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
     if resume:
-        missed = await deps.hub.since(resume, project_id)
+        missed = await deps.hub.since(resume, project_id, head)
         if missed is not None and all(c.kind is not ChangeKind.RESET for c in missed):
             sender.start_at(resume)
             messages = [m for m in map(sender.change, missed) if m is not None]
             return messages or [_comment("up to date")]
+        # Part of what it missed is out of reach: the whole current state instead of a gap.
+        return await fresh(deps, sender, project_id, head, Snapshot.RESUME)
     if project_id is None:
         return [_comment(f"fleet stream from {head}")]
     return sender.snapshot(await deps.reader.by_project(project_id), project_id, head)
