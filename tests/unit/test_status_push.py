@@ -458,3 +458,23 @@ async def test_a_resume_notices_the_feed_trimmed_while_it_reads() -> None:
 
     feed.after = trimming  # type: ignore[method-assign]
     assert await hub.since("1-0", "p1", head="3000-0") is None
+
+
+def test_stream_slots_cap_each_token_and_the_process_and_come_back_once() -> None:
+    from status_api.stream_slots import StreamsFullError, StreamSlots
+
+    slots = StreamSlots(total=3, per_token=2)
+    first, _second = slots.take("a"), slots.take("a")
+    with pytest.raises(StreamsFullError) as per_token:
+        slots.take("a")
+    assert (per_token.value.per_token, per_token.value.retry_after) == (True, 30)
+    slots.take("b")
+    with pytest.raises(StreamsFullError) as full:
+        slots.take("c")
+    assert (full.value.per_token, full.value.retry_after) == (False, 5)
+    first()
+    first()  # given back once, however often called
+    assert slots.open == 2
+    slots.take("a")
+    with pytest.raises(StreamsFullError):
+        slots.take("c")

@@ -159,6 +159,19 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     reason: str
 
 
+class StreamTicket(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """Opens one stream (`?ticket=`), once, within `expiresInSeconds`."""
+
+    ticket: str
+    expires_in_seconds: int
+
+
+class Reauthenticate(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """Pushed as the stream ends because its token expired: open it again with a new one."""
+
+    expired_at: datetime
+
+
 class HistoryEvent(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     event_id: str
     type: str
