@@ -22,7 +22,7 @@ from sandbox_common.request_timing import RequestTimer
 from status_api import metrics
 from status_api.bootstrap import StatusApiParts
 from status_api.fast_lane import FastLane
-from status_api.routes import dashboard, operators, probes, sandboxes, streams
+from status_api.routes import dashboard, operators, probes, sandboxes, streams, tickets
 from status_api.settings import StatusApiSettings
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ def create_app(parts: StatusApiParts, settings: StatusApiSettings) -> Litestar:
         route_handlers=[
             *sandboxes.HANDLERS,
             *streams.HANDLERS,
+            *tickets.HANDLERS,
             *operators.HANDLERS,
             *probes.HANDLERS,
             dashboard.router(),

@@ -48,5 +48,9 @@ class StatusApiSettings(KafkaSettings, RedisSettings, PostgresSettings, IdleSett
     status_api_sse_keepalive_seconds: Seconds = 15.0
     # Requests per second per token (a burst of twice that), 0 = unlimited.
     status_api_rate_limit_per_second: NonNegativeSeconds = 50.0
+    # Server-sent event streams this process holds open at once (503 beyond, with Retry-After),
+    # and per token (429 beyond): each is a held connection and a queue.
+    status_api_max_streams: Positive = 10_000
+    status_api_max_streams_per_token: Positive = 10
     # Comma-separated origins allowed by CORS ('*' for any); empty: no CORS headers at all.
     status_api_cors_origins: str = ""
