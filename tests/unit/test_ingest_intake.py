@@ -60,7 +60,7 @@ class FakeDedupe:
 
 def make() -> tuple[WebhookIntake, FakePublisher, FakeDedupe]:
     publisher, dedupe = FakePublisher(), FakeDedupe()
-    return WebhookIntake(SECRET, "projectId", publisher, dedupe), publisher, dedupe
+    return WebhookIntake((SECRET,), "projectId", publisher, dedupe), publisher, dedupe
 
 
 BODY = json.dumps(V2).encode()
@@ -219,7 +219,7 @@ class SlowPublisher(FakePublisher):
 async def test_concurrent_deliveries_of_one_event_are_published_once() -> None:
     """Found by the hostile-input suite: four concurrent replays were all published."""
     publisher, dedupe = SlowPublisher(), FakeDedupe()
-    intake = WebhookIntake(SECRET, "projectId", publisher, dedupe)
+    intake = WebhookIntake((SECRET,), "projectId", publisher, dedupe)
     sig = e2b.compute_signature(SECRET, BODY)
     results = await asyncio.gather(*(intake.accept(BODY, sig) for _ in range(4)))
     assert sorted(r.outcome for r in results) == [Outcome.ACCEPTED] + [Outcome.DUPLICATE] * 3
@@ -228,7 +228,7 @@ async def test_concurrent_deliveries_of_one_event_are_published_once() -> None:
 
 async def test_a_failed_concurrent_delivery_leaves_the_event_to_the_next() -> None:
     publisher, dedupe = SlowPublisher(fail_first=True), FakeDedupe()
-    intake = WebhookIntake(SECRET, "projectId", publisher, dedupe)
+    intake = WebhookIntake((SECRET,), "projectId", publisher, dedupe)
     sig = e2b.compute_signature(SECRET, BODY)
     first, second = await asyncio.gather(
         intake.accept(BODY, sig), intake.accept(BODY, sig), return_exceptions=True

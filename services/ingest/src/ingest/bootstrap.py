@@ -23,7 +23,7 @@ class IngestParts:
         )
         self.dedupe = SeenEvents(self._redis, s.ingest_dedupe_ttl_seconds)
         self.intake = WebhookIntake(
-            s.e2b_webhook_secret, s.project_metadata_key, self.publisher, self.dedupe
+            s.webhook_secrets(), s.project_metadata_key, self.publisher, self.dedupe
         )
 
     def provide_intake(self) -> WebhookIntake:

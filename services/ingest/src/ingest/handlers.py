@@ -46,7 +46,8 @@ class Dedupe(Protocol):
 
 @dataclass(frozen=True)
 class WebhookIntake:
-    secret: str
+    # Every accepted secret, the current one first (E2B_WEBHOOK_SECRETS: rotation loses nothing).
+    secrets: tuple[str, ...]
     project_metadata_key: str
     publisher: Publisher
     dedupe: Dedupe
@@ -64,7 +65,7 @@ class WebhookIntake:
     async def accept(self, body: bytes, signature: str | None) -> Result:
         """Raises BrokerUnavailableError (from the publisher) when the event is not durable."""
         started = time.perf_counter()
-        if not e2b.verify_signature(self.secret, body, signature):
+        if not any(e2b.verify_signature(secret, body, signature) for secret in self.secrets):
             reason = "missing" if not signature else "mismatch"
             metrics.REJECTED.labels(reason=f"signature_{reason}").inc()
             log.warning("[E2B Webhook] Invalid signature", extra={"reason": reason})

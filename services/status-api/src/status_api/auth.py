@@ -8,7 +8,11 @@ from dataclasses import dataclass
 
 import jwt
 
+from sandbox_common.settings import MIN_SECRET_BYTES
+
 ALGORITHM = "HS256"
+# A key shorter than HS256's digest is an error, not PyJWT's default warning.
+_JWT = jwt.PyJWT(options={"enforce_minimum_key_length": True})
 
 
 class AuthError(Exception):
@@ -34,6 +38,8 @@ class TokenVerifier:
     """
 
     def __init__(self, secret: str, cache_size: int = 10_000) -> None:
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"the token secret is shorter than {MIN_SECRET_BYTES} bytes")
         self._secret = secret
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._cache_size = cache_size
@@ -59,7 +65,7 @@ class TokenVerifier:
     def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             # algorithms is pinned: a token claiming alg=none or RS256 is refused.
-            claims = jwt.decode(
+            claims = _JWT.decode(
                 token, self._secret, algorithms=[ALGORITHM], options={"require": ["exp"]}
             )
         except jwt.PyJWTError as exc:
@@ -96,4 +102,4 @@ def mint(secret: str, claims: Claims) -> str:
     }
     if claims.admin:
         payload["admin"] = True
-    return jwt.encode(payload, secret, algorithm=ALGORITHM)
+    return _JWT.encode(payload, secret, algorithm=ALGORITHM)

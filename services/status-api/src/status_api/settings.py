@@ -50,3 +50,7 @@ class StatusApiSettings(KafkaSettings, RedisSettings, PostgresSettings, IdleSett
     status_api_rate_limit_per_second: NonNegativeSeconds = 50.0
     # Comma-separated origins allowed by CORS ('*' for any); empty: no CORS headers at all.
     status_api_cors_origins: str = ""
+
+    def secrets(self) -> dict[str, tuple[str, ...]]:
+        jwt_secret = (self.status_api_jwt_secret,) if self.status_api_jwt_secret else ()
+        return {**super().secrets(), "STATUS_API_JWT_SECRET": jwt_secret}
