@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,10 +15,12 @@ from hypothesis import strategies as st
 
 from ingest import fast_lane
 from ingest.fast_lane import DrainAfterRefusal, WebhookLane
+from ingest.guard import SignatureGuard
 from ingest.handlers import Outcome, WebhookIntake
 from sandbox_common import e2b
 from sandbox_common.envelope import Envelope
 from sandbox_common.kafka_publisher import BrokerUnavailableError
+from sandbox_common.rate_limit import RateLimiter
 from tests.unit.test_e2b_webhooks import SECRET, V2
 
 
@@ -181,7 +184,8 @@ async def through_lane(
 async def test_the_fast_lane_answers_deliveries_like_the_route_and_hands_on_the_rest() -> None:
     intake, publisher, _ = make()
     inner = Inner()
-    lane = WebhookLane(inner, intake, max_body_bytes=4096)
+    guard = SignatureGuard(RateLimiter(0, time.monotonic), 10.0, time.monotonic)
+    lane = WebhookLane(inner, intake, guard, max_body_bytes=4096)
     body = BODY
     signed = {**e2b.signed_headers(SECRET, body), "content-length": str(len(body))}
     start, reply = await through_lane(lane, body, signed)

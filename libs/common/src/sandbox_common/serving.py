@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import uvicorn
 
 from sandbox_common import logging as jsonlog
-from sandbox_common.settings import BaseSettings, LogSettings, load_or_exit
+from sandbox_common.settings import BaseSettings, HttpServerSettings, LogSettings, load_or_exit
 
 S = TypeVar("S", bound=LogSettings)
 A = TypeVar("A")
@@ -37,11 +38,36 @@ def worker_app(settings_type: type[S], service: str, build: Callable[[S], A]) ->
     return app
 
 
+@dataclass(frozen=True)
+class HttpLimits:
+    """What the server is told about its clients (HttpServerSettings)."""
+
+    # X-Forwarded-For is believed from these peers only; empty: never (the peer is the client).
+    trusted_proxies: str = ""
+
+    @classmethod
+    def of(cls, settings: BaseSettings) -> HttpLimits:
+        if not isinstance(settings, HttpServerSettings):
+            return cls()
+        return cls(trusted_proxies=settings.http_trusted_proxies)
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        proxies = [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+        # Otherwise no proxy headers: nothing rewrites the client address from a header a
+        # client can write itself.
+        return {"proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or None}
+
+
 def serve_factory(settings_type: type[S], service: str, factory: str) -> None:
     """An HTTP service's main(): `factory` ("module:function") builds the app in the worker."""
     settings = load_or_exit(settings_type, service)
-    host, port = listen_address(settings)
-    serve(factory, service=service, host=host, port=port, log_level=settings.log_level)
+    serve(
+        factory,
+        service=service,
+        address=listen_address(settings),
+        log_level=settings.log_level,
+        limits=HttpLimits.of(settings),
+    )
 
 
 def run_app(
@@ -63,8 +89,16 @@ def listen_address(settings: BaseSettings) -> tuple[str, int]:
     return str(getattr(settings, host)), int(getattr(settings, port))
 
 
-def serve(factory: str, *, service: str, host: str, port: int, log_level: str) -> None:
+def serve(
+    factory: str,
+    *,
+    service: str,
+    address: tuple[str, int],
+    log_level: str,
+    limits: HttpLimits | None = None,
+) -> None:
     """`factory` is "module:function" returning the ASGI app; blocks until stopped."""
+    host, port = address
     uvicorn.run(
         factory,
         factory=True,
@@ -79,8 +113,7 @@ def serve(factory: str, *, service: str, host: str, port: int, log_level: str) -
         timeout_graceful_shutdown=10,
         workers=1,
         access_log=False,
-        # Nothing reads the client address (limits are per token): skip rewriting every scope.
-        proxy_headers=False,
+        **(limits or HttpLimits()).uvicorn_options(),
         server_header=False,
         log_config=jsonlog.dict_config(service, log_level),
         log_level=log_level.lower(),

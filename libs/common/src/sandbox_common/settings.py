@@ -15,12 +15,13 @@ import dataclasses
 import os
 import sys
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, NoReturn, TypeVar
 
 import msgspec
 
+from sandbox_common.rate_limit import RateLimiter
 from sandbox_common.readmodel.deadlines import DeadlineRule
 
 # Bounds, as types: a value outside them is refused at start.
@@ -179,6 +180,21 @@ class IdleSettings(BaseSettings):
             self.e2b_max_lifetime_seconds,
             self.idle_flap_window_seconds,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpServerSettings(BaseSettings):
+    # Proxies (comma-separated IPs or networks, '*' any) whose X-Forwarded-For names the client
+    # address: the address refused authentications are throttled by. Empty: the peer's address.
+    http_trusted_proxies: str = ""
+    # Refused authentications (bad tokens, bad webhook signatures) per client address: a
+    # burst of this many, then this many per HTTP_AUTH_FAILURE_WINDOW_SECONDS; 0 = unlimited.
+    http_auth_failure_burst: NonNegative = 20
+    http_auth_failure_window_seconds: Seconds = 10.0
+
+    def auth_failure_limiter(self, clock: Callable[[], float]) -> RateLimiter:
+        per_second = self.http_auth_failure_burst / self.http_auth_failure_window_seconds
+        return RateLimiter(per_second, clock, burst=self.http_auth_failure_burst)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -36,7 +36,9 @@ def build_app(settings: IngestSettings) -> Litestar:
 def build_server_app(settings: IngestSettings) -> WebhookLane:
     """What the server runs: the Litestar app behind the fast lane for webhook deliveries."""
     parts = IngestParts(settings)
-    return WebhookLane(create_app(parts, settings), parts.intake, settings.ingest_max_body_bytes)
+    return WebhookLane(
+        create_app(parts, settings), parts.intake, parts.guard, settings.ingest_max_body_bytes
+    )
 
 
 @post(
@@ -47,7 +49,7 @@ def build_server_app(settings: IngestSettings) -> WebhookLane:
     operation_class=WebhookOperation,
 )
 async def receive_webhook(
-    request: Request[Any, Any, State], intake: WebhookIntake
+    request: Request[Any, Any, State], intake: WebhookIntake, parts: IngestParts
 ) -> Response[WebhookAnswer]:
     """Verifies `e2b-signature` over the raw body, then publishes the event durably.
 
@@ -67,7 +69,10 @@ async def receive_webhook(
         raise RequestEntityTooLarge(
             detail=exc.detail, headers={"Connection": "close"}, extra={"reason": "too_large"}
         ) from exc
-    reply = await answer(intake, body, request.headers.get(e2b.HEADER_SIGNATURE))
+    signature = request.headers.get(e2b.HEADER_SIGNATURE)
+    reply = await answer(
+        intake, parts.guard, body, signature, request.client.host if request.client else ""
+    )
     # Already encoded (answers.answer): Litestar sends the bytes as they are.
     response = Response(
         reply.body,

@@ -3,6 +3,7 @@ checks. Every route goes through here, so the 401/403/429 answers are the same e
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from litestar import Request
@@ -13,15 +14,22 @@ from litestar.exceptions import (
     TooManyRequestsException,
 )
 
+from sandbox_common.rate_limit import RateLimiter
 from status_api import metrics
 from status_api.auth import AuthError, Principal, TokenVerifier
-from status_api.rate_limit import RateLimiter
 
 
 class Gate:
-    def __init__(self, verifier: TokenVerifier, limiter: RateLimiter) -> None:
+    """`limiter`: requests per verified token; `failures`: refused authentications per client
+    address, checked before a token is verified, so a flood of bad tokens costs a dict lookup
+    each, not an HMAC and a log line."""
+
+    def __init__(
+        self, verifier: TokenVerifier, limiter: RateLimiter, failures: RateLimiter
+    ) -> None:
         self._verifier = verifier
         self._limiter = limiter
+        self._failures = failures
 
     def principal(
         self, request: Request[Any, Any, State], *, query_token: bool = False
@@ -32,31 +40,40 @@ class Gate:
         if authorization is None and query_token:
             token = request.query_params.get("access_token")
             authorization = f"Bearer {token}" if token else None
-        try:
-            principal = self._verifier.principal(authorization)
-        except AuthError as exc:
-            metrics.REFUSED.labels(reason="unauthenticated").inc()
-            raise NotAuthorizedException(detail=str(exc)) from exc
-        if self._limiter.enabled and authorization is not None:
-            wait = self._limiter.retry_after(authorization)
-            if wait > 0:
-                metrics.REFUSED.labels(reason="rate_limited").inc()
-                raise TooManyRequestsException(
-                    detail="too many requests for this token; slow down",
-                    headers={"Retry-After": str(max(1, round(wait)))},
-                )
+        address = request.client.host if request.client else ""
+        return self.check(authorization, address)
+
+    def check(self, authorization: str | None, address: str) -> Principal:
+        principal = self._verifier.cached(authorization)
+        if principal is None:
+            principal = self._authenticate(authorization, address)
+        wait = self._limiter.retry_after(principal.token_id) if self._limiter.enabled else 0
+        if wait > 0:
+            metrics.REFUSED.labels(reason="rate_limited").inc()
+            raise _too_many("too many requests for this token; slow down", wait)
         return principal
 
-    def known_principal(self, authorization: str | None) -> Principal | None:
-        """The principal of a valid token within its rate, else None (and nothing raised:
-        the caller hands the request to `principal`, which says what is wrong)."""
+    def _authenticate(self, authorization: str | None, address: str) -> Principal:
+        wait = self._failures.wait(address)
+        if wait > 0:
+            metrics.REFUSED.labels(reason="unauthenticated_throttled").inc()
+            raise _too_many("too many failed authentications from this address", wait)
         try:
-            principal = self._verifier.principal(authorization)
-        except AuthError:
+            return self._verifier.principal(authorization)
+        except AuthError as exc:
+            self._failures.retry_after(address)
+            metrics.REFUSED.labels(reason="unauthenticated").inc()
+            raise NotAuthorizedException(detail=str(exc)) from exc
+
+    def known_principal(self, authorization: str | None) -> Principal | None:
+        """The principal of a token verified before, within its rate, else None (nothing
+        raised, no HMAC computed: the caller hands the request to `principal`, which verifies
+        a new token or says what is wrong)."""
+        principal = self._verifier.cached(authorization)
+        if principal is None:
             return None
         # A request the caller then declines counts again in `principal`: errors spend twice.
-        limited = self._limiter.enabled and authorization is not None
-        if limited and self._limiter.retry_after(authorization or "") > 0:
+        if self._limiter.enabled and self._limiter.retry_after(principal.token_id) > 0:
             return None
         return principal
 
@@ -75,3 +92,9 @@ class Gate:
             metrics.REFUSED.labels(reason="forbidden").inc()
             raise PermissionDeniedException(detail="an admin token is needed")
         return principal
+
+
+def _too_many(detail: str, wait: float) -> TooManyRequestsException:
+    return TooManyRequestsException(
+        detail=detail, headers={"Retry-After": str(max(1, math.ceil(wait)))}
+    )

@@ -9,6 +9,7 @@ from typing import Annotated, ClassVar
 import msgspec
 
 from sandbox_common.settings import (
+    HttpServerSettings,
     IdleSettings,
     KafkaSettings,
     LogSettings,
@@ -26,7 +27,9 @@ KeepAliveSeconds = Annotated[int, msgspec.Meta(ge=1, le=3600)]
 
 
 @dataclass(frozen=True, kw_only=True)
-class StatusApiSettings(KafkaSettings, RedisSettings, PostgresSettings, IdleSettings, LogSettings):
+class StatusApiSettings(
+    KafkaSettings, RedisSettings, PostgresSettings, IdleSettings, HttpServerSettings, LogSettings
+):
     REQUIRED: ClassVar[tuple[str, ...]] = ("status_api_jwt_secret",)
     LISTEN_ON: ClassVar[tuple[str, str]] = ("status_api_host", "status_api_port")
 
