@@ -7,16 +7,23 @@ import math
 from typing import Any
 
 from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.exceptions import (
     NotAuthorizedException,
     PermissionDeniedException,
     TooManyRequestsException,
 )
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Guard
 
 from sandbox_common.rate_limit import RateLimiter
 from status_api import metrics
 from status_api.auth import AuthError, Principal, TokenVerifier
+
+# Routes marked with this opt are authenticated before their body is read (authenticate_first).
+AUTHENTICATE_FIRST = "authenticate_first"
+_PRINCIPAL = "principal"
 
 
 class Gate:
@@ -40,8 +47,13 @@ class Gate:
         if authorization is None and query_token:
             token = request.query_params.get("access_token")
             authorization = f"Bearer {token}" if token else None
+        known = request.state.get(_PRINCIPAL)
+        if isinstance(known, Principal):
+            return known  # checked (and counted) by the authenticate_first guard
         address = request.client.host if request.client else ""
-        return self.check(authorization, address)
+        principal = self.check(authorization, address)
+        request.state[_PRINCIPAL] = principal
+        return principal
 
     def check(self, authorization: str | None, address: str) -> Principal:
         principal = self._verifier.cached(authorization)
@@ -98,3 +110,15 @@ def _too_many(detail: str, wait: float) -> TooManyRequestsException:
     return TooManyRequestsException(
         detail=detail, headers={"Retry-After": str(max(1, math.ceil(wait)))}
     )
+
+
+def authenticate_first(gate: Gate) -> Guard:
+    """An app-level guard: for routes with opt AUTHENTICATE_FIRST, the token is checked before
+    Litestar reads and parses the body (guards run first), so a request without a valid token
+    is answered 401 without its body being read. The route's own check reuses the principal."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        if handler.opt.get(AUTHENTICATE_FIRST) and isinstance(connection, Request):
+            gate.principal(connection)
+
+    return guard

@@ -51,6 +51,8 @@ class StatusApiSettings(
     status_api_sse_keepalive_seconds: Seconds = 15.0
     # Requests per second per token (a burst of twice that), 0 = unlimited.
     status_api_rate_limit_per_second: NonNegativeSeconds = 50.0
+    # Request bodies (activity, wake: a few fields of JSON) above this are refused with 413.
+    status_api_max_body_bytes: Positive = 8192
     # Comma-separated origins allowed by CORS ('*' for any); empty: no CORS headers at all.
     status_api_cors_origins: str = ""
 

@@ -22,6 +22,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_304_NOT_M
 from sandbox_common.envelope import Source
 from sandbox_common.readmodel import POLL_AFTER_MS, Status, StatusDoc
 from status_api import metrics
+from status_api.access import AUTHENTICATE_FIRST
 from status_api.actions import request_pause, request_wake
 from status_api.activity import record_activity
 from status_api.deps import Deps
@@ -184,6 +185,7 @@ def action(path: str, summary: str) -> post:
         summary=summary,
         status_code=HTTP_202_ACCEPTED,
         raises=[*RAISES, ServiceUnavailableException],
+        opt={AUTHENTICATE_FIRST: True},
     )
 
 
