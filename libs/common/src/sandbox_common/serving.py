@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import uvicorn
 
 from sandbox_common import logging as jsonlog
+from sandbox_common.http_protocol import bounded_protocol
 from sandbox_common.settings import BaseSettings, HttpServerSettings, LogSettings, load_or_exit
 
 S = TypeVar("S", bound=LogSettings)
@@ -44,18 +45,37 @@ class HttpLimits:
 
     # X-Forwarded-For is believed from these peers only; empty: never (the peer is the client).
     trusted_proxies: str = ""
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_header_bytes: int = 64 * 1024
+    keep_alive: int = 5
+    max_concurrency: int = 4096
 
     @classmethod
     def of(cls, settings: BaseSettings) -> HttpLimits:
         if not isinstance(settings, HttpServerSettings):
             return cls()
-        return cls(trusted_proxies=settings.http_trusted_proxies)
+        s = settings
+        return cls(
+            trusted_proxies=s.http_trusted_proxies,
+            header_timeout=s.http_header_timeout_seconds,
+            body_timeout=s.http_body_timeout_seconds,
+            max_header_bytes=s.http_max_header_bytes,
+            keep_alive=s.http_keep_alive_seconds,
+            max_concurrency=s.http_max_concurrency,
+        )
 
     def uvicorn_options(self) -> dict[str, Any]:
         proxies = [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
-        # Otherwise no proxy headers: nothing rewrites the client address from a header a
-        # client can write itself.
-        return {"proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or None}
+        return {
+            # Otherwise no proxy headers: nothing rewrites the client address from a header a
+            # client can write itself.
+            "proxy_headers": bool(proxies),
+            "forwarded_allow_ips": proxies or None,
+            "http": bounded_protocol(self.header_timeout, self.body_timeout, self.max_header_bytes),
+            "timeout_keep_alive": self.keep_alive,
+            "limit_concurrency": self.max_concurrency,
+        }
 
 
 def serve_factory(settings_type: type[S], service: str, factory: str) -> None:
@@ -105,7 +125,6 @@ def serve(
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
         ws="none",
         lifespan="on",
         # On SIGTERM, requests in flight get this long; an open event stream would otherwise hold

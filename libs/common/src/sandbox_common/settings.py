@@ -191,6 +191,16 @@ class HttpServerSettings(BaseSettings):
     # burst of this many, then this many per HTTP_AUTH_FAILURE_WINDOW_SECONDS; 0 = unlimited.
     http_auth_failure_burst: NonNegative = 20
     http_auth_failure_window_seconds: Seconds = 10.0
+    # Slow clients: a request's header section must arrive within this, its body within the
+    # next, or the connection is closed (408 when no answer was started); headers are capped.
+    http_header_timeout_seconds: Seconds = 10.0
+    http_body_timeout_seconds: Seconds = 30.0
+    http_max_header_bytes: Positive = 64 * 1024
+    # Idle keep-alive connections are closed after this (uvicorn's timeout_keep_alive).
+    http_keep_alive_seconds: Positive = 5
+    # Open connections plus running requests; beyond it new requests get 503 (event streams
+    # count: a thousand browsers following their sandbox are a thousand connections).
+    http_max_concurrency: Positive = 4096
 
     def auth_failure_limiter(self, clock: Callable[[], float]) -> RateLimiter:
         per_second = self.http_auth_failure_burst / self.http_auth_failure_window_seconds
