@@ -155,7 +155,10 @@ async def project_sandbox(
     "/api/sandboxes/{sandbox_id:str}",
     security=SECURITY,
     summary="One sandbox by id",
-    description="403 when the sandbox belongs to a project the token does not name.",
+    description=(
+        "404 when there is no live sandbox with this id, or it belongs to a project the token "
+        "does not name (the same answer: ids of other projects are not revealed)."
+    ),
     raises=RAISES,
     responses=STATUS_RESPONSES,
 )
@@ -165,8 +168,9 @@ async def sandbox(
     principal = deps.gate.principal(request)
     doc = visible(await deps.reader.by_sandbox(sandbox_id), "sandbox", f"id {sandbox_id}")
     if not principal.may_read(doc.project_id):
+        # The same answer as an unknown id: another project's sandbox ids are not revealed.
         metrics.REFUSED.labels(reason="forbidden").inc()
-        raise PermissionDeniedException(detail=f"token has no access to sandbox {sandbox_id}")
+        raise NotFoundException(detail=f"no sandbox for id {sandbox_id}")
     return cached(deps, request, doc, "sandbox")
 
 
