@@ -7,6 +7,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REDIS_PORT="${REDIS_PORT:-6379}"
+# Redis's own size syntax (2gb, 512mb); the projector alerts at 80% of it.
+REDIS_MAXMEMORY="${REDIS_MAXMEMORY:-2gb}"
 REDIS_CONF_DIR="$STATE/redis"
 PIDFILE="$RUN_DIR/redis.pid"
 
@@ -57,6 +59,10 @@ loglevel notice
 appendonly no
 save ""
 maxclients 10000
+# Bounded: at the limit Redis refuses writes (the services retry and report not ready) instead
+# of evicting read-model documents, markers or leases behind the projector's back.
+maxmemory $REDIS_MAXMEMORY
+maxmemory-policy noeviction
 EOF
   log "starting redis on 127.0.0.1:$REDIS_PORT"
   redis-server "$REDIS_CONF_DIR/redis.conf" || die "redis-server refused to start (see $LOG_DIR/redis.log)"

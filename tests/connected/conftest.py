@@ -1,7 +1,8 @@
 """Connected tier: real Kafka, PostgreSQL and Redis, and our services as real processes.
 
 Addresses come from the environment that `make test` sets up (.state/infra.env). With
-TEST_INFRA=containers and a Docker engine, testcontainers starts the three instead.
+TEST_INFRA=containers and a Docker engine, testcontainers starts the three instead and creates
+the topics (tests/connected/containers.py).
 """
 
 from __future__ import annotations
@@ -36,19 +37,10 @@ class Infra:
 
 
 def _containers() -> Iterator[Infra]:  # pragma: no cover - needs a Docker engine
-    from testcontainers.kafka import KafkaContainer
-    from testcontainers.postgres import PostgresContainer
-    from testcontainers.redis import RedisContainer
+    from tests.connected.containers import started
 
-    with (
-        KafkaContainer("apache/kafka:4.1.2").with_kraft() as kafka,
-        PostgresContainer("postgres:16", driver=None) as pg,
-        RedisContainer("redis:7") as rd,
-    ):
-        host, port = rd.get_container_host_ip(), rd.get_exposed_port(6379)
-        yield Infra(
-            kafka.get_bootstrap_server(), pg.get_connection_url(), f"redis://{host}:{port}/0"
-        )
+    with started() as addresses:
+        yield Infra(addresses.kafka, addresses.database_url, addresses.redis_url)
 
 
 def _local() -> Iterator[Infra]:

@@ -151,7 +151,7 @@ async def publish(bootstrap: str, topic: str, values: list[bytes]) -> None:
         await producer.stop()
 
 
-class _NoOutbox:
+class NoOutbox:
     async def send(self, record: Record, reason: str) -> None:
         return None
 
@@ -178,7 +178,7 @@ async def project_live(store: ReplayStore, rng: random.Random) -> None:
         while records:
             size = rng.randint(1, 60)
             chunk, records = records[:size], records[size:]
-            await project_batch(chunk, Projection(pg, read_model, _NoOutbox(), s.deadline_rule()))
+            await project_batch(chunk, Projection(pg, read_model, NoOutbox(), s.deadline_rule()))
     finally:
         await client.aclose()
         await pool.close()

@@ -172,6 +172,24 @@ async def test_idle_sandbox_is_paused_once_and_a_paused_fact_published(
     assert (await api.get(f"/sandboxes/{sid}")).json()["state"] == "paused"
 
 
+async def test_a_carried_out_command_is_remembered_for_a_day_not_a_week(
+    prepared: Infra, actuator: str, api: httpx.AsyncClient
+) -> None:
+    """Issue 15, item 1: the ledger's markers are bounded by ACTUATOR_LEDGER_TTL_SECONDS."""
+    sid = await _create(api)
+    fact = await _run(prepared, sid)
+    client = aioredis.Redis.from_url(prepared.redis_url)
+    try:
+
+        async def ttl() -> int | None:
+            left = int(await client.ttl(keys.command_done(fact["data"]["command_id"])))
+            return left if left > 0 else None
+
+        assert 0 < await eventually(ttl, within=10) <= 24 * 3600
+    finally:
+        await client.aclose()
+
+
 async def test_transitional_409_is_retried_then_paused_once(
     prepared: Infra, actuator: str, api: httpx.AsyncClient
 ) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from ingest.adapters.dedupe import MARK_DELAY, SeenEvents
+from sandbox_common.readmodel import keys
 from tests.connected.conftest import Stack
-from tests.connected.helpers import unique
+from tests.connected.helpers import eventually, post_webhook, unique, webhook
 
 pytestmark = pytest.mark.connected
 
@@ -56,3 +59,23 @@ async def test_redis_down_degrades_to_not_seen_instead_of_failing() -> None:
         assert not await seen.ping()
     finally:
         await client.aclose()
+
+
+async def test_a_webhook_id_is_remembered_for_an_hour_not_a_week(stack: Stack) -> None:
+    """Issue 15, item 1: a week of markers is 600 GB of Redis at 10k webhooks/s; PostgreSQL's
+    unique event id deduplicates for ever, so Redis only covers E2B's redeliveries."""
+    event_id = unique("evt")
+    body = webhook("created", unique("sbx"), unique("proj"), event_id=event_id)
+    client = aioredis.Redis.from_url(stack.infra.redis_url)
+    try:
+        async with httpx.AsyncClient() as http:
+            assert (await post_webhook(http, stack, body)).status_code == 200
+        ttl = await eventually(lambda: _positive(client.ttl(keys.seen_event(event_id))), within=5)
+        assert 0 < ttl <= 3600
+    finally:
+        await client.aclose()
+
+
+async def _positive(ttl: Awaitable[int]) -> int | None:
+    value = await ttl
+    return value if value > 0 else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -77,12 +78,24 @@ def test_describe_lists_the_three_topics_and_the_create_is_idempotent(prepared: 
     described = sandboxctl(prepared, "topics", "describe")
     assert described.returncode == 0, described.stdout + described.stderr
     assert f"{topics.LIFECYCLE}: 12 partitions" in described.stdout
+    as_json = sandboxctl(prepared, "topics", "describe", "--json")
+    assert as_json.returncode == 0, as_json.stdout + as_json.stderr
+    document = json.loads(as_json.stdout)
+    assert [t["name"] for t in document["topics"]] == [
+        topics.LIFECYCLE,
+        topics.COMMANDS,
+        topics.LIFECYCLE_DLQ,
+    ]
+    assert document["topics"][0]["partitions"] == 12
+    assert document["topics"][0]["retentionMs"] == -1
+    assert document["problems"] == []
 
 
-def test_describe_reports_drift_with_exit_2(prepared: Infra) -> None:
-    # Asking for more partitions than the topic has is drift: exit 2, and the reason.
+def test_describe_reports_drift_with_exit_3(prepared: Infra) -> None:
+    # Asking for more partitions than the topic has is drift: exit 3 (not argparse's 2), and
+    # the reason.
     grown = sandboxctl(prepared, "topics", "describe", env={"DLQ_PARTITIONS": "6"})
-    assert grown.returncode == 2, grown.stdout + grown.stderr
+    assert grown.returncode == 3, grown.stdout + grown.stderr
     assert f"PROBLEM: {topics.LIFECYCLE_DLQ}: 3 partitions, 6 wanted" in grown.stdout
 
 
@@ -95,14 +108,21 @@ async def test_status_flags_sandboxes_the_enforcer_left_overdue(prepared: Infra)
         # year-2000 timestamps): ours must be the oldest.
         await forget_other_tests_deadlines(prepared.redis_url)
         before = sandboxctl(prepared, "status")
-        assert before.returncode in (0, 2), before.stderr  # other tests may leave due ones
+        assert before.returncode in (0, 3), before.stderr  # other tests may leave due ones
         assert before.stdout.startswith("sandboxes (PostgreSQL): ")
         await redis.zadd(keys.IDLE_DEADLINES, {member: time.time() - 3600})
         overdue = sandboxctl(prepared, "status")
-        assert overdue.returncode == 2, overdue.stdout + overdue.stderr
+        assert overdue.returncode == 3, overdue.stdout + overdue.stderr
         (problem,) = [line for line in overdue.stdout.splitlines() if line.startswith("PROBLEM")]
         assert "the oldest for 36" in problem  # ours, due an hour ago (3600 s and a few)
         assert "(no ticker holds the lease): the enforcer is not pausing" in problem
+        as_json = sandboxctl(prepared, "status", "--json")
+        assert as_json.returncode == 3, as_json.stdout + as_json.stderr
+        document = json.loads(as_json.stdout)
+        assert document["due"] >= 1
+        assert document["leaseHolder"] is None
+        (again,) = document["problems"]  # the same problem, a second or so older
+        assert "(no ticker holds the lease): the enforcer is not pausing" in again
     finally:
         await redis.zrem(keys.IDLE_DEADLINES, member)
         await redis.aclose()

@@ -254,3 +254,52 @@ def test_monitoring_resources(render: Render) -> None:
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert '"uid": "e2b-lifecycle"' in dashboard["data"]["e2b-lifecycle.json"]
     assert by_kind(render(CHART / "ci" / "default-values.yaml"), "ServiceMonitor") == {}
+
+
+@pytest.mark.parametrize("values", VALUES, ids=lambda p: p.stem)
+def test_helm_test_pods_ask_each_components_service_for_readyz(
+    render: Render, values: Path
+) -> None:
+    docs = render(values)
+    pods = {
+        d["metadata"]["name"]: d
+        for d in docs
+        if d["kind"] == "Pod" and d["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    }
+    services = by_kind(docs, "Service")
+    assert len(pods) == len(COMPONENTS)
+    for name, service in services.items():
+        component = name.removeprefix("rel-e2b-lifecycle-")
+        pod = pods[f"rel-e2b-lifecycle-test-{component}"]["spec"]
+        assert pod["restartPolicy"] == "Never"
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        (container,) = pod["containers"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["resources"]["limits"]["memory"]
+        port = service["spec"]["ports"][0]["port"]
+        assert f'url = "http://{name}:{port}/readyz"' in container["command"][-1], component
+        assert "answer.status == 200" in container["command"][-1]
+    # Where network policies restrict who may connect, the test pods are among those allowed.
+    for policy in by_kind(docs, "NetworkPolicy").values():
+        peers = policy["spec"]["ingress"][0].get("from")
+        if peers is None:
+            continue  # no restriction
+        selectors = [p["podSelector"]["matchLabels"] for p in peers if "podSelector" in p]
+        assert {
+            "app.kubernetes.io/instance": "rel",
+            "app.kubernetes.io/component": "helm-test",
+        } in (selectors), policy["metadata"]["name"]
+
+
+def test_runbook_links_follow_the_published_operations_guide(render: Render) -> None:
+    base = "https://docs.example.com/e2b-lifecycle/OPERATIONS.md"
+    docs = render(
+        CHART / "ci" / "full-values.yaml", f"metrics.prometheusRule.runbookBaseUrl={base}/"
+    )
+    (rule,) = by_kind(docs, "PrometheusRule").values()
+    rules = [r for group in rule["spec"]["groups"] for r in group["rules"]]
+    assert rules
+    for r in rules:
+        url = r["annotations"]["runbook_url"]
+        assert url.startswith(f"{base}#"), (r["alert"], url)
+        assert len(url) > len(base) + 1

@@ -168,3 +168,42 @@ def test_each_image_is_multi_stage_non_root_and_runs_a_real_command(
         command = compose["services"][name].get("command")
         if command:  # the enforcer image runs the ticker or the actuator
             assert command[0] in scripts, (name, command)
+
+
+def _volume_targets(service: dict[str, Any]) -> list[str]:
+    return [entry.split(":", 2)[1] for entry in service.get("volumes", [])]
+
+
+def test_kafka_writes_its_log_to_the_named_volume(compose: dict[str, Any]) -> None:
+    # Without KAFKA_LOG_DIRS the apache/kafka image writes under /tmp in the container: a
+    # recreated container loses the topics while PostgreSQL keeps the projector's offsets.
+    kafka = compose["services"]["kafka"]
+    log_dirs = kafka["environment"]["KAFKA_LOG_DIRS"].split(",")
+    named = {entry.split(":", 1)[0] for entry in kafka["volumes"]}
+    assert named <= set(compose["volumes"])
+    for log_dir in log_dirs:
+        assert any(
+            log_dir == target or log_dir.startswith(f"{target}/")
+            for target in _volume_targets(kafka)
+        ), log_dir
+
+
+def test_redis_runs_without_persistence_as_the_readme_says(compose: dict[str, Any]) -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "rebuildable read model (no persistence)" in readme
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    assert command[0] == "redis-server"
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    assert options["--appendonly"] == "no"
+    assert options["--save"] == ""
+    assert "volumes" not in redis
+
+
+def test_redis_is_bounded_and_never_evicts(compose: dict[str, Any]) -> None:
+    """Issue 15, item 1: a maxmemory with noeviction, as `make up` sets it."""
+    command = compose["services"]["redis"]["command"]
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    assert options["--maxmemory-policy"] == "noeviction"
+    assert options["--maxmemory"] == "${REDIS_MAXMEMORY:-2gb}"
+    assert "redis-data" not in (compose.get("volumes") or {})

@@ -8,12 +8,14 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-FILES = Path(__file__).parents[2] / "deploy" / "helm" / "e2b-lifecycle" / "files"
+ROOT = Path(__file__).parents[2]
+FILES = ROOT / "deploy" / "helm" / "e2b-lifecycle" / "files"
 METRIC_MODULES = [
     "ingest.metrics",
     "projector.metrics",
@@ -80,3 +82,67 @@ def test_the_dashboard_shows_every_metric_the_issue_names() -> None:
         "actuator_e2b_request_seconds_bucket",
     ):
         assert metric in used, metric
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    groups = yaml.safe_load((FILES / "alerts.yaml").read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub (and most Markdown renderers) give a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _sections(markdown: str) -> dict[str, str]:
+    """Each heading's anchor and the text under it, up to the next heading."""
+    parts = re.split(r"^#+ (.+)$", markdown, flags=re.MULTILINE)
+    return {_slug(h): body for h, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def test_every_alert_links_a_runbook_section_that_names_it() -> None:
+    sections = _sections((ROOT / "docs" / "OPERATIONS.md").read_text())
+    for rule in alert_rules():
+        path, _, anchor = rule["annotations"].get("runbook_url", "").partition("#")
+        assert path == "docs/OPERATIONS.md", rule["alert"]
+        assert anchor in sections, (rule["alert"], anchor)
+        # A reader arriving at the section sees which alert sent them there.
+        assert rule["alert"] in sections[anchor], (rule["alert"], anchor)
+
+
+def test_alerts_for_ingest_503_dead_letters_and_a_target_down() -> None:
+    by_name = {rule["alert"]: rule for rule in alert_rules()}
+    unavailable = by_name["E2BLifecycleIngestUnavailable"]["expr"]
+    assert 'ingest_webhooks_total{outcome="unavailable"}' in unavailable
+    dead_letters = by_name["E2BLifecycleDeadLettersGrowing"]["expr"]
+    assert "projector_poison_total" in dead_letters
+    assert "actuator_pause_commands_total" in dead_letters
+    down = by_name["E2BLifecycleTargetDown"]["expr"]
+    assert down.startswith("up{")
+    assert down.endswith("== 0")
+    # The job pattern matches the ServiceMonitor's job of each component (the Service's name).
+    job = re.search(r'job=~"([^"]+)"', down)
+    assert job is not None
+    for component in ("ingest", "status-api", "projector", "enforcer", "actuator"):
+        assert re.fullmatch(job.group(1), f"rel-e2b-lifecycle-{component}"), component
+    assert not re.fullmatch(job.group(1), "rel-postgresql")
+
+
+def _label_values(expr: str) -> set[str]:
+    """Literal values an expression filters a label on: {outcome="x"}, {outcome=~"a|b"}."""
+    values: set[str] = set()
+    for op, raw in re.findall(r'\b(?!job\b)[a-z_]+(=~|=)"([^"]*)"', expr):
+        for value in raw.split("|") if op == "=~" else [raw]:
+            if re.fullmatch(r"[a-z_]+", value):  # a pattern such as signature_.* is not literal
+                values.add(value)
+    return values
+
+
+def test_every_label_value_an_alert_filters_on_is_emitted_somewhere() -> None:
+    sources = "\n".join(
+        p.read_text() for p in (ROOT / "services").rglob("*.py") if "/tests/" not in str(p)
+    )
+    for rule in alert_rules():
+        for value in _label_values(rule["expr"]):
+            assert f'"{value}"' in sources, (rule["alert"], value)

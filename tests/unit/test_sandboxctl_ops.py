@@ -3,13 +3,15 @@ admin, the fleet report, and the CLI's exit codes and one-line errors (no broker
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from sandbox_common import topics
-from sandboxctl import cli, topics_cmd
+from sandboxctl import cli, ops_cli, topics_cmd
 from sandboxctl.errors import OperatorError
 from sandboxctl.fleet import FleetSnapshot, report
 from sandboxctl.topic_specs import TopicLayoutError, TopicSpec, TopicState, drift, wanted
@@ -245,3 +247,108 @@ def test_cli_unreachable_postgres_is_one_line_and_exit_1(
     assert line.startswith("sandboxctl status: cannot connect to PostgreSQL (")
     assert line.endswith("check DATABASE_URL")
     assert ":p@" not in line  # the password in DATABASE_URL is never printed
+
+
+class _Connected:
+    """ops_cli's `KafkaAdmin(bootstrap, timeout)` context, answering from a FakeAdmin."""
+
+    def __init__(self, admin: FakeAdmin) -> None:
+        self.admin = admin
+
+    def __call__(self, bootstrap: str, timeout: float) -> _Connected:
+        return self
+
+    async def __aenter__(self) -> FakeAdmin:
+        return self.admin
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+def _drifted_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    specs = wanted({})
+    have = {s.name: state_of(s) for s in specs}
+    have[topics.LIFECYCLE_DLQ] = state_of(specs[2], partitions=1)
+    admin = FakeAdmin(have)
+    admin.lag = {"sandbox-projector": {0: 5, 1: 40}}
+    monkeypatch.setattr(ops_cli, "KafkaAdmin", _Connected(admin))
+
+
+def _exit_code(argv: list[str]) -> int | str | None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    return exit_info.value.code
+
+
+def test_problems_found_and_a_usage_error_exit_with_different_codes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _drifted_broker(monkeypatch)
+    assert _exit_code(["topics", "describe"]) == 3
+    out = capsys.readouterr().out
+    assert f"PROBLEM: {topics.LIFECYCLE_DLQ}: 1 partitions, 3 wanted" in out
+    # argparse's own code for a mistyped option stays 2: a probe can tell them apart.
+    assert _exit_code(["topics", "describe", "--no-such-option"]) == 2
+    assert _exit_code(["status", "--no-such-option"]) == 2
+
+
+def test_topics_describe_json_has_the_documented_keys(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _drifted_broker(monkeypatch)
+    assert _exit_code(["topics", "describe", "--json"]) == 3
+    document = json.loads(capsys.readouterr().out)
+    assert set(document) == {"topics", "groups", "problems"}
+    lifecycle = document["topics"][0]
+    assert lifecycle == {
+        "name": topics.LIFECYCLE,
+        "partitions": 12,
+        "replicationFactor": 1,
+        "underReplicatedPartitions": 0,
+        "minInsyncReplicas": 1,
+        "retentionMs": -1,
+        "records": 10,
+    }
+    projector, actuator = document["groups"]
+    assert projector == {
+        "group": "sandbox-projector",
+        "topic": topics.LIFECYCLE,
+        "lag": 45,
+        "lagByPartition": {"0": 5, "1": 40},
+    }
+    assert actuator["lag"] is None
+    assert actuator["lagByPartition"] is None
+    (problem,) = document["problems"]
+    assert problem.startswith(f"{topics.LIFECYCLE_DLQ}: 1 partitions, 3 wanted")
+
+
+def test_status_json_has_the_documented_keys_and_the_same_exit_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overdue = snapshot(due=4, oldest_due_at=NOW - timedelta(seconds=900), lease_holder=None)
+
+    async def read(settings: object) -> FleetSnapshot:
+        return overdue
+
+    monkeypatch.setattr(ops_cli, "read_snapshot", read)
+    assert _exit_code(["status", "--json"]) == 3
+    document = json.loads(capsys.readouterr().out)
+    assert document == {
+        "sandboxes": 5,
+        "byStatus": {"PAUSED": 2, "RUNNING": 3},
+        "newestProjectedFactAt": "2026-01-01T11:59:30+00:00",
+        "idleIndexed": 3,
+        "due": 4,
+        "oldestDueAt": "2026-01-01T11:45:00+00:00",
+        "transitional": 0,
+        "oldestTransitionalAt": None,
+        "leaseHolder": None,
+        "leaseTtlSeconds": 42.0,
+        "problems": [document["problems"][0]],
+    }
+    assert document["problems"][0].startswith("4 sandbox(es) due, the oldest for 900s")
+
+
+def test_version_comes_from_the_installed_package(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _exit_code(["--version"]) == 0
+    assert capsys.readouterr().out == f"sandboxctl {importlib.metadata.version('sandboxctl')}\n"

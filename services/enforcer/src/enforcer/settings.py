@@ -77,6 +77,8 @@ class ActuatorSettings(KafkaSettings, RedisSettings, E2BApiSettings, LogSettings
     actuator_max_attempts: Positive = 5
     actuator_backoff_base_seconds: Seconds = 1.0
     actuator_backoff_cap_seconds: Seconds = 10.0
+    # How long a carried-out command id is remembered (Redis memory grows with it).
+    actuator_ledger_ttl_seconds: Positive = 24 * 3600
     # The E2B timeout a woken sandbox gets (connect's required `timeout`).
     e2b_resume_timeout_seconds: Positive = 300
     # How often the actuator measures its group's lag (kafka_consumer_lag_*).

@@ -25,6 +25,7 @@ from ingest.handlers import WebhookIntake
 from ingest.openapi import WebhookOperation
 from ingest.settings import IngestSettings
 from sandbox_common import e2b
+from sandbox_common.request_timing import RequestTimer
 
 log = logging.getLogger("ingest")
 
@@ -33,12 +34,14 @@ def build_app(settings: IngestSettings) -> Litestar:
     return create_app(IngestParts(settings), settings)
 
 
-def build_server_app(settings: IngestSettings) -> WebhookLane:
-    """What the server runs: the Litestar app behind the fast lane for webhook deliveries."""
+def build_server_app(settings: IngestSettings) -> RequestTimer:
+    """What the server runs: the Litestar app behind the fast lane for webhook deliveries, both
+    timed by the outermost layer."""
     parts = IngestParts(settings)
-    return WebhookLane(
+    lane = WebhookLane(
         create_app(parts, settings), parts.intake, parts.guard, settings.ingest_max_body_bytes
     )
+    return RequestTimer(lane, metrics.REQUEST_SECONDS)
 
 
 @post(

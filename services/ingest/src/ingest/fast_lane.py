@@ -18,6 +18,7 @@ from typing import Any
 from ingest.answers import answer
 from ingest.guard import SignatureGuard
 from ingest.handlers import WebhookIntake
+from sandbox_common.request_timing import ROUTE_KEY
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -58,6 +59,7 @@ class WebhookLane:
             refusal = DrainAfterRefusal(receive, send)
             await self._app(scope, refusal.receive, refusal.send)
             return
+        scope[ROUTE_KEY] = PATH  # the route's template, as Litestar names it (request_timing)
         body = await _read_body(receive)
         if body is None:
             return  # the client went away

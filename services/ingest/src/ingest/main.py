@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from ingest.app import build_server_app
-from ingest.fast_lane import WebhookLane
 from ingest.settings import IngestSettings
 from sandbox_common import serving
+from sandbox_common.request_timing import RequestTimer
 
 
-def create_app() -> WebhookLane:
+def create_app() -> RequestTimer:
     """Factory run inside the server's worker process."""
     return serving.worker_app(IngestSettings, "ingest", build_server_app)
 

@@ -2,6 +2,8 @@
 
 from prometheus_client import Counter, Histogram
 
+from sandbox_common.request_timing import request_histogram
+
 WEBHOOKS = Counter(
     "ingest_webhooks_total",
     "Webhook deliveries by outcome",
@@ -17,3 +19,4 @@ PUBLISH_SECONDS = Histogram(
     "Time for the broker to acknowledge one event (acks=all)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+REQUEST_SECONDS = request_histogram("ingest_request_seconds", "ingest")

@@ -9,6 +9,7 @@ import logging
 import redis.asyncio as aioredis
 from faststream.kafka import KafkaBroker
 
+from projector import metrics
 from projector.adapters.postgres import PostgresStore
 from projector.adapters.postgres_snapshot import pool_snapshots
 from projector.adapters.redis import RedisReadModel
@@ -71,11 +72,26 @@ class ProjectorParts:
         snapshots = pool_snapshots(self._pool)
         shadow = ShadowWriter(self._redis, s.killed_tombstone_ttl_seconds)
         reader = ReadModelReader(self._redis)
+        warned = False
         while True:
             try:
                 await rebuild_if_missing(snapshots, shadow, reader, self._rule, by="projector")
             except Exception:  # logged; the next check tries again
                 log.exception("rebuilding the Redis read model from PostgreSQL failed")
+            try:
+                memory = await reader.memory()
+            except Exception:  # readiness reports an unreachable Redis
+                log.debug("reading Redis's memory figures failed", exc_info=True)
+            else:
+                metrics.observe_redis_memory(memory)
+                if not memory.bounded and not warned:
+                    warned = True
+                    log.warning(
+                        "Redis runs with maxmemory=%d and policy %s: set a maxmemory with"
+                        " maxmemory-policy noeviction, or it may evict the read model",
+                        memory.max_bytes,
+                        memory.policy,
+                    )
             await asyncio.sleep(s.read_model_check_seconds)
 
     async def close(self) -> None:

@@ -15,6 +15,7 @@ from sandbox_common import topics
 from sandbox_common.dead_letters import Record
 from sandbox_common.e2b import LifecycleType
 from sandbox_common.envelope import FactType
+from sandbox_common.readmodel.reader import Memory
 
 if TYPE_CHECKING:
     from projector.handlers import BatchOutcome
@@ -38,6 +39,18 @@ FLAPS = Counter(
     "published; a batch retried after publishing counts again)",
 )
 POISON = Counter("projector_poison_total", "Records sent to the dead-letter topic", ["reason"])
+REDIS_MEMORY_USED = Gauge("redis_memory_used_bytes", "Redis used_memory (INFO memory)")
+REDIS_MEMORY_MAX = Gauge("redis_memory_max_bytes", "Redis maxmemory (0: no limit)")
+REDIS_BOUNDED = Gauge(
+    "redis_memory_bounded",
+    "1 when Redis has a maxmemory with the noeviction policy (what the read model needs)",
+)
+READ_MODEL_REBUILDS = Counter(
+    "projector_read_model_rebuilds_total",
+    "Rebuilds of the Redis read model from PostgreSQL, by why (missing: the marker was gone;"
+    " other_server: it was written on another Redis, e.g. before a failover)",
+    ["reason"],
+)
 BATCH_SECONDS = Histogram(
     "projector_batch_seconds",
     "Time to project one batch into PostgreSQL and Redis",
@@ -78,3 +91,9 @@ def observe_batch(outcome: BatchOutcome, records: Sequence[Record], seconds: flo
             },
         )
     log.debug("projected %d records in %.1f ms", len(records), seconds * 1000)
+
+
+def observe_redis_memory(memory: Memory) -> None:
+    REDIS_MEMORY_USED.set(memory.used_bytes)
+    REDIS_MEMORY_MAX.set(memory.max_bytes)
+    REDIS_BOUNDED.set(1 if memory.bounded else 0)

@@ -6,15 +6,16 @@ rebuild-redis` runs it by hand."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Protocol
 
+from projector import metrics
 from projector.handlers import Projected
 from sandbox_common.readmodel import DeadlineRule, to_doc
+from sandbox_common.readmodel.marker import Written
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.shadow import ShadowWriter, pointers
 
@@ -48,8 +49,7 @@ async def rebuild_read_model(
     if candidates:
         # Created after the snapshot (the live projector wrote them): not stale.
         await shadow.mark_stale(candidates - await snapshot.existing(candidates))
-    marker = json.dumps({"by": by, "at": now.isoformat(), "source": "postgresql"})
-    return await shadow.swap(_ANY_REVISION, marker)
+    return await shadow.swap(_ANY_REVISION, Written(by, now, "postgresql"))
 
 
 async def rebuild_if_missing(
@@ -60,15 +60,18 @@ async def rebuild_if_missing(
     *,
     by: str,
 ) -> bool:
-    """Rebuilds when the read model's marker is gone (Redis lost it); one rebuilder at a time:
-    `snapshots` gives None while a replay or another replica holds the rebuild lock. Returns
-    whether this call rebuilt it."""
-    if await reader.is_complete():
+    """Rebuilds when the read model's marker is gone (Redis lost it) or names another Redis (a
+    promoted replica may lack its primary's last writes); one rebuilder at a time: `snapshots`
+    gives None while a replay or another replica holds the rebuild lock. Returns whether this
+    call rebuilt it."""
+    stale = await reader.staleness()
+    if stale is None:
         return False
     async with snapshots() as snapshot:
         if snapshot is None:
             return False
-        log.warning("read model marker missing in Redis: rebuilding it from PostgreSQL")
+        log.warning("read model %s: rebuilding it from PostgreSQL", stale.value)
+        metrics.READ_MODEL_REBUILDS.labels(reason=stale.name.lower()).inc()
         swapped, kept, removed = await rebuild_read_model(snapshot, shadow, reader, rule, by=by)
     log.warning(
         "read model rebuilt from PostgreSQL: %d documents (%d newer kept, %d stale removed)",

@@ -1,8 +1,9 @@
 """Use case: a batch that could not be written as it was folded ahead (see pipeline.py) is
 projected on its own, with backoff; if it keeps failing while both stores answer, one of its
 records is poison to the stores: it is isolated record by record and dead-lettered, so the
-partition moves on. If the stores do not answer, the error propagates and the batch's
-partitions are sought back to it: retried, never skipped."""
+partition moves on. If the stores do not answer, or Redis refuses writes (OOM at maxmemory,
+READONLY after a failover, LOADING), the error propagates and the batch's partitions are sought
+back to it: retried, never skipped, never dead-lettered."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from projector import metrics
 from projector.handlers import BatchOutcome, Poison, Projection, project_batch
 from sandbox_common.dead_letters import Record
+from sandbox_common.store_outage import is_outage
 
 log = logging.getLogger("projector")
 _ATTEMPTS = 6
@@ -35,9 +37,11 @@ class RetryingProjection:
             try:
                 outcome = await self._once(records)
                 break
-            except Exception:
+            except Exception as exc:
                 if attempt == _ATTEMPTS:
-                    if not await self.problems():
+                    # A Redis refusing writes (OOM, READONLY, LOADING) may still answer PING:
+                    # the error itself says the store is out, not the record.
+                    if not is_outage(exc) and not await self.problems():
                         outcome = await self._one_by_one(records)
                         break
                     # Raising rewinds the partitions: the batch is retried, never skipped.
@@ -64,6 +68,8 @@ class RetryingProjection:
                 try:
                     one = await self._once([record])
                 except Exception as exc:
+                    if is_outage(exc):
+                        raise  # the store went out meanwhile: rewind, never dead-letter
                     if attempt < _SINGLE_ATTEMPTS:
                         await self.sleep(0.2)
                         continue

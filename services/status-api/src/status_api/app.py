@@ -18,10 +18,12 @@ from redis.exceptions import RedisError
 
 from sandbox_common.kafka_publisher import BrokerUnavailableError
 from sandbox_common.readmodel.reader import ReadModelMissingError
+from sandbox_common.request_timing import RequestTimer
+from status_api import metrics
 from status_api.access import authenticate_first
 from status_api.bootstrap import StatusApiParts
 from status_api.fast_lane import FastLane
-from status_api.routes import dashboard, operators, probes, sandboxes, streams
+from status_api.routes import dashboard, operators, probes, sandboxes, streams, tickets
 from status_api.settings import StatusApiSettings
 
 log = logging.getLogger(__name__)
@@ -78,10 +80,11 @@ def build_app(settings: StatusApiSettings) -> Litestar:
     return create_app(StatusApiParts(settings), settings)
 
 
-def build_server_app(settings: StatusApiSettings) -> FastLane:
-    """What the server runs: the Litestar app behind the fast lane for hot status reads."""
+def build_server_app(settings: StatusApiSettings) -> RequestTimer:
+    """What the server runs: the Litestar app behind the fast lane for hot status reads, both
+    timed by the outermost layer."""
     parts = StatusApiParts(settings)
-    return FastLane(create_app(parts, settings), parts.deps)
+    return RequestTimer(FastLane(create_app(parts, settings), parts.deps), metrics.REQUEST_SECONDS)
 
 
 def create_app(parts: StatusApiParts, settings: StatusApiSettings) -> Litestar:
@@ -89,6 +92,7 @@ def create_app(parts: StatusApiParts, settings: StatusApiSettings) -> Litestar:
         route_handlers=[
             *sandboxes.HANDLERS,
             *streams.HANDLERS,
+            *tickets.HANDLERS,
             *operators.HANDLERS,
             *probes.HANDLERS,
             dashboard.router(),

@@ -72,6 +72,13 @@ class TokenVerifier:
         del self._cache[token]
         return None
 
+    def expiry(self, authorization: str) -> float:
+        """When the token of an Authorization that `principal` accepted expires (epoch s):
+        streams opened with it end then."""
+        token = authorization.partition(" ")[2].strip()
+        cached = self._cache.get(token)
+        return cached[1] if cached is not None else self._verify(token)[1]
+
     def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             # algorithms is pinned: a token claiming alg=none or RS256 is refused.

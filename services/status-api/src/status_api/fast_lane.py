@@ -15,6 +15,7 @@ from typing import Any, TypeGuard
 from redis.exceptions import RedisError
 
 from sandbox_common.readmodel import Status, StatusDoc
+from sandbox_common.request_timing import ROUTE_KEY
 from status_api.auth import Principal
 from status_api.deps import Deps
 from status_api.reads import Answer, render
@@ -27,6 +28,8 @@ ASGIApp = Callable[..., Awaitable[None]]
 
 _PROJECTS, _PROJECT_SUFFIX = "/api/projects/", "/sandbox"
 _SANDBOXES = "/api/sandboxes/"
+# The two routes' templates as Litestar names them, so both lanes share one latency series.
+PROJECT_ROUTE, SANDBOX_ROUTE = "/api/projects/{project_id}/sandbox", "/api/sandboxes/{sandbox_id}"
 _JSON = (b"content-type", b"application/json")
 
 
@@ -83,6 +86,7 @@ class FastLane:
             self._deps.warn,
             "project" if project_id is not None else "sandbox",
         )
+        scope[ROUTE_KEY] = PROJECT_ROUTE if project_id is not None else SANDBOX_ROUTE
         await send(_response_start(answer))
         await send({"type": "http.response.body", "body": answer.body})
         return True

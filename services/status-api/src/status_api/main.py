@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from sandbox_common import serving
+from sandbox_common.request_timing import RequestTimer
 from status_api.app import build_server_app
-from status_api.fast_lane import FastLane
 from status_api.settings import StatusApiSettings
 
 
-def create_app() -> FastLane:
+def create_app() -> RequestTimer:
     """Factory run inside the server's worker process."""
     return serving.worker_app(StatusApiSettings, "status-api", build_server_app)
 

@@ -53,6 +53,10 @@ class StatusApiSettings(
     status_api_rate_limit_per_second: NonNegativeSeconds = 50.0
     # Request bodies (activity, wake: a few fields of JSON) above this are refused with 413.
     status_api_max_body_bytes: Positive = 8192
+    # Server-sent event streams this process holds open at once (503 beyond, with Retry-After),
+    # and per token (429 beyond): each is a held connection and a queue.
+    status_api_max_streams: Positive = 10_000
+    status_api_max_streams_per_token: Positive = 10
     # Comma-separated origins allowed by CORS ('*' for any); empty: no CORS headers at all.
     status_api_cors_origins: str = ""
 

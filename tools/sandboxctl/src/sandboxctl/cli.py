@@ -1,9 +1,11 @@
-"""`sandboxctl`: the operator's command line. Exit 0 on success, else 1 with a one-line reason."""
+"""`sandboxctl`: the operator's command line. Exit 0 on success, 1 with a one-line reason, 2 a
+usage error (argparse), 3 done but problems found (`status`, `topics describe`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import logging
 import sys
@@ -259,6 +261,11 @@ async def _wait_visible(
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="sandboxctl", description=__doc__)
+    root.add_argument(
+        "--version",
+        action="version",
+        version=f"sandboxctl {importlib.metadata.version('sandboxctl')}",
+    )
     sub = root.add_subparsers(dest="command", required=True)
     token = sub.add_parser("token", help="print a dev JWT for status-api")
     token.add_argument("--project", action="append", help="project id the token may read")

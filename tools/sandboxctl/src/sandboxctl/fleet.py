@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,24 @@ def report(snap: FleetSnapshot, stuck_after_seconds: int) -> tuple[list[str], li
                 f"ENFORCER_STUCK_AFTER_SECONDS ({stuck_after_seconds}s): is the ticker running?"
             )
     return lines, problems
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def as_json(snap: FleetSnapshot, problems: list[str]) -> dict[str, Any]:
+    """`status --json`: the keys README documents; new keys may be added, none renamed."""
+    return {
+        "sandboxes": sum(snap.by_status.values()),
+        "byStatus": dict(sorted(snap.by_status.items())),
+        "newestProjectedFactAt": _iso(snap.last_event_at),
+        "idleIndexed": snap.idle_indexed,
+        "due": snap.due,
+        "oldestDueAt": _iso(snap.oldest_due_at),
+        "transitional": snap.transitional,
+        "oldestTransitionalAt": _iso(snap.oldest_transitional_at),
+        "leaseHolder": snap.lease_holder,
+        "leaseTtlSeconds": snap.lease_ttl_seconds,
+        "problems": problems,
+    }

@@ -203,10 +203,11 @@ class RequestedPauses(_Markers):
 
 
 class CommandLedger(_Markers):
-    """Commands the actuator carried out (E2B answered for good), remembered for a week: far
-    beyond any redelivery."""
+    """Commands the actuator carried out (E2B answered for good), remembered for
+    `ACTUATOR_LEDGER_TTL_SECONDS` (a day): far beyond any redelivery. A command redelivered
+    later still cannot do harm: a pause re-reads the sandbox's state before it acts."""
 
-    def __init__(self, client: aioredis.Redis, ttl_seconds: int = 7 * 24 * 3600) -> None:
+    def __init__(self, client: aioredis.Redis, ttl_seconds: int) -> None:
         super().__init__(client, ttl_seconds, keys.command_done)
 
     async def done(self, command_id: str) -> bool:

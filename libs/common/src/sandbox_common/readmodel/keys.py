@@ -55,6 +55,12 @@ def seen_event(event_id: str) -> str:
     return f"{_PREFIX}:seen:{event_id}"
 
 
+def stream_ticket(ticket: str) -> str:
+    """A stream ticket (status-api, `POST /api/stream-tickets`): who it lets in, until it is
+    used once or expires."""
+    return f"{_PREFIX}:stream-ticket:{ticket}"
+
+
 # Fields of the sandbox_doc hash: the JSON document and the revision that guards its writes.
 DOC_FIELD = "d"
 REVISION_FIELD = "r"
@@ -74,6 +80,9 @@ def pause_warned(sandbox_id: str, deadline: str) -> str:
 # Present once the read model is complete (written by a replay or a rebuild from PostgreSQL).
 # Missing means Redis lost it (flushed, a new instance): the projector rebuilds it from PostgreSQL.
 READ_MODEL_MARKER = f"{_PREFIX}:read-model"
+# Written by the projector's readiness check: a Redis that answers PING may still refuse
+# writes (OOM at maxmemory, READONLY after a failover), and only a write shows it.
+WRITE_PROBE = f"{_PREFIX}:write-probe"
 # The reconciler's lease: one replica compares with E2B per period.
 RECONCILER_LEASE = f"{_PREFIX}:reconciler-lease"
 

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from sandbox_common.readmodel import keys
 from sandbox_common.readmodel.document import StatusDoc, decode_doc
+from sandbox_common.readmodel.marker import Stale, staleness
 from sandbox_common.readmodel.redis_text import text
 
 # Project pointer -> document in one round trip (this is the hot read of every frontend poll).
@@ -38,6 +39,20 @@ class IndexSummary:
     oldest_due_at: datetime | None
     transitional: int  # PAUSING or STARTING
     oldest_transitional_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Redis's memory against its limit: the read model must never be evicted, so the limit
+    is meant to come with `noeviction` (writes refused, retried, alerted on)."""
+
+    used_bytes: int
+    max_bytes: int  # 0: no limit
+    policy: str
+
+    @property
+    def bounded(self) -> bool:
+        return self.max_bytes > 0 and self.policy == "noeviction"
 
 
 class ReadModelReader:
@@ -84,6 +99,10 @@ class ReadModelReader:
 
     async def is_complete(self) -> bool:
         return bool(await self._client.exists(keys.READ_MODEL_MARKER))
+
+    async def staleness(self) -> Stale | None:
+        """Why the model must be rebuilt (marker missing, or written on another Redis)."""
+        return await staleness(self._client)
 
     async def require_complete(self) -> None:
         if not await self.is_complete():
@@ -181,6 +200,14 @@ class ReadModelReader:
 
     async def ping(self) -> bool:
         return bool(await self._client.ping())
+
+    async def memory(self) -> Memory:
+        info: dict[str, Any] = await self._client.info("memory")
+        return Memory(
+            used_bytes=int(info.get("used_memory", 0)),
+            max_bytes=int(info.get("maxmemory", 0)),
+            policy=text(info.get("maxmemory_policy", "")),
+        )
 
 
 def _first_at(first: list[tuple[bytes, float]]) -> datetime | None:

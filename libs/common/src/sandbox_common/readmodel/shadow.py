@@ -2,8 +2,11 @@
 pointers and the indexes written under shadow keys (pipelined, no per-document round trip),
 then swapped in by one Lua script, so readers see the old model or the new one, never a mix.
 
-The swap keeps the live document of any sandbox the live projector wrote after the rebuild read
-its input (a higher revision than the rebuilt one): that write carries facts the rebuild lacks.
+The swap keeps what the live projector wrote after the rebuild read its input: the live document
+of a sandbox with a higher revision than the rebuilt one (that write carries facts the rebuild
+lacks), and the documents, index entries and project pointers of sandboxes created since, which
+the rebuild never saw. Only sandboxes that were live before the rebuild's last read and that it
+does not know are removed (`mark_stale`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from sandbox_common.readmodel.document import (
     transitional_since,
 )
 from sandbox_common.readmodel.feed import ChangeKind, LuaEntry, lua_xadd
+from sandbox_common.readmodel.marker import Written
+from sandbox_common.readmodel.marker import encode as encode_marker
 
 _CHUNK = 2000
 # Enough for the reset entry: the feed's own writers trim it to their configured length.
@@ -34,7 +39,7 @@ local doc_prefix, shadow_prefix = ARGV[3], ARGV[4]
 local pointer_prefix, pointer_suffix = ARGV[5], ARGV[6]
 local indexes = {KEYS[1], KEYS[2], KEYS[8]}
 local function rev(key) return tonumber(redis.call('HGET', key, 'r') or '-1') end
-local kept = {}
+local kept, kept_ids = {}, {}
 local swapped = 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   local live, shadow = doc_prefix .. id, shadow_prefix .. doc_prefix .. id
@@ -42,15 +47,26 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
     local scores = {}
     for i, index in ipairs(indexes) do scores[i] = redis.call('ZSCORE', index, id) end
     kept[#kept + 1] = {id, scores}
+    kept_ids[id] = true
     redis.call('DEL', shadow)
   else
     redis.call('RENAME', shadow, live)
     swapped = swapped + 1
   end
 end
+-- A sandbox the rebuild never saw and that is not stale was written live after the rebuild's
+-- offsets (created since): it keeps its index entries and the pointer to it.
+local function written_since(id)
+  return redis.call('SISMEMBER', KEYS[3], id) == 0 and redis.call('SISMEMBER', KEYS[4], id) == 0
+end
 for _, key in ipairs(indexes) do
-  if redis.call('EXISTS', shadow_prefix .. key) == 1 then
-    redis.call('RENAME', shadow_prefix .. key, key)
+  local shadow_index = shadow_prefix .. key
+  local live = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  for i = 1, #live, 2 do
+    if written_since(live[i]) then redis.call('ZADD', shadow_index, live[i + 1], live[i]) end
+  end
+  if redis.call('EXISTS', shadow_index) == 1 then
+    redis.call('RENAME', shadow_index, key)
   else
     redis.call('DEL', key)
   end
@@ -63,7 +79,14 @@ for _, k in ipairs(kept) do
 end
 for _, project in ipairs(redis.call('SMEMBERS', KEYS[5])) do
   local pointer = pointer_prefix .. project .. pointer_suffix
-  redis.call('RENAME', shadow_prefix .. pointer, pointer)
+  local current = redis.call('GET', pointer)
+  local live_choice = current and redis.call('EXISTS', doc_prefix .. current) == 1
+    and (kept_ids[current] or written_since(current))
+  if live_choice then
+    redis.call('DEL', shadow_prefix .. pointer)
+  else
+    redis.call('RENAME', shadow_prefix .. pointer, pointer)
+  end
 end
 local removed = 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
@@ -188,8 +211,10 @@ class ShadowWriter:
         for start in range(0, len(stale), _CHUNK):
             await self._client.sadd(keys.SHADOW_STALE, *stale[start : start + _CHUNK])
 
-    async def swap(self, stale_up_to_revision: int, marker: str) -> tuple[int, int, int]:
-        """Atomically: shadow -> live. Returns (swapped, kept live, stale removed)."""
+    async def swap(self, stale_up_to_revision: int, written: Written) -> tuple[int, int, int]:
+        """Atomically: shadow -> live, and the completeness marker set (naming this Redis).
+        Returns (swapped, kept live, stale removed)."""
+        marker = await encode_marker(self._client, written)
         pointer_prefix, pointer_suffix = keys.project_sandbox("\x00").split("\x00")
         result = await self._swap(
             keys=[

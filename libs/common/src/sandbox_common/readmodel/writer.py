@@ -70,6 +70,7 @@ return written
 """
 # Documents per call: bounds how long one call holds Redis (a few ms).
 _CHUNK = 500
+_PROBE_TTL_MS = 30_000
 
 
 def _entry(doc: StatusDoc, tombstone_ttl_seconds: int) -> list[str]:
@@ -127,4 +128,5 @@ class DocumentWriter:
             await pipe.execute()
 
     async def ping(self) -> None:
-        await self._client.ping()
+        """Raises unless Redis takes a write (a PING alone passes on a full or read-only one)."""
+        await self._client.set(keys.WRITE_PROBE, b"1", px=_PROBE_TTL_MS)

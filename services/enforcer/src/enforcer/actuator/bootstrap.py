@@ -42,7 +42,7 @@ class ActuatorParts:
                 E2BSandboxControl(self._e2b),
                 BrokerFacts(broker),
                 BrokerDeadLetters(broker),
-                CommandLedger(self._redis),
+                CommandLedger(self._redis, s.actuator_ledger_ttl_seconds),
             ),
             retry=RetryPolicy(
                 attempts=s.actuator_max_attempts,

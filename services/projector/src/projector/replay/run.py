@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
@@ -29,6 +28,7 @@ from projector.replay.progress import Progress
 from projector.replay.verify import Differs
 from projector.settings import ProjectorSettings
 from sandbox_common.readmodel import StatusDoc, to_doc
+from sandbox_common.readmodel.marker import Written
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.shadow import ShadowWriter, pointers
 
@@ -185,6 +185,10 @@ class Replay:
                 break
             await ctx.read(end, target)
             end = target
+        # Before the live projector is held: every document in Redis now comes from records the
+        # rebuild reads below. Listed after the swap, it would name sandboxes the live projector
+        # created meanwhile, which the rebuild never saw, as stale.
+        live_before = await ctx.live_model.all_sandbox_ids()
         async with tables.swap(self._topic) as swap:
             target = _upto(end, swap.live_offsets)
             await ctx.read(end, target)
@@ -200,9 +204,8 @@ class Replay:
         progress.phase("PostgreSQL swapped; swapping Redis")
         await redis_model.write(self._docs(rebuild, base, now, touched), now)
         await redis_model.write_pointers(pointers(rebuild.states.values()))
-        await redis_model.mark_stale(await ctx.live_model.all_sandbox_ids() - rebuild.states.keys())
-        marker = json.dumps({"by": "replay", "at": now.isoformat(), "topic": self._topic})
-        swapped = await redis_model.swap(base, marker)
+        await redis_model.mark_stale(live_before - rebuild.states.keys())
+        swapped = await redis_model.swap(base, Written("replay", now, self._topic))
         progress.phase(f"Redis swapped: {swapped[0]:,} documents, {swapped[2]:,} stale removed")
         return self._report(rebuild, end, progress, redis=swapped)
 
