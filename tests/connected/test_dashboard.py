@@ -93,3 +93,17 @@ async def test_the_dashboard_stops_following_when_its_token_expires(
             await expect(page.locator("#error")).to_contain_text("token expired")
         finally:
             await browser.close()
+
+
+async def test_the_dashboard_forbids_framing_and_foreign_content(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    for path in ("/dashboard/", "/dashboard/dashboard.js"):
+        r = await client.get(f"{stack.status_api.url}{path}")
+        assert r.status_code == 200
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp
+        assert "script-src 'self'" in csp
+        assert "default-src 'none'" in csp
+        assert r.headers["x-frame-options"] == "DENY"
+        assert r.headers["x-content-type-options"] == "nosniff"

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from sandbox_common import redis_pool
 from sandbox_common.kafka_publisher import KafkaPublisher
 from sandbox_common.postgres_pool import PostgresPool
+from sandbox_common.rate_limit import RateLimiter
 from sandbox_common.readmodel.coordination import ActivityThrottle
 from sandbox_common.readmodel.feed import ChangeFeed
 from sandbox_common.readmodel.reader import ReadModelReader
@@ -25,7 +26,6 @@ from status_api.auth import TokenVerifier
 from status_api.change_hub import ChangeHub
 from status_api.deadline_warnings import DeadlineWarner, watches
 from status_api.deps import Deps
-from status_api.rate_limit import RateLimiter
 from status_api.settings import StatusApiSettings
 from status_api.stream_slots import StreamSlots
 from status_api.views import WarnWindows
@@ -69,6 +69,7 @@ class StatusApiParts:
             gate=Gate(
                 TokenVerifier(s.status_api_jwt_secret),
                 RateLimiter(s.status_api_rate_limit_per_second, time.monotonic),
+                s.auth_failure_limiter(time.monotonic),
             ),
             reader=reader,
             history=HistoryStore(self._pg),
