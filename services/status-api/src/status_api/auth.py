@@ -32,6 +32,28 @@ class Principal:
         return self.admin or (project_id is not None and project_id in self.projects)
 
 
+@dataclass(frozen=True)
+class TokenPolicy:
+    """What a token must say besides its signature and `exp`: the issuer and audience, when
+    set (STATUS_API_JWT_ISSUER / _AUDIENCE), and a lifetime (`exp - iat`) of at most
+    `max_ttl_seconds` (STATUS_API_JWT_MAX_TTL_SECONDS; 0: any), so a token minted for years
+    is refused even before it leaks."""
+
+    issuer: str | None = None
+    audience: str | None = None
+    max_ttl_seconds: int = 0
+
+    def required(self) -> list[str]:
+        claims = ["exp"]
+        if self.issuer:
+            claims.append("iss")
+        if self.audience:
+            claims.append("aud")
+        if self.max_ttl_seconds:
+            claims.append("iat")
+        return claims
+
+
 class TokenVerifier:
     """Verifies bearer tokens; a verified token is remembered until it expires.
 
@@ -40,10 +62,13 @@ class TokenVerifier:
     the cached expiry is checked on every hit.
     """
 
-    def __init__(self, secret: str, cache_size: int = 10_000) -> None:
+    def __init__(
+        self, secret: str, policy: TokenPolicy | None = None, cache_size: int = 10_000
+    ) -> None:
         if len(secret.encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"the token secret is shorter than {MIN_SECRET_BYTES} bytes")
         self._secret = secret
+        self._policy = policy or TokenPolicy()
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._cache_size = cache_size
 
@@ -83,10 +108,18 @@ class TokenVerifier:
         try:
             # algorithms is pinned: a token claiming alg=none or RS256 is refused.
             claims = _JWT.decode(
-                token, self._secret, algorithms=[ALGORITHM], options={"require": ["exp"]}
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                options={"require": self._policy.required()},
+                issuer=self._policy.issuer or None,
+                audience=self._policy.audience or None,
             )
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {exc}") from exc
+        longest = self._policy.max_ttl_seconds
+        if longest and float(claims["exp"]) - float(claims["iat"]) > longest:
+            raise AuthError(f"invalid token: lives longer than {longest} s (exp - iat)")
         projects = claims.get("projects") or []
         if not isinstance(projects, list) or not all(isinstance(p, str) for p in projects):
             raise AuthError("claim 'projects' must be a list of project ids")
@@ -126,6 +159,8 @@ class Claims:
     ttl_seconds: int
     now: int
     subject: str = "dev"
+    issuer: str | None = None
+    audience: str | None = None
 
 
 def mint(secret: str, claims: Claims) -> str:
@@ -138,4 +173,8 @@ def mint(secret: str, claims: Claims) -> str:
     }
     if claims.admin:
         payload["admin"] = True
+    if claims.issuer:
+        payload["iss"] = claims.issuer
+    if claims.audience:
+        payload["aud"] = claims.audience
     return _JWT.encode(payload, secret, algorithm=ALGORITHM)

@@ -67,7 +67,7 @@ class StatusApiParts:
         self._pg = PostgresPool(s.database_url, min_size=0, max_size=4, timeout=5)
         self.deps = Deps(
             gate=Gate(
-                TokenVerifier(s.status_api_jwt_secret),
+                TokenVerifier(s.status_api_jwt_secret, s.token_policy()),
                 RateLimiter(s.status_api_rate_limit_per_second, time.monotonic),
                 s.auth_failure_limiter(time.monotonic),
             ),

@@ -13,6 +13,7 @@ from sandbox_common.settings import (
     IdleSettings,
     KafkaSettings,
     LogSettings,
+    NonNegative,
     NonNegativeSeconds,
     Port,
     Positive,
@@ -21,6 +22,7 @@ from sandbox_common.settings import (
     Seconds,
     hidden,
 )
+from status_api.auth import TokenPolicy
 
 # E2B's refresh accepts a duration of 0..3600 seconds (reference/e2b.md, `POST /refreshes`).
 KeepAliveSeconds = Annotated[int, msgspec.Meta(ge=1, le=3600)]
@@ -34,6 +36,12 @@ class StatusApiSettings(
     LISTEN_ON: ClassVar[tuple[str, str]] = ("status_api_host", "status_api_port")
 
     status_api_jwt_secret: str = hidden("")
+    # Checked when set: tokens must name this issuer / audience (iss / aud claims).
+    status_api_jwt_issuer: str = ""
+    status_api_jwt_audience: str = ""
+    # The longest a token may live (exp - iat), 0 = any: the app's identity provider mints
+    # short-lived tokens; one minted for years is refused even before it leaks.
+    status_api_jwt_max_ttl_seconds: NonNegative = 24 * 3600
     status_api_host: str = "127.0.0.1"
     status_api_port: Port = 8081
     # At most one activity fact per sandbox per this many seconds: a flood of heartbeats costs
@@ -59,6 +67,13 @@ class StatusApiSettings(
     status_api_max_streams_per_token: Positive = 10
     # Comma-separated origins allowed by CORS ('*' for any); empty: no CORS headers at all.
     status_api_cors_origins: str = ""
+
+    def token_policy(self) -> TokenPolicy:
+        return TokenPolicy(
+            issuer=self.status_api_jwt_issuer or None,
+            audience=self.status_api_jwt_audience or None,
+            max_ttl_seconds=self.status_api_jwt_max_ttl_seconds,
+        )
 
     def secrets(self) -> dict[str, tuple[str, ...]]:
         jwt_secret = (self.status_api_jwt_secret,) if self.status_api_jwt_secret else ()

@@ -41,6 +41,8 @@ def _token(args: argparse.Namespace, settings: Settings) -> None:
                 ttl_seconds=args.ttl,
                 now=int(time.time()),
                 subject=args.subject,
+                issuer=settings.status_api_jwt_issuer or None,
+                audience=settings.status_api_jwt_audience or None,
             ),
         )
     )
@@ -230,6 +232,8 @@ async def _wait_visible(
             ttl_seconds=300,
             now=int(time.time()),
             subject="sandboxctl-demo-fleet",
+            issuer=settings.status_api_jwt_issuer or None,
+            audience=settings.status_api_jwt_audience or None,
         ),
     )
     base = args.status_api_url.rstrip("/")
