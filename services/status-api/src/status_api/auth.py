@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import jwt
 
@@ -49,9 +51,17 @@ class TokenPolicy:
             claims.append("iss")
         if self.audience:
             claims.append("aud")
-        if self.max_ttl_seconds:
-            claims.append("iat")
         return claims
+
+    def too_long(self, claims: Mapping[str, Any], now: float) -> bool:
+        """Lives longer than allowed: `exp - iat`, or without `iat`, `exp - now` (a token
+        that says nothing of its start may not end further away than the maximum)."""
+        if not self.max_ttl_seconds:
+            return False
+        exp = float(claims["exp"])
+        start = claims.get("iat")
+        since = float(start) if isinstance(start, int | float) else now
+        return exp - since > self.max_ttl_seconds
 
 
 class TokenVerifier:
@@ -117,8 +127,8 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {exc}") from exc
-        longest = self._policy.max_ttl_seconds
-        if longest and float(claims["exp"]) - float(claims["iat"]) > longest:
+        if self._policy.too_long(claims, time.time()):
+            longest = self._policy.max_ttl_seconds
             raise AuthError(f"invalid token: lives longer than {longest} s (exp - iat)")
         projects = claims.get("projects") or []
         if not isinstance(projects, list) or not all(isinstance(p, str) for p in projects):
