@@ -22,7 +22,7 @@ KUBE = "1.31.0"
 COMPONENTS = {"ingest", "status-api", "projector", "enforcer", "actuator"}
 # Each component reads only the secrets it needs.
 SECRETS = {
-    "ingest": {"E2B_WEBHOOK_SECRET"},
+    "ingest": {"E2B_WEBHOOK_SECRET", "E2B_WEBHOOK_SECRETS"},  # the second optional (rotation)
     "status-api": {"STATUS_API_JWT_SECRET"},
     "actuator": {"E2B_API_KEY"},
     "projector": set(),

@@ -9,6 +9,7 @@ from typing import Annotated, ClassVar
 import msgspec
 
 from sandbox_common.settings import (
+    HttpServerSettings,
     IdleSettings,
     KafkaSettings,
     LogSettings,
@@ -26,7 +27,9 @@ KeepAliveSeconds = Annotated[int, msgspec.Meta(ge=1, le=3600)]
 
 
 @dataclass(frozen=True, kw_only=True)
-class StatusApiSettings(KafkaSettings, RedisSettings, PostgresSettings, IdleSettings, LogSettings):
+class StatusApiSettings(
+    KafkaSettings, RedisSettings, PostgresSettings, IdleSettings, HttpServerSettings, LogSettings
+):
     REQUIRED: ClassVar[tuple[str, ...]] = ("status_api_jwt_secret",)
     LISTEN_ON: ClassVar[tuple[str, str]] = ("status_api_host", "status_api_port")
 
@@ -48,5 +51,15 @@ class StatusApiSettings(KafkaSettings, RedisSettings, PostgresSettings, IdleSett
     status_api_sse_keepalive_seconds: Seconds = 15.0
     # Requests per second per token (a burst of twice that), 0 = unlimited.
     status_api_rate_limit_per_second: NonNegativeSeconds = 50.0
+    # Request bodies (activity, wake: a few fields of JSON) above this are refused with 413.
+    status_api_max_body_bytes: Positive = 8192
+    # Server-sent event streams this process holds open at once (503 beyond, with Retry-After),
+    # and per token (429 beyond): each is a held connection and a queue.
+    status_api_max_streams: Positive = 10_000
+    status_api_max_streams_per_token: Positive = 10
     # Comma-separated origins allowed by CORS ('*' for any); empty: no CORS headers at all.
     status_api_cors_origins: str = ""
+
+    def secrets(self) -> dict[str, tuple[str, ...]]:
+        jwt_secret = (self.status_api_jwt_secret,) if self.status_api_jwt_secret else ()
+        return {**super().secrets(), "STATUS_API_JWT_SECRET": jwt_secret}
