@@ -85,7 +85,11 @@ async def pin_group(bootstrap: str, group: str, at: dict[TopicPartition, int]) -
 
 async def publish(bootstrap: str, count: int, sandboxes: int) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=256 * 1024
+        bootstrap_servers=bootstrap,
+        acks="all",
+        compression_type=topics.COMPRESSION,
+        linger_ms=20,
+        max_batch_size=256 * 1024,
     )
     await producer.start()
     run = uuid.uuid4().hex[:6]

@@ -83,7 +83,11 @@ async def ensure_topic(bootstrap: str, topic: str, events: int, sandboxes: int) 
         await admin.close()
     print(f"[bench] publishing {events:,} facts over {sandboxes:,} sandboxes to {topic} ...")
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=50, max_batch_size=512 * 1024
+        bootstrap_servers=bootstrap,
+        acks="all",
+        compression_type=topics.COMPRESSION,
+        linger_ms=50,
+        max_batch_size=512 * 1024,
     )
     await producer.start()
     try:

@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from projector.adapters.postgres import STATE_COLUMNS, PostgresStore, state_from_row
 from projector.adapters.redis import RedisReadModel
 from projector.adapters.schema import migrate
-from projector.handlers import Projection, project_batch
+from projector.handlers import Projection, StateSnapshots, project_batch
 from projector.replay.kafka_source import TopicReader
 from sandbox_common import envelope as env
 from sandbox_common import topics
@@ -159,9 +159,11 @@ class NoOutbox:
         return None
 
 
-async def project_live(store: ReplayStore, rng: random.Random) -> None:
+async def project_live(
+    store: ReplayStore, rng: random.Random, snapshots: StateSnapshots | None = None
+) -> None:
     """The live projector's path (project_batch, real adapters) over the whole topic, in
-    batches of random size."""
+    batches of random size (and its `sandbox-state` records, when given a writer)."""
     s = store.settings
     pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=2)
     client = aioredis.Redis.from_url(s.redis_url)
@@ -178,7 +180,8 @@ async def project_live(store: ReplayStore, rng: random.Random) -> None:
         while records:
             size = rng.randint(1, 60)
             chunk, records = records[:size], records[size:]
-            await project_batch(chunk, Projection(pg, read_model, NoOutbox(), s.deadline_rule()))
+            to = Projection(pg, read_model, NoOutbox(), s.deadline_rule(), snapshots)
+            await project_batch(chunk, to)
     finally:
         await client.aclose()
         await pool.close()

@@ -41,6 +41,7 @@ DOMAIN = (
     "sandbox_common.e2b_api.listing",
     "projector.domain",
     "projector.flaps",
+    "projector.snapshots",
     "enforcer.domain.idle",
     "enforcer.domain.outcomes",
     "enforcer.reconciler.rules",

@@ -110,4 +110,9 @@ def test_topics_are_created_with_the_project_layout(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(containers, "KafkaAdmin", FakeAdmin)
     monkeypatch.setattr(topics_cmd, "create", fake_create)
     asyncio.run(containers.create_topics("h:1", {"LIFECYCLE_PARTITIONS": "3"}))
-    assert created == [("h:1", ["sandbox-lifecycle", "sandbox-commands", "sandbox-lifecycle.dlq"])]
+    assert created == [
+        (
+            "h:1",
+            ["sandbox-lifecycle", "sandbox-commands", "sandbox-lifecycle.dlq", "sandbox-state"],
+        )
+    ]

@@ -57,9 +57,16 @@ class FakeAdmin:
         return self.lag.get(group_id)
 
 
+def test_the_state_topic_is_compacted_and_partitioned_like_the_lifecycle() -> None:
+    specs = {s.name: s for s in wanted({"LIFECYCLE_PARTITIONS": "24"})}
+    state = specs[topics.STATE]
+    assert state.configs["cleanup.policy"] == "compact"
+    assert state.partitions == specs[topics.LIFECYCLE].partitions == 24
+
+
 def test_the_layout_keeps_facts_and_dead_letters_forever_and_follows_the_environment() -> None:
     specs = {s.name: s for s in wanted({})}
-    assert list(specs) == [topics.LIFECYCLE, topics.COMMANDS, topics.LIFECYCLE_DLQ]
+    assert list(specs) == [topics.LIFECYCLE, topics.COMMANDS, topics.LIFECYCLE_DLQ, topics.STATE]
     assert (specs[topics.LIFECYCLE].partitions, specs[topics.LIFECYCLE_DLQ].partitions) == (12, 3)
     assert specs[topics.LIFECYCLE].configs["retention.ms"] == "-1"
     assert specs[topics.LIFECYCLE_DLQ].configs["retention.bytes"] == "-1"
@@ -112,12 +119,12 @@ async def test_create_makes_only_what_is_missing_and_reports_the_rest() -> None:
     specs = wanted({})
     admin = FakeAdmin({specs[0].name: state_of(specs[0], partitions=6)})
     lines = await topics_cmd.create(admin, specs)
-    assert [s.name for s in admin.created] == [topics.COMMANDS, topics.LIFECYCLE_DLQ]
+    assert [s.name for s in admin.created] == [topics.COMMANDS, topics.LIFECYCLE_DLQ, topics.STATE]
     assert lines[0].startswith(f"{topics.LIFECYCLE}: exists (differs: 6 partitions, 12 wanted")
     assert lines[1] == f"{topics.COMMANDS}: created (12 partitions, replication factor 1)"
     # Idempotent: a second run creates nothing.
     again = await topics_cmd.create(admin, specs)
-    assert len(admin.created) == 2
+    assert len(admin.created) == 3
     assert all(": exists" in line for line in again)
 
 
@@ -126,7 +133,7 @@ async def test_create_fails_with_the_brokers_reason_after_creating_the_others() 
     admin = FakeAdmin({}, refuse={topics.COMMANDS: "Replication factor: 3 larger than brokers"})
     with pytest.raises(OperatorError, match="sandbox-commands: Replication factor: 3 larger"):
         await topics_cmd.create(admin, specs)
-    assert [s.name for s in admin.created] == [topics.LIFECYCLE, topics.LIFECYCLE_DLQ]
+    assert [s.name for s in admin.created] == [topics.LIFECYCLE, topics.LIFECYCLE_DLQ, topics.STATE]
 
 
 async def test_a_topic_the_broker_says_exists_is_reported_as_existing_not_created() -> None:
@@ -141,7 +148,7 @@ async def test_a_topic_the_broker_says_exists_is_reported_as_existing_not_create
 
 async def test_describe_shows_lag_per_group_and_flags_missing_topics() -> None:
     specs = wanted({})
-    admin = FakeAdmin({s.name: state_of(s) for s in specs[:2]})
+    admin = FakeAdmin({s.name: state_of(s) for s in specs if s.name != topics.LIFECYCLE_DLQ})
     admin.lag = {"sandbox-projector": {0: 5, 1: 40}, "sandbox-actuator": None}
     lines, problems = await topics_cmd.describe(
         admin,

@@ -33,12 +33,17 @@ def build_broker(
             bootstrap_servers,
             acks="all",
             enable_idempotence=True,
+            compression_type=topics.COMPRESSION,
             logger=log,
             log_level=logging.DEBUG,
             apply_types=apply_types,
         )
     return KafkaBroker(
-        bootstrap_servers, logger=log, log_level=logging.DEBUG, apply_types=apply_types
+        bootstrap_servers,
+        compression_type=topics.COMPRESSION,
+        logger=log,
+        log_level=logging.DEBUG,
+        apply_types=apply_types,
     )
 
 

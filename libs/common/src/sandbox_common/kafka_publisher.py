@@ -60,6 +60,7 @@ class KafkaPublisher:
                     bootstrap_servers=self._bootstrap,
                     acks="all",
                     enable_idempotence=True,
+                    compression_type=topics.COMPRESSION,
                     linger_ms=self._linger_ms,
                     request_timeout_ms=int(self._timeout * 1000),
                     client_id=self._client_id,

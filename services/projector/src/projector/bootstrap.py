@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from faststream.kafka import KafkaBroker
 
 from projector import metrics
+from projector.adapters.kafka_state import KafkaStateSnapshots
 from projector.adapters.postgres import PostgresStore
 from projector.adapters.postgres_snapshot import pool_snapshots
 from projector.adapters.redis import RedisReadModel
@@ -47,7 +48,10 @@ class ProjectorParts:
             DocumentWriter(self._redis, s.killed_tombstone_ttl_seconds, s.change_feed_max_length),
             self._rule,
         )
-        projection = Projection(self.store, self.read_model, Outbox(broker), self._rule)
+        self.snapshots = KafkaStateSnapshots(s.kafka_bootstrap_servers)
+        projection = Projection(
+            self.store, self.read_model, Outbox(broker), self._rule, self.snapshots
+        )
         self.pipeline = Pipeline(
             self.store, projection, RetryingProjection(projection, self.problems)
         )
@@ -97,6 +101,7 @@ class ProjectorParts:
     async def close(self) -> None:
         await self._lag.stop()
         await cancel_and_wait(self._guard)
+        await self.snapshots.close()
         await self._redis.aclose()
         await self._pool.close()
 

@@ -8,13 +8,14 @@ changes nothing because the fold is idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from projector import metrics
+from projector import metrics, snapshots
 from projector.domain import SandboxState, evolve
 from projector.flaps import flap_facts
 from sandbox_common.dead_letters import Record
@@ -70,6 +71,12 @@ class ReadModel(Protocol):
     async def publish(self, projected: Sequence[Projected]) -> None: ...
 
 
+class StateSnapshots(Protocol):
+    """The `sandbox-state` topic: returns once the batch's records are all acknowledged."""
+
+    async def write(self, batch: snapshots.Outgoing) -> None: ...
+
+
 class Outbox(Protocol):
     """What a batch sends to Kafka before it is stored: its poison records to the dead-letter
     topic, and the facts it derived (flapping) to `sandbox-lifecycle`."""
@@ -87,6 +94,8 @@ class Projection:
     read_model: ReadModel
     outbox: Outbox
     rule: DeadlineRule
+    # None: no `sandbox-state` records (tests of the stores alone); the live projector has one.
+    snapshots: StateSnapshots | None = None
 
 
 def parse(records: Sequence[Record]) -> tuple[list[Positioned], list[Poison]]:
@@ -173,7 +182,7 @@ async def project_batch(records: Sequence[Record], to: Projection) -> BatchOutco
         folded = fold_batch(records, facts, poison, current, to.rule)
         await _publish_derived(folded, to.outbox)
         await tx.save(folded.changed, facts, folded.offsets)
-    await publish_folded(folded, to.read_model)
+    await publish_folded(folded, to)
     return folded.outcome
 
 
@@ -201,9 +210,25 @@ async def _publish_derived(folded: Folded, outbox: Outbox) -> None:
         )
 
 
-async def publish_folded(folded: Folded, read_model: ReadModel) -> None:
-    """The second half: Redis, once PostgreSQL holds the batch."""
-    await read_model.publish([*folded.changed, *folded.touched])
+async def publish_folded(folded: Folded, to: Projection) -> None:
+    """The second half, once PostgreSQL holds the batch: Redis, and beside it the batch's
+    `sandbox-state` records (so none claims an offset PostgreSQL does not hold yet). Both before
+    the caller commits the batch's offsets: a crash re-delivers it, and its states, unchanged
+    then, are written again as `touched`."""
+    projected = [*folded.changed, *folded.touched]
+    if to.snapshots is None:
+        await to.read_model.publish(projected)
+    else:
+        partition_of = {p.fact.sandbox_id: p.partition for p in folded.facts}
+        batch = snapshots.outgoing((p.state for p in projected), partition_of, folded.offsets)
+        # Both run to their end; the first failure is raised as itself (retries.py tells a
+        # Redis outage from other errors by its type).
+        results = await asyncio.gather(
+            to.read_model.publish(projected), to.snapshots.write(batch), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
     # Once the pause shows to readers. A crash just before loses the line, not the pause: the
     # re-delivered batch finds the state PAUSED in PostgreSQL already.
     for state in folded.newly_paused:

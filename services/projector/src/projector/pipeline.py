@@ -153,7 +153,7 @@ class Pipeline:
             return
         if stored.result():
             try:
-                await publish_folded(folded, self.to.read_model)
+                await publish_folded(folded, self.to)
             except Exception:
                 log.warning(
                     "publishing a stored batch failed; retrying it on its own", exc_info=True

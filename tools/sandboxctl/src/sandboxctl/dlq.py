@@ -134,7 +134,10 @@ async def redrive(settings: Settings, group: str, max_redrives: int, dry_run: bo
         auto_offset_reset="earliest",
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        compression_type=topics.COMPRESSION,
     )
     await consumer.start()
     await producer.start()

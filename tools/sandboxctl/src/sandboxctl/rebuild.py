@@ -15,7 +15,9 @@ from sandboxctl.settings import Settings
 def _replay(args: argparse.Namespace, settings: Settings) -> None:
     from projector.replay.run import Replay
 
-    report = asyncio.run(Replay(settings, args.topic).run(verify=args.verify))
+    state_topic = args.state_topic if args.from_snapshot else None
+    replay = Replay(settings, args.topic, state_topic=state_topic)
+    report = asyncio.run(replay.run(verify=args.verify))
     offsets = " ".join(f"{p}:{o}" for p, o in report.offsets.items())
     if not args.verify:
         swapped, kept, removed = report.redis
@@ -80,11 +82,21 @@ def add_commands(sub: Any) -> None:
             "projector keeps serving, then swaps them in atomically. Safe to interrupt and "
             "rerun. --verify changes nothing: it prints each difference between the rebuilt "
             "and the live state; exit 0 identical, 2 PostgreSQL differs, 4 Redis differs, "
-            "6 both, 1 error."
+            "6 both, 1 error. --from-snapshot starts from the compacted state topic and reads "
+            "only the tail of the lifecycle (time follows the fleet, not the history); the "
+            "history table is then kept and the tail's facts added to it."
         ),
     )
     replay.add_argument("--verify", action="store_true", help="compare only, swap nothing")
     replay.add_argument("--topic", default=topics.LIFECYCLE, help="topic to replay")
+    replay.add_argument(
+        "--from-snapshot",
+        action="store_true",
+        help="start from the states in --state-topic, then the topic's tail",
+    )
+    replay.add_argument(
+        "--state-topic", default=topics.STATE, help="the snapshot topic (with --from-snapshot)"
+    )
     replay.set_defaults(run=_replay)
     rebuild = sub.add_parser(
         "rebuild-redis", help="rebuild the Redis read model from PostgreSQL (after a Redis loss)"

@@ -51,9 +51,20 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+# sandbox-state holds one record per sandbox once compacted. Small segments let the cleaner
+# reach what the projector wrote lately (it never cleans the active segment): a rebuild reads
+# the fleet plus at most one segment per partition of records not compacted yet.
+COMPACTED = {
+    "cleanup.policy": "compact",
+    "segment.ms": str(3600 * 1000),
+    "segment.bytes": str(64 * 1024 * 1024),
+}
+
+
 def wanted(env: Mapping[str, str]) -> list[TopicSpec]:
-    """The three topics (contract names), sized by LIFECYCLE_PARTITIONS, COMMANDS_PARTITIONS,
-    DLQ_PARTITIONS, KAFKA_REPLICATION_FACTOR and KAFKA_MIN_INSYNC_REPLICAS."""
+    """The four topics (contract names), sized by LIFECYCLE_PARTITIONS (sandbox-state too),
+    COMMANDS_PARTITIONS, DLQ_PARTITIONS, KAFKA_REPLICATION_FACTOR and
+    KAFKA_MIN_INSYNC_REPLICAS."""
     rf = _positive(env, "KAFKA_REPLICATION_FACTOR", 1)
     min_isr = _positive(env, "KAFKA_MIN_INSYNC_REPLICAS", 1)
     if min_isr > rf:
@@ -62,14 +73,10 @@ def wanted(env: Mapping[str, str]) -> list[TopicSpec]:
             "every acks=all write would fail"
         )
     isr = {"min.insync.replicas": str(min_isr)}
+    lifecycle_partitions = _positive(env, "LIFECYCLE_PARTITIONS", 12)
     return [
         # The replay source of all state: its records are never deleted.
-        TopicSpec(
-            topics.LIFECYCLE,
-            _positive(env, "LIFECYCLE_PARTITIONS", 12),
-            rf,
-            {**KEEP_FOREVER, **isr},
-        ),
+        TopicSpec(topics.LIFECYCLE, lifecycle_partitions, rf, {**KEEP_FOREVER, **isr}),
         TopicSpec(
             topics.COMMANDS,
             _positive(env, "COMMANDS_PARTITIONS", 12),
@@ -79,6 +86,9 @@ def wanted(env: Mapping[str, str]) -> list[TopicSpec]:
         TopicSpec(
             topics.LIFECYCLE_DLQ, _positive(env, "DLQ_PARTITIONS", 3), rf, {**KEEP_FOREVER, **isr}
         ),
+        # Each sandbox's latest state (replay --from-snapshot): as many partitions as the
+        # lifecycle, so a sandbox's state sits at the same partition number as its facts.
+        TopicSpec(topics.STATE, lifecycle_partitions, rf, {**COMPACTED, **isr}),
     ]
 
 

@@ -221,15 +221,7 @@ class PostgresTransaction:
         await self._insert_new_events(rows)
 
     async def _insert_new_events(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        await self._conn.execute(
-            "INSERT INTO sandbox_events (event_id, sandbox_id, type, source, project_id,"
-            " occurred_at, received_at, data, schema_version, kafka_topic, kafka_partition,"
-            " kafka_offset) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-            " $5::text[], $6::timestamptz[], $7::timestamptz[], $8::jsonb[], $9::int[],"
-            " $10::text[], $11::int[], $12::bigint[])"
-            " ON CONFLICT (event_id) DO NOTHING",
-            *_columns(rows, 12),
-        )
+        await insert_new_events(self._conn, rows)
 
     async def _upsert_states(self, changed: Sequence[Projected]) -> None:
         # In id order, as `load` locks them: a batch retried alongside the next one's write
@@ -259,6 +251,19 @@ class PostgresTransaction:
             raise ConcurrentWriteError(
                 f"{len(changed) - written} sandbox row(s) changed under this batch"
             )
+
+
+async def insert_new_events(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+    """History rows (`history_row`), each event id once: one already there is skipped."""
+    await conn.execute(
+        "INSERT INTO sandbox_events (event_id, sandbox_id, type, source, project_id,"
+        " occurred_at, received_at, data, schema_version, kafka_topic, kafka_partition,"
+        " kafka_offset) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+        " $5::text[], $6::timestamptz[], $7::timestamptz[], $8::jsonb[], $9::int[],"
+        " $10::text[], $11::int[], $12::bigint[])"
+        " ON CONFLICT (event_id) DO NOTHING",
+        *_columns(rows, 12),
+    )
 
 
 def history_row(fact: Envelope, topic: str, partition: int, offset: int) -> tuple[Any, ...]:

@@ -14,11 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from projector.adapters.postgres import HISTORY_COLUMNS, STATE_COLUMNS, state_from_row
+from projector.adapters.postgres import (
+    HISTORY_COLUMNS,
+    STATE_COLUMNS,
+    insert_new_events,
+    state_from_row,
+)
 from projector.adapters.postgres_snapshot import try_rebuild_lock
 
 STATES, HISTORY, OFFSETS = "sandboxes", "sandbox_events", "projector_offsets"
-_SWAPPED = (STATES, HISTORY)
+ALL = (STATES, HISTORY)
+# replay --from-snapshot: the history is not rebuilt (the snapshot holds states only); the
+# tail's facts go into the live history table, each event id once.
+STATES_ONLY = (STATES,)
 # Rebuilt rows start this far above every live revision: a write the live projector had in
 # flight before the swap (a lower revision) never replaces a rebuilt Redis document, and its
 # writes after the swap (higher ones) always do.
@@ -33,8 +41,9 @@ def shadow_name(table: str) -> str:
 
 
 class ShadowTables:
-    def __init__(self, conn: Conn) -> None:
+    def __init__(self, conn: Conn, swapped: tuple[str, ...] = ALL) -> None:
         self._conn = conn
+        self._swapped = swapped
 
     async def lock(self) -> bool:
         return await try_rebuild_lock(self._conn)
@@ -42,7 +51,7 @@ class ShadowTables:
     async def prepare(self) -> None:
         """Fresh, empty shadow tables (a previous interrupted run's are dropped)."""
         await self._conn.execute("SET synchronous_commit = off")
-        for table in _SWAPPED:
+        for table in self._swapped:
             await self._conn.execute(f"DROP TABLE IF EXISTS {shadow_name(table)}")
             # LIKE copies no storage parameters (the live fillfactor keeps updates HOT).
             options = await self._conn.fetchval(
@@ -63,6 +72,9 @@ class ShadowTables:
         return int(live) + REVISION_HEADROOM
 
     async def copy_history(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        if HISTORY not in self._swapped:
+            await insert_new_events(self._conn, list(rows))
+            return
         await self._conn.copy_records_to_table(
             shadow_name(HISTORY), records=rows, columns=HISTORY_COLUMNS
         )
@@ -74,7 +86,7 @@ class ShadowTables:
 
     async def build_indexes(self) -> None:
         """The live tables' indexes and constraints, built once the rows are in (faster)."""
-        for table in _SWAPPED:
+        for table in self._swapped:
             for index in await _indexes(self._conn, table):
                 sql = _retarget(index["def"], index["name"], table)
                 await self._conn.execute(sql)
@@ -94,7 +106,7 @@ class ShadowTables:
             await self._conn.execute(
                 f"LOCK TABLE {STATES}, {HISTORY}, {OFFSETS} IN ACCESS EXCLUSIVE MODE"
             )
-            swap = Swap(self._conn, await _offsets(self._conn, topic))
+            swap = Swap(self._conn, await _offsets(self._conn, topic), self._swapped)
             yield swap
             await swap.finish(topic)
 
@@ -106,7 +118,7 @@ class ShadowTables:
             yield Frozen(self._conn, await _offsets(self._conn, topic))
 
     async def drop(self) -> None:
-        for table in _SWAPPED:
+        for table in self._swapped:
             await self._conn.execute(f"DROP TABLE IF EXISTS {shadow_name(table)}")
 
 
@@ -124,8 +136,9 @@ class Frozen:
 
 
 class Swap:
-    def __init__(self, conn: Conn, offsets: dict[int, int]) -> None:
+    def __init__(self, conn: Conn, offsets: dict[int, int], swapped: tuple[str, ...]) -> None:
         self._conn = conn
+        self._swapped = swapped
         self.live_offsets = offsets
         self.next_offsets: dict[int, int] = {}
 
@@ -139,7 +152,9 @@ class Swap:
         )
 
     async def add_history(self, rows: list[tuple[Any, ...]]) -> None:
-        if rows:
+        if rows and HISTORY not in self._swapped:
+            await insert_new_events(self._conn, rows)
+        elif rows:
             await self._conn.copy_records_to_table(
                 shadow_name(HISTORY), records=rows, columns=HISTORY_COLUMNS
             )
@@ -155,7 +170,7 @@ class Swap:
             [p for p, _ in offsets],
             [o for _, o in offsets],
         )
-        for table in _SWAPPED:
+        for table in self._swapped:
             live_indexes = await _indexes(self._conn, table)
             await self._conn.execute(f"ALTER TABLE {table} RENAME TO {table}_retired")
             await self._conn.execute(f"ALTER TABLE {shadow_name(table)} RENAME TO {table}")

@@ -1,6 +1,11 @@
 """Use case: replay a topic from its first offset into shadow tables and keys, then swap them in
 (or, with --verify, compare the rebuilt state with the live one and change nothing).
 
+From a snapshot (`--from-snapshot`): the states start as the compacted `sandbox-state` topic
+holds them, and the topic is read from each partition's watermark on (snapshots.py says why
+nothing before it is missed). Only the `sandboxes` table is swapped: the history is kept, and
+the tail's facts are added to it, each event id once.
+
 Offsets: the rebuild reads up to the topic's end as it was at the start (E), then catches up to
 the live projector (L, its offsets table) while holding the live tables, so the swapped state is
 the fold of exactly the records below max(E, L) per partition, and the offsets table says so.
@@ -23,8 +28,9 @@ from projector.adapters.postgres import history_row, state_row
 from projector.replay import compare
 from projector.replay.fold import Rebuild
 from projector.replay.kafka_source import Offsets, TopicReader
-from projector.replay.pg_shadow import ShadowTables
+from projector.replay.pg_shadow import ALL, STATES_ONLY, ShadowTables
 from projector.replay.progress import Progress
+from projector.replay.snapshot_source import read_snapshot
 from projector.replay.verify import Differs
 from projector.settings import ProjectorSettings
 from sandbox_common.readmodel import StatusDoc, to_doc
@@ -112,12 +118,20 @@ class _Context:
 
 
 class Replay:
+    """`state_topic`: rebuild from that snapshot topic plus the tail of `topic` (--from-snapshot);
+    None: from the topic's first offset."""
+
     def __init__(
-        self, settings: ProjectorSettings, topic: str, stream: TextIO | None = None
+        self,
+        settings: ProjectorSettings,
+        topic: str,
+        stream: TextIO | None = None,
+        state_topic: str | None = None,
     ) -> None:
         self._settings = settings
         self._topic = topic
         self._stream = stream
+        self._state_topic = state_topic
         self._rule = settings.deadline_rule()
 
     async def run(self, *, verify: bool) -> ReplayReport:
@@ -137,15 +151,16 @@ class Replay:
         client = aioredis.Redis.from_url(s.redis_url)
         try:
             async with TopicReader(s.kafka_bootstrap_servers, self._topic) as reader:
-                tables = ShadowTables(conn)
+                tables = ShadowTables(conn, ALL if self._state_topic is None else STATES_ONLY)
                 if not await tables.lock():
                     raise ReplayError("another replay or rebuild holds the lock; try again later")
-                start, end = await reader.starts(), await reader.ends()
+                rebuild = Rebuild(keep_history=not verify)
+                start, end = await self._start(reader, rebuild), await reader.ends()
                 ctx = _Context(
                     reader,
                     tables,
                     ReadModelReader(client),
-                    Rebuild(keep_history=not verify),
+                    rebuild,
                     Progress(_gap(start, end), self._stream),
                 )
                 if verify:
@@ -158,6 +173,20 @@ class Replay:
         finally:
             await client.aclose()
             await conn.close()
+
+    async def _start(self, reader: TopicReader, rebuild: Rebuild) -> Offsets:
+        """Where the topic is read from, with the states a snapshot already holds."""
+        first = await reader.starts()
+        if self._state_topic is None:
+            return first
+        try:
+            snapshot = await read_snapshot(
+                self._settings.kafka_bootstrap_servers, self._state_topic
+            )
+        except LookupError as exc:
+            raise ReplayError(f"{exc}: replay without --from-snapshot") from exc
+        rebuild.states.update(snapshot.states)
+        return snapshot.tail_starts(first)
 
     async def _swap(
         self, ctx: _Context, redis_model: ShadowWriter, start: Offsets, end: Offsets
@@ -218,7 +247,10 @@ class Replay:
             target = _upto(end, frozen.offsets)
             await ctx.read(end, target)
             end = target
-            pg = compare.postgres(rebuild, await frozen.states(), await frozen.history_ids())
+            history = await frozen.history_ids()
+            if self._state_topic is not None:  # only the tail's facts were read
+                history &= rebuild.seen
+            pg = compare.postgres(rebuild, await frozen.states(), history)
             rd = await compare.redis(ctx.live_model, rebuild.states.values(), self._rule)
         report = self._report(rebuild, end, progress)
         report.differences = pg + rd
