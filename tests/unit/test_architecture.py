@@ -41,6 +41,7 @@ DOMAIN = (
     "sandbox_common.e2b_api.listing",
     "projector.domain",
     "projector.flaps",
+    "projector.history_retention",
     "enforcer.domain.idle",
     "enforcer.domain.outcomes",
     "enforcer.reconciler.rules",
