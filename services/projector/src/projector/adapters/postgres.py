@@ -227,7 +227,8 @@ class PostgresTransaction:
             " kafka_offset) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
             " $5::text[], $6::timestamptz[], $7::timestamptz[], $8::jsonb[], $9::int[],"
             " $10::text[], $11::int[], $12::bigint[])"
-            " ON CONFLICT (event_id) DO NOTHING",
+            # A fact's copies share their occurred_at, the partition key (migration 004).
+            " ON CONFLICT (event_id, occurred_at) DO NOTHING",
             *_columns(rows, 12),
         )
 

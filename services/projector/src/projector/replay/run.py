@@ -20,6 +20,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from projector.adapters.postgres import history_row, state_row
+from projector.history_retention import retention_start
 from projector.replay import compare
 from projector.replay.fold import Rebuild
 from projector.replay.kafka_source import Offsets, TopicReader
@@ -145,7 +146,10 @@ class Replay:
                     reader,
                     tables,
                     ReadModelReader(client),
-                    Rebuild(keep_history=not verify),
+                    Rebuild(
+                        keep_history=not verify,
+                        history_since=retention_start(datetime.now(UTC), s.history_retention_days),
+                    ),
                     Progress(_gap(start, end), self._stream),
                 )
                 if verify:
@@ -218,7 +222,8 @@ class Replay:
             target = _upto(end, frozen.offsets)
             await ctx.read(end, target)
             end = target
-            pg = compare.postgres(rebuild, await frozen.states(), await frozen.history_ids())
+            history = await frozen.history_ids(rebuild.history_since)
+            pg = compare.postgres(rebuild, await frozen.states(), history)
             rd = await compare.redis(ctx.live_model, rebuild.states.values(), self._rule)
         report = self._report(rebuild, end, progress)
         report.differences = pg + rd
