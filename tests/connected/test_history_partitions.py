@@ -5,6 +5,9 @@ once across all of it, and the hot reads on index scans of the partitions they n
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,9 +21,13 @@ from projector.adapters.history_partitions import maintain
 from projector.adapters.postgres import PostgresStore, PostgresTransaction
 from projector.handlers import Positioned
 from projector.history_retention import DAYS_AHEAD, partition_name
+from projector.replay.run import Replay
+from projector.replay.verify import Differs
+from sandbox_common import envelope as env
 from sandbox_common.envelope import Envelope, FactType, Source
 from status_api.adapters.postgres import HistoryStore
 from tests.connected.conftest import Infra
+from tests.connected.replay_support import ReplayStore, project_live, publish, replay_store
 from tests.connected.test_sandboxctl_ops import sandboxctl
 
 pytestmark = pytest.mark.connected
@@ -29,13 +36,15 @@ NOW = datetime.now(UTC)
 
 
 def _fact(sandbox: str, at: datetime, n: int = 0, kind: FactType = FactType.UPDATED) -> Positioned:
+    """A fact of its own project (`proj-<sandbox>`): which sandbox a project serves is not at
+    stake here."""
     return Positioned(
         Envelope(
             event_id=f"{sandbox}-{at.isoformat()}-{n}",
             type=kind,
             source=Source.E2B_WEBHOOK,
             sandbox_id=sandbox,
-            project_id="hist-p",
+            project_id=f"proj-{sandbox}",
             occurred_at=at,
             received_at=NOW,
             data={"n": n},
@@ -225,3 +234,69 @@ def _row(p: Positioned) -> tuple[Any, ...]:
     from projector.adapters.postgres import history_row
 
     return history_row(p.fact, p.topic, p.partition, p.offset)
+
+
+@pytest.fixture
+async def replay_schema(prepared: Infra) -> AsyncIterator[ReplayStore]:
+    async for s in replay_store(prepared):
+        yield s
+
+
+async def test_a_replay_rebuilds_the_days_partitions_within_the_retention_window(
+    replay_schema: ReplayStore,
+) -> None:
+    """The live history kept 90 days (the 200-day-old facts pruned); a replay of the whole topic
+    folds every fact into the states but rebuilds only the window's history, into partitions
+    under the live names, with the live indexes; --verify agrees before and after."""
+    store = dataclasses.replace(
+        replay_schema,
+        settings=dataclasses.replace(replay_schema.settings, history_retention_days=90),
+    )
+    run = uuid.uuid4().hex[:6]
+    sandboxes = [f"rp-hist-{run}-{i}" for i in range(5)]
+    ages = {FactType.CREATED: 200, FactType.UPDATED: 10, FactType.ACTIVITY: 0}
+    stream = [
+        env.encode(_fact(sid, NOW - timedelta(days=age), n, kind).fact)
+        for sid in sandboxes
+        for n, (kind, age) in enumerate(ages.items())
+    ]
+    await publish(store.settings.kafka_bootstrap_servers, store.topic, stream + stream[:3])
+    await project_live(store, random.Random(5))
+    conn = await asyncpg.connect(store.settings.database_url)
+    try:
+        await maintain(conn, NOW, 0)
+        await maintain(conn, NOW, 90)  # the 200-day-old day dropped whole
+        verified = await Replay(store.settings, store.topic, io.StringIO()).run(verify=True)
+        assert verified.differs is Differs.NOTHING, verified.differences
+
+        report = await Replay(store.settings, store.topic, io.StringIO()).run(verify=False)
+        assert report.sandboxes == len(sandboxes)
+        history = await conn.fetch(
+            "SELECT type, tableoid::regclass::text AS part FROM sandbox_events"
+        )
+        assert sorted(r["type"] for r in history) == sorted(
+            [FactType.UPDATED.value, FactType.ACTIVITY.value] * len(sandboxes)
+        )
+        assert {r["part"] for r in history} == {
+            partition_name("sandbox_events", (NOW - timedelta(days=age)).date()) for age in (10, 0)
+        }
+        parts = await conn.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'sandbox_events'::regclass"
+        )
+        assert not [r for r in parts if "shadow" in r["relname"]]
+        assert "sandbox_events_default" in {r["relname"] for r in parts}
+        indexes = await conn.fetch(
+            "SELECT indexrelid::regclass::text AS name, pg_get_indexdef(indexrelid) AS def"
+            " FROM pg_index WHERE indrelid = 'sandbox_events'::regclass"
+        )
+        assert {r["name"] for r in indexes} == {"sandbox_events_pkey", "sandbox_events_sandbox_idx"}
+        first_seen = await conn.fetchval(
+            "SELECT min(first_seen_at) FROM sandboxes WHERE sandbox_id = ANY($1::text[])",
+            sandboxes,
+        )
+        assert first_seen < NOW - timedelta(days=199)  # the pruned facts still made the state
+        again = await Replay(store.settings, store.topic, io.StringIO()).run(verify=True)
+        assert again.differs is Differs.NOTHING, again.differences
+    finally:
+        await conn.close()
