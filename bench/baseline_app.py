@@ -31,7 +31,6 @@ if __name__ == "__main__":
     serve(
         "bench.baseline_app:build",
         service="baseline",
-        host="127.0.0.1",
-        port=int(os.environ.get("BASELINE_PORT", "8091")),
+        address=("127.0.0.1", int(os.environ.get("BASELINE_PORT", "8091"))),
         log_level="WARNING",
     )

@@ -227,6 +227,11 @@ class EventStream:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
 
+    @property
+    def ended(self) -> bool:
+        """The server closed the stream."""
+        return self._task is not None and self._task.done()
+
     def of(self, event: str) -> list[Event]:
         return [e for e in self.events if e.event == event]
 

@@ -241,3 +241,29 @@ async def drop_state(store: ReplayStore) -> None:
     client = aioredis.Redis.from_url(store.settings.redis_url)
     await client.flushdb()
     await client.aclose()
+
+
+def lifecycle_fact(kind: FactType, sandbox_id: str, at: datetime) -> Envelope:
+    """An E2B webhook's fact for a sandbox of its own project (`p-<id>`)."""
+    project = f"p-{sandbox_id}"
+    return Envelope(
+        event_id=str(uuid.uuid4()),
+        type=kind,
+        source=Source.E2B_WEBHOOK,
+        sandbox_id=sandbox_id,
+        project_id=project,
+        team_id=None,
+        occurred_at=at,
+        received_at=at,
+        data={"metadata": {"projectId": project}},
+    )
+
+
+def lifecycle_records(
+    kind: FactType, sandbox_ids: list[str], first_offset: int, at: datetime
+) -> list[Record]:
+    """One fact per sandbox, as records of partition 0 from `first_offset` on."""
+    return [
+        Record(topics.LIFECYCLE, 0, first_offset + i, env.encode(lifecycle_fact(kind, sid, at)))
+        for i, sid in enumerate(sandbox_ids)
+    ]

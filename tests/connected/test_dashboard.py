@@ -76,3 +76,34 @@ async def test_the_dashboard_shows_the_fleet_live_and_wakes_a_sandbox(
             assert errors == []
         finally:
             await browser.close()
+
+
+async def test_the_dashboard_stops_following_when_its_token_expires(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    admin = token(stack, admin=True, ttl=4)["Authorization"].removeprefix("Bearer ")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{stack.status_api.url}/dashboard/#token={admin}")
+            await expect(page.locator("#live")).to_have_text("live")
+            # The stream ends with `reauthenticate`: no retry loop against a dead token.
+            await expect(page.locator("#live")).to_have_text("token expired", timeout=8000)
+            await expect(page.locator("#error")).to_contain_text("token expired")
+        finally:
+            await browser.close()
+
+
+async def test_the_dashboard_forbids_framing_and_foreign_content(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    for path in ("/dashboard/", "/dashboard/dashboard.js"):
+        r = await client.get(f"{stack.status_api.url}{path}")
+        assert r.status_code == 200
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp
+        assert "script-src 'self'" in csp
+        assert "default-src 'none'" in csp
+        assert r.headers["x-frame-options"] == "DENY"
+        assert r.headers["x-content-type-options"] == "nosniff"

@@ -19,9 +19,7 @@ from projector.adapters.postgres_snapshot import pool_snapshots
 from projector.adapters.redis import RedisReadModel
 from projector.handlers import Projection, project_batch
 from projector.read_model_rebuild import rebuild_if_missing
-from sandbox_common import envelope as env
-from sandbox_common.dead_letters import Record
-from sandbox_common.envelope import Envelope, FactType, Source
+from sandbox_common.envelope import FactType
 from sandbox_common.postgres_pool import PostgresPool
 from sandbox_common.readmodel import DeadlineRule, Status
 from sandbox_common.readmodel.reader import ReadModelReader
@@ -29,7 +27,12 @@ from sandbox_common.readmodel.shadow import ShadowWriter
 from sandbox_common.readmodel.writer import DocumentWriter
 from tests.connected.conftest import Infra
 from tests.connected.own_redis import own_redis
-from tests.connected.replay_support import NoOutbox, ReplayStore, replay_store
+from tests.connected.replay_support import (
+    NoOutbox,
+    ReplayStore,
+    lifecycle_records,
+    replay_store,
+)
 
 pytestmark = pytest.mark.connected
 
@@ -38,24 +41,6 @@ pytestmark = pytest.mark.connected
 async def store(prepared: Infra) -> AsyncIterator[ReplayStore]:
     async for s in replay_store(prepared):
         yield s
-
-
-def _facts(kind: FactType, ids: list[str], first_offset: int, at: datetime) -> list[Record]:
-    records = []
-    for i, sid in enumerate(ids):
-        fact = Envelope(
-            event_id=str(uuid.uuid4()),
-            type=kind,
-            source=Source.E2B_WEBHOOK,
-            sandbox_id=sid,
-            project_id=f"p-{sid}",
-            team_id=None,
-            occurred_at=at,
-            received_at=at,
-            data={"metadata": {"projectId": f"p-{sid}"}},
-        )
-        records.append(Record("sandbox-lifecycle", 0, first_offset + i, env.encode(fact)))
-    return records
 
 
 async def _guard(pool: PostgresPool, client: aioredis.Redis, rule: DeadlineRule) -> bool:
@@ -99,7 +84,7 @@ async def test_a_promoted_replica_that_lost_writes_is_rebuilt_from_postgresql(
                 projection = Projection(
                     PostgresStore(pool), RedisReadModel(writer, rule), NoOutbox(), rule
                 )
-                await project_batch(_facts(FactType.CREATED, ids, 0, now), projection)
+                await project_batch(lifecycle_records(FactType.CREATED, ids, 0, now), projection)
                 assert await _guard(pool, primary, rule)  # first start: no marker yet
                 assert not await _guard(pool, primary, rule)  # complete, same Redis
                 await _synced(primary, replica)
@@ -108,7 +93,9 @@ async def test_a_promoted_replica_that_lost_writes_is_rebuilt_from_postgresql(
                 # sandbox paused) never reached it.
                 await replica.replicaof("NO", "ONE")
                 paused_at = now + timedelta(seconds=5)
-                await project_batch(_facts(FactType.PAUSED, ids, 30, paused_at), projection)
+                await project_batch(
+                    lifecycle_records(FactType.PAUSED, ids, 30, paused_at), projection
+                )
 
                 promoted = ReadModelReader(replica)
                 assert await promoted.is_complete()  # the marker survived the promotion

@@ -17,16 +17,15 @@ from projector.adapters.postgres import PostgresStore
 from projector.adapters.redis import RedisReadModel
 from projector.handlers import Projection
 from projector.retries import RetryingProjection
-from sandbox_common import envelope as env
 from sandbox_common.dead_letters import Record
-from sandbox_common.envelope import Envelope, FactType, Source
+from sandbox_common.envelope import Envelope, FactType
 from sandbox_common.probes import failing
 from sandbox_common.readmodel import keys
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.writer import DocumentWriter
 from tests.connected.conftest import Infra
 from tests.connected.own_redis import own_redis
-from tests.connected.replay_support import ReplayStore, replay_store
+from tests.connected.replay_support import ReplayStore, lifecycle_records, replay_store
 
 pytestmark = pytest.mark.connected
 
@@ -54,23 +53,8 @@ class _Outbox:
 
 
 def _records(n: int) -> tuple[list[str], list[Record]]:
-    now = datetime.now(UTC)
     ids = [f"oom-{uuid.uuid4().hex[:8]}" for _ in range(n)]
-    records = []
-    for offset, sid in enumerate(ids):
-        fact = Envelope(
-            event_id=str(uuid.uuid4()),
-            type=FactType.CREATED,
-            source=Source.E2B_WEBHOOK,
-            sandbox_id=sid,
-            project_id=f"p-{sid}",
-            team_id=None,
-            occurred_at=now,
-            received_at=now,
-            data={"metadata": {"projectId": f"p-{sid}"}},
-        )
-        records.append(Record("sandbox-lifecycle", 0, offset, env.encode(fact)))
-    return ids, records
+    return ids, lifecycle_records(FactType.CREATED, ids, 0, datetime.now(UTC))
 
 
 async def _no_sleep(_: float) -> None:

@@ -26,13 +26,14 @@ from projector.replay.verify import Differs
 from sandbox_common import envelope as env
 from sandbox_common import topics
 from sandbox_common.dead_letters import Record
-from sandbox_common.envelope import Envelope, FactType, Source
+from sandbox_common.envelope import FactType
 from sandbox_common.readmodel import keys
 from sandbox_common.readmodel.writer import DocumentWriter
 from tests.connected.conftest import Infra
 from tests.connected.replay_support import (
     NoOutbox,
     ReplayStore,
+    lifecycle_fact,
     project_live,
     publish,
     random_stream,
@@ -46,22 +47,6 @@ pytestmark = pytest.mark.connected
 async def store(prepared: Infra) -> AsyncIterator[ReplayStore]:
     async for s in replay_store(prepared):
         yield s
-
-
-def _new_sandbox(sid: str) -> list[bytes]:
-    now = datetime.now(UTC)
-    created = Envelope(
-        event_id=str(uuid.uuid4()),
-        type=FactType.CREATED,
-        source=Source.E2B_WEBHOOK,
-        sandbox_id=sid,
-        project_id=f"proj-{sid}",
-        team_id=None,
-        occurred_at=now,
-        received_at=now,
-        data={"metadata": {"projectId": f"proj-{sid}"}},
-    )
-    return [env.encode(created)]
 
 
 class _LiveLoad:
@@ -98,10 +83,10 @@ class _LiveLoad:
                         for _ in range(5):
                             sid = f"live-{uuid.uuid4().hex[:8]}"
                             self.created.append(sid)
-                            for value in _new_sandbox(sid):
-                                await producer.send_and_wait(
-                                    self._store.topic, value, key=topics.record_key(sid)
-                                )
+                            fact = lifecycle_fact(FactType.CREATED, sid, datetime.now(UTC))
+                            await producer.send_and_wait(
+                                self._store.topic, env.encode(fact), key=topics.record_key(sid)
+                            )
                     end = await reader.ends()
                     async for batch in reader.read(position, end):
                         records = [Record(r.topic, r.partition, r.offset, r.value) for r in batch]

@@ -25,6 +25,12 @@ ROUTES = [
     ("GET", "/api/sandboxes", True),
     ("GET", "/api/sandboxes/stream", True),
 ]
+# By sandbox id, another project's sandbox is answered as an unknown one (404): ids of other
+# projects are not revealed.
+UNREVEALED = ["/api/sandboxes/{sandbox}", "/api/sandboxes/{sandbox}/history"]
+# Routes about no project nor sandbox: any valid token gets its own answer (a stream ticket
+# opens only what that token may; tests/connected/test_stream_bounds.py).
+UNSCOPED = [("POST", "/api/stream-tickets")]
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +52,9 @@ async def test_a_token_for_another_project_is_refused(
     intruder = token(stack, unique("intruder"))
     async with client.stream(method, url, headers=intruder) as r:
         body = await r.aread()
-        assert r.status_code == 403, (r.status_code, body[:200])
-    assert sandbox.encode() not in body or b"no access" in body
+        refused = 404 if template in UNREVEALED else 403
+        assert r.status_code == refused, (r.status_code, body[:200])
+    assert sandbox.encode() not in body or b"no access" in body or b"no sandbox" in body
     assert b'"status":"RUNNING"' not in body
     if not admin_only:
         # The owner's token gets through (so the 403 above was about the project).
@@ -71,4 +78,22 @@ async def test_the_list_covers_every_api_route(client: httpx.AsyncClient, stack:
         (m, t.replace("{project}", "{project_id}").replace("{sandbox}", "{sandbox_id}"))
         for m, t, _ in ROUTES
     }
-    assert documented == listed
+    assert documented == listed | set(UNSCOPED)
+
+
+@pytest.mark.parametrize("template", UNREVEALED)
+async def test_another_projects_sandbox_is_answered_as_an_unknown_one(
+    client: httpx.AsyncClient, stack: Stack, victim: tuple[str, str], template: str
+) -> None:
+    _, sandbox = victim
+    unknown = "x" * len(sandbox)
+    intruder = token(stack, unique("intruder"))
+    answers = []
+    for sandbox_id in (sandbox, unknown):
+        r = await client.get(
+            stack.status_api.url + template.format(sandbox=sandbox_id), headers=intruder
+        )
+        headers = {k: v for k, v in r.headers.items() if k != "date"}
+        answers.append((r.status_code, r.content.replace(sandbox_id.encode(), b"ID"), headers))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 404

@@ -152,7 +152,8 @@ async def test_access_rules_of_status_api(client: httpx.AsyncClient, stack: Stac
     assert forbidden.status_code == 403
     assert sandbox not in forbidden.text
     by_id = await client.get(f"{base}/api/sandboxes/{sandbox}", headers=token(stack, other))
-    assert by_id.status_code == 403
+    # By id, another project's sandbox is answered like an unknown one (issue 15, item 11).
+    assert by_id.status_code == 404
     assert project not in by_id.text
     assert (
         await client.get(f"{base}/api/projects/{other}/sandbox", headers=token(stack, other))

@@ -22,7 +22,7 @@ KUBE = "1.31.0"
 COMPONENTS = {"ingest", "status-api", "projector", "enforcer", "actuator"}
 # Each component reads only the secrets it needs.
 SECRETS = {
-    "ingest": {"E2B_WEBHOOK_SECRET"},
+    "ingest": {"E2B_WEBHOOK_SECRET", "E2B_WEBHOOK_SECRETS"},  # the second optional (rotation)
     "status-api": {"STATUS_API_JWT_SECRET"},
     "actuator": {"E2B_API_KEY"},
     "projector": set(),
@@ -303,3 +303,14 @@ def test_runbook_links_follow_the_published_operations_guide(render: Render) -> 
         url = r["annotations"]["runbook_url"]
         assert url.startswith(f"{base}#"), (r["alert"], url)
         assert len(url) > len(base) + 1
+
+
+def test_trusted_proxies_reach_the_services(render: Render) -> None:
+    """Behind an ingress, without HTTP_TRUSTED_PROXIES every client shares the controller's
+    address and with it the per-address budget of refused authentications (issue 15, item 8)."""
+    values = CHART / "ci" / "default-values.yaml"
+    with_proxies = by_kind(render(values, "config.trustedProxies=10.0.0.0/8"), "ConfigMap")
+    (config,) = with_proxies.values()
+    assert config["data"]["HTTP_TRUSTED_PROXIES"] == "10.0.0.0/8"
+    (config,) = by_kind(render(values), "ConfigMap").values()
+    assert "HTTP_TRUSTED_PROXIES" not in config["data"]

@@ -7,7 +7,7 @@ import pytest
 
 from sandbox_common.settings import SettingsError, load
 from sandboxctl.settings import Settings
-from status_api.auth import AuthError, Claims, TokenVerifier, mint
+from status_api.auth import AuthError, Claims, TokenPolicy, TokenVerifier, mint
 
 SECRET = "s" * 32
 
@@ -92,13 +92,13 @@ def test_secrets_never_in_repr() -> None:
     s = load(
         Settings,
         {
-            "E2B_WEBHOOK_SECRET": "hush-1",
-            "STATUS_API_JWT_SECRET": "hush-2",
+            "E2B_WEBHOOK_SECRET": "hush-1" * 8,
+            "STATUS_API_JWT_SECRET": "hush-2" * 8,
             "E2B_API_KEY": "hush-3",
             "DATABASE_URL": "postgresql://u:hush-4@h/db",
         },
     )
-    assert not any(secret in repr(s) for secret in ("hush-1", "hush-2", "hush-3", "hush-4"))
+    assert not any(secret in repr(s) for secret in ("hush-1" * 8, "hush-2" * 8, "hush-3", "hush-4"))
 
 
 def test_require_names_missing_settings() -> None:
@@ -126,3 +126,69 @@ def test_a_refused_token_is_never_cached() -> None:
     for _ in range(2):
         with pytest.raises(AuthError):
             verifier.principal(forged)
+
+
+def _claims(**kw: object) -> Claims:
+    base: dict[str, object] = {"projects": ["p1"], "admin": False, "ttl_seconds": 60}
+    return Claims(**{**base, "now": int(time.time()), **kw})  # type: ignore[arg-type]
+
+
+_ISSUER = TokenPolicy(issuer="https://id.example")
+_AUDIENCE = TokenPolicy(audience="status-api")
+
+
+@pytest.mark.parametrize(
+    ("policy", "minted", "refused"),
+    [
+        (_ISSUER, _claims(issuer="https://id.example"), False),
+        (_ISSUER, _claims(issuer="https://evil.example"), True),
+        (_ISSUER, _claims(), True),  # no iss at all
+        (_AUDIENCE, _claims(audience="status-api"), False),
+        (_AUDIENCE, _claims(audience="billing"), True),
+        (_AUDIENCE, _claims(), True),
+    ],
+)
+def test_the_issuer_and_audience_are_checked_when_set(
+    policy: TokenPolicy, minted: Claims, refused: bool
+) -> None:
+    """Issue 15, item 11: tokens of another issuer or for another audience that happen to
+    share the secret are refused."""
+    verifier = TokenVerifier(SECRET, policy)
+    token = bearer(mint(SECRET, minted))
+    if refused:
+        with pytest.raises(AuthError):
+            verifier.principal(token)
+    else:
+        assert verifier.principal(token).may_read("p1")
+
+
+def test_a_token_living_longer_than_the_maximum_is_refused_by_default() -> None:
+    """STATUS_API_JWT_MAX_TTL_SECONDS defaults to a day: a token minted for a year is refused
+    although its signature and exp are fine; one without iat cannot show its lifetime."""
+    policy = load(Settings, {}).token_policy()
+    verifier = TokenVerifier(SECRET, policy)
+    with pytest.raises(AuthError, match="lives longer"):
+        verifier.principal(bearer(mint(SECRET, _claims(ttl_seconds=365 * 86400))))
+    assert verifier.principal(bearer(mint(SECRET, _claims(ttl_seconds=86400)))).may_read("p1")
+    no_iat = jwt.encode({"projects": ["p1"], "exp": int(time.time()) + 60}, SECRET, "HS256")
+    with pytest.raises(AuthError):
+        verifier.principal(bearer(no_iat))
+
+
+def test_sandboxctl_mints_tokens_the_configured_policy_accepts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = {
+        "STATUS_API_JWT_SECRET": SECRET,
+        "STATUS_API_JWT_ISSUER": "https://id.example",
+        "STATUS_API_JWT_AUDIENCE": "status-api",
+    }
+    settings = load(Settings, env)
+    from sandboxctl.cli import main
+
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        main(["token", "--project", "p1"])
+    token = capsys.readouterr().out.strip()
+    assert TokenVerifier(SECRET, settings.token_policy()).principal(bearer(token)).may_read("p1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,10 +15,12 @@ from hypothesis import strategies as st
 
 from ingest import fast_lane
 from ingest.fast_lane import DrainAfterRefusal, WebhookLane
+from ingest.guard import SignatureGuard
 from ingest.handlers import Outcome, WebhookIntake
 from sandbox_common import e2b
 from sandbox_common.envelope import Envelope
 from sandbox_common.kafka_publisher import BrokerUnavailableError
+from sandbox_common.rate_limit import RateLimiter
 from tests.unit.test_e2b_webhooks import SECRET, V2
 
 
@@ -60,7 +63,7 @@ class FakeDedupe:
 
 def make() -> tuple[WebhookIntake, FakePublisher, FakeDedupe]:
     publisher, dedupe = FakePublisher(), FakeDedupe()
-    return WebhookIntake(SECRET, "projectId", publisher, dedupe), publisher, dedupe
+    return WebhookIntake((SECRET,), "projectId", publisher, dedupe), publisher, dedupe
 
 
 BODY = json.dumps(V2).encode()
@@ -181,7 +184,8 @@ async def through_lane(
 async def test_the_fast_lane_answers_deliveries_like_the_route_and_hands_on_the_rest() -> None:
     intake, publisher, _ = make()
     inner = Inner()
-    lane = WebhookLane(inner, intake, max_body_bytes=4096)
+    guard = SignatureGuard(RateLimiter(0, time.monotonic), 10.0, time.monotonic)
+    lane = WebhookLane(inner, intake, guard, max_body_bytes=4096)
     body = BODY
     signed = {**e2b.signed_headers(SECRET, body), "content-length": str(len(body))}
     start, reply = await through_lane(lane, body, signed)
@@ -219,7 +223,7 @@ class SlowPublisher(FakePublisher):
 async def test_concurrent_deliveries_of_one_event_are_published_once() -> None:
     """Found by the hostile-input suite: four concurrent replays were all published."""
     publisher, dedupe = SlowPublisher(), FakeDedupe()
-    intake = WebhookIntake(SECRET, "projectId", publisher, dedupe)
+    intake = WebhookIntake((SECRET,), "projectId", publisher, dedupe)
     sig = e2b.compute_signature(SECRET, BODY)
     results = await asyncio.gather(*(intake.accept(BODY, sig) for _ in range(4)))
     assert sorted(r.outcome for r in results) == [Outcome.ACCEPTED] + [Outcome.DUPLICATE] * 3
@@ -228,7 +232,7 @@ async def test_concurrent_deliveries_of_one_event_are_published_once() -> None:
 
 async def test_a_failed_concurrent_delivery_leaves_the_event_to_the_next() -> None:
     publisher, dedupe = SlowPublisher(fail_first=True), FakeDedupe()
-    intake = WebhookIntake(SECRET, "projectId", publisher, dedupe)
+    intake = WebhookIntake((SECRET,), "projectId", publisher, dedupe)
     sig = e2b.compute_signature(SECRET, BODY)
     first, second = await asyncio.gather(
         intake.accept(BODY, sig), intake.accept(BODY, sig), return_exceptions=True

@@ -3,6 +3,7 @@ the fast lanes' answers count), labelled by route template, method and status cl
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -11,8 +12,10 @@ from prometheus_client import CollectorRegistry, Histogram
 from ingest import app as ingest_app
 from ingest import fast_lane as ingest_lane
 from ingest import metrics as ingest_metrics
+from ingest.guard import SignatureGuard
 from ingest.settings import IngestSettings
 from sandbox_common import e2b
+from sandbox_common.rate_limit import RateLimiter
 from sandbox_common.request_timing import BUCKETS, LABELS, RequestTimer
 from sandbox_common.settings import load
 from status_api import app as status_app
@@ -153,7 +156,8 @@ async def test_a_delivery_the_fast_lane_answers_is_timed_under_the_routes_templa
     h, registry = histogram()
     intake, _, _ = make()
     inner = Inner()
-    timer = RequestTimer(ingest_lane.WebhookLane(inner, intake, max_body_bytes=4096), h)
+    guard = SignatureGuard(RateLimiter(0, time.monotonic), 10.0, time.monotonic)
+    timer = RequestTimer(ingest_lane.WebhookLane(inner, intake, guard, max_body_bytes=4096), h)
     signed = e2b.signed_headers(WEBHOOK_SECRET, BODY)
     headers = [(k.lower().encode(), v.encode()) for k, v in signed.items()]
     headers.append((b"content-length", str(len(BODY)).encode()))

@@ -22,7 +22,8 @@ from sandbox_common.e2b_api.listing import ListedSandbox
 from sandboxctl import cli
 
 KEY = "unit-sim-key"
-SECRET = "whsec-unit-do-not-print"
+SECRET = "whsec-unit-do-not-print-0123456789abcdef"
+ROTATED = "whsec-rotated-0123456789abcdef-0123456789"
 HOOK = "http://127.0.0.1:18080/api/webhooks/e2b"
 
 
@@ -88,12 +89,12 @@ def test_rotate_secret_updates_an_existing_registration(
     sim: Sim, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run(sim, capsys, "webhooks", "register", "--url", HOOK)
-    monkeypatch.setenv("E2B_WEBHOOK_SECRET", "whsec-rotated")
+    monkeypatch.setenv("E2B_WEBHOOK_SECRET", ROTATED)
     out, _ = run(sim, capsys, "webhooks", "register", "--url", HOOK, "--rotate-secret")
     assert out.startswith("updated (secret) ")
-    assert "whsec-rotated" not in out
+    assert ROTATED not in out
     (reg,) = sim.registrations.all()
-    assert reg.secret == "whsec-rotated"
+    assert reg.secret == ROTATED
 
 
 def test_list_prints_a_table_and_json_lines(sim: Sim, capsys: pytest.CaptureFixture[str]) -> None:

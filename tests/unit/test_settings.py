@@ -50,7 +50,7 @@ def test_a_bad_value_is_refused_naming_the_variable(env: dict[str, str], message
 def test_the_keep_alive_stays_within_what_e2bs_refresh_accepts() -> None:
     # E2B's refresh takes a duration of at most 3600 s: a bigger keep-alive would be refused by
     # E2B on every heartbeat instead of once, at start.
-    env = {"STATUS_API_JWT_SECRET": "s", "E2B_KEEP_ALIVE_SECONDS": "7200"}
+    env = {"STATUS_API_JWT_SECRET": "s" * 32, "E2B_KEEP_ALIVE_SECONDS": "7200"}
     with pytest.raises(
         SettingsError, match="E2B_KEEP_ALIVE_SECONDS='7200': expected an integer <= 3600"
     ):
@@ -132,7 +132,12 @@ def test_each_process_is_given_only_what_it_uses() -> None:
             "ACTUATOR_WORKERS",
         ),
         (projector_main, "projector", {"PROJECTOR_BATCH_SIZE": "ten"}, "PROJECTOR_BATCH_SIZE"),
-        (ingest_main, "ingest", {"E2B_WEBHOOK_SECRET": "s", "INGEST_PORT": "http"}, "INGEST_PORT"),
+        (
+            ingest_main,
+            "ingest",
+            {"E2B_WEBHOOK_SECRET": "s" * 32, "INGEST_PORT": "http"},
+            "INGEST_PORT",
+        ),
         (status_api_main, "status-api", {}, "STATUS_API_JWT_SECRET"),
     ],
 )

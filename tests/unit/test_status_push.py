@@ -14,6 +14,7 @@ import pytest
 from litestar.exceptions import ValidationException
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from sandbox_common.rate_limit import RateLimiter
 from sandbox_common.readmodel import Status, StatusDoc, encode_doc
 from sandbox_common.readmodel import feed as changes
 from sandbox_common.readmodel.feed import Warning as DueWarning
@@ -22,7 +23,6 @@ from status_api.access import Gate
 from status_api.auth import Claims, TokenVerifier, mint
 from status_api.deadline_warnings import DeadlineWarner, warning_for, watches
 from status_api.fast_lane import FastLane
-from status_api.rate_limit import RateLimiter
 from status_api.routes.operators import decode_cursor, encode_cursor, storable
 from status_api.routes.streams import _Sender
 from status_api.views import WarnWindows, sandbox_status
@@ -339,7 +339,7 @@ async def test_the_fast_lane_serves_only_the_happy_path_and_hands_on_the_rest() 
         "D",
         (),
         {
-            "gate": Gate(TokenVerifier(secret), RateLimiter(0, Clock())),
+            "gate": Gate(TokenVerifier(secret), RateLimiter(0, Clock()), RateLimiter(0, Clock())),
             "reader": Reader(),
             "clock": staticmethod(lambda: T0),
             "warn": WINDOWS,
@@ -352,6 +352,10 @@ async def test_the_fast_lane_serves_only_the_happy_path_and_hands_on_the_rest() 
         Claims(projects=["p1", "p-rebuilding"], admin=False, ttl_seconds=600, now=int(time.time())),
     )
     auth = [(b"authorization", f"Bearer {good}".encode())]
+    # A token the process has not verified yet is Litestar's: the lane computes no HMAC.
+    assert await lane_request(lane, "/api/projects/p1/sandbox", auth) == []
+    deps.gate.check(f"Bearer {good}", "127.0.0.1")  # as Litestar's route does
+    inner.calls = 0
     start, body = await lane_request(lane, "/api/projects/p1/sandbox", auth)
     assert start["status"] == 200
     assert msgspec.json.decode(body["body"])["sandboxId"] == "sbx-1"
@@ -406,3 +410,75 @@ def _drain(queue: Any) -> list[changes.Change]:
     while not queue.empty():
         out.append(queue.get_nowait())
     return out
+
+
+class PagedFeed:
+    """The feed's read side in memory; records each XRANGE's count."""
+
+    def __init__(self, entries: int, first: int = 1) -> None:
+        self.entries = [
+            (f"{n}-0".encode(), {b"k": b"doc", b"p": b"p1", b"s": b"s", b"r": b"1", b"d": b"{}"})
+            for n in range(first, first + entries)
+        ]
+        self.counts: list[int] = []
+
+    async def oldest_id(self) -> str | None:
+        return self.entries[0][0].decode() if self.entries else None
+
+    async def after(self, entry_id: str, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        self.counts.append(count)
+        at = changes.entry_position(entry_id)
+        return [e for e in self.entries if changes.entry_position(e[0].decode()) > at][:count]
+
+
+async def test_a_resume_reads_the_feed_in_bounded_pages_up_to_the_head() -> None:
+    from status_api.change_hub import ChangeHub
+
+    feed = PagedFeed(50)
+    hub = ChangeHub(feed, resume_limit=20)  # type: ignore[arg-type]  # the read side only
+    missed = await hub.since("10-0", "p1", head="30-0")
+    assert missed is not None
+    assert [c.id for c in missed] == [f"{n}-0" for n in range(11, 31)]  # later ones come live
+    assert all(count <= 20 for count in feed.counts)
+    # One more change than the limit between the client and the head: a snapshot instead.
+    assert await hub.since("9-0", "p1", head="30-0") is None
+    assert await hub.since("10-0", "p2", head="30-0") == []  # another project's changes only
+    # Out of the feed's reach (trimmed past it), or not one of ours: a snapshot too.
+    assert await ChangeHub(PagedFeed(5, first=20)).since("10-0", "p1", "24-0") is None  # type: ignore[arg-type]
+    assert await hub.since("garbage", "p1", head="30-0") is None
+
+
+async def test_a_resume_notices_the_feed_trimmed_while_it_reads() -> None:
+    from status_api.change_hub import ChangeHub
+
+    feed = PagedFeed(3000)
+    hub = ChangeHub(feed)  # type: ignore[arg-type]
+    original = feed.after
+
+    async def trimming(entry_id: str, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        page = await original(entry_id, count)
+        del feed.entries[:1500]  # the projector's writes trimmed the old end meanwhile
+        return page
+
+    feed.after = trimming  # type: ignore[method-assign]
+    assert await hub.since("1-0", "p1", head="3000-0") is None
+
+
+def test_stream_slots_cap_each_token_and_the_process_and_come_back_once() -> None:
+    from status_api.stream_slots import StreamsFullError, StreamSlots
+
+    slots = StreamSlots(total=3, per_token=2)
+    first, _second = slots.take("a"), slots.take("a")
+    with pytest.raises(StreamsFullError) as per_token:
+        slots.take("a")
+    assert (per_token.value.per_token, per_token.value.retry_after) == (True, 30)
+    slots.take("b")
+    with pytest.raises(StreamsFullError) as full:
+        slots.take("c")
+    assert (full.value.per_token, full.value.retry_after) == (False, 5)
+    first()
+    first()  # given back once, however often called
+    assert slots.open == 2
+    slots.take("a")
+    with pytest.raises(StreamsFullError):
+        slots.take("c")

@@ -34,6 +34,7 @@ ingest:
   hostVar: INGEST_HOST
   portVar: INGEST_PORT
   secrets: [E2B_WEBHOOK_SECRET]
+  optionalSecrets: [E2B_WEBHOOK_SECRETS]
   stores: [redis]
   public: true
 status-api:

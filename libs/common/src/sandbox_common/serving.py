@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import uvicorn
 
 from sandbox_common import logging as jsonlog
-from sandbox_common.settings import BaseSettings, LogSettings, load_or_exit
+from sandbox_common.http_protocol import bounded_protocol
+from sandbox_common.settings import BaseSettings, HttpServerSettings, LogSettings, load_or_exit
 
 S = TypeVar("S", bound=LogSettings)
 A = TypeVar("A")
@@ -37,11 +39,55 @@ def worker_app(settings_type: type[S], service: str, build: Callable[[S], A]) ->
     return app
 
 
+@dataclass(frozen=True)
+class HttpLimits:
+    """What the server is told about its clients (HttpServerSettings)."""
+
+    # X-Forwarded-For is believed from these peers only; empty: never (the peer is the client).
+    trusted_proxies: str = ""
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_header_bytes: int = 64 * 1024
+    keep_alive: int = 5
+    max_concurrency: int = 4096
+
+    @classmethod
+    def of(cls, settings: BaseSettings) -> HttpLimits:
+        if not isinstance(settings, HttpServerSettings):
+            return cls()
+        s = settings
+        return cls(
+            trusted_proxies=s.http_trusted_proxies,
+            header_timeout=s.http_header_timeout_seconds,
+            body_timeout=s.http_body_timeout_seconds,
+            max_header_bytes=s.http_max_header_bytes,
+            keep_alive=s.http_keep_alive_seconds,
+            max_concurrency=s.http_max_concurrency,
+        )
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        proxies = [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+        return {
+            # Otherwise no proxy headers: nothing rewrites the client address from a header a
+            # client can write itself.
+            "proxy_headers": bool(proxies),
+            "forwarded_allow_ips": proxies or None,
+            "http": bounded_protocol(self.header_timeout, self.body_timeout, self.max_header_bytes),
+            "timeout_keep_alive": self.keep_alive,
+            "limit_concurrency": self.max_concurrency,
+        }
+
+
 def serve_factory(settings_type: type[S], service: str, factory: str) -> None:
     """An HTTP service's main(): `factory` ("module:function") builds the app in the worker."""
     settings = load_or_exit(settings_type, service)
-    host, port = listen_address(settings)
-    serve(factory, service=service, host=host, port=port, log_level=settings.log_level)
+    serve(
+        factory,
+        service=service,
+        address=listen_address(settings),
+        log_level=settings.log_level,
+        limits=HttpLimits.of(settings),
+    )
 
 
 def run_app(
@@ -63,15 +109,22 @@ def listen_address(settings: BaseSettings) -> tuple[str, int]:
     return str(getattr(settings, host)), int(getattr(settings, port))
 
 
-def serve(factory: str, *, service: str, host: str, port: int, log_level: str) -> None:
+def serve(
+    factory: str,
+    *,
+    service: str,
+    address: tuple[str, int],
+    log_level: str,
+    limits: HttpLimits | None = None,
+) -> None:
     """`factory` is "module:function" returning the ASGI app; blocks until stopped."""
+    host, port = address
     uvicorn.run(
         factory,
         factory=True,
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
         ws="none",
         lifespan="on",
         # On SIGTERM, requests in flight get this long; an open event stream would otherwise hold
@@ -79,8 +132,7 @@ def serve(factory: str, *, service: str, host: str, port: int, log_level: str) -
         timeout_graceful_shutdown=10,
         workers=1,
         access_log=False,
-        # Nothing reads the client address (limits are per token): skip rewriting every scope.
-        proxy_headers=False,
+        **(limits or HttpLimits()).uvicorn_options(),
         server_header=False,
         log_config=jsonlog.dict_config(service, log_level),
         log_level=log_level.lower(),

@@ -15,12 +15,13 @@ import dataclasses
 import os
 import sys
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, NoReturn, TypeVar
 
 import msgspec
 
+from sandbox_common.rate_limit import RateLimiter
 from sandbox_common.readmodel.deadlines import DeadlineRule
 
 # Bounds, as types: a value outside them is refused at start.
@@ -32,6 +33,18 @@ NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 _TRUE = {"1", "true", "yes", "on"}
+
+# A secret shorter than this is refused at start: HS256 wants a key at least as long as its
+# digest (RFC 7518 3.2; PyJWT's minimum key length), and the webhook HMAC is the same primitive.
+MIN_SECRET_BYTES = 32
+# Secrets this repository ships (the chart's dev-cluster values): anyone can read them, so a
+# process refuses them unless DEV_MODE says it is a dev machine.
+DEV_SECRETS = frozenset(
+    {
+        "dev-webhook-secret-for-dev-clusters-only",
+        "dev-jwt-secret-for-dev-clusters-only-0123",
+    }
+)
 _FALSE = {"0", "false", "no", "off"}
 
 
@@ -51,11 +64,33 @@ class BaseSettings:
     # The process's host and port settings (sandbox_common.serving.listen_address).
     LISTEN_ON: ClassVar[tuple[str, str]] = ("", "")
 
+    # A dev machine: the repository's known dev secrets are accepted (never in production).
+    dev_mode: bool = False
+
     def require(self, *names: str) -> None:
         """Fail fast, naming the variables, when a command needs a setting that is unset."""
-        missing = [n.upper() for n in names if not getattr(self, n)]
+        missing = [n.upper() for n in names if not self.has(n)]
         if missing:
             raise SettingsError(f"missing required setting(s): {', '.join(missing)}")
+
+    def has(self, name: str) -> bool:
+        return bool(getattr(self, name))
+
+    def secrets(self) -> dict[str, tuple[str, ...]]:
+        """The secrets this process was given, by variable: each group adds its own."""
+        return {}
+
+    def check_secrets(self) -> None:
+        """Refuse a short secret, or a known dev one outside dev mode (named, never shown)."""
+        for name, values in self.secrets().items():
+            for value in values:
+                if len(value.encode()) < MIN_SECRET_BYTES:
+                    raise SettingsError(f"{name} is shorter than {MIN_SECRET_BYTES} bytes")
+                if value in DEV_SECRETS and not self.dev_mode:
+                    raise SettingsError(
+                        f"{name} is a development value published in this repository; "
+                        "set a secret of your own (DEV_MODE=true accepts it on a dev machine)"
+                    )
 
 
 # -- groups, shared by the processes' settings ----------------------------------------------
@@ -100,6 +135,30 @@ class ProjectKeySettings(BaseSettings):
 class WebhookSecretSettings(BaseSettings):
     # E2B signs each webhook with it (ingest verifies; sandboxctl registers and sends them).
     e2b_webhook_secret: str = hidden("")
+    # Rotation: comma-separated, the current one first (signs and registers); ingest accepts
+    # a signature by any of them, so deliveries signed with the previous one are not lost.
+    e2b_webhook_secrets: str = hidden("")
+
+    def webhook_secrets(self) -> tuple[str, ...]:
+        """The accepted webhook secrets, the current one first."""
+        if self.e2b_webhook_secrets:
+            listed = (s.strip() for s in self.e2b_webhook_secrets.split(","))
+            return tuple(s for s in listed if s)
+        return (self.e2b_webhook_secret,) if self.e2b_webhook_secret else ()
+
+    @property
+    def current_webhook_secret(self) -> str:
+        secrets = self.webhook_secrets()
+        return secrets[0] if secrets else ""
+
+    def has(self, name: str) -> bool:
+        if name == "e2b_webhook_secret":
+            return bool(self.webhook_secrets())
+        return super().has(name)
+
+    def secrets(self) -> dict[str, tuple[str, ...]]:
+        name = "E2B_WEBHOOK_SECRETS" if self.e2b_webhook_secrets else "E2B_WEBHOOK_SECRET"
+        return {**super().secrets(), name: self.webhook_secrets()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +180,31 @@ class IdleSettings(BaseSettings):
             self.e2b_max_lifetime_seconds,
             self.idle_flap_window_seconds,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpServerSettings(BaseSettings):
+    # Proxies (comma-separated IPs or networks, '*' any) whose X-Forwarded-For names the client
+    # address: the address refused authentications are throttled by. Empty: the peer's address.
+    http_trusted_proxies: str = ""
+    # Refused authentications (bad tokens, bad webhook signatures) per client address: a
+    # burst of this many, then this many per HTTP_AUTH_FAILURE_WINDOW_SECONDS; 0 = unlimited.
+    http_auth_failure_burst: NonNegative = 20
+    http_auth_failure_window_seconds: Seconds = 10.0
+    # Slow clients: a request's header section must arrive within this, its body within the
+    # next, or the connection is closed (408 when no answer was started); headers are capped.
+    http_header_timeout_seconds: Seconds = 10.0
+    http_body_timeout_seconds: Seconds = 30.0
+    http_max_header_bytes: Positive = 64 * 1024
+    # Idle keep-alive connections are closed after this (uvicorn's timeout_keep_alive).
+    http_keep_alive_seconds: Positive = 5
+    # Open connections plus running requests; beyond it new requests get 503 (event streams
+    # count: a thousand browsers following their sandbox are a thousand connections).
+    http_max_concurrency: Positive = 4096
+
+    def auth_failure_limiter(self, clock: Callable[[], float]) -> RateLimiter:
+        per_second = self.http_auth_failure_burst / self.http_auth_failure_window_seconds
+        return RateLimiter(per_second, clock, burst=self.http_auth_failure_burst)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,6 +231,7 @@ def load(cls: type[S], env: Mapping[str, str] | None = None) -> S:
     except msgspec.ValidationError as exc:
         raise SettingsError(_explain(exc, raw, hints)) from None
     settings.require(*cls.REQUIRED)
+    settings.check_secrets()
     return settings
 
 

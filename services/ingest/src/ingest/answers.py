@@ -4,11 +4,13 @@ the fast lane). Errors keep Litestar's JSON shape: `{status_code, detail, extra:
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import msgspec
 
 from ingest import metrics
+from ingest.guard import SignatureGuard
 from ingest.handlers import Outcome, Result, WebhookIntake
 from sandbox_common.kafka_publisher import BrokerUnavailableError
 
@@ -23,6 +25,7 @@ _STATUS = {
 }
 _OUTCOMES = {o: metrics.WEBHOOKS.labels(outcome=o.value) for o in Outcome}
 _UNAVAILABLE = metrics.WEBHOOKS.labels(outcome="unavailable")
+_THROTTLED = metrics.WEBHOOKS.labels(outcome="throttled")
 
 
 class WebhookAnswer(msgspec.Struct, frozen=True, rename="camel"):
@@ -43,7 +46,20 @@ def _error(status_code: int, detail: str, reason: str) -> bytes:
     )
 
 
-async def answer(intake: WebhookIntake, body: bytes, signature: str | None) -> Answer:
+async def answer(
+    intake: WebhookIntake,
+    guard: SignatureGuard,
+    body: bytes,
+    signature: str | None,
+    address: str,
+) -> Answer:
+    """`address`: the client's, which `guard` throttles when it keeps failing its signature."""
+    wait = guard.wait(address)
+    if wait > 0:
+        _THROTTLED.inc()
+        detail = "too many deliveries with a bad signature from this address; slow down"
+        retry_after = str(max(1, math.ceil(wait)))
+        return Answer(429, _error(429, detail, "throttled"), {"Retry-After": retry_after})
     try:
         result: Result = await intake.accept(body, signature)
     except BrokerUnavailableError as exc:
@@ -52,6 +68,8 @@ async def answer(intake: WebhookIntake, body: bytes, signature: str | None) -> A
         detail = "event not durable yet: the broker did not acknowledge; retry"
         return Answer(503, _error(503, detail, "broker_unavailable"), {"Retry-After": "5"})
     _OUTCOMES[result.outcome].inc()
+    if result.outcome is Outcome.REJECTED_SIGNATURE:
+        guard.refused(address, result.reason or "mismatch")
     status_code = _STATUS[result.outcome]
     if result.event_id is None:
         detail = result.detail or result.outcome.value

@@ -38,7 +38,9 @@ def build_server_app(settings: IngestSettings) -> RequestTimer:
     """What the server runs: the Litestar app behind the fast lane for webhook deliveries, both
     timed by the outermost layer."""
     parts = IngestParts(settings)
-    lane = WebhookLane(create_app(parts, settings), parts.intake, settings.ingest_max_body_bytes)
+    lane = WebhookLane(
+        create_app(parts, settings), parts.intake, parts.guard, settings.ingest_max_body_bytes
+    )
     return RequestTimer(lane, metrics.REQUEST_SECONDS)
 
 
@@ -50,7 +52,7 @@ def build_server_app(settings: IngestSettings) -> RequestTimer:
     operation_class=WebhookOperation,
 )
 async def receive_webhook(
-    request: Request[Any, Any, State], intake: WebhookIntake
+    request: Request[Any, Any, State], intake: WebhookIntake, parts: IngestParts
 ) -> Response[WebhookAnswer]:
     """Verifies `e2b-signature` over the raw body, then publishes the event durably.
 
@@ -70,7 +72,10 @@ async def receive_webhook(
         raise RequestEntityTooLarge(
             detail=exc.detail, headers={"Connection": "close"}, extra={"reason": "too_large"}
         ) from exc
-    reply = await answer(intake, body, request.headers.get(e2b.HEADER_SIGNATURE))
+    signature = request.headers.get(e2b.HEADER_SIGNATURE)
+    reply = await answer(
+        intake, parts.guard, body, signature, request.client.host if request.client else ""
+    )
     # Already encoded (answers.answer): Litestar sends the bytes as they are.
     response = Response(
         reply.body,

@@ -3,10 +3,12 @@ once from settings (no I/O: the producer connects in the app's lifespan)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from ingest.adapters.dedupe import SeenEvents
+from ingest.guard import SignatureGuard
 from ingest.handlers import WebhookIntake
 from ingest.settings import IngestSettings
 from sandbox_common import redis_pool
@@ -22,8 +24,13 @@ class IngestParts:
             s.kafka_bootstrap_servers, s.ingest_publish_timeout_seconds, s.ingest_kafka_linger_ms
         )
         self.dedupe = SeenEvents(self._redis, s.ingest_dedupe_ttl_seconds)
+        self.guard = SignatureGuard(
+            s.auth_failure_limiter(time.monotonic),
+            s.http_auth_failure_window_seconds,
+            time.monotonic,
+        )
         self.intake = WebhookIntake(
-            s.e2b_webhook_secret, s.project_metadata_key, self.publisher, self.dedupe
+            s.webhook_secrets(), s.project_metadata_key, self.publisher, self.dedupe
         )
 
     def provide_intake(self) -> WebhookIntake:

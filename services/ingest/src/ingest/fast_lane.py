@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ingest.answers import answer
+from ingest.guard import SignatureGuard
 from ingest.handlers import WebhookIntake
 from sandbox_common.request_timing import ROUTE_KEY
 
@@ -35,9 +36,12 @@ DRAIN_SECONDS = 2.0
 
 
 class WebhookLane:
-    def __init__(self, app: ASGIApp, intake: WebhookIntake, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, intake: WebhookIntake, guard: SignatureGuard, max_body_bytes: int
+    ) -> None:
         self._app = app
         self._intake = intake
+        self._guard = guard
         self._max_body = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -59,11 +63,17 @@ class WebhookLane:
         body = await _read_body(receive)
         if body is None:
             return  # the client went away
-        reply = await answer(self._intake, body, signature)
+        reply = await answer(self._intake, self._guard, body, signature, client_address(scope))
         headers = [_JSON, (b"content-length", str(len(reply.body)).encode())]
         headers += [(k.lower().encode(), v.encode()) for k, v in reply.headers.items()]
         await send({"type": "http.response.start", "status": reply.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
+
+
+def client_address(scope: Scope) -> str:
+    """The client's address (the proxy's, unless uvicorn was told to trust it)."""
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
 
 async def _read_body(receive: Receive) -> bytes | None:

@@ -30,6 +30,7 @@ class Result:
     outcome: Outcome
     event_id: str | None = None
     detail: str | None = None
+    reason: str | None = None
 
 
 class Publisher(Protocol):
@@ -46,7 +47,8 @@ class Dedupe(Protocol):
 
 @dataclass(frozen=True)
 class WebhookIntake:
-    secret: str
+    # Every accepted secret, the current one first (E2B_WEBHOOK_SECRETS: rotation loses nothing).
+    secrets: tuple[str, ...]
     project_metadata_key: str
     publisher: Publisher
     dedupe: Dedupe
@@ -64,11 +66,13 @@ class WebhookIntake:
     async def accept(self, body: bytes, signature: str | None) -> Result:
         """Raises BrokerUnavailableError (from the publisher) when the event is not durable."""
         started = time.perf_counter()
-        if not e2b.verify_signature(self.secret, body, signature):
+        if not any(e2b.verify_signature(secret, body, signature) for secret in self.secrets):
             reason = "missing" if not signature else "mismatch"
             metrics.REJECTED.labels(reason=f"signature_{reason}").inc()
-            log.warning("[E2B Webhook] Invalid signature", extra={"reason": reason})
-            return Result(Outcome.REJECTED_SIGNATURE, detail="invalid or missing e2b-signature")
+            # Logged by the caller, which knows the client (ingest.guard: not once per forgery).
+            return Result(
+                Outcome.REJECTED_SIGNATURE, detail="invalid or missing e2b-signature", reason=reason
+            )
         try:
             event = e2b.parse_webhook(body)
         except e2b.WebhookError as exc:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from sandbox_common.settings import (
+    HttpServerSettings,
     KafkaSettings,
     LogSettings,
     NonNegative,
@@ -20,7 +21,12 @@ from sandbox_common.settings import (
 
 @dataclass(frozen=True, kw_only=True)
 class IngestSettings(
-    KafkaSettings, RedisSettings, ProjectKeySettings, WebhookSecretSettings, LogSettings
+    KafkaSettings,
+    RedisSettings,
+    ProjectKeySettings,
+    WebhookSecretSettings,
+    HttpServerSettings,
+    LogSettings,
 ):
     REQUIRED: ClassVar[tuple[str, ...]] = ("e2b_webhook_secret",)
     LISTEN_ON: ClassVar[tuple[str, str]] = ("ingest_host", "ingest_port")

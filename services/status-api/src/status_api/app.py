@@ -20,9 +20,10 @@ from sandbox_common.kafka_publisher import BrokerUnavailableError
 from sandbox_common.readmodel.reader import ReadModelMissingError
 from sandbox_common.request_timing import RequestTimer
 from status_api import metrics
+from status_api.access import authenticate_first
 from status_api.bootstrap import StatusApiParts
 from status_api.fast_lane import FastLane
-from status_api.routes import dashboard, operators, probes, sandboxes, streams
+from status_api.routes import dashboard, operators, probes, sandboxes, streams, tickets
 from status_api.settings import StatusApiSettings
 
 log = logging.getLogger(__name__)
@@ -91,12 +92,16 @@ def create_app(parts: StatusApiParts, settings: StatusApiSettings) -> Litestar:
         route_handlers=[
             *sandboxes.HANDLERS,
             *streams.HANDLERS,
+            *tickets.HANDLERS,
             *operators.HANDLERS,
             *probes.HANDLERS,
             dashboard.router(),
         ],
         dependencies={"deps": Provide(parts.provide_deps, sync_to_thread=False, use_cache=True)},
         lifespan=[parts.running],
+        guards=[authenticate_first(parts.deps.gate)],
+        # Bodies here are a few fields of JSON: anything larger is refused (413) unread.
+        request_max_body_size=settings.status_api_max_body_bytes,
         cors_config=_cors(settings.status_api_cors_origins),
         logging_config=None,  # sandbox_common.logging owns the handlers (JSON lines)
         exception_handlers={

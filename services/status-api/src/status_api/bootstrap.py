@@ -13,18 +13,21 @@ from datetime import UTC, datetime, timedelta
 from sandbox_common import redis_pool
 from sandbox_common.kafka_publisher import KafkaPublisher
 from sandbox_common.postgres_pool import PostgresPool
+from sandbox_common.rate_limit import RateLimiter
 from sandbox_common.readmodel.coordination import ActivityThrottle
 from sandbox_common.readmodel.feed import ChangeFeed
 from sandbox_common.readmodel.reader import ReadModelReader
+from sandbox_common.readmodel.tickets import SingleUseTickets
 from sandbox_common.tasks import cancel_and_wait
 from status_api.access import Gate
 from status_api.adapters.postgres import HistoryStore
+from status_api.adapters.tickets import StreamTickets
 from status_api.auth import TokenVerifier
 from status_api.change_hub import ChangeHub
 from status_api.deadline_warnings import DeadlineWarner, watches
 from status_api.deps import Deps
-from status_api.rate_limit import RateLimiter
 from status_api.settings import StatusApiSettings
+from status_api.stream_slots import StreamSlots
 from status_api.views import WarnWindows
 
 
@@ -64,8 +67,9 @@ class StatusApiParts:
         self._pg = PostgresPool(s.database_url, min_size=0, max_size=4, timeout=5)
         self.deps = Deps(
             gate=Gate(
-                TokenVerifier(s.status_api_jwt_secret),
+                TokenVerifier(s.status_api_jwt_secret, s.token_policy()),
                 RateLimiter(s.status_api_rate_limit_per_second, time.monotonic),
+                s.auth_failure_limiter(time.monotonic),
             ),
             reader=reader,
             history=HistoryStore(self._pg),
@@ -77,6 +81,8 @@ class StatusApiParts:
             keep_alive=timedelta(seconds=s.e2b_keep_alive_seconds),
             sse_keepalive_seconds=s.status_api_sse_keepalive_seconds,
             deadline_rule=s.deadline_rule(),
+            tickets=StreamTickets(SingleUseTickets(self._redis)),
+            slots=StreamSlots(s.status_api_max_streams, s.status_api_max_streams_per_token),
         )
 
     def provide_deps(self) -> Deps:

@@ -33,8 +33,19 @@ class Subscription:
 
 
 class ChangeHub:
-    def __init__(self, feed: ChangeFeed, *, block_ms: int = 1000, queue_size: int = 256) -> None:
+    def __init__(
+        self,
+        feed: ChangeFeed,
+        *,
+        block_ms: int = 1000,
+        queue_size: int = 256,
+        resume_limit: int = 10_000,
+    ) -> None:
         self._feed = feed
+        # A resume reads at most this many entries, a page at a time; a client further behind
+        # is sent a snapshot (the current state) instead.
+        self._resume_limit = resume_limit
+        self._resume_page = min(1000, resume_limit)
         # Well under the clients' 5 s socket timeout (redis-py's default for pools built with
         # a retry): a block as long as the timeout raced it and lost reads every few seconds.
         self._block_ms = block_ms
@@ -78,19 +89,38 @@ class ChangeHub:
             if project_id is not None and not group:
                 self._by_project.pop(project_id, None)
 
-    async def since(self, last_event_id: str, project_id: str | None) -> list[Change] | None:
-        """The changes after `last_event_id` (for a reconnecting client), or None when the feed
-        no longer reaches back that far or the id is not one of ours: send a snapshot then."""
+    async def since(
+        self, last_event_id: str, project_id: str | None, head: str
+    ) -> list[Change] | None:
+        """The changes after `last_event_id` up to `head` (for a reconnecting client; later
+        ones reach it live), or None when they cannot all be served: the id is not one of
+        ours, the feed no longer reaches back that far, or there are more than the resume
+        limit. The client is sent a snapshot then, never part of what it missed."""
         try:
             position = changes.entry_position(last_event_id)
+            end = changes.entry_position(head)
         except ValueError:
             return None
-        oldest = await self._feed.oldest_id()
-        if oldest is None or changes.entry_position(oldest) > position:
-            return None
-        entries = await self._feed.after(last_event_id, 10_000)
-        found = (changes.from_entry(i, f) for i, f in entries)
-        return [c for c in found if c is not None and _concerns(c, project_id)]
+        found: list[Change] = []
+        cursor, read = last_event_id, 0
+        while changes.entry_position(cursor) < end:
+            # Checked before every page: the feed is trimmed from its old end while we read,
+            # and XRANGE would silently skip what was trimmed.
+            oldest = await self._feed.oldest_id()
+            if oldest is None or changes.entry_position(oldest) > position:
+                return None
+            page = await self._feed.after(cursor, self._resume_page)
+            if not page:
+                break
+            cursor = _text(page[-1][0])
+            position = changes.entry_position(cursor)
+            missed = [(i, f) for i, f in page if changes.entry_position(_text(i)) <= end]
+            read += len(missed)
+            if read > self._resume_limit:
+                return None
+            parsed = (changes.from_entry(i, f) for i, f in missed)
+            found.extend(c for c in parsed if c is not None and _concerns(c, project_id))
+        return found
 
     async def _follow(self) -> None:
         while True:

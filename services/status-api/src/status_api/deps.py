@@ -12,7 +12,9 @@ from sandbox_common.readmodel.coordination import ActivityThrottle
 from sandbox_common.readmodel.reader import ReadModelReader
 from status_api.access import Gate
 from status_api.adapters.postgres import HistoryStore
+from status_api.adapters.tickets import StreamTickets
 from status_api.change_hub import ChangeHub
+from status_api.stream_slots import StreamSlots
 from status_api.views import WarnWindows
 
 
@@ -29,3 +31,5 @@ class Deps:
     keep_alive: timedelta
     sse_keepalive_seconds: float
     deadline_rule: DeadlineRule
+    tickets: StreamTickets
+    slots: StreamSlots

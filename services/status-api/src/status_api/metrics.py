@@ -16,6 +16,11 @@ SSE_EVENTS = Counter("status_api_sse_events_total", "Events sent on streams", ["
 SSE_DROPPED = Counter(
     "status_api_sse_overflows_total", "Streams closed because their client fell too far behind"
 )
+SSE_SNAPSHOTS = Counter(
+    "status_api_sse_snapshots_total",
+    "Current states sent instead of missed changes (reason: resume, rebuild)",
+    ["reason"],
+)
 WARNINGS = Counter(
     "status_api_deadline_warnings_total",
     "Warnings put on the feed (event: pauseImminent, lifetimeEnding)",

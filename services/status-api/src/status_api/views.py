@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, NamedTuple, TypeVar
+from typing import ClassVar, Literal, NamedTuple, TypeVar
 
 import msgspec
 
@@ -146,6 +146,30 @@ class Gone(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
     project_id: str | None
     sandbox_id: str | None
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """Pushed before the current state when a stream cannot send the changes one by one: what
+    follows replaces what the client holds."""
+
+    RESUME: ClassVar[str] = "resume"  # a resume the change feed could not serve whole
+    REBUILD: ClassVar[str] = "rebuild"  # the read model was rebuilt (a replay)
+
+    project_id: str | None
+    reason: str
+
+
+class StreamTicket(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """Opens one stream (`?ticket=`), once, within `expiresInSeconds`."""
+
+    ticket: str
+    expires_in_seconds: int
+
+
+class Reauthenticate(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """Pushed as the stream ends because its token expired: open it again with a new one."""
+
+    expired_at: datetime
 
 
 class HistoryEvent(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

@@ -26,8 +26,7 @@ def main() -> None:
     serve(
         "e2b_sim.main:create_app",
         service="e2b-sim",
-        host=settings.host,
-        port=settings.port,
+        address=(settings.host, settings.port),
         log_level=settings.log_level,
     )
 

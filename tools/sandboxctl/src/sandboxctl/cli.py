@@ -41,6 +41,8 @@ def _token(args: argparse.Namespace, settings: Settings) -> None:
                 ttl_seconds=args.ttl,
                 now=int(time.time()),
                 subject=args.subject,
+                issuer=settings.status_api_jwt_issuer or None,
+                audience=settings.status_api_jwt_audience or None,
             ),
         )
     )
@@ -71,7 +73,7 @@ def _send_webhook(args: argparse.Namespace, settings: Settings) -> None:
     body = json.dumps(payload).encode()
     url = f"{args.ingest_url.rstrip('/')}/api/webhooks/e2b"
     response = httpx.post(
-        url, content=body, headers=e2b.signed_headers(settings.e2b_webhook_secret, body)
+        url, content=body, headers=e2b.signed_headers(settings.current_webhook_secret, body)
     )
     print(f"{response.status_code} {response.text}")
     if response.status_code >= 300:
@@ -113,7 +115,7 @@ def _webhooks_register(args: argparse.Namespace, settings: Settings) -> None:
                     name=args.name,
                     url=args.url,
                     events=events,
-                    signature_secret=settings.e2b_webhook_secret,
+                    signature_secret=settings.current_webhook_secret,
                 )
                 return f"registered {_describe(hook)}"
             hook, *others = same_url
@@ -123,7 +125,7 @@ def _webhooks_register(args: argparse.Namespace, settings: Settings) -> None:
             if not hook.get("enabled", True):
                 changes["enabled"] = True
             if args.rotate_secret:
-                changes["signatureSecret"] = settings.e2b_webhook_secret
+                changes["signatureSecret"] = settings.current_webhook_secret
             other_ids = ", ".join(str(h.get("id")) for h in others)
             note = f" (also registered for this url: {other_ids})" if others else ""
             if not changes:
@@ -230,6 +232,8 @@ async def _wait_visible(
             ttl_seconds=300,
             now=int(time.time()),
             subject="sandboxctl-demo-fleet",
+            issuer=settings.status_api_jwt_issuer or None,
+            audience=settings.status_api_jwt_audience or None,
         ),
     )
     base = args.status_api_url.rstrip("/")

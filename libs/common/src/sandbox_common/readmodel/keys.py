@@ -55,6 +55,12 @@ def seen_event(event_id: str) -> str:
     return f"{_PREFIX}:seen:{event_id}"
 
 
+def stream_ticket(ticket: str) -> str:
+    """A stream ticket (status-api, `POST /api/stream-tickets`): who it lets in, until it is
+    used once or expires."""
+    return f"{_PREFIX}:stream-ticket:{ticket}"
+
+
 # Fields of the sandbox_doc hash: the JSON document and the revision that guards its writes.
 DOC_FIELD = "d"
 REVISION_FIELD = "r"

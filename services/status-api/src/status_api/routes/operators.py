@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from litestar import Request, get
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.exceptions import NotFoundException, PermissionDeniedException, ValidationException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Parameter
 
 from sandbox_common.readmodel import DeadlineRule, Status, to_doc
@@ -87,11 +87,11 @@ async def history(
     store = deps.history
     principal = deps.gate.principal(request)
     known, project_id = await store.project_of(storable(sandbox_id, "sandboxId"))
-    if not known:
+    if not known or not principal.may_read(project_id):
+        # Unknown and another project's answer alike: ids of other projects are not revealed.
+        if known:
+            metrics.REFUSED.labels(reason="forbidden").inc()
         raise NotFoundException(detail=f"no sandbox with id {sandbox_id}")
-    if not principal.may_read(project_id):
-        metrics.REFUSED.labels(reason="forbidden").inc()
-        raise PermissionDeniedException(detail=f"token has no access to sandbox {sandbox_id}")
     before = None
     if cursor:
         at, event_id = decode_cursor(cursor, 2)

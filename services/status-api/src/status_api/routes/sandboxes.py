@@ -22,6 +22,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_304_NOT_M
 from sandbox_common.envelope import Source
 from sandbox_common.readmodel import POLL_AFTER_MS, Status, StatusDoc
 from status_api import metrics
+from status_api.access import AUTHENTICATE_FIRST
 from status_api.actions import request_pause, request_wake
 from status_api.activity import record_activity
 from status_api.deps import Deps
@@ -154,7 +155,10 @@ async def project_sandbox(
     "/api/sandboxes/{sandbox_id:str}",
     security=SECURITY,
     summary="One sandbox by id",
-    description="403 when the sandbox belongs to a project the token does not name.",
+    description=(
+        "404 when there is no live sandbox with this id, or it belongs to a project the token "
+        "does not name (the same answer: ids of other projects are not revealed)."
+    ),
     raises=RAISES,
     responses=STATUS_RESPONSES,
 )
@@ -164,8 +168,9 @@ async def sandbox(
     principal = deps.gate.principal(request)
     doc = visible(await deps.reader.by_sandbox(sandbox_id), "sandbox", f"id {sandbox_id}")
     if not principal.may_read(doc.project_id):
+        # The same answer as an unknown id: another project's sandbox ids are not revealed.
         metrics.REFUSED.labels(reason="forbidden").inc()
-        raise PermissionDeniedException(detail=f"token has no access to sandbox {sandbox_id}")
+        raise NotFoundException(detail=f"no sandbox for id {sandbox_id}")
     return cached(deps, request, doc, "sandbox")
 
 
@@ -184,6 +189,7 @@ def action(path: str, summary: str) -> post:
         summary=summary,
         status_code=HTTP_202_ACCEPTED,
         raises=[*RAISES, ServiceUnavailableException],
+        opt={AUTHENTICATE_FIRST: True},
     )
 
 

@@ -1,30 +1,48 @@
 """Server-sent events: a project's sandbox (for its frontend) and the whole fleet (admin).
 
 On connect the current state is sent, then every change as the projector writes it. A client
-that reconnects with Last-Event-ID gets the changes it missed from the feed instead, or a fresh
-snapshot when the feed no longer reaches back that far. Keep-alive comments hold proxies open.
+that reconnects with Last-Event-ID gets the changes it missed from the feed instead (read a page
+at a time, at most 10,000), or a fresh snapshot when they cannot all be sent: the feed no longer
+reaches back that far, or the client is further behind than that. Keep-alive comments hold
+proxies open. Streams are capped per token and per process, and end when their token expires.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from datetime import datetime
+import weakref
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from litestar import Request, get
 from litestar.datastructures import State
+from litestar.exceptions import (
+    NotAuthorizedException,
+    ServiceUnavailableException,
+    TooManyRequestsException,
+)
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from sandbox_common.readmodel import Status, StatusDoc, decode_doc
 from sandbox_common.readmodel.feed import Change, ChangeKind, entry_position
 from status_api import metrics
+from status_api.access import StreamPass
 from status_api.change_hub import Subscription
 from status_api.deadline_warnings import watches
 from status_api.deps import Deps
 from status_api.routes.sandboxes import RAISES, SECURITY
-from status_api.views import Gone, LifetimeWarning, PauseWarning, sandbox_status
+from status_api.stream_slots import StreamsFullError
+from status_api.views import (
+    Gone,
+    LifetimeWarning,
+    PauseWarning,
+    Reauthenticate,
+    Snapshot,
+    sandbox_status,
+)
 
 _encoder = msgspec.json.Encoder()
 _pause_warning = msgspec.json.Decoder(PauseWarning)
@@ -48,10 +66,16 @@ _STREAM_DOC = (
     "Server-sent events. `sandbox`: the status (same JSON as the GET route); `pauseImminent`: "
     "{sandboxId, projectId, idleDeadlineAt, secondsLeft}, once per idle deadline; "
     "`lifetimeEnding`: {sandboxId, projectId, maxLifetimeAt, secondsLeft}, once per run, before "
-    "E2B ends it whatever the activity; `gone`: no live sandbox (killed, or none yet). Each "
-    "event's id resumes the stream (Last-Event-ID). "
-    "A browser's EventSource cannot set headers: pass the token as `?access_token=` instead."
+    "E2B ends it whatever the activity; `gone`: no live sandbox (killed, or none yet); "
+    "`snapshot`: {projectId, reason}, the missed changes cannot be sent one by one (a resume "
+    "too far back, a rebuilt read model) and the current state follows. Each event's id "
+    "resumes the stream (Last-Event-ID, or `?lastEventId=`). `reauthenticate`: {expiredAt}, "
+    "the token expired and the stream ends: open it again with a new one. "
+    "A browser's EventSource cannot set headers: pass `?ticket=` from POST /api/stream-tickets "
+    "(`?access_token=` still takes a non-admin token, but URLs end up in logs)."
 )
+# 429 also when the token has its maximum of streams open, 503 when the server has.
+_STREAM_RAISES = [*RAISES, ServiceUnavailableException]
 
 
 def _comment(text: str) -> ServerSentEventMessage:
@@ -137,22 +161,39 @@ class _Sender:
         return ServerSentEventMessage(data=data.decode(), event=event, id=event_id)
 
 
+@dataclass(frozen=True)
+class _Client:
+    sub: Subscription
+    sender: _Sender
+    ends_at: float  # epoch seconds: its token's expiry
+    kind: str  # project, fleet
+
+
+def _reauthenticate(expired_at: float) -> ServerSentEventMessage:
+    metrics.SSE_EVENTS.labels(event="reauthenticate").inc()
+    # No id: the client resumes from the last change it was sent.
+    body = Reauthenticate(expired_at=datetime.fromtimestamp(expired_at, UTC))
+    return ServerSentEventMessage(data=_encoder.encode(body).decode(), event="reauthenticate")
+
+
 async def follow(
-    deps: Deps,
-    sub: Subscription,
-    sender: _Sender,
-    first: list[ServerSentEventMessage],
-    stream: str,
+    deps: Deps, client: _Client, first: list[ServerSentEventMessage]
 ) -> AsyncIterator[ServerSentEventMessage]:
-    metrics.SSE_CLIENTS.labels(stream=stream).inc()
+    sub, sender = client.sub, client.sender
+    metrics.SSE_CLIENTS.labels(stream=client.kind).inc()
     try:
         for message in first:
             yield message
         while not sub.overflowed:
+            left = client.ends_at - deps.clock().timestamp()
+            if left <= 0:
+                # A stream outliving its token would let a revoked user watch on for good.
+                yield _reauthenticate(client.ends_at)
+                return
             if sub.queue.empty():
                 try:
                     change = await asyncio.wait_for(
-                        sub.queue.get(), timeout=deps.sse_keepalive_seconds
+                        sub.queue.get(), timeout=min(deps.sse_keepalive_seconds, left)
                     )
                 except TimeoutError:
                     yield _comment("keep-alive")
@@ -162,7 +203,8 @@ async def follow(
             if change.kind is ChangeKind.RESET:
                 # The read model was swapped wholesale: the current state, afresh.
                 sender.forget()
-                for message in await fresh(deps, sender, sub.project_id, change.id):
+                reason = Snapshot.REBUILD
+                for message in await fresh(deps, sender, sub.project_id, change.id, reason):
                     yield message
                 continue
             live = sender.change(change)
@@ -170,50 +212,97 @@ async def follow(
                 yield live
         # Fell too far behind: end the stream; EventSource reconnects and catches up.
     finally:
-        metrics.SSE_CLIENTS.labels(stream=stream).dec()
+        metrics.SSE_CLIENTS.labels(stream=client.kind).dec()
 
 
 async def fresh(
-    deps: Deps, sender: _Sender, project_id: str | None, event_id: str
+    deps: Deps, sender: _Sender, project_id: str | None, event_id: str, reason: str
 ) -> list[ServerSentEventMessage]:
+    """The current state in place of changes the client cannot be sent one by one."""
+    metrics.SSE_SNAPSHOTS.labels(reason=reason).inc()
+    marker = _encoder.encode(Snapshot(project_id=project_id, reason=reason)).decode()
     if project_id is None:
         # The fleet stream has no snapshot: its client (the dashboard) reloads the list.
-        return [ServerSentEventMessage(data="{}", event="reset", id=event_id)]
-    return sender.snapshot(await deps.reader.by_project(project_id), project_id, event_id)
+        return [ServerSentEventMessage(data=marker, event="reset", id=event_id)]
+    first = ServerSentEventMessage(data=marker, event="snapshot", id=event_id)
+    return [first, *sender.snapshot(await deps.reader.by_project(project_id), project_id, event_id)]
 
 
 async def opening(
     deps: Deps, request: Request[Any, Any, State], sender: _Sender, project_id: str | None
 ) -> list[ServerSentEventMessage]:
     """What a client gets first: the changes it missed, or the current state."""
+    # Taken before anything is read: the subscription (already open) brings every change after
+    # it, and a snapshot read now reflects at least every change up to it.
     head = deps.hub.last_id
     sender.start_at(head)
     resume = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
     if resume:
-        missed = await deps.hub.since(resume, project_id)
+        missed = await deps.hub.since(resume, project_id, head)
         if missed is not None and all(c.kind is not ChangeKind.RESET for c in missed):
             sender.start_at(resume)
             messages = [m for m in map(sender.change, missed) if m is not None]
             return messages or [_comment("up to date")]
+        # Part of what it missed is out of reach: the whole current state instead of a gap.
+        return await fresh(deps, sender, project_id, head, Snapshot.RESUME)
     if project_id is None:
         return [_comment(f"fleet stream from {head}")]
     return sender.snapshot(await deps.reader.by_project(project_id), project_id, head)
 
 
+async def admit(
+    deps: Deps, request: Request[Any, Any, State], project_id: str | None
+) -> StreamPass:
+    """Who opens this stream (None: the fleet): a stream ticket, else the bearer token."""
+    ticket = request.query_params.get("ticket")
+    if ticket is None:
+        admitted = deps.gate.stream_pass(request)
+    else:
+        found = await deps.tickets.redeem(ticket)
+        if found is None:
+            metrics.REFUSED.labels(reason="unauthenticated").inc()
+            raise NotAuthorizedException(detail="unknown, used or expired stream ticket")
+        admitted = found
+    deps.gate.let_stream(admitted.principal, project_id)
+    return admitted
+
+
+def _slot(deps: Deps, holder: str) -> Callable[[], None]:
+    try:
+        return deps.slots.take(holder)
+    except StreamsFullError as exc:
+        metrics.REFUSED.labels(reason="streams_per_token" if exc.per_token else "streams").inc()
+        refusal = TooManyRequestsException if exc.per_token else ServiceUnavailableException
+        raise refusal(detail=str(exc), headers={"Retry-After": str(exc.retry_after)}) from exc
+
+
 def stream(
-    deps: Deps, request: Request[Any, Any, State], project_id: str | None, kind: str
+    deps: Deps,
+    request: Request[Any, Any, State],
+    project_id: str | None,
+    kind: str,
+    admitted: StreamPass,
 ) -> ServerSentEvent:
     """A project's stream, or the fleet's (project_id None), for a caller already let in."""
+    release = _slot(deps, admitted.holder)
     sender = _Sender(deps)
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
-        # Subscribed before the snapshot is read: no change falls between the two.
-        with deps.hub.subscribe(project_id) as sub:
-            first = await opening(deps, request, sender, project_id)
-            async for message in follow(deps, sub, sender, first, kind):
-                yield message
+        try:
+            # Subscribed before the snapshot is read: no change falls between the two.
+            with deps.hub.subscribe(project_id) as sub:
+                first = await opening(deps, request, sender, project_id)
+                client = _Client(sub, sender, admitted.expires_at, kind)
+                async for message in follow(deps, client, first):
+                    yield message
+        finally:
+            release()
 
-    return ServerSentEvent(events(), retry_duration=_RETRY_MS, headers=_NO_BUFFERING)
+    body = events()
+    # A body that never starts (the client left first) never runs its `finally`: the slot
+    # comes back when the generator is collected then.
+    weakref.finalize(body, release)
+    return ServerSentEvent(body, retry_duration=_RETRY_MS, headers=_NO_BUFFERING)
 
 
 @get(
@@ -221,13 +310,13 @@ def stream(
     security=SECURITY,
     summary="Live status of a project's sandbox (server-sent events)",
     description=_STREAM_DOC,
-    raises=RAISES,
+    raises=_STREAM_RAISES,
 )
 async def project_stream(
     request: Request[Any, Any, State], project_id: str, deps: Deps
 ) -> ServerSentEvent:
-    deps.gate.for_project(request, project_id, query_token=True)
-    return stream(deps, request, project_id, "project")
+    admitted = await admit(deps, request, project_id)
+    return stream(deps, request, project_id, "project", admitted)
 
 
 @get(
@@ -235,11 +324,11 @@ async def project_stream(
     security=SECURITY,
     summary="Live changes of the whole fleet (admin, server-sent events)",
     description=_STREAM_DOC + " No snapshot: list the fleet with GET /api/sandboxes.",
-    raises=RAISES,
+    raises=_STREAM_RAISES,
 )
 async def fleet_stream(request: Request[Any, Any, State], deps: Deps) -> ServerSentEvent:
-    deps.gate.admin(request, query_token=True)
-    return stream(deps, request, None, "fleet")
+    admitted = await admit(deps, request, None)
+    return stream(deps, request, None, "fleet", admitted)
 
 
 HANDLERS = [project_stream, fleet_stream]

@@ -1,10 +1,11 @@
 // The operators' dashboard: the fleet list and counts from GET /api/sandboxes, then live over
 // the admin fleet stream (server-sent events read with fetch, so the token travels in the
-// Authorization header rather than the URL). No framework, nothing from a CDN.
+// Authorization header rather than the URL: no stream ticket needed). No framework, nothing
+// from a CDN.
 "use strict";
 
 const STATUSES = ["RUNNING", "PAUSING", "PAUSED", "STARTING"];
-const state = { token: "", sandboxes: new Map(), counts: {}, stream: null };
+const state = { token: "", sandboxes: new Map(), counts: {}, stream: null, expired: false };
 const $ = (id) => document.getElementById(id);
 
 function authHeaders() {
@@ -166,6 +167,10 @@ function handle(event, data) {
   } else if (event === "reset") {
     logEvent("read model rebuilt: reloading the fleet");
     loadFleet().catch((err) => showError(err.message));
+  } else if (event === "reauthenticate") {
+    // The stream ended with the token: reconnecting with it would only be refused.
+    state.expired = true;
+    showError("Your token expired: sign in with a new one to follow the fleet live.");
   } else if (event === "pauseImminent") {
     logEvent(`${data.sandboxId} pauses in ${data.secondsLeft}s unless used`);
     const sbx = state.sandboxes.get(data.sandboxId);
@@ -176,7 +181,7 @@ function handle(event, data) {
 // Reads the fleet stream; reconnects with Last-Event-ID after a drop, as EventSource would.
 async function follow() {
   let lastId = null;
-  for (;;) {
+  while (!state.expired) {
     try {
       const headers = { ...authHeaders(), Accept: "text/event-stream", ...(lastId ? { "Last-Event-ID": lastId } : {}) };
       const response = await fetch("/api/sandboxes/stream", { headers });
@@ -206,14 +211,16 @@ async function follow() {
     } catch (err) {
       showError(err.message);
     }
-    $("live").textContent = "reconnecting";
+    $("live").textContent = state.expired ? "token expired" : "reconnecting";
     $("live").className = "live off";
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    if (!state.expired) await new Promise((resolve) => setTimeout(resolve, 2000));
   }
+  state.stream = null;
 }
 
 async function start(token) {
   state.token = token;
+  state.expired = false;
   sessionStorage.setItem("sandbox-dashboard-token", token);
   try {
     await loadFleet();
