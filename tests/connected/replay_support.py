@@ -81,7 +81,8 @@ async def replay_store(infra: Infra) -> AsyncIterator[ReplayStore]:
         await conn.execute(f"CREATE SCHEMA {SCHEMA}")
     finally:
         await conn.close()
-    database_url = f"{infra.database_url}?search_path={SCHEMA}"
+    sep = "&" if "?" in infra.database_url else "?"  # the last search_path given wins
+    database_url = f"{infra.database_url}{sep}search_path={SCHEMA}"
     await migrate(database_url)
     redis_url = f"{infra.redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
     client = aioredis.Redis.from_url(redis_url)

@@ -42,6 +42,7 @@ DOMAIN = (
     "projector.domain",
     "projector.flaps",
     "projector.snapshots",
+    "projector.history_retention",
     "enforcer.domain.idle",
     "enforcer.domain.outcomes",
     "enforcer.reconciler.rules",

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
 from projector.domain import SandboxState
 from projector.replay.fold import Rebuild
 from projector.replay.verify import compare_history, compare_scores, compare_served, compare_states
@@ -49,10 +51,27 @@ def test_compare_states_names_each_field_that_differs() -> None:
     assert compare_states({"s1": a}, {"s1": a}) == []
 
 
+def test_the_rebuilt_history_keeps_the_retention_window_and_keys_on_the_partition_key() -> None:
+    """Facts before the window make the state but no history row (retention dropped them live);
+    a copy with the same id and occurred_at is one row, one re-published at another time is two,
+    as the live table's (event_id, occurred_at) key stores them."""
+    old, created = fact(FactType.CREATED, -86_400), fact(FactType.UPDATED, 0)
+    again_later = msgspec.structs.replace(created, occurred_at=created.occurred_at + timedelta(1))
+    rebuild = Rebuild(history_since=created.occurred_at)
+    for i, f in enumerate([old, created, created, again_later]):
+        rebuild.add(env.encode(f), "t", 0, i)
+    assert [(h.fact.event_id, h.fact.occurred_at) for h in rebuild.drain()] == [
+        (created.event_id, created.occurred_at),
+        (created.event_id, again_later.occurred_at),
+    ]
+    assert rebuild.duplicates == 1
+    assert rebuild.states[old.sandbox_id].first_seen_at == old.occurred_at
+
+
 def test_compare_history_scores_and_served() -> None:
-    assert compare_history({"e1", "e2"}, {"e2", "e3"}) == [
-        "postgres history: event e1 missing live",
-        "postgres history: event e3 only live",
+    assert compare_history({("e1", T0), ("e2", T0)}, {("e2", T0), ("e3", T0)}) == [
+        "postgres history: event e1 at 2026-11-27T12:00:00+00:00 missing live",
+        "postgres history: event e3 at 2026-11-27T12:00:00+00:00 only live",
     ]
     assert compare_scores("idle", {"a": 1.0001}, {"a": 1.0}) == []
     assert len(compare_scores("idle", {"a": 1.0, "b": 2.0}, {"a": 3.0})) == 2

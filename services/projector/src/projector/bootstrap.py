@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 from faststream.kafka import KafkaBroker
 
 from projector import metrics
+from projector.adapters.history_partitions import maintain
 from projector.adapters.kafka_state import KafkaStateSnapshots
 from projector.adapters.postgres import PostgresStore
 from projector.adapters.postgres_snapshot import pool_snapshots
@@ -30,6 +32,9 @@ from sandbox_common.readmodel.writer import DocumentWriter
 from sandbox_common.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+# How often a projector makes the history's partitions ahead and drops aged ones (one replica at
+# a time does it; the others find nothing left to do).
+HISTORY_UPKEEP_SECONDS = 3600.0
 
 
 class Outbox(BrokerDeadLetters, BrokerFacts):
@@ -56,6 +61,7 @@ class ProjectorParts:
             self.store, projection, RetryingProjection(projection, self.problems)
         )
         self._guard: asyncio.Task[None] | None = None
+        self._history: asyncio.Task[None] | None = None
         self._lag = LagMonitor(
             s.kafka_bootstrap_servers,
             s.projector_group_id,
@@ -69,6 +75,28 @@ class ProjectorParts:
         log.info("projector stores opened")
         if self._settings.read_model_check_seconds > 0:
             self._guard = asyncio.create_task(self._guard_read_model(), name="read-model-guard")
+        self._history = asyncio.create_task(self._keep_history(), name="history-partitions")
+
+    async def _keep_history(self) -> None:
+        """The history's partitions made ahead, and those past HISTORY_RETENTION_DAYS dropped."""
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    done = await maintain(
+                        conn, datetime.now(UTC), self._settings.history_retention_days
+                    )
+                if done is not None and (done.created or done.dropped or done.purged):
+                    log.info(
+                        "history partitions: created %s, dropped %s, %d facts before %s deleted"
+                        " from the default partition",
+                        ", ".join(done.created) or "none",
+                        ", ".join(done.dropped) or "none",
+                        done.purged,
+                        done.since.isoformat() if done.since else "-",
+                    )
+            except Exception:  # logged; the next round tries again (nothing is refused meanwhile)
+                log.exception("keeping the history's partitions failed")
+            await asyncio.sleep(HISTORY_UPKEEP_SECONDS)
 
     async def _guard_read_model(self) -> None:
         """Redis lost the read model (flushed, a new instance): rebuild it from PostgreSQL."""
@@ -101,6 +129,7 @@ class ProjectorParts:
     async def close(self) -> None:
         await self._lag.stop()
         await cancel_and_wait(self._guard)
+        await cancel_and_wait(self._history)
         await self.snapshots.close()
         await self._redis.aclose()
         await self._pool.close()

@@ -38,3 +38,6 @@ class ProjectorSettings(KafkaSettings, RedisSettings, PostgresSettings, IdleSett
     # How often the projector checks that Redis still holds the read model (its marker key),
     # rebuilding it from PostgreSQL when not; 0 turns the check off.
     read_model_check_seconds: NonNegativeSeconds = 10.0
+    # History (sandbox_events) kept, in days of occurred_at: older daily partitions are dropped
+    # whole (projector.history_retention); 0 keeps it for ever.
+    history_retention_days: NonNegative = 90

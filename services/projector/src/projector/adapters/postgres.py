@@ -254,14 +254,15 @@ class PostgresTransaction:
 
 
 async def insert_new_events(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
-    """History rows (`history_row`), each event id once: one already there is skipped."""
+    """History rows (`history_row`), each fact once: one already there is skipped. A fact's
+    copies share their occurred_at, the partition key (migration 004)."""
     await conn.execute(
         "INSERT INTO sandbox_events (event_id, sandbox_id, type, source, project_id,"
         " occurred_at, received_at, data, schema_version, kafka_topic, kafka_partition,"
         " kafka_offset) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
         " $5::text[], $6::timestamptz[], $7::timestamptz[], $8::jsonb[], $9::int[],"
         " $10::text[], $11::int[], $12::bigint[])"
-        " ON CONFLICT (event_id) DO NOTHING",
+        " ON CONFLICT (event_id, occurred_at) DO NOTHING",
         *_columns(rows, 12),
     )
 

@@ -14,7 +14,9 @@ from sandbox_common.readmodel.shadow import pointers
 
 
 def postgres(
-    rebuild: Rebuild, live_states: Mapping[str, SandboxState], live_history: set[str]
+    rebuild: Rebuild,
+    live_states: Mapping[str, SandboxState],
+    live_history: set[tuple[str, datetime]],
 ) -> list[str]:
     return verify.compare_states(rebuild.states, live_states) + verify.compare_history(
         rebuild.seen, live_history

@@ -4,6 +4,7 @@ whole topic at once. Pure: records in, states and history rows out; no I/O."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from projector.domain import SandboxState, evolve
 from sandbox_common.envelope import Envelope, EnvelopeError, decode
@@ -23,9 +24,13 @@ class HistoryFact:
 class Rebuild:
     # False for --verify: only the event ids are compared, no rows are written.
     keep_history: bool = True
+    # Facts that occurred before this are not history any more: retention dropped them live
+    # (projector.history_retention.retention_start). They still make the states.
+    history_since: datetime | None = None
     states: dict[str, SandboxState] = field(default_factory=dict)
-    # Event ids already in the history: a fact's copies are one row (as ON CONFLICT live).
-    seen: set[str] = field(default_factory=set)
+    # (event id, occurred_at) already in the history: a fact's copies are one row, as the live
+    # table's key stores them (migration 004).
+    seen: set[tuple[str, datetime]] = field(default_factory=set)
     # History rows not handed to the store yet (the caller drains them as it writes).
     pending: list[HistoryFact] = field(default_factory=list)
     # Sandboxes changed since `take_touched` (catch-up rewrites only those).
@@ -48,10 +53,13 @@ class Rebuild:
         sid = fact.sandbox_id
         self.states[sid] = evolve(self.states.get(sid), fact)
         self.touched.add(sid)
-        if fact.event_id in self.seen:
+        key = (fact.event_id, fact.occurred_at)
+        if key in self.seen:
             self.duplicates += 1
             return
-        self.seen.add(fact.event_id)
+        if self.history_since is not None and fact.occurred_at < self.history_since:
+            return
+        self.seen.add(key)
         if self.keep_history:
             self.pending.append(HistoryFact(fact, topic, partition, offset))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -58,10 +59,19 @@ class ShadowTables:
                 "SELECT reloptions FROM pg_class WHERE oid = $1::regclass", table
             )
             with_options = f" WITH ({', '.join(options)})" if options else ""
+            partitioned = await self._conn.fetchval("SELECT pg_get_partkeydef($1::regclass)", table)
+            by = f" PARTITION BY {partitioned}" if partitioned else ""
             await self._conn.execute(
-                f"CREATE TABLE {shadow_name(table)} (LIKE {table} INCLUDING DEFAULTS)"
+                f"CREATE TABLE {shadow_name(table)} (LIKE {table} INCLUDING DEFAULTS){by}"
                 + with_options
             )
+            # The live table's partitions as they are now (the history's days and default):
+            # the projector's partition upkeep mends whatever changes before the swap.
+            for child, bound in await _partitions(self._conn, table):
+                await self._conn.execute(
+                    f"CREATE TABLE {_shadow_partition(table, child)}"
+                    f" PARTITION OF {shadow_name(table)} {bound}"
+                )
 
     async def offsets(self, topic: str) -> dict[int, int]:
         """How far the live projector has folded each partition (no lock: a hint)."""
@@ -88,14 +98,14 @@ class ShadowTables:
         """The live tables' indexes and constraints, built once the rows are in (faster)."""
         for table in self._swapped:
             for index in await _indexes(self._conn, table):
-                sql = _retarget(index["def"], index["name"], table)
-                await self._conn.execute(sql)
                 if index["constraint"]:
-                    kind = "PRIMARY KEY" if index["primary"] else "UNIQUE"
+                    # Built by the constraint itself: a partitioned table takes no USING INDEX.
                     await self._conn.execute(
                         f"ALTER TABLE {shadow_name(table)} ADD CONSTRAINT"
-                        f" r_{index['constraint']} {kind} USING INDEX r_{index['name']}"
+                        f" r_{index['constraint']} {index['constraint_def']}"
                     )
+                else:
+                    await self._conn.execute(_retarget(index["def"], index["name"], table))
             await self._conn.execute(f"ANALYZE {shadow_name(table)}")
 
     @asynccontextmanager
@@ -131,8 +141,14 @@ class Frozen:
         rows = await self._conn.fetch(f"SELECT {', '.join(STATE_COLUMNS)} FROM {STATES}")  # noqa: S608
         return {r["sandbox_id"]: state_from_row(r) for r in rows}
 
-    async def history_ids(self) -> set[str]:
-        return {r["event_id"] for r in await self._conn.fetch(f"SELECT event_id FROM {HISTORY}")}  # noqa: S608
+    async def history_ids(self, since: datetime | None) -> set[tuple[str, datetime]]:
+        """The history's keys, from `since` on (older rows are retention's to drop)."""
+        rows = await self._conn.fetch(
+            f"SELECT event_id, occurred_at FROM {HISTORY}"  # noqa: S608
+            " WHERE $1::timestamptz IS NULL OR occurred_at >= $1",
+            since,
+        )
+        return {(r["event_id"], r["occurred_at"]) for r in rows}
 
 
 class Swap:
@@ -175,6 +191,10 @@ class Swap:
             await self._conn.execute(f"ALTER TABLE {table} RENAME TO {table}_retired")
             await self._conn.execute(f"ALTER TABLE {shadow_name(table)} RENAME TO {table}")
             await self._conn.execute(f"DROP TABLE {table}_retired")
+            for child, _ in await _partitions(self._conn, table):  # their names are free too
+                await self._conn.execute(
+                    f"ALTER TABLE {child} RENAME TO {table}{child.removeprefix(shadow_name(table))}"
+                )
             for index in live_indexes:  # the names are free again: take them over
                 if index["constraint"]:
                     await self._conn.execute(
@@ -195,10 +215,28 @@ async def _offsets(conn: Conn, topic: str) -> dict[int, int]:
     return {r["partition"]: r["next_offset"] for r in rows}
 
 
+async def _partitions(conn: Conn, table: str) -> list[tuple[str, str]]:
+    """(name, bound) of each partition of `table` (none unless it is partitioned)."""
+    rows = await conn.fetch(
+        "SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound"
+        " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = $1::regclass ORDER BY c.relname",
+        table,
+    )
+    return [(r["name"], r["bound"]) for r in rows]
+
+
+def _shadow_partition(table: str, partition: str) -> str:
+    """sandbox_events_p20260101 -> sandbox_events_shadow_p20260101 (back again at the swap)."""
+    if not partition.startswith(table):
+        raise RuntimeError(f"cannot shadow partition {partition}: not named after {table}")
+    return shadow_name(table) + partition.removeprefix(table)
+
+
 async def _indexes(conn: Conn, table: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT i.relname AS name, pg_get_indexdef(x.indexrelid) AS def,"
-        " x.indisprimary AS primary, c.conname AS constraint"
+        " c.conname AS constraint, pg_get_constraintdef(c.oid) AS constraint_def"
         " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
         " LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid"
         " WHERE x.indrelid = $1::regclass ORDER BY i.relname",
@@ -207,8 +245,9 @@ async def _indexes(conn: Conn, table: str) -> list[asyncpg.Record]:
 
 
 def _retarget(definition: str, name: str, table: str) -> str:
-    """`CREATE [UNIQUE] INDEX name ON [schema.]table USING ...` -> the same on the shadow."""
-    pattern = rf"^(CREATE (?:UNIQUE )?INDEX) {re.escape(name)} ON ((?:\w+\.)?){table} "
+    """`CREATE [UNIQUE] INDEX name ON [ONLY] [schema.]table USING ...` -> the same on the shadow
+    (without ONLY: on a partitioned shadow, the index is built on every partition)."""
+    pattern = rf"^(CREATE (?:UNIQUE )?INDEX) {re.escape(name)} ON (?:ONLY )?((?:\w+\.)?){table} "
     retargeted, count = re.subn(pattern, rf"\1 r_{name} ON \g<2>{shadow_name(table)} ", definition)
     if count != 1:
         raise RuntimeError(f"cannot rebuild index {name}: unexpected definition {definition!r}")

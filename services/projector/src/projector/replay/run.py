@@ -25,6 +25,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from projector.adapters.postgres import history_row, state_row
+from projector.history_retention import retention_start
 from projector.replay import compare
 from projector.replay.fold import Rebuild
 from projector.replay.kafka_source import Offsets, TopicReader
@@ -154,7 +155,10 @@ class Replay:
                 tables = ShadowTables(conn, ALL if self._state_topic is None else STATES_ONLY)
                 if not await tables.lock():
                     raise ReplayError("another replay or rebuild holds the lock; try again later")
-                rebuild = Rebuild(keep_history=not verify)
+                rebuild = Rebuild(
+                    keep_history=not verify,
+                    history_since=retention_start(datetime.now(UTC), s.history_retention_days),
+                )
                 start, end = await self._start(reader, rebuild), await reader.ends()
                 ctx = _Context(
                     reader,
@@ -247,7 +251,7 @@ class Replay:
             target = _upto(end, frozen.offsets)
             await ctx.read(end, target)
             end = target
-            history = await frozen.history_ids()
+            history = await frozen.history_ids(rebuild.history_since)
             if self._state_topic is not None:  # only the tail's facts were read
                 history &= rebuild.seen
             pg = compare.postgres(rebuild, await frozen.states(), history)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
+from datetime import datetime
 from enum import IntFlag
 from typing import Any
 
@@ -49,9 +50,16 @@ def compare_states(
     return _by_field("postgres sandbox", rebuilt, live, [f.name for f in fields(SandboxState)])
 
 
-def compare_history(rebuilt: set[str], live: set[str]) -> list[str]:
-    return [f"postgres history: event {e} missing live" for e in sorted(rebuilt - live)] + [
-        f"postgres history: event {e} only live" for e in sorted(live - rebuilt)
+def compare_history(
+    rebuilt: set[tuple[str, datetime]], live: set[tuple[str, datetime]]
+) -> list[str]:
+    """History rows by (event id, occurred_at), the live table's key."""
+
+    def line(key: tuple[str, datetime], where: str) -> str:
+        return f"postgres history: event {key[0]} at {key[1].isoformat()} {where}"
+
+    return [line(k, "missing live") for k in sorted(rebuilt - live)] + [
+        line(k, "only live") for k in sorted(live - rebuilt)
     ]
 
 

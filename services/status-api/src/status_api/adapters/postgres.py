@@ -59,21 +59,30 @@ class FleetRow(msgspec.Struct, frozen=True):
 
 _ACTIVITY_TYPES = sorted(t.value for t in MOVES_LAST_ACTIVITY)
 
-_HISTORY = """
-SELECT event_id, type, source, project_id, occurred_at, received_at, data
-FROM sandbox_events
-WHERE sandbox_id = $1 AND ($2::timestamptz IS NULL OR (occurred_at, event_id) < ($2, $3))
+# Newest first along sandbox_events_sandbox_idx (sandbox_id, occurred_at, event_id), one range of
+# it per daily partition. A later page is bounded by the last row seen: the plain bound on
+# occurred_at (the partition key) leaves out every newer partition, which the row comparison
+# alone would not.
+_HISTORY_COLUMNS = "event_id, type, source, project_id, occurred_at, received_at, data"
+_HISTORY_FIRST = f"""
+SELECT {_HISTORY_COLUMNS} FROM sandbox_events
+WHERE sandbox_id = $1
+ORDER BY occurred_at DESC, event_id DESC
+LIMIT $2
+"""  # noqa: S608
+_HISTORY_BEFORE = f"""
+SELECT {_HISTORY_COLUMNS} FROM sandbox_events
+WHERE sandbox_id = $1 AND occurred_at <= $2 AND (occurred_at, event_id) < ($2, $3)
 ORDER BY occurred_at DESC, event_id DESC
 LIMIT $4
-"""
+"""  # noqa: S608
 
-_LAST_ACTIVITY = """
-SELECT event_id, type, source, project_id, occurred_at, received_at, data
-FROM sandbox_events
+_LAST_ACTIVITY = f"""
+SELECT {_HISTORY_COLUMNS} FROM sandbox_events
 WHERE sandbox_id = $1 AND type = ANY($2::text[])
 ORDER BY occurred_at DESC
 LIMIT 1
-"""
+"""  # noqa: S608
 
 # The source of the newest activity fact per listed sandbox: one index probe per row of a page.
 _FLEET = """
@@ -147,8 +156,10 @@ class HistoryStore:
         self, sandbox_id: str, before: tuple[datetime, str] | None, limit: int
     ) -> list[HistoryRow]:
         """Newest first; `before` is the (occurred_at, event_id) of the last row already seen."""
-        at, event_id = before if before else (None, None)
-        rows = await self._pool.fetch(_HISTORY, sandbox_id, at, event_id, limit)
+        if before is None:
+            rows = await self._pool.fetch(_HISTORY_FIRST, sandbox_id, limit)
+        else:
+            rows = await self._pool.fetch(_HISTORY_BEFORE, sandbox_id, *before, limit)
         return [_history_row(r) for r in rows]
 
     async def last_activity(self, sandbox_id: str) -> HistoryRow | None:
