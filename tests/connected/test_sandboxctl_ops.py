@@ -67,13 +67,14 @@ async def test_create_makes_a_missing_topic_with_its_settings_then_leaves_it(
             await cleanup.close()
 
 
-def test_describe_lists_the_three_topics_and_the_create_is_idempotent(prepared: Infra) -> None:
+def test_describe_lists_the_topics_and_the_create_is_idempotent(prepared: Infra) -> None:
     created = sandboxctl(prepared, "topics", "create")
     assert created.returncode == 0, created.stderr
     assert [line.split(":")[0] for line in created.stdout.splitlines()] == [
         topics.LIFECYCLE,
         topics.COMMANDS,
         topics.LIFECYCLE_DLQ,
+        topics.STATE,
     ]
     described = sandboxctl(prepared, "topics", "describe")
     assert described.returncode == 0, described.stdout + described.stderr
@@ -85,6 +86,7 @@ def test_describe_lists_the_three_topics_and_the_create_is_idempotent(prepared: 
         topics.LIFECYCLE,
         topics.COMMANDS,
         topics.LIFECYCLE_DLQ,
+        topics.STATE,
     ]
     assert document["topics"][0]["partitions"] == 12
     assert document["topics"][0]["retentionMs"] == -1

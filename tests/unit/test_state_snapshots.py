@@ -80,6 +80,18 @@ def test_reading_the_topic_keeps_each_keys_last_record_and_starts_at_the_waterma
     assert snap.tail_starts({0: 0, 1: 0, 2: 5}) == {0: 3, 1: 8, 2: 5}
 
 
+def test_an_older_state_sent_after_a_newer_one_does_not_win() -> None:
+    """A rebalance: the partition's new owner sent the sandbox's state at offset 9, then the
+    projector that lost the partition sent its older one (offset 5)."""
+    newer = snapshots.outgoing([_state()], {"sbx-1": 1}, [("t", 1, 9)]).states[0]
+    older = snapshots.outgoing([SandboxState("sbx-1")], {"sbx-1": 1}, [("t", 1, 5)]).states[0]
+    snap = snapshots.Snapshot()
+    for k, v in (newer, older):
+        snap.add(k.encode(), v)
+    assert snap.reflected["sbx-1"] == (1, 9)
+    assert snap.states["sbx-1"] == _state()
+
+
 @dataclass
 class MemorySnapshots:
     """The topic as a log, and the order of writes against the store."""

@@ -109,7 +109,8 @@ def outgoing(
 @dataclass
 class Snapshot:
     """The `sandbox-state` topic read whole: the last record of each key wins, as compaction
-    would keep it."""
+    would keep it, unless an earlier one reflects more of the lifecycle log (a rebalance's
+    stale writer; compaction may already have removed the newer one, see OPERATIONS)."""
 
     states: dict[str, SandboxState] = field(default_factory=dict)
     reflected: dict[str, tuple[int, int]] = field(
@@ -134,6 +135,11 @@ class Snapshot:
             return
         if record.state is None:
             self.watermarks[record.partition] = record.offset
+            return
+        seen = self.reflected.get(name)
+        if seen is not None and seen[0] == record.partition and seen[1] > record.offset:
+            # A projector that lost the partition in a rebalance sent an older state after
+            # the new owner's newer one: the state reflecting more of the log wins.
             return
         self.states[name] = record.state
         self.reflected[name] = (record.partition, record.offset)
