@@ -3,6 +3,8 @@ bound (issue 15, item 14). `make soak` starts it on the stack `make up` runs (ev
 ingest, projector, status-api, the enforcer's ticker and reconciler, the actuator, the E2B
 simulator), with the settings it states in its first lines.
 
+`make soak` builds the stack from nothing in a state folder of its own and removes it at the end.
+
 Load: a fleet of sandboxes created for real in the E2B simulator (so the reconciler agrees with
 the read model), then every minute SOAK_RATE signed `updated` webhooks per second over that fleet
 (bench/loadgen, open loop), while SOAK_CLIENTS server-sent-event clients each follow one
@@ -10,7 +12,7 @@ sandbox's project and send a heartbeat every SOAK_HEARTBEAT_SECONDS. Each minute
 Redis's memory and key count, PostgreSQL's size (the history table on its own), and the resident
 memory of every process; at the end, how each moved over the second half of the run.
 
-    source .state/env.sh && uv run python -m bench.soak      # SOAK_MINUTES=30 by default
+    make soak      # SOAK_MINUTES=30, SOAK_RATE=1000, SOAK_CLIENTS=1000, SOAK_FLEET=5000
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -53,7 +54,6 @@ PROCESSES = (
     "postgres",
     "redis",
 )
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -174,13 +174,15 @@ async def follow(settings: Settings, projects: list[str], counters: Clients) -> 
             while True:
                 try:
                     r = await http.post(url, headers=auth)
-                    ok = r.status_code == 202
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
+                    failure = None if r.status_code == 202 else f"{r.status_code} {r.text[:120]}"
+                except httpx.HTTPError as exc:
+                    failure = repr(exc)
+                if failure is None:
                     counters.heartbeats_ok += 1
                 else:
                     counters.heartbeats_failed += 1
+                    if len(counters.errors) < 20:
+                        counters.errors.append(f"heartbeat {project}: {failure}")
                 await asyncio.sleep(HEARTBEAT_SECONDS)
 
         spread = HEARTBEAT_SECONDS / max(1, len(projects))
@@ -315,8 +317,8 @@ async def soak(settings: Settings) -> list[Minute]:
         followers.cancel()
         await asyncio.gather(followers, return_exceptions=True)
         await retire_fleet(settings, fleet)
-    if counters.errors:
-        print(f"[soak] {len(counters.errors)} stream errors, first: {counters.errors[0]}")
+    for error in counters.errors[:5]:
+        print(f"[soak] client error: {error}")
     return minutes
 
 
@@ -334,7 +336,7 @@ def main() -> None:
     minutes = asyncio.run(soak(settings))
     lines = summary(minutes)
     print("\n".join(lines))
-    out = ROOT / ".state" / "soak-report.json"
+    out = RUN_DIR.parent / "soak-report.json"  # in STATE_DIR, which the soak removes next time
     out.write_text(
         json.dumps(
             {
@@ -346,7 +348,7 @@ def main() -> None:
             indent=2,
         )
     )
-    print(f"[soak] raw figures in {out.relative_to(ROOT)}")
+    print(f"[soak] raw figures in {out}")
 
 
 if __name__ == "__main__":
