@@ -79,7 +79,7 @@ class Minute:
             f" (p99 {w.p99_ms:6.1f} ms, {w.success * 100:5.1f}% 2xx)"
             f" | Redis {self.redis_used_mib:6.1f} MiB, {self.redis_keys:,} keys"
             f" | PostgreSQL {self.postgres_mib:6.0f} MiB (history {self.history_mib:.0f} MiB,"
-            f" {self.history_rows:,} rows) | SSE {self.sse_open} open, {self.sse_events:,} events"
+            f" ~{self.history_rows:,} rows) | SSE {self.sse_open} open, {self.sse_events:,} events"
             f" | heartbeats {self.heartbeats_ok:,} ok {self.heartbeats_failed} failed"
             f" | RSS MiB: {rss}"
         )
