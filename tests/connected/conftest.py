@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 import httpx
@@ -25,6 +26,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from projector.adapters.schema import migrate
 from sandbox_common import topics
 from tests.connected.services import ServiceProcess
+
+if TYPE_CHECKING:
+    from tests.connected.replay_support import ReplayStore
 
 pytestmark = pytest.mark.connected
 
@@ -82,6 +86,15 @@ async def reset_stores(database_url: str, redis_url: str) -> None:
 async def prepared(infra: Infra) -> Infra:
     await reset_stores(infra.database_url, infra.redis_url)
     return infra
+
+
+@pytest.fixture
+async def store(prepared: Infra) -> AsyncIterator[ReplayStore]:
+    """A topic, schema and Redis db of the test's own (the replay and store-outage tests)."""
+    from tests.connected.replay_support import replay_store  # it imports this module
+
+    async for s in replay_store(prepared):
+        yield s
 
 
 async def topic_partitions(bootstrap: str, topic: str = topics.LIFECYCLE) -> list[TopicPartition]:

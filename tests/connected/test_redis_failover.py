@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
 
@@ -25,22 +24,14 @@ from sandbox_common.readmodel import DeadlineRule, Status
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.shadow import ShadowWriter
 from sandbox_common.readmodel.writer import DocumentWriter
-from tests.connected.conftest import Infra
 from tests.connected.own_redis import own_redis
 from tests.connected.replay_support import (
     NoOutbox,
     ReplayStore,
     lifecycle_records,
-    replay_store,
 )
 
 pytestmark = pytest.mark.connected
-
-
-@pytest.fixture
-async def store(prepared: Infra) -> AsyncIterator[ReplayStore]:
-    async for s in replay_store(prepared):
-        yield s
 
 
 async def _guard(pool: PostgresPool, client: aioredis.Redis, rule: DeadlineRule) -> bool:

@@ -6,7 +6,7 @@ same batch lands whole. Runs on a redis-server of its own (its settings are chan
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -25,15 +25,9 @@ from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.writer import DocumentWriter
 from tests.connected.conftest import Infra
 from tests.connected.own_redis import own_redis
-from tests.connected.replay_support import ReplayStore, lifecycle_records, replay_store
+from tests.connected.replay_support import ReplayStore, lifecycle_records
 
 pytestmark = pytest.mark.connected
-
-
-@pytest.fixture
-async def store(prepared: Infra) -> AsyncIterator[ReplayStore]:
-    async for s in replay_store(prepared):
-        yield s
 
 
 class _Broker:

@@ -11,7 +11,6 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from typing import IO
 
 import asyncpg
@@ -19,24 +18,16 @@ import pytest
 
 from projector.replay.run import Replay
 from projector.replay.verify import Differs
-from tests.connected.conftest import Infra
 from tests.connected.replay_support import (
     ReplayStore,
     drop_state,
     project_live,
     publish,
     random_stream,
-    replay_store,
     snapshot,
 )
 
 pytestmark = pytest.mark.connected
-
-
-@pytest.fixture
-async def store(prepared: Infra) -> AsyncIterator[ReplayStore]:
-    async for s in replay_store(prepared):
-        yield s
 
 
 def _without_marker(snap: dict[str, object]) -> dict[str, object]:

@@ -8,7 +8,6 @@ import asyncio
 import io
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +28,6 @@ from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import FactType
 from sandbox_common.readmodel import keys
 from sandbox_common.readmodel.writer import DocumentWriter
-from tests.connected.conftest import Infra
 from tests.connected.replay_support import (
     NoOutbox,
     ReplayStore,
@@ -37,16 +35,9 @@ from tests.connected.replay_support import (
     project_live,
     publish,
     random_stream,
-    replay_store,
 )
 
 pytestmark = pytest.mark.connected
-
-
-@pytest.fixture
-async def store(prepared: Infra) -> AsyncIterator[ReplayStore]:
-    async for s in replay_store(prepared):
-        yield s
 
 
 class _LiveLoad:

@@ -30,17 +30,10 @@ from tests.connected.replay_support import (
     project_live,
     publish,
     random_stream,
-    replay_store,
     snapshot,
 )
 
 pytestmark = pytest.mark.connected
-
-
-@pytest.fixture
-async def store(prepared: Infra) -> AsyncIterator[ReplayStore]:
-    async for s in replay_store(prepared):
-        yield s
 
 
 @pytest.fixture
