@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,31 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def ticking(key: str) -> dict[str, str]:
+    """A simulator whose clock moves on its own, fast (what most tests want)."""
+    return {"E2B_SIM_API_KEY": key, "E2B_SIM_TICK_SECONDS": "0.05"}
+
+
+def short_lived(key: str, max_seconds: int) -> dict[str, str]:
+    """A simulator whose runs live at most `max_seconds` and whose clock only moves on
+    POST /_sim/tick, so a run can be seen past its maximum length before the clock ends it (as
+    in E2B between the limit and its expiry sweep)."""
+    return {
+        "E2B_SIM_API_KEY": key,
+        "E2B_SIM_MAX_INSTANCE_SECONDS": str(max_seconds),
+        "E2B_SIM_TICK_SECONDS": "3600",
+    }
+
+
+def running(env: dict[str, str]) -> Iterator[SimProcess]:
+    """For fixtures (`yield from running(...)`): a started simulator, stopped afterwards."""
+    process = SimProcess(env).start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 class SimProcess:

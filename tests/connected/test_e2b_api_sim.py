@@ -16,7 +16,7 @@ import pytest
 
 from sandbox_common.e2b_api.client import CallLimits, E2BApi, E2BApiError, Reply
 from sandbox_common.e2b_api.listing import ListedSandbox
-from tests.connected.e2b_sim_process import SimProcess
+from tests.connected.e2b_sim_process import SimProcess, running, short_lived, ticking
 
 pytestmark = pytest.mark.connected
 
@@ -27,22 +27,12 @@ LIMITS = CallLimits(timeout_seconds=5.0, rate_per_second=1000.0, burst=1000)
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimProcess]:
-    process = SimProcess({"E2B_SIM_API_KEY": KEY, "E2B_SIM_TICK_SECONDS": "0.05"}).start()
-    yield process
-    process.stop()
+    yield from running(ticking(KEY))
 
 
 @pytest.fixture(scope="module")
 def short_sim() -> Iterator[SimProcess]:
-    """Runs live at most MAX_SECONDS; its clock only moves on POST /_sim/tick."""
-    env = {
-        "E2B_SIM_API_KEY": KEY,
-        "E2B_SIM_MAX_INSTANCE_SECONDS": str(MAX_SECONDS),
-        "E2B_SIM_TICK_SECONDS": "3600",
-    }
-    process = SimProcess(env).start()
-    yield process
-    process.stop()
+    yield from running(short_lived(KEY, MAX_SECONDS))
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from sandbox_common import e2b, topics
 from tests.connected.conftest import Stack, start_group_at_end
-from tests.connected.e2b_sim_process import SimProcess, free_port
+from tests.connected.e2b_sim_process import SimProcess, free_port, running, short_lived, ticking
 from tests.connected.helpers import (
     ago,
     end_offsets,
@@ -70,16 +70,7 @@ async def _services(
 
 @pytest.fixture
 def short_sim() -> Iterator[SimProcess]:
-    """Runs live at most MAX_SECONDS; its clock only moves on POST /_sim/tick, so a run stays
-    RUNNING past its limit (as in E2B between the limit and its expiry sweep)."""
-    env = {
-        "E2B_SIM_API_KEY": KEY,
-        "E2B_SIM_MAX_INSTANCE_SECONDS": str(MAX_SECONDS),
-        "E2B_SIM_TICK_SECONDS": "3600",
-    }
-    process = SimProcess(env).start()
-    yield process
-    process.stop()
+    yield from running(short_lived(KEY, MAX_SECONDS))
 
 
 @pytest.fixture
@@ -149,9 +140,7 @@ async def test_at_e2bs_lifetime_limit_a_keep_alive_is_final_and_the_status_shows
 
 @pytest.fixture
 def sim() -> Iterator[SimProcess]:
-    process = SimProcess({"E2B_SIM_API_KEY": KEY, "E2B_SIM_TICK_SECONDS": "0.05"}).start()
-    yield process
-    process.stop()
+    yield from running(ticking(KEY))
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from e2b import (
 )
 
 from sandbox_common import e2b as webhooks
-from tests.connected.e2b_sim_process import Receiver, SimProcess
+from tests.connected.e2b_sim_process import Receiver, SimProcess, running, short_lived, ticking
 
 pytestmark = pytest.mark.connected
 
@@ -41,24 +41,12 @@ MAX_SECONDS = 2  # the short-lived simulator's maximum instance length
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimProcess]:
-    process = SimProcess({"E2B_SIM_API_KEY": KEY, "E2B_SIM_TICK_SECONDS": "0.05"}).start()
-    yield process
-    process.stop()
+    yield from running(ticking(KEY))
 
 
 @pytest.fixture(scope="module")
 def short_sim() -> Iterator[SimProcess]:
-    """Runs live at most MAX_SECONDS; its clock only moves on POST /_sim/tick, so a run can be
-    seen past its maximum length before the clock ends it (E2B's window between the end and
-    its next expiry sweep)."""
-    env = {
-        "E2B_SIM_API_KEY": KEY,
-        "E2B_SIM_MAX_INSTANCE_SECONDS": str(MAX_SECONDS),
-        "E2B_SIM_TICK_SECONDS": "3600",
-    }
-    process = SimProcess(env).start()
-    yield process
-    process.stop()
+    yield from running(short_lived(KEY, MAX_SECONDS))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 
 from sandbox_common import topics
 from tests.connected.conftest import Stack, start_group_at_end
-from tests.connected.e2b_sim_process import SimProcess, free_port
+from tests.connected.e2b_sim_process import SimProcess, free_port, running, ticking
 from tests.connected.helpers import eventually, register_webhook, status_of, token
 from tests.connected.services import ServiceProcess
 
@@ -27,9 +27,7 @@ HOUR = 3600
 
 @pytest.fixture
 def sim() -> Iterator[SimProcess]:
-    process = SimProcess({"E2B_SIM_API_KEY": KEY, "E2B_SIM_TICK_SECONDS": "0.05"}).start()
-    yield process
-    process.stop()
+    yield from running(ticking(KEY))
 
 
 @pytest.fixture
