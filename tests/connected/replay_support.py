@@ -235,10 +235,18 @@ async def snapshot(store: ReplayStore) -> dict[str, Any]:
     }
 
 
-async def drop_state(store: ReplayStore) -> None:
+def without_marker(snap: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot minus whether the read model's marker is there (a rebuild sets it)."""
+    return {k: v for k, v in snap.items() if k != "has_marker"}
+
+
+async def drop_state(
+    store: ReplayStore, tables: str = "sandboxes, sandbox_events, projector_offsets"
+) -> None:
+    """Empties `tables` and all of Redis."""
     conn = await asyncpg.connect(store.settings.database_url)
     try:
-        await conn.execute("TRUNCATE sandboxes, sandbox_events, projector_offsets")
+        await conn.execute(f"TRUNCATE {tables}")
     finally:
         await conn.close()
     client = aioredis.Redis.from_url(store.settings.redis_url)

@@ -25,13 +25,10 @@ from tests.connected.replay_support import (
     publish,
     random_stream,
     snapshot,
+    without_marker,
 )
 
 pytestmark = pytest.mark.connected
-
-
-def _without_marker(snap: dict[str, object]) -> dict[str, object]:
-    return {k: v for k, v in snap.items() if k != "has_marker"}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -52,7 +49,7 @@ async def test_replay_after_dropping_both_stores_gives_the_same_state(
     assert report.duplicates > 0  # ... and facts delivered twice
     rebuilt = await snapshot(store)
     assert rebuilt["has_marker"]
-    assert _without_marker(rebuilt) == _without_marker(live)
+    assert without_marker(rebuilt) == without_marker(live)
 
 
 async def test_verify_reports_which_store_differs(store: ReplayStore) -> None:
@@ -100,7 +97,7 @@ async def test_replay_killed_half_way_and_run_again_ends_the_same(
     )
     assert done.returncode == 0, done.stderr
     rebuilt = await snapshot(store)
-    assert _without_marker(rebuilt) == _without_marker(live)
+    assert without_marker(rebuilt) == without_marker(live)
 
 
 def _wait_for(stream: IO[str], text: str) -> bool:

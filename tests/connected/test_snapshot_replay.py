@@ -10,9 +10,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
 from projector.adapters.kafka_state import KafkaStateSnapshots
 from projector.domain import SandboxState, evolve
@@ -27,10 +25,12 @@ from tests.connected.replay_support import (
     ReplayStore,
     create_topic,
     delete_topic,
+    drop_state,
     project_live,
     publish,
     random_stream,
     snapshot,
+    without_marker,
 )
 
 pytestmark = pytest.mark.connected
@@ -54,22 +54,6 @@ async def _records(bootstrap: str, topic: str) -> list[tuple[int, int, bytes | N
     return out
 
 
-async def _wipe_current_state(store: ReplayStore) -> None:
-    """Loses the current state (PostgreSQL's sandboxes, all of Redis), keeps the history."""
-    conn = await asyncpg.connect(store.settings.database_url)
-    try:
-        await conn.execute("TRUNCATE sandboxes")
-    finally:
-        await conn.close()
-    client = aioredis.Redis.from_url(store.settings.redis_url)
-    await client.flushdb()
-    await client.aclose()
-
-
-def _without_marker(snap: dict[str, object]) -> dict[str, object]:
-    return {k: v for k, v in snap.items() if k != "has_marker"}
-
-
 @pytest.mark.parametrize("seed", [11, 12])
 async def test_from_snapshot_rebuilds_what_a_full_replay_does(
     store: ReplayStore, state_topic: str, seed: int
@@ -91,13 +75,13 @@ async def test_from_snapshot_rebuilds_what_a_full_replay_does(
     assert full.records == total
     expected = await snapshot(store)
 
-    await _wipe_current_state(store)
+    await drop_state(store, "sandboxes")  # the current state; the history stays
     report = await Replay(store.settings, store.topic, io.StringIO(), state_topic).run(verify=False)
     assert report.records < total  # the tail only
     assert report.records >= len(later)
     rebuilt = await snapshot(store)
     assert rebuilt["has_marker"]
-    assert _without_marker(rebuilt) == _without_marker(expected)
+    assert without_marker(rebuilt) == without_marker(expected)
 
     verified = await Replay(store.settings, store.topic, io.StringIO(), state_topic).run(
         verify=True
