@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 from faststream.kafka import KafkaBroker
 
-from projector import metrics
 from projector.adapters.history_partitions import maintain
 from projector.adapters.kafka_state import KafkaStateSnapshots
 from projector.adapters.postgres import PostgresStore
@@ -18,7 +17,7 @@ from projector.adapters.postgres_snapshot import pool_snapshots
 from projector.adapters.redis import RedisReadModel
 from projector.handlers import Projection
 from projector.pipeline import Pipeline
-from projector.read_model_rebuild import rebuild_if_missing
+from projector.read_model_rebuild import observe_memory, rebuild_if_missing
 from projector.retries import RetryingProjection
 from projector.settings import ProjectorSettings
 from sandbox_common import redis_pool, topics
@@ -99,7 +98,8 @@ class ProjectorParts:
             await asyncio.sleep(HISTORY_UPKEEP_SECONDS)
 
     async def _guard_read_model(self) -> None:
-        """Redis lost the read model (flushed, a new instance): rebuild it from PostgreSQL."""
+        """Redis lost the read model (flushed, a new instance, a failover): rebuild it from
+        PostgreSQL; and Redis's memory against its limit, for the metrics and alerts."""
         s = self._settings
         snapshots = pool_snapshots(self._pool)
         shadow = ShadowWriter(self._redis, s.killed_tombstone_ttl_seconds)
@@ -110,20 +110,7 @@ class ProjectorParts:
                 await rebuild_if_missing(snapshots, shadow, reader, self._rule, by="projector")
             except Exception:  # logged; the next check tries again
                 log.exception("rebuilding the Redis read model from PostgreSQL failed")
-            try:
-                memory = await reader.memory()
-            except Exception:  # readiness reports an unreachable Redis
-                log.debug("reading Redis's memory figures failed", exc_info=True)
-            else:
-                metrics.observe_redis_memory(memory)
-                if not memory.bounded and not warned:
-                    warned = True
-                    log.warning(
-                        "Redis runs with maxmemory=%d and policy %s: set a maxmemory with"
-                        " maxmemory-policy noeviction, or it may evict the read model",
-                        memory.max_bytes,
-                        memory.policy,
-                    )
+            warned = await observe_memory(reader, warned)
             await asyncio.sleep(s.read_model_check_seconds)
 
     async def close(self) -> None:

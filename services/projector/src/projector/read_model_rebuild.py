@@ -81,3 +81,24 @@ async def rebuild_if_missing(
         extra={"swapped": swapped, "kept": kept, "removed": removed},
     )
     return True
+
+
+async def observe_memory(reader: ReadModelReader, warned: bool) -> bool:
+    """Redis's memory against its limit into the metrics (the alerts' input); warns once
+    (returns whether it has) when Redis could evict the read model: no limit, or a policy other
+    than noeviction."""
+    try:
+        memory = await reader.memory()
+    except Exception:  # readiness reports an unreachable Redis
+        log.debug("reading Redis's memory figures failed", exc_info=True)
+        return warned
+    metrics.observe_redis_memory(memory)
+    if not memory.bounded and not warned:
+        log.warning(
+            "Redis runs with maxmemory=%d and policy %s: set a maxmemory with"
+            " maxmemory-policy noeviction, or it may evict the read model",
+            memory.max_bytes,
+            memory.policy,
+        )
+        return True
+    return warned
