@@ -76,13 +76,20 @@ async def test_a_flood_of_bad_signatures_is_throttled_per_address_and_barely_log
     ingest, _ = guarded
     body = webhook("created", unique("sbx"), unique("proj"))
     forged = {**e2b.signed_headers(stack.webhook_secret, body), e2b.HEADER_SIGNATURE: "forged"}
+    started = time.monotonic()
     codes = [(await _deliver(attacker, ingest, body, forged)).status_code for _ in range(200)]
+    elapsed = time.monotonic() - started
     assert codes[:20] == [401] * 20  # the default burst (HTTP_AUTH_FAILURE_BURST)
-    assert set(codes[20:]) == {429}
+    # The bucket refills 20 per 10 s (HTTP_AUTH_FAILURE_WINDOW_SECONDS): a slow machine earns
+    # the attacker a refused 401 now and then, never more than the refill allows.
+    refilled = codes[20:].count(401)
+    assert refilled <= 1 + int(elapsed * 20 / 10), (refilled, elapsed)
+    assert set(codes[20:]) <= {401, 429}
     throttled = await _deliver(attacker, ingest, body, forged)
     assert int(throttled.headers["retry-after"]) >= 1
     # A good sender at another address is served at once; a bad one there gets its own 401.
-    async with _client(_address()) as good:
+    good_address = _address()
+    async with _client(good_address) as good:
         signed = e2b.signed_headers(stack.webhook_secret, body)
         assert (await _deliver(good, ingest, body, signed)).status_code == 200
         assert (await _deliver(good, ingest, body, forged)).status_code == 401
@@ -91,8 +98,11 @@ async def test_a_flood_of_bad_signatures_is_throttled_per_address_and_barely_log
         for line in ingest.log_path.read_text().splitlines()
         if line.startswith("{") and INVALID in line
     ]
-    # 201 refusals from the attacker: one line (its window is 10 s), plus the other address's.
-    assert len(lines) == 2, lines
+    # 201 refusals from the attacker: one line per 10 s window, plus the other address's one.
+    elapsed = time.monotonic() - started
+    by_client = [line["client"] for line in lines]
+    assert by_client.count(good_address) == 1, lines
+    assert 1 <= len(by_client) - 1 <= 1 + int(elapsed / 10), lines
     assert {line["message"] for line in lines} == {INVALID}
 
 

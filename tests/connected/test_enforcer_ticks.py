@@ -64,7 +64,8 @@ async def test_idle_sandbox_gets_exactly_one_pause_command_and_shows_pausing(
     busy_project, busy = unique("proj"), unique("sbx")
     # Last active 200 s ago: past the default 180 s idle timeout the projector indexes.
     await post_webhook(client, stack, webhook("created", idle, idle_project, seconds=ago(200)))
-    await post_webhook(client, stack, webhook("created", busy, busy_project, seconds=0))
+    # Active now (not at the suite's T0, which may lie minutes back by the time this runs).
+    await post_webhook(client, stack, webhook("created", busy, busy_project, seconds=ago(0)))
 
     async def pausing() -> bool:
         r = await status_of(client, stack, idle_project)
