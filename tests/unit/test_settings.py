@@ -128,8 +128,8 @@ def test_each_process_is_given_only_what_it_uses() -> None:
         (
             actuator_main,
             "actuator",
-            {"E2B_API_KEY": "k", "ACTUATOR_WORKERS": "0"},
-            "ACTUATOR_WORKERS",
+            {"E2B_API_KEY": "k", "ACTUATOR_MAX_IN_FLIGHT": "0"},
+            "ACTUATOR_MAX_IN_FLIGHT",
         ),
         (projector_main, "projector", {"PROJECTOR_BATCH_SIZE": "ten"}, "PROJECTOR_BATCH_SIZE"),
         (

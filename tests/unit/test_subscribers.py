@@ -1,6 +1,6 @@
-"""The projector's and the actuator's subscribers on FastStream's in-memory broker
-(TestKafkaBroker: no Kafka), wired exactly as their apps wire them, and their AsyncAPI
-documents."""
+"""The projector's subscriber on FastStream's in-memory broker (TestKafkaBroker: no Kafka),
+wired exactly as its app wires it, and the AsyncAPI documents of the projector and the actuator
+(whose command loop consumes without FastStream: tests/unit/test_command_loop.py)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,18 @@ import httpx
 import pytest
 from faststream.kafka import TestKafkaBroker
 
-from enforcer.actuator.app import CommandSubscriber
 from enforcer.actuator.app import build_app as build_actuator
-from enforcer.actuator.app import subscribe as subscribe_commands
 from enforcer.settings import ActuatorSettings
 from projector.app import BatchSubscriber
 from projector.app import build_app as build_projector
 from projector.app import subscribe as subscribe_lifecycle
 from projector.pipeline import Pipeline
 from projector.settings import ProjectorSettings
-from sandbox_common import commands, topics
 from sandbox_common import envelope as env
+from sandbox_common import topics
 from sandbox_common.broker import build_broker
 from sandbox_common.envelope import FactType
 from sandbox_common.readmodel import Status
-from tests.unit.test_actuator import CMD, OK, Fakes, doc
 from tests.unit.test_projection_rules import fact
 from tests.unit.test_projector_batches import MemoryDeadLetters, MemoryReadModel, to
 from tests.unit.test_projector_pipeline import GuardedStore, MemoryOffsets, Retry
@@ -71,32 +68,6 @@ async def test_a_poison_record_is_dead_lettered_not_folded() -> None:
     assert [p.reason.split(":")[0] for p in dead.sent] == ["not a sandbox-lifecycle envelope"]
     assert store.rows == {}
     assert offsets.committed == [1]  # the partition moves on
-
-
-async def test_the_actuator_carries_out_what_the_broker_delivers() -> None:
-    fakes = Fakes([doc()], [OK])
-    broker = build_broker("127.0.0.1:1", log, durable=True)
-    subscribe_commands(broker, CommandSubscriber(fakes.actuator(), 0.0), "g", workers=1)
-    async with TestKafkaBroker(broker) as test_broker:
-        await test_broker.publish(commands.encode(CMD), topic=topics.COMMANDS, key=b"sbx-1")
-    assert fakes.pauses == 1
-    assert [f.type for f in fakes.facts] == [FactType.PAUSED]
-
-
-async def test_a_failing_command_is_not_acknowledged() -> None:
-    fakes = Fakes([doc()], [OK])
-
-    async def down(sandbox_id: str) -> None:
-        raise ConnectionError("redis down")
-
-    fakes.by_sandbox = down  # type: ignore[method-assign]
-    broker = build_broker("127.0.0.1:1", log, durable=True)
-    subscribe_commands(broker, CommandSubscriber(fakes.actuator(), 0.0), "g", workers=1)
-    async with TestKafkaBroker(broker) as test_broker:
-        with pytest.raises(ConnectionError):
-            await test_broker.publish(commands.encode(CMD), topic=topics.COMMANDS)
-    assert fakes.pauses == 0
-    assert fakes.facts == []
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import msgspec
 from faststream.asgi import AsgiFastStream
 from faststream.asgi.factories.asyncapi.route import AsyncAPIRoute
 from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
 from pydantic import WithJsonSchema
 
 from sandbox_common import commands, dead_letters, envelope, topics
@@ -63,11 +64,13 @@ def consumer_app(
     log: logging.Logger,
     *,
     draining: Sequence[Callable[[], Awaitable[None]]] = (),
-    documented: bool = True,
+    documented: bool | KafkaBroker = True,
 ) -> AsgiFastStream:
     """The broker and its process as one ASGI app: /healthz, /readyz and /metrics, and the
-    AsyncAPI document of its subscriptions (/asyncapi, /asyncapi.json) when `documented`; never
-    "try it out", which would publish to the topics. The process starts once the broker is
+    AsyncAPI document (/asyncapi, /asyncapi.json) of its subscriptions when `documented` (or
+    of the subscriptions of `documented` itself when it is a broker, one never started: a
+    process that consumes without FastStream); never "try it out", which would publish to
+    the topics. The process starts once the broker is
     connected; `draining` runs when it stops (take no more work, finish what is in flight),
     and the process closes after."""
     return AsgiFastStream(
@@ -77,6 +80,7 @@ def consumer_app(
         on_shutdown=list(draining),
         after_shutdown=[process.close],
         logger=log,
+        specification=AsyncAPI(documented) if isinstance(documented, KafkaBroker) else None,
         asyncapi_path=AsyncAPIRoute("/asyncapi", try_it_out_path=None) if documented else None,
     )
 

@@ -72,8 +72,9 @@ class ActuatorSettings(KafkaSettings, RedisSettings, E2BApiSettings, LogSettings
     actuator_host: str = "127.0.0.1"
     actuator_port: Port = 8084
     actuator_group_id: str = "sandbox-actuator"
-    # Consumers in one actuator process: a command in backoff holds up only its own partitions.
-    actuator_workers: Positive = 4
+    # Commands fetched and not finished (carried out side by side, one at a time per sandbox);
+    # at the bound, fetching pauses. E2B calls in flight are capped apart (E2B_MAX_CONCURRENCY).
+    actuator_max_in_flight: Positive = 256
     actuator_max_attempts: Positive = 5
     actuator_backoff_base_seconds: Seconds = 1.0
     actuator_backoff_cap_seconds: Seconds = 10.0

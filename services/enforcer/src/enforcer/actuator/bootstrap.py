@@ -1,15 +1,18 @@
-"""Composition root of the actuator: the E2B client, the read model, the ledger and the use
-case, built once from settings (no I/O: clients connect on first use)."""
+"""Composition root of the actuator: the E2B client, the read model, the ledger, the use case
+and the command loop that feeds it, built once from settings (no I/O: clients connect on first
+use, the loop's consumer when the app has started)."""
 
 from __future__ import annotations
 
 import logging
 
 import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
 
 from enforcer.actuator import metrics
 from enforcer.actuator.carry_out import Actuator, Ports
+from enforcer.actuator.command_loop import CommandLoop, LoopOptions
 from enforcer.actuator.e2b import E2BSandboxControl
 from enforcer.actuator.retry import RetryPolicy
 from enforcer.settings import ActuatorSettings
@@ -51,6 +54,17 @@ class ActuatorParts:
             ),
             resume_timeout_seconds=s.e2b_resume_timeout_seconds,
         )
+        self.commands = CommandLoop(
+            lambda: AIOKafkaConsumer(
+                bootstrap_servers=s.kafka_bootstrap_servers,
+                group_id=s.actuator_group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                client_id="sandbox-actuator",
+            ),
+            self.actuator.handle,
+            LoopOptions(max_in_flight=s.actuator_max_in_flight),
+        )
         self._e2b_api_url = s.e2b_api_url
         self._lag = LagMonitor(
             s.kafka_bootstrap_servers,
@@ -62,6 +76,7 @@ class ActuatorParts:
     async def start(self) -> None:
         log.info("actuator opened", extra={"e2b_api_url": self._e2b_api_url})
         await self._lag.start()
+        await self.commands.start()
 
     async def close(self) -> None:
         await self._lag.stop()
@@ -71,4 +86,5 @@ class ActuatorParts:
     async def problems(self) -> list[str]:
         # E2B is not part of readiness: an E2B outage is retried per command, and taking the
         # actuator out of service would not make E2B come back sooner.
-        return await failing(self._broker, {"redis": self._reader.ping})
+        loop = [] if self.commands.running else ["actuator: command loop not running"]
+        return loop + await failing(self._broker, {"redis": self._reader.ping})
