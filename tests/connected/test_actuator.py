@@ -56,7 +56,6 @@ async def actuator(prepared: Infra, sim: SimProcess) -> AsyncIterator[str]:
         e2b_api_key=KEY,
         actuator_port=free_port(),
         actuator_group_id=group,
-        actuator_workers=2,
         actuator_max_attempts=4,
         actuator_backoff_base_seconds=0.05,
         actuator_backoff_cap_seconds=0.2,

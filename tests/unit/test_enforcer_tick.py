@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from enforcer.domain.idle import PauseCommand, decide
 from enforcer.ticker.tick import TickOptions, pause_messages, run_tick
 from projector.domain import fold
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.envelope import Envelope, FactType, Source
 from sandbox_common.readmodel import DeadlineRule, Status, StatusDoc
+from sandbox_common.readmodel.reader import DueMark
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -37,30 +39,55 @@ class Memory:
     fail_for: set[str] = field(default_factory=set)
     commands: dict[str, Command] = field(default_factory=dict)
     asked_limit: int | None = None
+    pages: int = 0
+    bulk_calls: int = 0
 
     async def running_count(self) -> int:
         return sum(1 for d in self.docs.values() if d.idle_deadline_at is not None)
 
-    async def due(self, now: datetime, limit: int) -> list[str]:
+    async def due_count(self, now: datetime) -> int:
+        return len(self._due(now))
+
+    async def due(self, now: datetime, limit: int, after: DueMark | None = None) -> list[DueMark]:
+        """As the Redis index pages: by (deadline, id), after the place given. Documents stay
+        until the test changes them (the projector has not folded the PAUSE_REQUESTED yet)."""
         self.asked_limit = limit
-        due = sorted(
-            (d.idle_deadline_at, sid)
-            for sid, d in self.docs.items()
-            if d.idle_deadline_at and d.idle_deadline_at <= now
+        self.pages += 1
+        due = self._due(now)
+        if after is not None:
+            due = [
+                m for m in due if (m.deadline, m.sandbox_id) > (after.deadline, after.sandbox_id)
+            ]
+        return due[:limit]
+
+    def _due(self, now: datetime) -> list[DueMark]:
+        return sorted(
+            (
+                DueMark(sid, d.idle_deadline_at.timestamp())
+                for sid, d in self.docs.items()
+                if d.idle_deadline_at and d.idle_deadline_at <= now
+            ),
+            key=lambda m: (m.deadline, m.sandbox_id),
         )
-        return [sid for _, sid in due][:limit]
 
     async def by_id(self, ids: Sequence[str]) -> dict[str, StatusDoc]:
         return {i: self.docs[i] for i in ids if i in self.docs}
 
-    async def publish_command(self, command: Command) -> None:
-        if command.sandbox_id in self.fail_for:
-            raise ConnectionError("kafka down")
-        self.commands[command.sandbox_id] = command
+    async def publish_commands_all(self, issued: Sequence[Command]) -> list[BaseException | None]:
+        self.bulk_calls += 1
+        out: list[BaseException | None] = []
+        for command in issued:
+            if command.sandbox_id in self.fail_for:
+                out.append(ConnectionError("kafka down"))
+            else:
+                self.commands[command.sandbox_id] = command
+                out.append(None)
+        return out
 
-    async def publish(self, fact: Envelope) -> None:
+    async def publish_all(self, facts: Sequence[Envelope]) -> list[BaseException | None]:
         # The command went out first, always.
-        self.sent.append((self.commands.pop(fact.sandbox_id), fact))
+        self.sent.extend((self.commands.pop(f.sandbox_id), f) for f in facts)
+        return [None] * len(facts)
 
 
 async def test_only_sandboxes_past_their_deadline_are_paused() -> None:
@@ -91,11 +118,25 @@ async def test_a_failed_publish_is_counted_and_the_rest_still_go_out() -> None:
     assert [c.sandbox_id for c, _ in mem.sent] == ["b"]
 
 
-async def test_work_per_tick_is_bounded_by_the_batch_size() -> None:
-    mem = Memory({f"s{i}": running(f"s{i}", 200 + i) for i in range(10)})
-    report = await run_tick(NOW, mem, mem, TickOptions(batch_size=3, dry_run=False))
-    assert mem.asked_limit == 3
-    assert report.paused == 3
+async def test_a_tick_judges_every_due_sandbox_in_batches() -> None:
+    """Issue 16: 2,500 due with batches of 1,000 are all asked for in one tick (the tick used to
+    judge one batch and leave the rest for the next tick, silently)."""
+    mem = Memory({f"s{i}": running(f"s{i}", 200 + i % 50) for i in range(2500)})
+    mem.docs["busy"] = running("busy", 30)
+    report = await run_tick(NOW, mem, mem, TickOptions(batch_size=1000, dry_run=False))
+    assert (report.checked, report.paused, report.batches) == (2500, 2500, 3)
+    assert mem.asked_limit == 1000
+    assert len({c.sandbox_id for c, _ in mem.sent}) == 2500
+    assert mem.bulk_calls == 3  # one bulk publish per batch, not one awaited send per command
+
+
+async def test_due_sandboxes_that_cannot_be_acted_on_do_not_make_an_endless_tick() -> None:
+    """Already requested: they stay in the index (the projector has not folded the request yet)
+    and the tick pages past them instead of reading them again and again."""
+    mem, requested = Memory({f"s{i}": running(f"s{i}", 300) for i in range(7)}), Requested()
+    requested.ids = {c.command_id for c in (_decide(d) for d in mem.docs.values())}
+    report = await run_tick(NOW, mem, mem, TickOptions(batch_size=2, dry_run=False), requested)
+    assert (report.checked, report.paused, mem.pages) == (7, 0, 4)
 
 
 async def test_two_tickers_judging_the_same_idleness_issue_the_same_command_id() -> None:
@@ -113,8 +154,14 @@ class Requested:
     async def already(self, command_ids: Sequence[str]) -> set[str]:
         return self.ids & set(command_ids)
 
-    async def remember(self, command_id: str) -> None:
-        self.ids.add(command_id)
+    async def remember_all(self, command_ids: Sequence[str]) -> None:
+        self.ids |= set(command_ids)
+
+
+def _decide(doc: StatusDoc) -> PauseCommand:
+    command = decide(doc, NOW)
+    assert command is not None
+    return command
 
 
 async def test_the_same_idleness_is_not_requested_again_and_never_undoes_a_pause() -> None:

@@ -42,7 +42,8 @@ class TickerSettings(
     enforcer_dry_run: bool = False
     enforcer_host: str = "127.0.0.1"
     enforcer_port: Port = 8083
-    # Most sandboxes judged in one tick; the rest wait for the next (bounded work per tick).
+    # Sandboxes judged (and pause requests published) per batch; a tick pages through every
+    # due sandbox, batch after batch (bounded memory and Redis replies, not bounded work).
     enforcer_batch_size: Positive = 1000
     enforcer_lease_seconds: Positive = 60
     # PAUSING/STARTING for longer than this is repaired (see ticker/repair.py).

@@ -190,6 +190,15 @@ class _Markers:
     async def remember(self, command_id: str) -> None:
         await self._client.set(self._key(command_id), b"1", ex=self._ttl)
 
+    async def remember_all(self, command_ids: Sequence[str]) -> None:
+        """Many in one round trip."""
+        if not command_ids:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for command_id in command_ids:
+                pipe.set(self._key(command_id), b"1", ex=self._ttl)
+            await pipe.execute()
+
 
 class RequestedPauses(_Markers):
     """Pause commands the ticker published, remembered for a while (not asked again)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 
@@ -23,6 +23,13 @@ if not sandbox_id then return false end
 return redis.call('HGET', ARGV[1] .. sandbox_id, ARGV[2])
 """
 _CHUNK = 5000
+
+
+class DueMark(NamedTuple):
+    """A due sandbox and its idle deadline (epoch seconds): a place in the deadline index."""
+
+    sandbox_id: str
+    deadline: float
 
 
 class ReadModelMissingError(RuntimeError):
@@ -112,13 +119,39 @@ class ReadModelReader:
         """RUNNING sandboxes with an idle deadline: the whole idle-deadline index (ZCARD)."""
         return int(await self._client.zcard(keys.IDLE_DEADLINES))
 
-    async def due(self, now: datetime, limit: int) -> list[str]:
-        """RUNNING sandboxes whose idle deadline has passed, oldest first: only the due part of
-        the index is read (cost grows with the number due, not with the fleet)."""
-        members: Any = await self._client.zrangebyscore(
-            keys.IDLE_DEADLINES, "-inf", now.timestamp(), start=0, num=limit
-        )
-        return [text(m) for m in members]
+    async def due_count(self, now: datetime) -> int:
+        """RUNNING sandboxes whose idle deadline has passed (ZCOUNT: no member is read)."""
+        return int(await self._client.zcount(keys.IDLE_DEADLINES, "-inf", now.timestamp()))
+
+    async def due(self, now: datetime, limit: int, after: DueMark | None = None) -> list[DueMark]:
+        """RUNNING sandboxes whose idle deadline has passed, oldest first, with their deadlines:
+        only the due part of the index is read (cost grows with the number due, not with the
+        fleet). `after`: the last one of the previous page; this page holds what follows it in
+        the index's order (deadline, then id), so a tick pages through all that is due even
+        while none of it has left the index yet."""
+        if after is None:
+            members: Any = await self._client.zrangebyscore(
+                keys.IDLE_DEADLINES, "-inf", now.timestamp(), start=0, num=limit, withscores=True
+            )
+            return [DueMark(text(m), float(score)) for m, score in members]
+        async with self._client.pipeline(transaction=False) as pipe:
+            # Those with the same deadline as `after` (rare: deadlines are in microseconds)...
+            pipe.zrangebyscore(keys.IDLE_DEADLINES, after.deadline, after.deadline)
+            # ... and those with a later one. repr() of a float reads back as the same float.
+            pipe.zrangebyscore(
+                keys.IDLE_DEADLINES,
+                f"({after.deadline!r}",
+                now.timestamp(),
+                start=0,
+                num=limit,
+                withscores=True,
+            )
+            ties, later = await pipe.execute()
+        # Redis orders equal scores by their bytes, as Python compares bytes.
+        last = after.sandbox_id.encode()
+        page = [DueMark(text(m), after.deadline) for m in ties if bytes(m) > last]
+        page += [DueMark(text(m), float(score)) for m, score in later]
+        return page[:limit]
 
     async def deadlines_between(self, low: float, high: float) -> list[tuple[str, float]]:
         """RUNNING sandboxes whose idle deadline (epoch s) is within [low, high], with it."""

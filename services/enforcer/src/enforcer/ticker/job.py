@@ -11,18 +11,22 @@ from typing import Protocol
 from enforcer.ticker import metrics
 from enforcer.ticker.repair import ReadModel as RepairReadModel
 from enforcer.ticker.repair import repair_stuck
-from enforcer.ticker.tick import ReadModel, RequestedPauses, TickOptions, run_tick
-from sandbox_common.facts import Publisher
+from enforcer.ticker.tick import PausePublisher, ReadModel, RequestedPauses, TickOptions, run_tick
+from sandbox_common.facts import FactSink
 
 
 class TickReadModel(ReadModel, RepairReadModel, Protocol):
     """Both indexes and the documents (sandbox_common.readmodel.reader)."""
 
 
+class TickPublisher(PausePublisher, FactSink, Protocol):
+    """Pause requests in bulk, repairs one by one (sandbox_common.broker.BrokerFacts)."""
+
+
 @dataclass(frozen=True)
 class TickJob:
     model: TickReadModel
-    publisher: Publisher
+    publisher: TickPublisher
     requested: RequestedPauses
     options: TickOptions
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -42,6 +46,8 @@ class TickJob:
         metrics.TICKS.labels(outcome="ran").inc()
         metrics.LAST_TICK.set_to_current_time()
         metrics.CHECKED.inc(report.checked)
+        metrics.TICK_JUDGED.observe(report.checked)
+        metrics.TICK_REQUESTS.observe(report.paused)
         metrics.PAUSE_REQUESTS.inc(report.paused)
         metrics.WOULD_PAUSE.inc(report.would_pause)
         metrics.ERRORS.inc(report.errors)

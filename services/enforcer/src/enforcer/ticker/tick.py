@@ -1,14 +1,20 @@
-"""Use case: one enforcement tick. Reads the due part of the idle-deadline index, re-judges
-each sandbox from its status document, and asks for a pause of the idle ones.
+"""Use case: one enforcement tick. Pages through the due part of the idle-deadline index, batch
+after batch (ENFORCER_BATCH_SIZE each) until none is left, re-judges each sandbox from its
+status document, and asks for a pause of the idle ones.
 
-Per pause: the command goes out first, then the PAUSE_REQUESTED fact (the read model shows
-PAUSING). If the fact is lost the actuator's outcome still lands; the reverse order could
-leave a sandbox PAUSING with no command behind it.
+Per batch: the commands go out first, then the PAUSE_REQUESTED facts (the read model shows
+PAUSING), each group handed to the producer at once and acknowledged together. A fact whose
+command failed is not sent: if a fact is lost the actuator's outcome still lands; the reverse
+order could leave a sandbox PAUSING with no command behind it.
+
+Paging is by place in the index (deadline, then id), not by re-reading its head: a sandbox
+stays in the index until the projector folds its PAUSE_REQUESTED, so re-reading the head would
+find the same batch again. The place only moves forward and the range ends at `now`, so a tick
+ends; it also stops after as many batches as the index held at its start could fill.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -19,9 +25,10 @@ from typing import Protocol
 from enforcer.domain.idle import PauseCommand, decide
 from sandbox_common.commands import Command, PauseOrder, new_command
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.facts import Origin, PauseRequested, Publisher, new_fact
+from sandbox_common.facts import Origin, PauseRequested, new_fact
 from sandbox_common.payloads import Subject
 from sandbox_common.readmodel import StatusDoc
+from sandbox_common.readmodel.reader import DueMark
 
 log = logging.getLogger("enforcer")
 
@@ -31,9 +38,24 @@ class ReadModel(Protocol):
 
     async def running_count(self) -> int: ...
 
-    async def due(self, now: datetime, limit: int) -> list[str]: ...
+    async def due_count(self, now: datetime) -> int: ...
+
+    async def due(
+        self, now: datetime, limit: int, after: DueMark | None = None
+    ) -> list[DueMark]: ...
 
     async def by_id(self, sandbox_ids: Sequence[str]) -> dict[str, StatusDoc]: ...
+
+
+class PausePublisher(Protocol):
+    """Many records at once, acknowledged together; per record None or why it failed
+    (sandbox_common.broker.BrokerFacts)."""
+
+    async def publish_commands_all(
+        self, issued: Sequence[Command]
+    ) -> list[BaseException | None]: ...
+
+    async def publish_all(self, facts: Sequence[Envelope]) -> list[BaseException | None]: ...
 
 
 class RequestedPauses(Protocol):
@@ -44,7 +66,7 @@ class RequestedPauses(Protocol):
 
     async def already(self, command_ids: Sequence[str]) -> set[str]: ...
 
-    async def remember(self, command_id: str) -> None: ...
+    async def remember_all(self, command_ids: Sequence[str]) -> None: ...
 
 
 @dataclass
@@ -55,41 +77,8 @@ class TickReport:
     would_pause: int = 0
     errors: int = 0
     repaired: int = 0
+    batches: int = 0
     commands: list[PauseCommand] = field(default_factory=list)
-
-
-# Pause requests in flight at once: a tick with many due sandboxes must not take one broker round
-# trip per sandbox in a row (1,000 due would take seconds), nor flood the producer.
-_CONCURRENT_SENDS = 64
-
-
-async def _send_all(
-    commands: list[PauseCommand],
-    now: datetime,
-    publisher: Publisher,
-    report: TickReport,
-    requested: RequestedPauses | None,
-) -> None:
-    gate = asyncio.Semaphore(_CONCURRENT_SENDS)
-
-    async def send(command: PauseCommand) -> None:
-        async with gate:
-            try:
-                order, fact = pause_messages(command, now)
-                await publisher.publish_command(order)
-                await publisher.publish(fact)
-                report.paused += 1
-                if requested is not None:
-                    await requested.remember(command.command_id)
-            except Exception:  # one sandbox's failure must not stop the tick; next tick retries
-                report.errors += 1
-                log.exception(
-                    "pause request for sandbox %s not published",
-                    command.sandbox_id,
-                    extra={"sandbox_id": command.sandbox_id},
-                )
-
-    await asyncio.gather(*(send(c) for c in commands))
 
 
 def pause_messages(command: PauseCommand, now: datetime) -> tuple[Command, Envelope]:
@@ -118,7 +107,7 @@ def pause_messages(command: PauseCommand, now: datetime) -> tuple[Command, Envel
 
 @dataclass(frozen=True)
 class TickOptions:
-    # Most sandboxes judged in one tick (ENFORCER_BATCH_SIZE).
+    # Sandboxes judged per batch (ENFORCER_BATCH_SIZE); a tick runs batches until none is due.
     batch_size: int
     # Judge and log, pause nothing (ENFORCER_DRY_RUN).
     dry_run: bool = False
@@ -126,54 +115,111 @@ class TickOptions:
     stuck_after: timedelta = timedelta(minutes=5)
 
 
+@dataclass(frozen=True)
+class _Tick:
+    now: datetime
+    model: ReadModel
+    publisher: PausePublisher
+    options: TickOptions
+    requested: RequestedPauses | None
+    report: TickReport
+
+    async def judge(self, page: list[DueMark]) -> None:
+        ids = [m.sandbox_id for m in page]
+        current = await self.model.by_id(ids)
+        self.report.checked += len(ids)
+        judged = (decide(current[sid], self.now) for sid in ids if sid in current)
+        decided = [c for c in judged if c is not None]
+        dry_run = self.options.dry_run
+        if self.requested is not None and decided and not dry_run:
+            repeats = await self.requested.already([c.command_id for c in decided])
+            decided = [c for c in decided if c.command_id not in repeats]
+        for command in decided:
+            self.report.commands.append(command)
+            log.info(
+                "[Sandbox Idle Enforcer] Pausing idle sandbox for project %s (idle for %ds)",
+                command.project_id,
+                command.idle_seconds,
+                extra={
+                    "project_id": command.project_id,
+                    "sandbox_id": command.sandbox_id,
+                    "idle_seconds": command.idle_seconds,
+                    "command_id": command.command_id,
+                    "dry_run": dry_run,
+                },
+            )
+        if dry_run:
+            self.report.would_pause += len(decided)
+        elif decided:
+            await self.send(decided)
+
+    async def send(self, decided: list[PauseCommand]) -> None:
+        """Commands, then the facts of those whose command went out, then the markers. One
+        sandbox's failure does not stop the others; the next tick asks again for it."""
+        messages = [pause_messages(c, self.now) for c in decided]
+        failed = await self.publisher.publish_commands_all([order for order, _ in messages])
+        sent = _succeeded(decided, messages, failed)
+        fact_failed = await self.publisher.publish_all([fact for _, fact in sent.values()])
+        done = _succeeded(list(sent), list(sent.values()), fact_failed)
+        self.report.paused += len(done)
+        self.report.errors += len(decided) - len(done)
+        if self.requested is not None and done:
+            try:
+                await self.requested.remember_all([c.command_id for c in done])
+            except Exception:  # the next tick may ask again: the actuator's ledger dedupes
+                log.exception("pause requests not remembered (%d)", len(done))
+
+
+def _succeeded(
+    decided: list[PauseCommand],
+    messages: list[tuple[Command, Envelope]],
+    failures: list[BaseException | None],
+) -> dict[PauseCommand, tuple[Command, Envelope]]:
+    ok: dict[PauseCommand, tuple[Command, Envelope]] = {}
+    for command, message, failure in zip(decided, messages, failures, strict=True):
+        if failure is None:
+            ok[command] = message
+        else:
+            log.error(
+                "pause request for sandbox %s not published: %r",
+                command.sandbox_id,
+                failure,
+                extra={"sandbox_id": command.sandbox_id},
+            )
+    return ok
+
+
 async def run_tick(
     now: datetime,
     model: ReadModel,
-    publisher: Publisher,
+    publisher: PausePublisher,
     options: TickOptions,
     requested: RequestedPauses | None = None,
 ) -> TickReport:
-    batch_size, dry_run = options.batch_size, options.dry_run
     started = time.perf_counter()
     log.info("[Sandbox Idle Enforcer] Starting idle timeout enforcement")
     report = TickReport()
     # The seed listed every running sandbox and checked each; the index hands over only the
     # due ones, but the line still counts what the seed's dashboards expect: the running ones.
     report.running = await model.running_count()
-    due_ids = await model.due(now, batch_size)
-    current = await model.by_id(due_ids)
-    report.checked = len(due_ids)
+    due = await model.due_count(now)
     log.info(
         "[Sandbox Idle Enforcer] Found %d running sandboxes to check",
         report.running,
-        extra={"running": report.running, "due": report.checked, "dry_run": dry_run},
+        extra={"running": report.running, "due": due, "dry_run": options.dry_run},
     )
-    judged = (decide(current[sid], now) for sid in due_ids if sid in current)
-    decided = [c for c in judged if c is not None]
-    if requested is not None and decided and not dry_run:
-        repeats = await requested.already([c.command_id for c in decided])
-        decided = [c for c in decided if c.command_id not in repeats]
-    to_send: list[PauseCommand] = []
-    for command in decided:
-        sandbox_id = command.sandbox_id
-        report.commands.append(command)
-        log.info(
-            "[Sandbox Idle Enforcer] Pausing idle sandbox for project %s (idle for %ds)",
-            command.project_id,
-            command.idle_seconds,
-            extra={
-                "project_id": command.project_id,
-                "sandbox_id": sandbox_id,
-                "idle_seconds": command.idle_seconds,
-                "command_id": command.command_id,
-                "dry_run": dry_run,
-            },
-        )
-        to_send.append(command)
-    if dry_run:
-        report.would_pause = len(to_send)
-    else:
-        await _send_all(to_send, now, publisher, report, requested)
+    tick = _Tick(now, model, publisher, options, requested, report)
+    after: DueMark | None = None
+    # The guard: no more batches than the index at the start could fill (plus the last).
+    for _ in range(report.running // options.batch_size + 2):
+        page = await model.due(now, options.batch_size, after)
+        if not page:
+            break
+        report.batches += 1
+        await tick.judge(page)
+        if len(page) < options.batch_size:
+            break
+        after = page[-1]
     elapsed_ms = (time.perf_counter() - started) * 1000
     log.info(
         "[Sandbox Idle Enforcer] Completed: %d paused, %d errors, %dms",
@@ -184,6 +230,8 @@ async def run_tick(
             "paused": report.paused,
             "errors": report.errors,
             "would_pause": report.would_pause,
+            "checked": report.checked,
+            "batches": report.batches,
             "duration_ms": round(elapsed_ms, 1),
         },
     )
