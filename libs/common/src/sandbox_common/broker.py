@@ -5,7 +5,6 @@ kafka_publisher.py instead: a producer that needs no subscriber.)"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -106,70 +105,28 @@ def wire_schema(wire_type: type[Any]) -> WithJsonSchema:
     return WithJsonSchema(inline(schema))
 
 
-# One record as the broker takes it: (topic, value, key, headers).
-_Wire = tuple[str, bytes, bytes, dict[str, str]]
-
-
 class BrokerFacts:
     """Facts to `sandbox-lifecycle` and commands to `sandbox-commands`; each returns once the
-    broker acknowledged. The `*_all` forms hand every record to the producer first and then
-    wait for all acknowledgements (the producer batches them: a tick's 10,000 pause requests
-    cost a few broker round trips, not 10,000), and say per record whether it failed."""
+    broker acknowledged."""
 
-    def __init__(
-        self,
-        broker: KafkaBroker,
-        lifecycle: str = topics.LIFECYCLE,
-        commands_topic: str = topics.COMMANDS,
-    ) -> None:
+    def __init__(self, broker: KafkaBroker) -> None:
         self._broker = broker
-        # Other topics only in benchmarks, which must not feed a running stack.
-        self._lifecycle, self._commands = lifecycle, commands_topic
 
     async def publish(self, fact: Envelope) -> None:
-        topic, value, key, headers = self._fact(fact)
-        await self._broker.publish(value, topic=topic, key=key, headers=headers)
+        await self._broker.publish(
+            envelope.encode(fact),
+            topic=topics.LIFECYCLE,
+            key=topics.record_key(fact.sandbox_id),
+            headers={k: v.decode() for k, v in envelope.kafka_headers(fact)},
+        )
 
     async def publish_command(self, command: Command) -> None:
-        topic, value, key, headers = self._command(command)
-        await self._broker.publish(value, topic=topic, key=key, headers=headers)
-
-    async def publish_all(self, facts: Sequence[Envelope]) -> list[BaseException | None]:
-        return await self._all([self._fact(f) for f in facts])
-
-    async def publish_commands_all(self, issued: Sequence[Command]) -> list[BaseException | None]:
-        return await self._all([self._command(c) for c in issued])
-
-    def _fact(self, fact: Envelope) -> _Wire:
-        headers = {k: v.decode() for k, v in envelope.kafka_headers(fact)}
-        return self._lifecycle, envelope.encode(fact), topics.record_key(fact.sandbox_id), headers
-
-    def _command(self, command: Command) -> _Wire:
-        value, key = commands.encode(command), topics.record_key(command.sandbox_id)
-        return self._commands, value, key, {"command-id": command.command_id}
-
-    async def _all(self, records: Sequence[_Wire]) -> list[BaseException | None]:
-        deliveries: list[asyncio.Future[Any] | BaseException] = []
-        for topic, value, key, headers in records:
-            try:
-                deliveries.append(
-                    await self._broker.publish(
-                        value, topic=topic, key=key, headers=headers, no_confirm=True
-                    )
-                )
-            except Exception as exc:  # this record not taken (producer closed, buffer full)
-                deliveries.append(exc)
-        waiting = [d for d in deliveries if isinstance(d, asyncio.Future)]
-        await asyncio.gather(*waiting, return_exceptions=True)
-        return [_failure(d) for d in deliveries]
-
-
-def _failure(delivery: asyncio.Future[Any] | BaseException) -> BaseException | None:
-    if isinstance(delivery, BaseException):
-        return delivery
-    if delivery.cancelled():
-        return asyncio.CancelledError()
-    return delivery.exception()
+        await self._broker.publish(
+            commands.encode(command),
+            topic=topics.COMMANDS,
+            key=topics.record_key(command.sandbox_id),
+            headers={"command-id": command.command_id},
+        )
 
 
 class BrokerDeadLetters:

@@ -1,10 +1,13 @@
 """Durable publishing of facts to `sandbox-lifecycle`: acks=all, idempotent producer, keyed by
-sandbox. Used by ingest (webhooks) and status-api (activity, wake)."""
+sandbox. Used by ingest (webhooks), status-api (activity, wake) and the enforcer's ticker
+(pause requests, many at once: `*_all`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -29,6 +32,18 @@ class BrokerUnavailableError(RuntimeError):
         self.in_flight = in_flight
 
 
+@dataclass(frozen=True)
+class Shape:
+    """The producer's batch per partition, and the topics (facts, commands). The producer holds
+    one batch per partition until the broker took the one before: many records at once (the
+    enforcer's ticks) want big batches, or each round trip carries 16 KiB per partition
+    (aiokafka's default) and 10,000 records take dozens of round trips. Other topics only in
+    benchmarks, which must not feed a running stack."""
+
+    batch_bytes: int = 16384
+    topic_names: tuple[str, str] = (topics.LIFECYCLE, topics.COMMANDS)
+
+
 class KafkaPublisher:
     def __init__(
         self,
@@ -36,8 +51,12 @@ class KafkaPublisher:
         timeout_seconds: float,
         linger_ms: int = 0,
         client_id: str = "sandbox-ingest",
+        shape: Shape | None = None,
     ) -> None:
         self._bootstrap = bootstrap_servers
+        shape = shape or Shape()
+        self._lifecycle, self._commands = shape.topic_names
+        self._batch_bytes = shape.batch_bytes
         self._client_id = client_id
         self._timeout = timeout_seconds
         self._linger_ms = linger_ms
@@ -62,6 +81,7 @@ class KafkaPublisher:
                     enable_idempotence=True,
                     compression_type=topics.COMPRESSION,
                     linger_ms=self._linger_ms,
+                    max_batch_size=self._batch_bytes,
                     request_timeout_ms=int(self._timeout * 1000),
                     client_id=self._client_id,
                 )
@@ -76,7 +96,7 @@ class KafkaPublisher:
     async def publish(self, envelope: env.Envelope) -> None:
         """Returns only once every in-sync replica has the fact."""
         await self._send(
-            topics.LIFECYCLE,
+            self._lifecycle,
             env.encode(envelope),
             envelope.sandbox_id,
             env.kafka_headers(envelope),
@@ -85,7 +105,7 @@ class KafkaPublisher:
     async def publish_command(self, command: commands.Command) -> None:
         """An intent on `sandbox-commands`, with the same durability as a fact."""
         await self._send(
-            topics.COMMANDS,
+            self._commands,
             commands.encode(command),
             command.sandbox_id,
             [("command-id", command.command_id.encode())],
@@ -108,6 +128,55 @@ class KafkaPublisher:
             pending = delivery if delivery is not None and not delivery.done() else None
             raise BrokerUnavailableError(f"publish not acknowledged: {exc!r}", pending) from exc
 
+    async def publish_all(self, facts: Sequence[env.Envelope]) -> list[BaseException | None]:
+        """Many facts: see `_send_all`."""
+        return await self._send_all(
+            [(self._lifecycle, env.encode(f), f.sandbox_id, env.kafka_headers(f)) for f in facts]
+        )
+
+    async def publish_commands_all(
+        self, issued: Sequence[commands.Command]
+    ) -> list[BaseException | None]:
+        """Many commands: see `_send_all`."""
+        return await self._send_all(
+            [
+                (
+                    self._commands,
+                    commands.encode(c),
+                    c.sandbox_id,
+                    [("command-id", c.command_id.encode())],
+                )
+                for c in issued
+            ]
+        )
+
+    async def _send_all(
+        self, records: Sequence[tuple[str, bytes, str, list[tuple[str, bytes]]]]
+    ) -> list[BaseException | None]:
+        """Every record handed to the producer first, then all acknowledgements awaited
+        together (the producer batches them: 10,000 records cost a few broker round trips,
+        not 10,000), within the publish timeout. Per record: None, or why it is not known
+        to have landed."""
+        try:
+            producer = await self._ensure_producer()
+        except BrokerUnavailableError as exc:
+            return [exc] * len(records)
+        deliveries: list[asyncio.Future[Any]] = []
+        try:
+            async with asyncio.timeout(self._timeout):
+                for topic, value, sandbox_id, headers in records:
+                    deliveries.append(
+                        await producer.send(
+                            topic, value, key=topics.record_key(sandbox_id), headers=headers
+                        )
+                    )
+                if deliveries:
+                    await asyncio.wait(deliveries)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            unsent = len(records) - len(deliveries)
+            return [_failure(d, exc) for d in deliveries] + [exc] * unsent
+        return [_failure(d, None) for d in deliveries]
+
     async def settle(self, delivery: asyncio.Future[Any]) -> None:
         """Waits, up to the publish timeout again, for a delivery an earlier attempt left in
         flight; raises BrokerUnavailableError (still in flight, or failed) like a publish."""
@@ -128,3 +197,13 @@ class KafkaPublisher:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+
+
+def _failure(
+    delivery: asyncio.Future[Any], cut_short: BaseException | None
+) -> BaseException | None:
+    if not delivery.done():
+        return cut_short or TimeoutError("not acknowledged")
+    if delivery.cancelled():
+        return asyncio.CancelledError()
+    return delivery.exception()

@@ -15,8 +15,10 @@ ends; it also stops after as many batches as the index held at its start could f
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -115,6 +117,9 @@ class TickOptions:
     stuck_after: timedelta = timedelta(minutes=5)
 
 
+_BATCHES_IN_FLIGHT = 4
+
+
 @dataclass(frozen=True)
 class _Tick:
     now: datetime
@@ -124,7 +129,8 @@ class _Tick:
     requested: RequestedPauses | None
     report: TickReport
 
-    async def judge(self, page: list[DueMark]) -> None:
+    async def judge(self, page: list[DueMark]) -> list[PauseCommand]:
+        """The batch's pause commands to send (none in a dry run)."""
         ids = [m.sandbox_id for m in page]
         current = await self.model.by_id(ids)
         self.report.checked += len(ids)
@@ -150,8 +156,8 @@ class _Tick:
             )
         if dry_run:
             self.report.would_pause += len(decided)
-        elif decided:
-            await self.send(decided)
+            return []
+        return decided
 
     async def send(self, decided: list[PauseCommand]) -> None:
         """Commands, then the facts of those whose command went out, then the markers. One
@@ -210,16 +216,26 @@ async def run_tick(
     )
     tick = _Tick(now, model, publisher, options, requested, report)
     after: DueMark | None = None
+    # Batches are published while the next ones are read and judged, a few at a time: the
+    # broker's acknowledgements are waited for beside the work, not in a row with it, and one
+    # batch's facts share a produce request with the next batch's commands.
+    sending: deque[asyncio.Task[None]] = deque()
     # The guard: no more batches than the index at the start could fill (plus the last).
     for _ in range(report.running // options.batch_size + 2):
         page = await model.due(now, options.batch_size, after)
         if not page:
             break
         report.batches += 1
-        await tick.judge(page)
+        decided = await tick.judge(page)
+        if decided:
+            sending.append(asyncio.create_task(tick.send(decided)))
+        if len(sending) > _BATCHES_IN_FLIGHT:
+            await sending.popleft()
         if len(page) < options.batch_size:
             break
         after = page[-1]
+    for task in sending:
+        await task
     elapsed_ms = (time.perf_counter() - started) * 1000
     log.info(
         "[Sandbox Idle Enforcer] Completed: %d paused, %d errors, %dms",
