@@ -39,8 +39,8 @@ KEY = "rate-limit-key"
 RATE = 20
 SANDBOXES = 100
 ACTUATOR_BURST = 2
-WORKERS = 4  # consumers per actuator process, each with one call in flight at most
-IN_FLIGHT = 2 * WORKERS
+CALLS = 4  # E2B calls in flight per actuator process at most (E2B_MAX_CONCURRENCY)
+IN_FLIGHT = 2 * CALLS
 SIM_BURST = RATE
 # Why one budget meets no 429 at all, even on a busy machine: it grants at most RATE calls a
 # second plus ACTUATOR_BURST. A stall (a busy event loop, the scheduler) can only hold calls
@@ -97,7 +97,7 @@ async def actuators(
         "ACTUATOR_GROUP_ID": group,
         "ACTUATOR_BACKOFF_BASE_SECONDS": "0.2",
         "ACTUATOR_BACKOFF_CAP_SECONDS": "1",
-        "ACTUATOR_WORKERS": str(WORKERS),
+        "E2B_MAX_CONCURRENCY": str(CALLS),
         **env,
     }
     processes = []
@@ -113,7 +113,7 @@ async def actuators(
         )
     await asyncio.gather(*(asyncio.to_thread(p.start) for p in processes))
     try:
-        await _group_settled(stack.infra.kafka, group, count * WORKERS)
+        await _group_settled(stack.infra.kafka, group, count)  # one consumer per process
         yield processes
     finally:
         for p in processes:
