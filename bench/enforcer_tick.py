@@ -20,9 +20,10 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -35,6 +36,7 @@ from sandbox_common.readmodel import Status, StatusDoc, encode_doc, keys
 from sandbox_common.readmodel.reader import ReadModelReader
 
 RUNNING, DUE, BATCH = 1_000_000, 10_000, 1_000
+T = TypeVar("T")
 ROUNDS = 3
 
 
@@ -149,7 +151,7 @@ class _NoPublisher:
         raise AssertionError("a dry run published")
 
 
-def run_quietly() -> list[str]:
+def run_quietly_with(measurement: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """The tick's JSON log lines (one per paused sandbox) are part of its cost: formatted as in
     production, written to /dev/null rather than to a terminal."""
     jsonlog.configure("enforcer")
@@ -158,9 +160,13 @@ def run_quietly() -> list[str]:
     with open(os.devnull, "w") as sink:
         previous = handler.setStream(sink)
         try:
-            return asyncio.run(measure())
+            return asyncio.run(measurement())
         finally:
             handler.setStream(previous)
+
+
+def run_quietly() -> list[str]:
+    return run_quietly_with(measure)
 
 
 if __name__ == "__main__":

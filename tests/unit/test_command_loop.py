@@ -112,6 +112,7 @@ FAST = LoopOptions(
     redelivery_pause_seconds=0.0,
     release_seconds=0.05,
     poll_ms=5,
+    pause_after_seconds=0.0,
 )
 
 

@@ -126,7 +126,12 @@ class E2BApi:
             base_url=self.base_url,
             headers={"X-API-Key": api_key, "Accept": "application/json"},
             timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 5.0)),
-            limits=httpx.Limits(max_connections=limits.max_concurrency),
+            # As many kept open as may be in use: beyond httpx's default 20, every call past
+            # the 20th would open (and close) a connection of its own.
+            limits=httpx.Limits(
+                max_connections=limits.max_concurrency,
+                max_keepalive_connections=limits.max_concurrency,
+            ),
             transport=transport,
         )
         self._slots = asyncio.Semaphore(limits.max_concurrency)

@@ -74,6 +74,8 @@ class LoopOptions:
     # Revoked partitions (and shutdown): how long their commands get to finish.
     release_seconds: float = 5.0
     poll_ms: int = 500
+    # No room for this long: the partitions are paused while the consumer keeps polling.
+    pause_after_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -121,36 +123,52 @@ class CommandLoop:
 
     async def _run(self) -> None:
         last_commit = time.monotonic()
+        full_since: float | None = None
         while not self._stopping:
             self._room.clear()  # before counting: a lane that finishes after it sets it again
             room = self._o.max_in_flight - self._marks.unfinished
-            self._hold(room <= 0)
-            if room <= 0:
-                try:
-                    async with asyncio.timeout(self._o.poll_ms / 1000):
-                        await self._room.wait()
-                except TimeoutError:
-                    pass
-                # Polled even while full: a member that stops polling is put out of the group.
-                fetched = await self._consumer.getmany(timeout_ms=0)
+            if room < self._fetch_at_least():
+                full_since = full_since or time.monotonic()
+                await self._wait_for_room(time.monotonic() - full_since)
             else:
+                full_since = None
+                self._hold(False)
                 fetched = await self._consumer.getmany(timeout_ms=self._o.poll_ms, max_records=room)
-            assigned = self._consumer.assignment()
-            for partition, records in fetched.items():
-                if partition in assigned:  # not one revoked while the fetch was on its way
-                    for raw in records:
-                        self._dispatch(partition, raw)
+                assigned = self._consumer.assignment()
+                for partition, records in fetched.items():
+                    if partition in assigned:  # not one revoked while the fetch was on its way
+                        for raw in records:
+                            self._dispatch(partition, raw)
             if time.monotonic() - last_commit >= self._o.commit_interval_seconds:
                 await self._commit()
                 last_commit = time.monotonic()
 
-    def _hold(self, full: bool) -> None:
-        """Backpressure: no fetching while ACTUATOR_MAX_IN_FLIGHT commands are unfinished."""
-        if full and not self._held:
+    def _fetch_at_least(self) -> int:
+        """Room for this many before fetching again: not one record per fetch when busy, and
+        after a long stall (paused) a quarter of the bound, not a pause and a resume per
+        command (a pause drops what aiokafka had fetched ahead: a resume fetches it again)."""
+        bound = self._o.max_in_flight
+        return max(1, bound // 4) if self._held else max(1, bound // 16)
+
+    async def _wait_for_room(self, full_for: float) -> None:
+        """Backpressure. Fetching stops while there is no room; if that lasts (commands
+        retried through an outage), the partitions are paused and the consumer polled all the
+        same: a member that stops polling is put out of the group."""
+        try:
+            async with asyncio.timeout(self._o.poll_ms / 1000):
+                await self._room.wait()
+        except TimeoutError:
+            pass
+        if full_for >= self._o.pause_after_seconds:
+            self._hold(True)
+            await self._consumer.getmany(timeout_ms=0)
+
+    def _hold(self, held: bool) -> None:
+        if held and not self._held:
             self._consumer.pause(*self._consumer.assignment())
-        elif not full and self._held:
+        elif not held and self._held:
             self._consumer.resume(*self._consumer.assignment())
-        self._held = full
+        self._held = held
 
     def _dispatch(self, partition: TopicPartition, raw: Any) -> None:
         record = Record(
