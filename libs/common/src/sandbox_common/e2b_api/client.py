@@ -1,7 +1,7 @@
 """E2B's REST API (shared/reference/e2b.md): the one client of it, used by the actuator (pause,
 connect, timeout), the reconciler (list, get), and sandboxctl (webhook registrations, the demo
-fleet). httpx, one connection pool, every call paced (a token bucket under E2B's per-team rate
-limit) and capped in flight.
+fleet). httpx (small connection pools), every call paced (a token bucket under E2B's per-team
+rate limit) and capped in flight.
 
 Two kinds of call. A lifecycle command (pause, connect, timeout) returns E2B's answer whatever
 it is, a `Reply` with the status code and E2B's message, or with no status when no answer came
@@ -27,6 +27,7 @@ status codes decide. Its request models remain a reference for what E2B accepts.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from sandbox_common.settings import E2BApiSettings
 
 WEBHOOKS = "/events/webhooks"
 _PAGE_SIZE = 100  # E2B's maximum for GET /v2/sandboxes
+_POOL_SIZE = 16  # connections per httpx pool (see E2BApi.__init__)
 # (operation, status or "timeout"/"error", seconds): e.g. the actuator's latency histogram.
 Observer = Callable[[str, str, float], None]
 
@@ -122,18 +124,24 @@ class E2BApi:
         limits = limits or CallLimits()
         self.base_url = base_url.rstrip("/")
         self._timeout = limits.timeout_seconds
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers={"X-API-Key": api_key, "Accept": "application/json"},
-            timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 5.0)),
-            # As many kept open as may be in use: beyond httpx's default 20, every call past
-            # the 20th would open (and close) a connection of its own.
-            limits=httpx.Limits(
-                max_connections=limits.max_concurrency,
-                max_keepalive_connections=limits.max_concurrency,
-            ),
-            transport=transport,
-        )
+        # Several small pools rather than one large one: httpcore's pool checks every one of
+        # its connections (a socket poll each) for every request it places and every answer it
+        # closes, so its cost per call grows with the square of its size. One pool of 256
+        # took a whole core at 54 pauses/s (bench/pause_throughput.py); pools of 16 do not.
+        shards = -(-limits.max_concurrency // _POOL_SIZE)
+        per_pool = -(-limits.max_concurrency // shards)
+        self._pools = [
+            httpx.AsyncClient(
+                base_url=self.base_url,
+                headers={"X-API-Key": api_key, "Accept": "application/json"},
+                timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 5.0)),
+                # As many kept open as may be in use: none opened and closed per call.
+                limits=httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool),
+                transport=transport,
+            )
+            for _ in range(shards)
+        ]
+        self._next_pool = itertools.cycle(self._pools)
         self._slots = asyncio.Semaphore(limits.max_concurrency)
         # This process's own pace unless given one shared with other replicas.
         self._pace: Pace = limits.pace or TokenBucket(limits.rate_per_second, limits.burst)
@@ -158,7 +166,8 @@ class E2BApi:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for pool in self._pools:
+            await pool.aclose()
 
     # -- lifecycle commands: every answer is returned ---------------------------------------
 
@@ -339,7 +348,7 @@ class E2BApi:
             started = time.perf_counter()
             outcome = "error"
             try:
-                response = await self._http.request(method, path, **kwargs)
+                response = await next(self._next_pool).request(method, path, **kwargs)
                 outcome = str(response.status_code)
                 if response.status_code == 429:
                     # Over E2B's per-team limit: every caller sharing this pace holds back.
