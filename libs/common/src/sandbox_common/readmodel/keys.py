@@ -40,9 +40,9 @@ def activity_throttle(sandbox_id: str) -> str:
     return f"{_PREFIX}:activity-throttle:{sandbox_id}"
 
 
-def pause_requested(command_id: str) -> str:
-    """Present for a while once the ticker published this pause command (not again meanwhile)."""
-    return f"{_PREFIX}:pause-requested:{command_id}"
+# Pause commands the ticker published (not asked again meanwhile): a sorted set, command id ->
+# until when (epoch seconds), so that a tick's thousands are written and read in one command.
+PAUSES_REQUESTED = f"{_PREFIX}:pauses-requested"
 
 
 def command_done(command_id: str) -> str:
