@@ -2,7 +2,8 @@
 the idle-deadline index, 10,000 of them due. (Paused and killed sandboxes are not in the index
 at all, which is the point of it: a tick never looks at them.)
 
-Runs the real tick (`run_tick`, batches of 1,000, its JSON log lines included) against a real
+Runs the real tick (`run_tick`, batches of 1,000, its JSON log lines and its pause-request
+markers included) against a real
 Redis (database 14, emptied first) and prints the time of a tick that judges the due sandboxes
 and sends nothing (dry run), and of one that publishes the 10,000 pause commands and their
 10,000 PAUSE_REQUESTED facts through the ticker's publisher (aiokafka, acks=all, idempotent) to a
@@ -33,6 +34,7 @@ from enforcer.ticker.tick import TickOptions, run_tick
 from sandbox_common import logging as jsonlog
 from sandbox_common.kafka_publisher import KafkaPublisher, Shape
 from sandbox_common.readmodel import Status, StatusDoc, encode_doc, keys
+from sandbox_common.readmodel.coordination import RequestedPauses
 from sandbox_common.readmodel.reader import ReadModelReader
 
 RUNNING, DUE, BATCH = 1_000_000, 10_000, 1_000
@@ -117,11 +119,13 @@ async def measure() -> list[str]:
         )
         await publisher.start()
         try:
+            requested = RequestedPauses(client, 300)
             await run_tick(now, model, publisher, options)  # warm-up: metadata, connections
             wall, cpu = [], []
             for _ in range(ROUNDS):
+                await client.delete(keys.PAUSES_REQUESTED)  # each round asks for all again
                 w0, c0 = time.perf_counter(), time.process_time()
-                report = await run_tick(now, model, publisher, options)
+                report = await run_tick(now, model, publisher, options, requested)
                 wall.append((time.perf_counter() - w0) * 1000)
                 cpu.append((time.process_time() - c0) * 1000)
                 assert report.errors == 0, report

@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 
 from sandbox_common import commands, topics
 from sandbox_common import envelope as env
+from sandbox_common.kafka_batches import Wire, send_all
 
 log = logging.getLogger(__name__)
 
@@ -129,53 +130,41 @@ class KafkaPublisher:
             raise BrokerUnavailableError(f"publish not acknowledged: {exc!r}", pending) from exc
 
     async def publish_all(self, facts: Sequence[env.Envelope]) -> list[BaseException | None]:
-        """Many facts: see `_send_all`."""
+        """Many facts at once (kafka_batches.py): per fact None, or why it failed."""
         return await self._send_all(
-            [(self._lifecycle, env.encode(f), f.sandbox_id, env.kafka_headers(f)) for f in facts]
+            [
+                (
+                    self._lifecycle,
+                    env.encode(f),
+                    topics.record_key(f.sandbox_id),
+                    env.kafka_headers(f),
+                )
+                for f in facts
+            ]
         )
 
     async def publish_commands_all(
         self, issued: Sequence[commands.Command]
     ) -> list[BaseException | None]:
-        """Many commands: see `_send_all`."""
+        """Many commands at once (kafka_batches.py): per command None, or why it failed."""
         return await self._send_all(
             [
                 (
                     self._commands,
                     commands.encode(c),
-                    c.sandbox_id,
+                    topics.record_key(c.sandbox_id),
                     [("command-id", c.command_id.encode())],
                 )
                 for c in issued
             ]
         )
 
-    async def _send_all(
-        self, records: Sequence[tuple[str, bytes, str, list[tuple[str, bytes]]]]
-    ) -> list[BaseException | None]:
-        """Every record handed to the producer first, then all acknowledgements awaited
-        together (the producer batches them: 10,000 records cost a few broker round trips,
-        not 10,000), within the publish timeout. Per record: None, or why it is not known
-        to have landed."""
+    async def _send_all(self, records: list[Wire]) -> list[BaseException | None]:
         try:
             producer = await self._ensure_producer()
         except BrokerUnavailableError as exc:
             return [exc] * len(records)
-        deliveries: list[asyncio.Future[Any]] = []
-        try:
-            async with asyncio.timeout(self._timeout):
-                for topic, value, sandbox_id, headers in records:
-                    deliveries.append(
-                        await producer.send(
-                            topic, value, key=topics.record_key(sandbox_id), headers=headers
-                        )
-                    )
-                if deliveries:
-                    await asyncio.wait(deliveries)
-        except (KafkaError, OSError, TimeoutError) as exc:
-            unsent = len(records) - len(deliveries)
-            return [_failure(d, exc) for d in deliveries] + [exc] * unsent
-        return [_failure(d, None) for d in deliveries]
+        return await send_all(producer, records, self._timeout)
 
     async def settle(self, delivery: asyncio.Future[Any]) -> None:
         """Waits, up to the publish timeout again, for a delivery an earlier attempt left in
@@ -197,13 +186,3 @@ class KafkaPublisher:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
-
-
-def _failure(
-    delivery: asyncio.Future[Any], cut_short: BaseException | None
-) -> BaseException | None:
-    if not delivery.done():
-        return cut_short or TimeoutError("not acknowledged")
-    if delivery.cancelled():
-        return asyncio.CancelledError()
-    return delivery.exception()
