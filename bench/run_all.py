@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import cpu, enforcer_tick, freshness, servers, sse_clients
+from bench import cpu, enforcer_tick, freshness, pause_throughput, servers, sse_clients
 from bench import replay as replay_bench
 from bench.loadgen import Report, Target, attack
 from bench.projector_throughput import ProjectorResult, live_projector_caught_up, measure
@@ -236,6 +236,7 @@ def write_markdown(
     results: dict[str, Report],
     projector: ProjectorResult,
     ticks: list[str],
+    commands: list[str],
     sse: list[str],
     path: Path,
     replay: str = "not measured in this run",
@@ -268,6 +269,7 @@ def write_markdown(
         ratio=ratio,
         projector=projector.line(),
         ticks="\n".join(f"- {t}" for t in ticks),
+        commands="\n".join(f"- {line}" for line in commands),
         sse="\n".join(f"- {line}" for line in sse),
         replay=replay,
         generator=_generator_cost(results),
@@ -312,11 +314,19 @@ Projector, a backlog folded into PostgreSQL and Redis by a fresh consumer group,
 projector has folded it (bench/projector_throughput.py; steady state is from the group's first
 offset commit to its last): {projector}.
 
-Enforcer, one tick over 100,000 running sandboxes with 1,000 due (bench/enforcer_tick.py; the
-other tracked sandboxes are not in the deadline index, so their number does not matter; target
-<= 100 ms):
+Enforcer, one tick over 1,000,000 running sandboxes with 10,000 due, judged in batches of 1,000
+until none is left (bench/enforcer_tick.py; the other tracked sandboxes are not in the deadline
+index, so their number does not matter; target <= 1 s with the publish: the 10,000 commands
+and 10,000 facts acknowledged by Kafka, acks=all, to topics of the benchmark's own):
 
 {ticks}
+
+The command path (bench/pause_throughput.py): those 10,000 due in one tick, published to
+`sandbox-commands`, carried out by one actuator process against an E2B simulator that takes
+1 s per pause (E2B_MAX_CONCURRENCY=256 and E2B_RATE_PER_SECOND=400 for that process; targets:
+all paused within 60 s, at least 200 pauses/s):
+
+{commands}
 
 Replay, `sandboxctl replay` of 1,000,000 facts over 100,000 sandboxes from a topic of its own
 into PostgreSQL and Redis (bench/replay.py: the real CLI in a subprocess, timed from start to
@@ -429,6 +439,9 @@ def main() -> None:
     print(projector.line())
     ticks = enforcer_tick.run_quietly()
     print("\n".join(ticks))
+    paused = pause_throughput.run()
+    print("\n".join(paused.lines()))
+    retire(settings, paused.sandbox_ids)
     replay = replay_bench.measure().line()
     print(replay)
     server_table = servers.table(servers.measure())
@@ -448,7 +461,9 @@ def main() -> None:
         )
     )
     doc = ROOT / "docs" / "PERFORMANCE.md"
-    write_markdown(results, projector, ticks, [*sse, fresh], doc, replay, server_table)
+    write_markdown(
+        results, projector, ticks, paused.lines(), [*sse, fresh], doc, replay, server_table
+    )
     print(f"[bench] {doc.relative_to(ROOT)} rewritten; raw figures in {raw}")
 
 

@@ -27,7 +27,7 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 class Counting:
     def __init__(self) -> None:
         self.commands: list[Command] = []
-        self.facts: Sequence[Envelope] = []
+        self.facts: list[Envelope] = []
 
     async def publish_commands_all(self, issued: Sequence[Command]) -> list[BaseException | None]:
         self.commands.extend(issued)
