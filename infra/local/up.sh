@@ -13,12 +13,20 @@ done
 "$INFRA_DIR/topics.sh"
 
 PG_PORT="${POSTGRES_PORT:-${PGPORT_LOCAL:-5432}}"
+if [[ ${REDIS_MODE:-standalone} == cluster ]]; then
+  read -r -a cluster_ports <<<"${REDIS_CLUSTER_PORTS:-7001 7002 7003}"
+  redis_env="export REDIS_URL=redis://127.0.0.1:${cluster_ports[0]}/0
+export REDIS_CLUSTER=true"
+else
+  redis_env="export REDIS_URL=redis://127.0.0.1:${REDIS_PORT:-6379}/0
+export REDIS_CLUSTER=false"
+fi
 cat >"$STATE/infra.env.tmp" <<ENV
 # written by infra/local/up.sh: source it to point the services at the local infrastructure
 export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:${KAFKA_PORT:-9092}
 export DATABASE_URL=postgresql://sandboxes:sandboxes@127.0.0.1:$PG_PORT/sandboxes
 export TEST_DATABASE_URL=postgresql://sandboxes:sandboxes@127.0.0.1:$PG_PORT/sandboxes_test
-export REDIS_URL=redis://127.0.0.1:${REDIS_PORT:-6379}/0
+$redis_env
 ENV
 if cmp -s "$STATE/infra.env.tmp" "$STATE/infra.env"; then rm -f "$STATE/infra.env.tmp"; else mv -f "$STATE/infra.env.tmp" "$STATE/infra.env"; fi
 log "local infrastructure is up (env in $STATE/infra.env):"

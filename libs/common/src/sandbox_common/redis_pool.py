@@ -14,17 +14,25 @@ really down costs one more refused connect, not a backoff (with a backoff, every
 ingest waited for it during a Redis outage). Only dropped connections are retried (not
 timeouts), and every command the services send is safe to repeat (revision-guarded scripts,
 SET, ZADD, reads).
+
+Redis Cluster (REDIS_CLUSTER=true): the same factory gives redis-py's cluster client, typed as
+the plain one (it takes the same commands); the few places where the two differ are here
+(scripts in a batch, per-node INFO). Every multi-key command and script the services send stays
+in one slot (readmodel/keys.py), so the rest of the code does not know which it talks to.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 
@@ -57,8 +65,15 @@ def _retry() -> Retry:
     return Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
 
 
-def redis_client(url: str, max_connections: int, *, blocking: bool = True) -> aioredis.Redis:
-    """`blocking`: wait for a free connection instead of failing when all are busy."""
+def redis_client(
+    url: str, max_connections: int, *, blocking: bool = True, cluster: bool = False
+) -> aioredis.Redis:
+    """`blocking`: wait for a free connection instead of failing when all are busy. `cluster`:
+    a Redis Cluster client (the URL names any node; the others are discovered), with at most
+    `max_connections` per node: redis-py's cluster client has no waiting pool."""
+    if cluster:
+        client = RedisCluster.from_url(url, max_connections=max_connections, retry=_retry())
+        return cast(aioredis.Redis, client)
     pool_class = BoundedConnectionPool if blocking else aioredis.ConnectionPool
     pool = pool_class.from_url(url, max_connections=max_connections, retry=_retry())
     return aioredis.Redis(connection_pool=pool)
@@ -66,3 +81,36 @@ def redis_client(url: str, max_connections: int, *, blocking: bool = True) -> ai
 
 def bounded_client(url: str, max_connections: int) -> aioredis.Redis:
     return redis_client(url, max_connections)
+
+
+def is_cluster(client: aioredis.Redis) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+ScriptCall = tuple[Sequence[str], Sequence[Any]]
+
+
+async def run_script(
+    client: aioredis.Redis, script: AsyncScript, calls: Sequence[ScriptCall]
+) -> list[Any]:
+    """Each call (keys, args) of one script, answers in order. On one Redis, pipelined (one
+    round trip); on a cluster, concurrently, one command each: redis-py's cluster pipeline
+    refuses EVALSHA, and each call goes to the node of its own slot anyway."""
+    if not calls:
+        return []
+    if is_cluster(client):
+        return list(await asyncio.gather(*(script(keys=k, args=a) for k, a in calls)))
+    async with client.pipeline(transaction=False) as pipe:
+        for k, a in calls:
+            await script(keys=k, args=a, client=pipe)
+        return list(await pipe.execute())
+
+
+async def primaries_info(client: aioredis.Redis, section: str) -> list[dict[str, Any]]:
+    """INFO `section` of every primary (one on a single Redis)."""
+    if is_cluster(client):
+        answers: dict[str, dict[str, Any]] = await client.info(
+            section, target_nodes=RedisCluster.PRIMARIES
+        )
+        return list(answers.values())
+    return [await client.info(section)]

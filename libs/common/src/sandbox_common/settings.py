@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, NoReturn, TypeVar
 
 import msgspec
+import redis.asyncio as aioredis
 
+from sandbox_common import redis_pool
 from sandbox_common.rate_limit import RateLimiter
 from sandbox_common.readmodel.deadlines import DeadlineRule
+from sandbox_common.readmodel.keys import Layout
 
 # Bounds, as types: a value outside them is refused at start.
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -106,6 +109,23 @@ class RedisSettings(BaseSettings):
     redis_url: str = hidden("redis://127.0.0.1:6379/0")
     # Bounded pools: a burst waits for a connection instead of opening thousands of them.
     redis_max_connections: Positive = 64
+    # REDIS_URL names a node of a Redis Cluster: redis-py's cluster client (redis_pool.py).
+    redis_cluster: bool = False
+    # The read model's shards (indexes and change streams, one hash tag each): fixed for a
+    # deployment; a change makes the projector rebuild the model from PostgreSQL.
+    read_model_shards: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
+
+    def redis(self, *, blocking: bool = True) -> aioredis.Redis:
+        """A client of this Redis (or cluster); opens nothing until its first command."""
+        return redis_pool.redis_client(
+            self.redis_url,
+            self.redis_max_connections,
+            blocking=blocking,
+            cluster=self.redis_cluster,
+        )
+
+    def redis_layout(self) -> Layout:
+        return Layout(self.read_model_shards)
 
 
 @dataclass(frozen=True, kw_only=True)

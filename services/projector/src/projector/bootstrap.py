@@ -20,7 +20,7 @@ from projector.pipeline import Pipeline
 from projector.read_model_rebuild import observe_memory, rebuild_if_missing
 from projector.retries import RetryingProjection
 from projector.settings import ProjectorSettings
-from sandbox_common import redis_pool, topics
+from sandbox_common import topics
 from sandbox_common.broker import BrokerDeadLetters, BrokerFacts
 from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.postgres_pool import PostgresPool
@@ -45,11 +45,16 @@ class ProjectorParts:
         s = self._settings = settings
         self._broker = broker
         self._pool = PostgresPool(s.database_url, min_size=1, max_size=4)
-        self._redis: aioredis.Redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
+        self._redis: aioredis.Redis = s.redis()
         self._rule = s.deadline_rule()
         self.store = PostgresStore(self._pool, s.projector_state_cache_size)
         self.read_model = RedisReadModel(
-            DocumentWriter(self._redis, s.killed_tombstone_ttl_seconds, s.change_feed_max_length),
+            DocumentWriter(
+                self._redis,
+                s.killed_tombstone_ttl_seconds,
+                s.change_feed_max_length,
+                s.redis_layout(),
+            ),
             self._rule,
         )
         self.snapshots = KafkaStateSnapshots(s.kafka_bootstrap_servers)
@@ -102,8 +107,8 @@ class ProjectorParts:
         PostgreSQL; and Redis's memory against its limit, for the metrics and alerts."""
         s = self._settings
         snapshots = pool_snapshots(self._pool)
-        shadow = ShadowWriter(self._redis, s.killed_tombstone_ttl_seconds)
-        reader = ReadModelReader(self._redis)
+        shadow = ShadowWriter(self._redis, s.killed_tombstone_ttl_seconds, s.redis_layout())
+        reader = ReadModelReader(self._redis, s.redis_layout())
         warned = False
         while True:
             try:

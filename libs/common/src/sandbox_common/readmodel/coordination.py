@@ -198,7 +198,11 @@ class RequestedPauses(_Markers):
         super().__init__(client, ttl_seconds, keys.pause_requested)
 
     async def already(self, command_ids: Sequence[str]) -> set[str]:
-        found = await self._client.mget([self._key(c) for c in command_ids])
+        # GETs, not MGET: the markers are in as many slots as there are commands.
+        async with self._client.pipeline(transaction=False) as pipe:
+            for command_id in command_ids:
+                pipe.get(self._key(command_id))
+            found = await pipe.execute()
         return {c for c, hit in zip(command_ids, found, strict=True) if hit is not None}
 
 

@@ -13,7 +13,7 @@ from enforcer.actuator.carry_out import Actuator, Ports
 from enforcer.actuator.e2b import E2BSandboxControl
 from enforcer.actuator.retry import RetryPolicy
 from enforcer.settings import ActuatorSettings
-from sandbox_common import redis_pool, topics
+from sandbox_common import topics
 from sandbox_common.broker import BrokerDeadLetters, BrokerFacts
 from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.e2b_api.client import E2BApi
@@ -32,10 +32,10 @@ class ActuatorParts:
     def __init__(self, settings: ActuatorSettings, broker: KafkaBroker) -> None:
         s = settings
         self._broker = broker
-        self._redis: aioredis.Redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
+        self._redis: aioredis.Redis = s.redis()
         # One E2B budget for every actuator and reconciler replica (E2B limits the team).
         self._e2b = E2BApi.of(s, observe=_observe, pace=SharedBudget.of(self._redis, s))
-        self._reader = ReadModelReader(self._redis)
+        self._reader = ReadModelReader(self._redis, s.redis_layout())
         self.actuator = Actuator(
             Ports(
                 self._reader,

@@ -16,7 +16,6 @@ from enforcer.settings import TickerSettings
 from enforcer.ticker import metrics
 from enforcer.ticker.job import TickJob
 from enforcer.ticker.tick import TickOptions
-from sandbox_common import redis_pool
 from sandbox_common.broker import BrokerFacts
 from sandbox_common.probes import failing
 from sandbox_common.readmodel.coordination import Lease, LeaseName, RequestedPauses
@@ -29,10 +28,10 @@ class TickerParts:
     def __init__(self, settings: TickerSettings, broker: KafkaBroker) -> None:
         s = settings
         self._broker = broker
-        self._redis: aioredis.Redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
+        self._redis: aioredis.Redis = s.redis()
         schedule = parse_schedule(s.enforcer_schedule)
         job = TickJob(
-            ReadModelReader(self._redis),
+            ReadModelReader(self._redis, s.redis_layout()),
             BrokerFacts(broker),
             # Not asked again until a stuck one would be repaired anyway.
             RequestedPauses(self._redis, s.enforcer_stuck_after_seconds),
