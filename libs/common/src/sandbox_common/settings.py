@@ -24,8 +24,8 @@ import redis.asyncio as aioredis
 
 from sandbox_common import redis_pool
 from sandbox_common.rate_limit import RateLimiter
+from sandbox_common.readmodel import Layout
 from sandbox_common.readmodel.deadlines import DeadlineRule
-from sandbox_common.readmodel.keys import Layout
 
 # Bounds, as types: a value outside them is refused at start.
 Positive = Annotated[int, msgspec.Meta(ge=1)]

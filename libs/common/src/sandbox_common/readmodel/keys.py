@@ -173,5 +173,7 @@ def shadow(live_key: str) -> str:
 
 
 SHADOW_PATTERN = f"{_SHADOW_PREFIX}*"
+# Every live key (SCANned for keys of another layout when the model is rebuilt for that).
+LIVE_PATTERN = f"{_PREFIX}:*"
 # Shadow-side set: the projects whose pointers a rebuild wrote.
 SHADOW_PROJECTS = f"{_SHADOW_PREFIX}projects"

@@ -191,7 +191,7 @@ class ShadowWriter:
     async def drop_foreign(self) -> None:
         """Drops the read-model keys of another layout (the unsharded one, another shard
         count): nothing reads them any more, and they would hold memory for ever."""
-        await self._unlink_matching("sbx:*", self._layout.foreign)
+        await self._unlink_matching(keys.LIVE_PATTERN, self._layout.foreign)
 
     async def _unlink_matching(self, pattern: str, chosen: Any) -> None:
         batch: list[bytes] = []
