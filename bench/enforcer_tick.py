@@ -26,8 +26,11 @@ from enforcer.ticker.tick import TickOptions, run_tick
 from sandbox_common import logging as jsonlog
 from sandbox_common.commands import Command
 from sandbox_common.envelope import Envelope
-from sandbox_common.readmodel import Status, StatusDoc, encode_doc, keys
+from sandbox_common.readmodel import Layout, Status, StatusDoc, encode_doc, keys
 from sandbox_common.readmodel.reader import ReadModelReader
+
+# The services' default READ_MODEL_SHARDS.
+LAYOUT = Layout()
 
 RUNNING, DUE = 100_000, 1_000
 
@@ -51,7 +54,7 @@ async def seed(client: aioredis.Redis, now: datetime) -> None:
             active = now - timedelta(seconds=300 if due else 60)
             deadline = active + timedelta(seconds=180)
             sid = f"tick-{i}"
-            pipe.zadd(keys.IDLE_DEADLINES, {sid: deadline.timestamp()})
+            pipe.zadd(LAYOUT.idle_deadlines(LAYOUT.shard(sid)), {sid: deadline.timestamp()})
             if due:  # only due sandboxes are ever read; the rest need no document here
                 doc = StatusDoc(
                     sandbox_id=sid,
@@ -61,7 +64,7 @@ async def seed(client: aioredis.Redis, now: datetime) -> None:
                     status_changed_at=active,
                     idle_deadline_at=deadline,
                 )
-                pipe.hset(keys.sandbox_doc(sid), keys.DOC_FIELD, encode_doc(doc))
+                pipe.hset(LAYOUT.doc(sid), keys.DOC_FIELD, encode_doc(doc))
             if i % 10_000 == 9_999:
                 await pipe.execute()
         await pipe.execute()
@@ -75,7 +78,7 @@ async def measure() -> list[str]:
     now = datetime.now(UTC)
     print(f"[bench] seeding {RUNNING:,} running sandboxes ({DUE:,} due) into {url} ...")
     await seed(client, now)
-    model = ReadModelReader(client)
+    model = ReadModelReader(client, LAYOUT)
     for dry_run in (True, False):
         wall, cpu, judged = [], [], 0
         for _ in range(5):

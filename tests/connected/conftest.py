@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 import asyncpg
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from projector.adapters.schema import migrate
 from sandbox_common import topics
+from tests.connected import redis_mode
 from tests.connected.services import ServiceProcess
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ async def reset_stores(database_url: str, redis_url: str) -> None:
         await conn.execute("TRUNCATE sandboxes, sandbox_events, projector_offsets")
     finally:
         await conn.close()
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_mode.client(redis_url)
     await client.flushdb()
     await client.aclose()
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import asyncpg
 import msgspec
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -26,9 +25,11 @@ from sandbox_common import envelope as env
 from sandbox_common import topics
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.readmodel import decode_doc, keys
+from sandbox_common.readmodel import Layout, decode_doc, keys
+from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.writer import DocumentWriter
 from sandboxctl.settings import Settings
+from tests.connected import redis_mode
 from tests.connected.conftest import Infra
 
 SCHEMA = "replay_test"
@@ -85,7 +86,7 @@ async def replay_store(infra: Infra) -> AsyncIterator[ReplayStore]:
     database_url = f"{infra.database_url}{sep}search_path={SCHEMA}"
     await migrate(database_url)
     redis_url = f"{infra.redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_mode.client(redis_url)
     await client.flushdb()
     await client.aclose()
     topic = f"replay-test-{uuid.uuid4().hex[:8]}"
@@ -167,7 +168,7 @@ async def project_live(
     batches of random size (and its `sandbox-state` records, when given a writer)."""
     s = store.settings
     pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=2)
-    client = aioredis.Redis.from_url(s.redis_url)
+    client = redis_mode.client(s.redis_url)
     try:
         pg = PostgresStore(pool)
         read_model = RedisReadModel(
@@ -201,11 +202,11 @@ async def snapshot(store: ReplayStore) -> dict[str, Any]:
         }
     finally:
         await conn.close()
-    client = aioredis.Redis.from_url(store.settings.redis_url)
+    client = redis_mode.client(store.settings.redis_url)
     try:
         docs = {}
         for sid in states:
-            raw = await client.hget(keys.sandbox_doc(sid), keys.DOC_FIELD)
+            raw = await client.hget(Layout().doc(sid), keys.DOC_FIELD)
             if raw:
                 doc = msgspec.structs.replace(decode_doc(raw), revision=0, updated_at=None)
                 docs[sid] = doc
@@ -217,9 +218,10 @@ async def snapshot(store: ReplayStore) -> dict[str, Any]:
                 served[doc.project_id] = (
                     target.sandbox_id if target and target.status != "KILLED" else None
                 )
-        idle: list[Any] = await client.zrange(keys.IDLE_DEADLINES, 0, -1, withscores=True)
-        transitional: list[Any] = await client.zrange(keys.TRANSITIONAL, 0, -1, withscores=True)
-        hard_ends: list[Any] = await client.zrange(keys.HARD_ENDS, 0, -1, withscores=True)
+        reader = ReadModelReader(client)
+        idle = (await reader.idle_deadlines()).items()
+        transitional = (await reader.transitional()).items()
+        hard_ends = (await reader.hard_ends()).items()
         marker = await client.exists(keys.READ_MODEL_MARKER)
     finally:
         await client.aclose()
@@ -249,7 +251,7 @@ async def drop_state(
         await conn.execute(f"TRUNCATE {tables}")
     finally:
         await conn.close()
-    client = aioredis.Redis.from_url(store.settings.redis_url)
+    client = redis_mode.client(store.settings.redis_url)
     await client.flushdb()
     await client.aclose()
 

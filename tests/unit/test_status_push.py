@@ -505,7 +505,7 @@ def test_each_event_id_is_the_cursor_over_every_shard() -> None:
     s.start_at(at("5-0", "9-0", "0-0"))
     first = s.change(change("6-0", changes.ChangeKind.DOC, encode_doc(doc(revision=2)), 2))
     assert first is not None
-    assert changes.Cursor.decode(first.id, 3) == at("6-0", "9-0", "0-0")
+    assert changes.Cursor.decode(str(first.id), 3) == at("6-0", "9-0", "0-0")
     # Shards are compared each with its own position: 7-0 in shard 1 is older than 9-0 there.
     late = s.change(change("7-0", changes.ChangeKind.DOC, encode_doc(doc(revision=3)), 3, shard=1))
     assert late is None
@@ -514,9 +514,9 @@ def test_each_event_id_is_the_cursor_over_every_shard() -> None:
         change("1-5", changes.ChangeKind.DOC, encode_doc(other), 1, sandbox="sbx-9", shard=2)
     )
     assert third is not None
-    assert changes.Cursor.decode(third.id, 3) == at("6-0", "9-0", "1-5")
+    assert changes.Cursor.decode(str(third.id), 3) == at("6-0", "9-0", "1-5")
     with pytest.raises(ValueError, match="cursor"):
-        changes.Cursor.decode(third.id, 2)
+        changes.Cursor.decode(str(third.id), 2)
 
 
 def test_a_project_stream_drops_the_late_kill_of_the_sandbox_it_replaced() -> None:

@@ -106,6 +106,14 @@ async def run_script(
         return list(await pipe.execute())
 
 
+async def get_many(client: aioredis.Redis, names: Sequence[str]) -> list[Any]:
+    """GET of each key, in order: one MGET on one Redis; on a cluster, one per slot the keys
+    fall in (MGET must not cross slots), sent to their nodes at once."""
+    if is_cluster(client):
+        return list(await cast(RedisCluster, client).mget_nonatomic(list(names)))
+    return list(await client.mget(list(names)))
+
+
 async def primaries_info(client: aioredis.Redis, section: str) -> list[dict[str, Any]]:
     """INFO `section` of every primary (one on a single Redis)."""
     if is_cluster(client):

@@ -17,6 +17,7 @@ from enum import StrEnum
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from sandbox_common import redis_pool
 from sandbox_common.e2b_api.pacing import Pace, TokenBucket
 from sandbox_common.readmodel import keys
 from sandbox_common.readmodel.redis_text import text
@@ -198,11 +199,7 @@ class RequestedPauses(_Markers):
         super().__init__(client, ttl_seconds, keys.pause_requested)
 
     async def already(self, command_ids: Sequence[str]) -> set[str]:
-        # GETs, not MGET: the markers are in as many slots as there are commands.
-        async with self._client.pipeline(transaction=False) as pipe:
-            for command_id in command_ids:
-                pipe.get(self._key(command_id))
-            found = await pipe.execute()
+        found = await redis_pool.get_many(self._client, [self._key(c) for c in command_ids])
         return {c for c, hit in zip(command_ids, found, strict=True) if hit is not None}
 
 

@@ -212,11 +212,7 @@ class ReadModelReader:
         found: dict[str, str | None] = {}
         for start in range(0, len(project_ids), _CHUNK):
             chunk = project_ids[start : start + _CHUNK]
-            # GETs, not MGET: the pointers are in as many slots as there are projects.
-            async with self._client.pipeline(transaction=False) as pipe:
-                for p in chunk:
-                    pipe.get(keys.project_sandbox(p))
-                raw = await pipe.execute()
+            raw = await redis_pool.get_many(self._client, [keys.project_sandbox(p) for p in chunk])
             found.update({p: text(v) if v else None for p, v in zip(chunk, raw, strict=True)})
         return found
 
