@@ -3,6 +3,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV ?= uv
 PYTEST_ARGS ?=
+# REDIS_MODE=cluster: a three-master Redis Cluster (infra/local/redis.sh) instead of one server,
+# for `make up` and `make test` alike; the tests then run on a cluster of their own (a cluster
+# has database 0 only), on TEST_REDIS_CLUSTER_PORTS, beside the one `make up` serves.
+REDIS_MODE ?= standalone
+TEST_REDIS_CLUSTER_PORTS ?= 7011 7012 7013
+export REDIS_MODE
 
 .PHONY: help deps up down status test test-unit test-connected test-faults lint bench soak helm-lint compose-check
 
@@ -35,7 +41,9 @@ test: deps ## start the infrastructure, then run every test tier against it
 	@# The dev services share the topics with the test stack: their actuator would act on the
 	@# tests' commands. They are stopped (the infrastructure keeps running); `make up` restarts them.
 	@infra/local/services.sh stop
-	@source .state/infra.env && $(UV) run --frozen pytest -m "not faults" $(PYTEST_ARGS)
+	@if [[ $(REDIS_MODE) == cluster ]]; then REDIS_CLUSTER_PORTS="$(TEST_REDIS_CLUSTER_PORTS)" infra/local/redis.sh start; fi
+	@source .state/infra.env && TEST_REDIS_URL=redis://127.0.0.1:$(firstword $(TEST_REDIS_CLUSTER_PORTS))/0 \
+	  $(UV) run --frozen pytest -m "not faults" $(PYTEST_ARGS)
 
 test-unit: deps ## the fast tier only: no broker, no database
 	@$(UV) run --frozen pytest -m "not connected and not faults" $(PYTEST_ARGS)

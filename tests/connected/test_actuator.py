@@ -52,6 +52,7 @@ async def actuator(prepared: Infra, sim: SimProcess) -> AsyncIterator[str]:
     settings = ActuatorSettings(
         kafka_bootstrap_servers=prepared.kafka,
         redis_url=prepared.redis_url,
+        redis_cluster=redis_mode.CLUSTER,
         e2b_api_url=sim.url,
         e2b_api_key=KEY,
         actuator_port=free_port(),

@@ -228,6 +228,7 @@ def test_the_rollback_switches_reach_the_enforcer(render: Render) -> None:
         (["enforcer.schedule=sometimes"], "enforcer/schedule"),
         (["ingest.replica=3"], "additional properties 'replica' not allowed"),
         (["config.extraEnv.lower_case=1"], "'lower_case' does not match pattern"),
+        (["redis.readModelShards=0"], "readModelShards"),
     ],
 )
 def test_bad_values_fail_with_the_reason(helm: str, sets: list[str], message: str) -> None:
@@ -314,3 +315,12 @@ def test_trusted_proxies_reach_the_services(render: Render) -> None:
     assert config["data"]["HTTP_TRUSTED_PROXIES"] == "10.0.0.0/8"
     (config,) = by_kind(render(values), "ConfigMap").values()
     assert "HTTP_TRUSTED_PROXIES" not in config["data"]
+
+
+def test_the_redis_mode_and_shards_reach_every_service(render: Render) -> None:
+    values = CHART / "ci" / "default-values.yaml"
+    (config,) = by_kind(render(values), "ConfigMap").values()
+    assert (config["data"]["REDIS_CLUSTER"], config["data"]["READ_MODEL_SHARDS"]) == ("false", "16")
+    clustered = render(values, "redis.cluster=true", "redis.readModelShards=32")
+    (config,) = by_kind(clustered, "ConfigMap").values()
+    assert (config["data"]["REDIS_CLUSTER"], config["data"]["READ_MODEL_SHARDS"]) == ("true", "32")
