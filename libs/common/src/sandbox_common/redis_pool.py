@@ -61,6 +61,17 @@ class BoundedConnectionPool(aioredis.ConnectionPool):
                 self._slots.release()
 
 
+class _Cluster(RedisCluster):
+    """redis-py's cluster client, initialised (the cluster's nodes and slots read) before its
+    first command: left to the commands, concurrent first ones raced each other's connections
+    (AttributeError on a connection another one had closed; found by the connected tier)."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._initialize:
+            await self.initialize()  # under the client's own lock: once
+        return await super().execute_command(*args, **kwargs)
+
+
 def _retry() -> Retry:
     return Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
 
@@ -72,7 +83,7 @@ def redis_client(
     a Redis Cluster client (the URL names any node; the others are discovered), with at most
     `max_connections` per node: redis-py's cluster client has no waiting pool."""
     if cluster:
-        client = RedisCluster.from_url(url, max_connections=max_connections, retry=_retry())
+        client = _Cluster.from_url(url, max_connections=max_connections, retry=_retry())
         return cast(aioredis.Redis, client)
     pool_class = BoundedConnectionPool if blocking else aioredis.ConnectionPool
     pool = pool_class.from_url(url, max_connections=max_connections, retry=_retry())
