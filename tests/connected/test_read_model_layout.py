@@ -189,3 +189,19 @@ async def test_the_unsharded_layout_is_rebuilt_from_postgresql_and_dropped(
     assert not await rebuild_if_missing(_snapshots(projected), shadow, reader, RULE, by="test")
     # Another shard count is another layout again.
     assert await ReadModelReader(redis, Layout(8)).staleness() is Stale.LAYOUT
+
+
+async def test_one_shards_chunks_are_written_in_their_order(redis: aioredis.Redis) -> None:
+    """Chunks of one shard run one after the other on a cluster too (as a pipeline runs them):
+    run at once, a later revision's chunk could land first and the earlier ones be refused."""
+    now = datetime.now(UTC)
+    prefix = unique("order")
+    state = _states(prefix, 1, now)[0].state
+    docs = [to_doc(state, revision, now, RULE) for revision in range(1, 1_201)]
+    shard = LAYOUT.shard(state.sandbox_id)
+    feed = ChangeFeed(redis, 10_000, LAYOUT)
+    before = await feed.newest_id(shard) or "0-0"
+    await DocumentWriter(redis, 60, 100_000, LAYOUT).write([d for d in docs if d is not None])
+    written = await feed.after(shard, before, 5_000)
+    ours = [f for _, f in written if f[b"s"] == state.sandbox_id.encode()]
+    assert [int(f[b"r"]) for f in ours] == list(range(1, 1_201))

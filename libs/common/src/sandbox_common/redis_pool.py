@@ -33,6 +33,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 
@@ -110,11 +111,28 @@ async def run_script(
     if not calls:
         return []
     if is_cluster(client):
-        return list(await asyncio.gather(*(script(keys=k, args=a) for k, a in calls)))
+        return await _by_slot(script, calls)
     async with client.pipeline(transaction=False) as pipe:
         for k, a in calls:
             await script(keys=k, args=a, client=pipe)
         return list(await pipe.execute())
+
+
+async def _by_slot(script: AsyncScript, calls: Sequence[ScriptCall]) -> list[Any]:
+    """The calls of one slot one after the other, in their order (as a pipeline runs them: a
+    later write of a shard lands after an earlier one), the slots at once."""
+    by_slot: dict[int, list[int]] = {}
+    for i, (names, _) in enumerate(calls):
+        by_slot.setdefault(key_slot(str(names[0]).encode()), []).append(i)
+    answers: list[Any] = [None] * len(calls)
+
+    async def run(indexes: list[int]) -> None:
+        for i in indexes:
+            names, args = calls[i]
+            answers[i] = await script(keys=names, args=args)
+
+    await asyncio.gather(*(run(indexes) for indexes in by_slot.values()))
+    return answers
 
 
 async def get_many(client: aioredis.Redis, names: Sequence[str]) -> list[Any]:
