@@ -197,11 +197,11 @@ async def test_one_shards_chunks_are_written_in_their_order(redis: aioredis.Redi
     now = datetime.now(UTC)
     prefix = unique("order")
     state = _states(prefix, 1, now)[0].state
-    docs = [to_doc(state, revision, now, RULE) for revision in range(1, 1_201)]
+    docs = [to_doc(state, revision, now, RULE) for revision in range(1, 6_001)]
     shard = LAYOUT.shard(state.sandbox_id)
     feed = ChangeFeed(redis, 10_000, LAYOUT)
     before = await feed.newest_id(shard) or "0-0"
     await DocumentWriter(redis, 60, 100_000, LAYOUT).write([d for d in docs if d is not None])
-    written = await feed.after(shard, before, 5_000)
+    written = await feed.after(shard, before, 10_000)
     ours = [f for _, f in written if f[b"s"] == state.sandbox_id.encode()]
-    assert [int(f[b"r"]) for f in ours] == list(range(1, 1_201))
+    assert [int(f[b"r"]) for f in ours] == list(range(1, 6_001))
