@@ -101,7 +101,7 @@ cmd_start() {
   log "redis ready (pid $(read_pid "$PIDFILE"), redis://127.0.0.1:$REDIS_PORT/0)"
 }
 
-cluster_ok() { redis-cli -p "${CLUSTER_PORTS[0]}" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; }
+cluster_ok() { redis-cli -p "${1:-${CLUSTER_PORTS[0]}}" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; }
 
 start_cluster() {
   local port pidfile dir i started=0
@@ -159,23 +159,27 @@ cmd_stop() {
   ((stopped)) || log "redis not running (nothing to stop)"
 }
 
+# Reports whichever mode runs (as stop, it does not need REDIS_MODE to say which).
 cmd_status() {
-  local port
-  if [[ $REDIS_MODE == cluster ]]; then
-    for port in "${CLUSTER_PORTS[@]}"; do
-      if ! pid_alive "$(node_pidfile "$port")" redis-server || ! redis_ping "$port"; then
-        log "redis cluster: node $port stopped"
+  local pidfile port ports=()
+  for pidfile in "$RUN_DIR"/redis-cluster-*.pid; do
+    [[ -e $pidfile ]] || continue
+    port="${pidfile##*-}"
+    ports+=("${port%.pid}")
+  done
+  if [[ $REDIS_MODE == cluster ]] || ((${#ports[@]})); then
+    ((${#ports[@]})) || ports=("${CLUSTER_PORTS[@]}")
+    for port in "${ports[@]}"; do
+      if ! pid_alive "$(node_pidfile "$port")" redis-server || ! cluster_ok "$port"; then
+        log "redis cluster: node $port stopped, or its cluster is not ok"
         return 3
       fi
     done
-    if ! cluster_ok; then
-      log "redis cluster: nodes run, cluster not ok"
-      return 3
-    fi
-    log "redis cluster: running (127.0.0.1: ${CLUSTER_PORTS[*]})"
-  elif pid_alive "$PIDFILE" redis-server && redis_ping; then
+    log "redis cluster: running (127.0.0.1: ${ports[*]})"
+  fi
+  if pid_alive "$PIDFILE" redis-server && redis_ping; then
     log "redis: running (pid $(read_pid "$PIDFILE"), 127.0.0.1:$REDIS_PORT)"
-  else
+  elif [[ $REDIS_MODE != cluster ]] && ((${#ports[@]} == 0)); then
     log "redis: stopped"
     return 3
   fi
