@@ -177,8 +177,18 @@ async def test_the_unsharded_layout_is_rebuilt_from_postgresql_and_dropped(
 
     reader = ReadModelReader(redis, LAYOUT)
     assert await reader.staleness() is Stale.LAYOUT
+    feed = ChangeFeed(redis, 10_000, LAYOUT)
+    before = [await feed.newest_id(shard) or "0-0" for shard in LAYOUT.all]
     shadow = ShadowWriter(redis, 60, LAYOUT)
     assert await rebuild_if_missing(_snapshots(projected), shadow, reader, RULE, by="test")
+    # One reset for the whole swap (streams re-read once, from the whole new model).
+    resets = [
+        fields
+        for shard in LAYOUT.all
+        for _, fields in await feed.after(shard, before[shard], 10_000)
+        if fields[b"k"] == b"reset"
+    ]
+    assert len(resets) == 1
     assert await reader.staleness() is None
     assert not await redis.exists(*old_keys)
     served = await reader.by_project(f"{prefix}-p0")

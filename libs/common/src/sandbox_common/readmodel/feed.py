@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+from redis.typing import EncodableT, FieldT
 
 from sandbox_common import redis_pool
 from sandbox_common.readmodel import keys
@@ -146,6 +147,11 @@ def _b36(n: int) -> str:
         out = digits[r] + out
         if n == 0:
             return out
+
+
+def reset_entry() -> dict[FieldT, EncodableT]:
+    """The fields of a RESET entry (a rebuild swapped the whole model in)."""
+    return {KIND: ChangeKind.RESET.value, PROJECT: "", SANDBOX: "", REVISION: "0", DATA: ""}
 
 
 class LuaEntry(NamedTuple):

@@ -30,7 +30,7 @@ from sandbox_common.readmodel.document import (
     encode_doc,
     transitional_since,
 )
-from sandbox_common.readmodel.feed import ChangeKind, LuaEntry, lua_xadd
+from sandbox_common.readmodel.feed import reset_entry
 from sandbox_common.readmodel.marker import Written
 from sandbox_common.readmodel.marker import encode as encode_marker
 from sandbox_common.readmodel.redis_text import text
@@ -40,24 +40,24 @@ _CHUNK = 2000
 _FEED_LENGTH = 50_000
 
 # One shard's swap. Every key is in KEYS, all of the shard's slot.
-# KEYS: the 3 live indexes, their 3 shadows, shadow ids, shadow stale, change stream, then the
-#       live documents of the rebuilt ids, their shadows, and the live documents of the stale ids.
-# ARGV: stale-up-to revision, stream length, number of rebuilt ids, number of stale ids, the
-#       rebuilt ids, the stale ids.
+# KEYS: the 3 live indexes, their 3 shadows, shadow ids, shadow stale, then the live documents
+#       of the rebuilt ids, their shadows, and the live documents of the stale ids.
+# ARGV: stale-up-to revision, number of rebuilt ids, number of stale ids, the rebuilt ids, the
+#       stale ids.
 # Returns {swapped, removed, kept id...}.
 _SWAP_SHARD = """
-local base, feed_length = tonumber(ARGV[1]), ARGV[2]
-local n_ids, n_stale = tonumber(ARGV[3]), tonumber(ARGV[4])
+local base = tonumber(ARGV[1])
+local n_ids, n_stale = tonumber(ARGV[2]), tonumber(ARGV[3])
 local ids, stale_ids, rebuilt, stale = {}, {}, {}, {}
-for i = 1, n_ids do ids[i] = ARGV[4 + i]; rebuilt[ids[i]] = true end
-for i = 1, n_stale do stale_ids[i] = ARGV[4 + n_ids + i]; stale[stale_ids[i]] = true end
+for i = 1, n_ids do ids[i] = ARGV[3 + i]; rebuilt[ids[i]] = true end
+for i = 1, n_stale do stale_ids[i] = ARGV[3 + n_ids + i]; stale[stale_ids[i]] = true end
 local indexes = {KEYS[1], KEYS[2], KEYS[3]}
 local shadow_indexes = {KEYS[4], KEYS[5], KEYS[6]}
 local function rev(key) return tonumber(redis.call('HGET', key, 'r') or '-1') end
 local kept = {}
 local answer = {0, 0}
 for i, id in ipairs(ids) do
-  local live, shadow = KEYS[9 + i], KEYS[9 + n_ids + i]
+  local live, shadow = KEYS[8 + i], KEYS[8 + n_ids + i]
   if rev(live) > rev(shadow) then
     local scores = {}
     for j, index in ipairs(indexes) do scores[j] = redis.call('ZSCORE', index, id) end
@@ -91,7 +91,7 @@ for _, k in ipairs(kept) do
   end
 end
 for i, id in ipairs(stale_ids) do
-  local doc = KEYS[9 + 2 * n_ids + i]
+  local doc = KEYS[8 + 2 * n_ids + i]
   if rev(doc) <= base then
     redis.call('DEL', doc)
     for _, index in ipairs(indexes) do redis.call('ZREM', index, id) end
@@ -99,13 +99,8 @@ for i, id in ipairs(stale_ids) do
   end
 end
 redis.call('DEL', KEYS[7], KEYS[8])
-LUA_RESET
 return answer
-""".replace("'r'", repr(keys.REVISION_FIELD)).replace(
-    "LUA_RESET",
-    # Clients following the change feed are told to re-read everything (status-api's streams).
-    lua_xadd("KEYS[9]", "feed_length", LuaEntry(ChangeKind.RESET, "''", "''", "0", "''")),
-)
+""".replace("'r'", repr(keys.REVISION_FIELD))
 
 # A project's pointer: the rebuilt one replaces the live one unless the live projector moved it
 # since it was read (ARGV[1], '' = none) or it names a sandbox the live projector chose (ARGV[2]
@@ -164,11 +159,11 @@ def swap_call(
     """The shard swap's keys and arguments (pure: the unit tests check the slot)."""
     live = layout.indexes(shard)
     script_keys = [*live, *(keys.shadow(k) for k in live)]
-    script_keys += [layout.shadow_ids(shard), layout.shadow_stale(shard), layout.changes(shard)]
+    script_keys += [layout.shadow_ids(shard), layout.shadow_stale(shard)]
     script_keys += [layout.doc(i) for i in ids]
     script_keys += [keys.shadow(layout.doc(i)) for i in ids]
     script_keys += [layout.doc(i) for i in stale]
-    return script_keys, [base, _FEED_LENGTH, len(ids), len(stale), *ids, *stale]
+    return script_keys, [base, len(ids), len(stale), *ids, *stale]
 
 
 class ShadowWriter:
@@ -281,16 +276,20 @@ class ShadowWriter:
                 )
 
     async def swap(self, stale_up_to_revision: int, written: Written) -> tuple[int, int, int]:
-        """Shard by shard (each atomically) shadow -> live, then the project pointers, then
-        the completeness marker (naming these primaries). Returns (swapped, kept live, stale
-        removed). Interrupted half way, the marker is not written (or still names the old
-        layout or servers): the next check rebuilds again."""
+        """Shard by shard (each atomically) shadow -> live, then the project pointers, then one
+        reset entry on the change feed (status-api's streams re-read everything, once, from the
+        whole new model), then the completeness marker (naming these primaries). Returns
+        (swapped, kept live, stale removed). Interrupted half way, the marker is not written
+        (or still names the old layout or servers): the next check rebuilds again."""
         marker = await encode_marker(self._client, written, self._layout)
         done = _Swapped()
         for shard in self._layout.all:
             await self._swap_one(shard, stale_up_to_revision, done)
         await self._swap_pointers(done)
         await self._client.delete(keys.SHADOW_PROJECTS)
+        await self._client.xadd(
+            self._layout.changes(0), reset_entry(), maxlen=_FEED_LENGTH, approximate=True
+        )
         await self._client.set(keys.READ_MODEL_MARKER, marker)
         return done.swapped, len(done.kept), done.removed
 
