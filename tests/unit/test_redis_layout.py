@@ -154,3 +154,11 @@ def test_a_tombstone_is_written_in_its_shard_without_a_pointer() -> None:
 def test_a_layout_needs_a_shard() -> None:
     with pytest.raises(ValueError, match="shard"):
         Layout(0)
+
+
+def test_the_feed_as_a_whole_keeps_change_feed_max_length_changes() -> None:
+    assert LAYOUT.stream_length(50_000) == 3_125
+    assert Layout(3).stream_length(10) == 4
+    assert Layout(16).stream_length(1) == 1
+    ((_, args),) = script_calls(LAYOUT, [doc(revision=1)], 60, feed_length=50_000)
+    assert args[1] == 3_125

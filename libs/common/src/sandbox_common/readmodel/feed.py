@@ -267,7 +267,7 @@ class ChangeFeed:
                 ],
                 [
                     marker_ttl_seconds,
-                    self._max_length,
+                    self.layout.stream_length(self._max_length),
                     w.project_id or "",
                     w.sandbox_id,
                     w.revision,

@@ -80,6 +80,11 @@ class Layout:
         newest last; status-api follows every shard's and merges them for SSE clients."""
         return self._key(shard, "changes")
 
+    def stream_length(self, feed_length: int) -> int:
+        """Each shard's stream keeps its share of CHANGE_FEED_MAX_LENGTH: the feed as a whole
+        holds as many changes (and as much memory) as the one stream before sharding."""
+        return max(1, -(-feed_length // self.shards))
+
     def pause_warned(self, sandbox_id: str, deadline: str) -> str:
         """Present once the warning (pauseImminent, lifetimeEnding) for this sandbox's deadline
         has gone out; in the sandbox's shard, beside the change stream the warning goes to."""

@@ -112,6 +112,7 @@ def script_calls(
     for doc in docs:
         by_shard[layout.shard(doc.sandbox_id)].append(doc)
     calls: list[redis_pool.ScriptCall] = []
+    stream_length = layout.stream_length(feed_length)
     for shard, shard_docs in sorted(by_shard.items()):
         idle, transitional, hard_ends = layout.indexes(shard)
         for i in range(0, len(shard_docs), _CHUNK):
@@ -119,7 +120,7 @@ def script_calls(
             entries = [_entry(doc, tombstone_ttl_seconds) for doc in chunk]
             script_keys = [idle, transitional, layout.changes(shard), hard_ends]
             script_keys += [layout.doc(doc.sandbox_id) for doc in chunk]
-            calls.append((script_keys, [_encoder.encode(entries), feed_length]))
+            calls.append((script_keys, [_encoder.encode(entries), stream_length]))
     return calls
 
 
