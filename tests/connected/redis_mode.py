@@ -15,9 +15,10 @@ from sandbox_common import redis_pool
 
 CLUSTER = os.environ.get("REDIS_CLUSTER", "").strip().lower() in {"1", "true", "yes", "on"}
 
-# Tests that need a Redis database of their own beside the stack's (a cluster has only one).
-needs_own_database = pytest.mark.skipif(
-    CLUSTER, reason="needs a Redis database of its own (a Redis Cluster has only database 0)"
+
+# Tests of the single server's connection pool (the cluster client keeps a pool per node).
+single_server_only = pytest.mark.skipif(
+    CLUSTER, reason="the single-server connection pool (a cluster client has one per node)"
 )
 
 

@@ -11,11 +11,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from sandbox_common.redis_pool import BoundedConnectionPool, bounded_client
+from tests.connected import redis_mode
 from tests.connected.conftest import Infra
 
 pytestmark = pytest.mark.connected
 
 
+@redis_mode.single_server_only
 async def test_a_burst_larger_than_the_pool_waits_instead_of_failing(prepared: Infra) -> None:
     client = bounded_client(prepared.redis_url, max_connections=2)
     plain = aioredis.Redis.from_url(prepared.redis_url, max_connections=2)
