@@ -20,7 +20,7 @@ from sandbox_common.commands import Command
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope
 from sandbox_common.kafka_connection import KafkaConnection
-from sandbox_common.kafka_reconnect import CONNECT_ERRORS, ConnectionState, keep_trying
+from sandbox_common.kafka_reconnect import CONNECT_ERRORS, ConnectionState, check, keep_trying
 from sandbox_common.probes import probe_routes
 
 
@@ -64,6 +64,7 @@ class PatientKafkaBroker(KafkaBroker):
         await keep_trying(self._start_once, self._state)
 
     async def _start_once(self) -> None:
+        await check(self.connection)
         try:
             await super().start()
         except CONNECT_ERRORS:

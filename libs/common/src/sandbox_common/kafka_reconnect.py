@@ -61,6 +61,22 @@ async def diagnose(connection: KafkaConnection, timeout: float = 5.0) -> str | N
     return None
 
 
+class KafkaUnavailableError(ConnectionError):
+    """`diagnose`'s finding, raised by `check` before a client is made that could not connect
+    anyway (FastStream leaves the producer of a failed start unclosed)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def check(connection: KafkaConnection) -> None:
+    """Raises KafkaUnavailableError with the reason when `connection` cannot connect now."""
+    reason = await diagnose(connection)
+    if reason is not None:
+        raise KafkaUnavailableError(reason)
+
+
 def _first_server(bootstrap_servers: str) -> tuple[str, int]:
     first = bootstrap_servers.split(",")[0].strip()
     host, colon, port = first.rpartition(":")
@@ -76,7 +92,10 @@ class ConnectionState:
         self.problem: str | None = None
 
     async def failed(self, exc: BaseException) -> None:
-        reason = await diagnose(self._connection) or f"{exc!r}"
+        if isinstance(exc, KafkaUnavailableError):
+            reason: str = exc.reason
+        else:
+            reason = await diagnose(self._connection) or f"{exc!r}"
         if reason != self.problem:
             log.error("%s cannot connect: %s", self._client, reason)
         self.problem = reason
