@@ -12,8 +12,9 @@ KAFKA_SASL_CLIENT_PROPERTIES="$KAFKA_CONF/sasl-ssl-client.properties"
 # its SCRAM credentials were made with.
 SCRAM_MARK=.scram-users
 
-# sasl_ssl_listener [NODE_INDEX]: the listener of node NODE_INDEX (0 = the first).
-sasl_ssl_listener() { printf 'SASL_SSL://127.0.0.1:%s' "$((KAFKA_SASL_SSL_PORT + ${1:-0}))"; }
+# sasl_ssl_listener [PORT]: the listener's address (default KAFKA_SASL_SSL_PORT; a cluster's
+# node I gives its own port, KAFKA_SASL_SSL_PORT plus the node's port step).
+sasl_ssl_listener() { printf 'SASL_SSL://127.0.0.1:%s' "${1:-$KAFKA_SASL_SSL_PORT}"; }
 
 sasl_password() { head -n1 "$KAFKA_TLS/password"; }
 

@@ -3,6 +3,7 @@ shown, and turned into the same client arguments for aiokafka and for FastStream
 
 from __future__ import annotations
 
+import logging
 import ssl
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from faststream.kafka.security import parse_security
 from faststream.security import SASLPlaintext, SASLScram256, SASLScram512
 
+from sandbox_common.broker import build_broker
 from sandbox_common.kafka_connection import KafkaConnection, KafkaSecurityError
 from sandbox_common.settings import KafkaSettings, SettingsError, load
 from sandboxctl.settings import Settings
@@ -183,3 +185,14 @@ def test_the_password_is_never_shown() -> None:
 def test_a_connection_made_in_code_is_checked_too() -> None:
     with pytest.raises(KafkaSecurityError, match="needs KAFKA_SASL_USERNAME"):
         KafkaConnection("k:9092", "SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_password="x")
+
+
+def test_faststream_is_given_each_server_of_a_cluster() -> None:
+    # FastStream takes a str as one host name: a three-node list would never connect.
+    servers = " 127.0.0.1:9092, 127.0.0.1:9192,127.0.0.1:9292"
+    broker = build_broker(KafkaConnection(servers), logging.getLogger("test"), durable=True)
+    assert broker._connection_kwargs["bootstrap_servers"] == [
+        "127.0.0.1:9092",
+        "127.0.0.1:9192",
+        "127.0.0.1:9292",
+    ]

@@ -48,9 +48,7 @@ class PatientKafkaBroker(KafkaBroker):
     failure and leaves the app up and never consuming."""
 
     def __init__(self, connection: KafkaConnection, **options: Any) -> None:
-        super().__init__(
-            connection.bootstrap_servers, security=connection.faststream_security(), **options
-        )
+        super().__init__(connection.servers(), security=connection.faststream_security(), **options)
         # The process's other Kafka clients (lag monitor, state topic) connect the same way.
         self.connection = connection
         self._state = ConnectionState(connection, "the consumers' Kafka client")

@@ -61,6 +61,10 @@ class KafkaConnection:
     def tls(self) -> bool:
         return self.security_protocol in ("SSL", "SASL_SSL")
 
+    def servers(self) -> list[str]:
+        """Each bootstrap server: FastStream takes a str as one host, a cluster's list too."""
+        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
     def describe(self) -> str:
         """For log lines and errors: where and how, never the password."""
         how: str = self.security_protocol
