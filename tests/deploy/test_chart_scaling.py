@@ -184,9 +184,7 @@ def test_the_consumer_group_follows_its_setting(render: Render) -> None:
         (["projector.keda.lagThreshold=0"], "lagThreshold"),
     ],
 )
-def test_bad_scaling_values_fail_with_the_reason(
-    helm: str, sets: list[str], message: str
-) -> None:
+def test_bad_scaling_values_fail_with_the_reason(helm: str, sets: list[str], message: str) -> None:
     args = ["template", "rel", ".", "--kube-version", KUBE, "-f", str(DEFAULT)]
     for s in sets:
         args += ["--set", s]
@@ -221,8 +219,9 @@ def test_each_e2b_caller_gets_its_own_call_budget(render: Render) -> None:
         assert env["E2B_RATE_BURST"] == str(budget["burst"]), name
         assert env["E2B_MAX_CONCURRENCY"] == str(budget["maxConcurrency"]), name
         assert env["E2B_TIMEOUT_SECONDS"] == str(budget["timeoutSeconds"]), name
-    assert env_of(found["actuator"])["E2B_RATE_PER_SECOND"] != (
-        env_of(found["enforcer"])["E2B_RATE_PER_SECOND"]
+    assert (
+        env_of(found["actuator"])["E2B_RATE_PER_SECOND"]
+        != (env_of(found["enforcer"])["E2B_RATE_PER_SECOND"])
     )
 
 
