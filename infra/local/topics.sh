@@ -7,6 +7,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KAFKA_VERSION="${KAFKA_VERSION:-4.1.2}"
 KAFKA_LIB="$CACHE/kafka-$KAFKA_VERSION/lib"
 BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:${KAFKA_PORT:-9092}}"
+SECURITY=()
+if [[ ${KAFKA_SECURITY:-plaintext} == sasl_ssl ]]; then
+  # The local broker's SASL_SSL listener, as kafka.sh wrote it down.
+  BOOTSTRAP="$(sed -n 's/^KAFKA_SASL_SSL_BOOTSTRAP_SERVERS=//p' "$STATE/kafka/sasl-ssl.env")"
+  SECURITY=(--command-config "$STATE/kafka/sasl-ssl-client.properties")
+fi
 RF="${KAFKA_REPLICATION_FACTOR:-1}"
 MIN_ISR="${KAFKA_MIN_INSYNC_REPLICAS:-1}"
 LIFECYCLE_PARTITIONS="${LIFECYCLE_PARTITIONS:-12}"
@@ -30,7 +36,8 @@ EOF
 
 topic_cmd() {
   java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$TOOLS_LOG4J" \
-    -cp "$KAFKA_LIB/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" "$@"
+    -cp "$KAFKA_LIB/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
+    "${SECURITY[@]}" "$@"
 }
 
 existing="$(topic_cmd --list)" || die "cannot list topics on $BOOTSTRAP (is kafka running? infra/local/kafka.sh start)"
