@@ -7,20 +7,22 @@ services do through their settings."""
 from __future__ import annotations
 
 import os
+from typing import cast
 
-import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from sandbox_common import redis_pool
 
 CLUSTER = os.environ.get("REDIS_CLUSTER", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-# Tests of the single server's connection pool (the cluster client keeps a pool per node).
-single_server_only = pytest.mark.skipif(
-    CLUSTER, reason="the single-server connection pool (a cluster client has one per node)"
-)
+def client(url: str, max_connections: int = 64) -> aioredis.Redis:
+    return redis_pool.redis_client(url, max_connections, cluster=CLUSTER)
 
 
-def client(url: str) -> aioredis.Redis:
-    return redis_pool.redis_client(url, 64, cluster=CLUSTER)
+def unbounded(url: str, max_connections: int) -> aioredis.Redis:
+    """redis-py's own client, which fails a burst past `max_connections` (the services' waits)."""
+    if CLUSTER:
+        return cast(aioredis.Redis, RedisCluster.from_url(url, max_connections=max_connections))
+    return aioredis.Redis.from_url(url, max_connections=max_connections)

@@ -65,12 +65,29 @@ class BoundedConnectionPool(aioredis.ConnectionPool):
 class _Cluster(RedisCluster):
     """redis-py's cluster client, initialised (the cluster's nodes and slots read) before its
     first command: left to the commands, concurrent first ones raced each other's connections
-    (AttributeError on a connection another one had closed; found by the connected tier)."""
+    (AttributeError on a connection another one had closed; found by the connected tier).
+
+    `bound`: like BoundedConnectionPool, a burst waits for a free connection instead of
+    failing: redis-py's cluster nodes raise MaxConnectionsError past their maximum. At most
+    `bound` commands are out at once (each holds one connection of its node); the nodes allow
+    twice as many, so pipelines (which bypass the bound) have room beside them."""
+
+    def __init__(self, *args: Any, bound: int | None = None, **kwargs: Any) -> None:
+        if bound is not None:
+            kwargs["max_connections"] = 2 * bound
+        super().__init__(*args, **kwargs)
+        self._bound = asyncio.Semaphore(bound) if bound is not None else None
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         if self._initialize:
             await self.initialize()  # under the client's own lock: once
         return await super().execute_command(*args, **kwargs)
+
+    async def _execute_command(self, target_node: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._bound is None:
+            return await super()._execute_command(target_node, *args, **kwargs)
+        async with self._bound:
+            return await super()._execute_command(target_node, *args, **kwargs)
 
 
 def _retry() -> Retry:
@@ -81,18 +98,17 @@ def redis_client(
     url: str, max_connections: int, *, blocking: bool = True, cluster: bool = False
 ) -> aioredis.Redis:
     """`blocking`: wait for a free connection instead of failing when all are busy. `cluster`:
-    a Redis Cluster client (the URL names any node; the others are discovered), with at most
-    `max_connections` per node: redis-py's cluster client has no waiting pool."""
+    a Redis Cluster client (the URL names any node; the others are discovered), bounded the
+    same way when `blocking`."""
     if cluster:
-        client = _Cluster.from_url(url, max_connections=max_connections, retry=_retry())
+        if blocking:
+            client = _Cluster.from_url(url, bound=max_connections, retry=_retry())
+        else:
+            client = _Cluster.from_url(url, max_connections=max_connections, retry=_retry())
         return cast(aioredis.Redis, client)
     pool_class = BoundedConnectionPool if blocking else aioredis.ConnectionPool
     pool = pool_class.from_url(url, max_connections=max_connections, retry=_retry())
     return aioredis.Redis(connection_pool=pool)
-
-
-def bounded_client(url: str, max_connections: int) -> aioredis.Redis:
-    return redis_client(url, max_connections)
 
 
 def is_cluster(client: aioredis.Redis) -> bool:
