@@ -8,6 +8,8 @@ PYTEST_ARGS ?=
 # has database 0 only), on TEST_REDIS_CLUSTER_PORTS, beside the one `make up` serves.
 REDIS_MODE ?= standalone
 TEST_REDIS_CLUSTER_PORTS ?= 7011 7012 7013
+# ... and the replay tests' store (a Redis of its own beside the stack's) one more.
+TEST_REDIS_STORE_CLUSTER_PORTS ?= 7021 7022 7023
 export REDIS_MODE
 
 .PHONY: help deps up down status test test-unit test-connected test-faults lint bench capacity soak helm-lint compose-check
@@ -41,8 +43,12 @@ test: deps ## start the infrastructure, then run every test tier against it
 	@# The dev services share the topics with the test stack: their actuator would act on the
 	@# tests' commands. They are stopped (the infrastructure keeps running); `make up` restarts them.
 	@infra/local/services.sh stop
-	@if [[ $(REDIS_MODE) == cluster ]]; then REDIS_CLUSTER_PORTS="$(TEST_REDIS_CLUSTER_PORTS)" infra/local/redis.sh start; fi
-	@source .state/infra.env && TEST_REDIS_URL=redis://127.0.0.1:$(firstword $(TEST_REDIS_CLUSTER_PORTS))/0 \
+	@if [[ $(REDIS_MODE) == cluster ]]; then \
+	  REDIS_CLUSTER_PORTS="$(TEST_REDIS_CLUSTER_PORTS)" infra/local/redis.sh start && \
+	  REDIS_CLUSTER_PORTS="$(TEST_REDIS_STORE_CLUSTER_PORTS)" infra/local/redis.sh start; fi
+	@source .state/infra.env && \
+	  TEST_REDIS_URL=redis://127.0.0.1:$(firstword $(TEST_REDIS_CLUSTER_PORTS))/0 \
+	  TEST_REDIS_STORE_URL=redis://127.0.0.1:$(firstword $(TEST_REDIS_STORE_CLUSTER_PORTS))/0 \
 	  $(UV) run --frozen pytest -m "not faults" $(PYTEST_ARGS)
 
 test-unit: deps ## the fast tier only: no broker, no database

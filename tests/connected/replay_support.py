@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -87,15 +88,23 @@ async def replay_store(infra: Infra) -> AsyncIterator[ReplayStore]:
     database_url = f"{infra.database_url}{sep}search_path={SCHEMA}"
     await migrate(database_url)
     if redis_mode.CLUSTER:
-        pytest.skip("a replay store needs a Redis database of its own (a cluster has only one)")
-    redis_url = f"{infra.redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
+        # A cluster has database 0 only: the store gets a cluster of its own (make test starts
+        # it in REDIS_MODE=cluster).
+        redis_url = os.environ.get("TEST_REDIS_STORE_URL", "")
+        if not redis_url:
+            pytest.skip("a replay store on a Redis Cluster needs TEST_REDIS_STORE_URL")
+    else:
+        redis_url = f"{infra.redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
     client = redis_mode.client(redis_url)
     await client.flushdb()
     await client.aclose()
     topic = f"replay-test-{uuid.uuid4().hex[:8]}"
     await create_topic(infra.kafka, topic)
     settings = Settings(
-        kafka_bootstrap_servers=infra.kafka, database_url=database_url, redis_url=redis_url
+        kafka_bootstrap_servers=infra.kafka,
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_cluster=redis_mode.CLUSTER,
     )
     try:
         yield ReplayStore(topic, settings)
