@@ -3,12 +3,18 @@
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=kafka_nodes.sh
+source "$INFRA_DIR/kafka_nodes.sh"
 
 KAFKA_VERSION="${KAFKA_VERSION:-4.1.2}"
 KAFKA_LIB="$CACHE/kafka-$KAFKA_VERSION/lib"
-BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:${KAFKA_PORT:-9092}}"
-RF="${KAFKA_REPLICATION_FACTOR:-1}"
-MIN_ISR="${KAFKA_MIN_INSYNC_REPLICAS:-1}"
+BROKERS="$(kafka_brokers)"
+BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-$(kafka_bootstrap "$BROKERS")}"
+# Three nodes: three copies, and a write (acks=all) acknowledged once two have it.
+DEFAULT_RF=1 DEFAULT_MIN_ISR=1
+((BROKERS == 1)) || { DEFAULT_RF=3; DEFAULT_MIN_ISR=2; }
+RF="${KAFKA_REPLICATION_FACTOR:-$DEFAULT_RF}"
+MIN_ISR="${KAFKA_MIN_INSYNC_REPLICAS:-$DEFAULT_MIN_ISR}"
 LIFECYCLE_PARTITIONS="${LIFECYCLE_PARTITIONS:-12}"
 COMMANDS_PARTITIONS="${COMMANDS_PARTITIONS:-12}"
 DLQ_PARTITIONS="${DLQ_PARTITIONS:-3}"
