@@ -28,9 +28,11 @@ def build_broker(
     """`durable`: acks=all and idempotence, so a fact is on every in-sync replica before the
     record that caused it is committed. Per-message "Received/Processed" lines go to DEBUG: at
     thousands a second they are noise."""
+    # FastStream takes a str as one address: a cluster's comma-separated list must be split.
+    servers = [s.strip() for s in bootstrap_servers.split(",") if s.strip()]
     if durable:
         return KafkaBroker(
-            bootstrap_servers,
+            servers,
             acks="all",
             enable_idempotence=True,
             compression_type=topics.COMPRESSION,
@@ -39,7 +41,7 @@ def build_broker(
             apply_types=apply_types,
         )
     return KafkaBroker(
-        bootstrap_servers,
+        servers,
         compression_type=topics.COMPRESSION,
         logger=log,
         log_level=logging.DEBUG,

@@ -1,0 +1,118 @@
+"""Broker faults of a three-node Kafka (replication factor 3, min.insync.replicas 2) under the
+steady webhook load: one node killed -9 costs no acknowledged webhook and ingest's p99 is back to
+normal within seconds while it is still down; with two nodes down ingest answers 503 and
+acknowledges nothing, and it recovers on its own once they are back. Then every check of the
+other fault scenarios (tests/faults/scenario.py). Run with FAULTS_KAFKA_BROKERS=3
+(`make test-faults` runs this file so, in a session of its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from tests.faults.brokers import in_sync, normal_again, windows
+from tests.faults.infra import LocalInfra
+from tests.faults.invariants import TopicFold
+from tests.faults.progress import EndOffsets
+from tests.faults.report import ScenarioFigures
+from tests.faults.rig import Rig
+from tests.faults.scenario import Scenario, recovered
+
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.timeout(600),
+    pytest.mark.skipif(
+        LocalInfra().brokers != 3, reason="needs a three-node Kafka: FAULTS_KAFKA_BROKERS=3"
+    ),
+]
+# Long enough to see the cluster settle without the node (its session expires in 3 s), and
+# longer than ingest's publish timeout (10 s): a webhook waits that long, then is answered 503.
+DOWN_SECONDS = float(os.environ.get("FAULTS_BROKER_DOWN_SECONDS", "15"))
+# p99 counts as normal again within this factor of the p99 before the kill (and never under
+# NORMAL_FLOOR seconds: a quiet machine's p99 is a few milliseconds), and must be so within
+# NORMAL_WITHIN seconds of the kill.
+NORMAL_FACTOR, NORMAL_FLOOR, NORMAL_WITHIN = 3.0, 0.5, 10.0
+
+
+async def test_one_broker_killed_loses_nothing_and_p99_recovers_within_seconds(
+    rig: Rig, fold: TopicFold, offsets: EndOffsets, results: list[ScenarioFigures]
+) -> None:
+    infra = rig.infra
+    await in_sync(infra.kafka, within=60)
+    scenario = await Scenario.begin(rig, offsets, "1 of 3 brokers")
+    figures = scenario.figures
+    async with scenario.under_load():
+        started = time.monotonic()
+        await asyncio.sleep(figures.seconds / 3)
+        # The controller quorum's leader: its partitions and the quorum move at once.
+        victim = await asyncio.to_thread(infra.quorum_leader)
+        killed_at = time.monotonic()
+        await asyncio.to_thread(infra.kill, victim)
+        await asyncio.sleep(DOWN_SECONDS)
+        restarted_at = time.monotonic()
+        await asyncio.to_thread(infra.start, "kafka")
+        figures.down_s = time.monotonic() - killed_at
+        figures.recover_s = await recovered(rig, scenario.watch, restarted_at)
+    figures.killed = f"{victim} (quorum leader) of 3"
+    results.append(scenario.summarize(restarted_at))
+    await in_sync(infra.kafka, within=120)
+    resynced_s = time.monotonic() - restarted_at
+
+    deliveries = scenario.deliveries
+    # The p99 of the load before the kill (its first two seconds warm the connections up).
+    baseline = windows(deliveries, started + 2, killed_at, width=killed_at - started)[0].p99
+    bound = max(NORMAL_FACTOR * baseline, NORMAL_FLOOR)
+    # While the victim is still down: the cluster must do without it, not wait for it.
+    after = windows(deliveries, killed_at, restarted_at)
+    normal_after = normal_again(after, bound)
+    figures.extra = {
+        "p99_before_kill_s": baseline,
+        "worst_1s_p99_after_kill_s": max(w.p99 for w in after),
+        "p99_normal_again_after_kill_s": normal_after,
+        "p99_bound_s": bound,
+        "in_sync_again_after_restart_s": resynced_s,
+    }
+    print(f"\n[faults] p99 by second after the kill: {[round(w.p99, 3) for w in after]}")
+    assert normal_after <= NORMAL_WITHIN, (
+        f"p99 not back under {bound:.3f}s within {NORMAL_WITHIN}s of the kill: "
+        f"{[(w.start, round(w.p99, 3)) for w in after]}"
+    )
+    await scenario.check(fold, copies_allowed=False)
+
+
+async def test_two_brokers_down_ingest_answers_503_and_recovers_on_its_own(
+    rig: Rig, fold: TopicFold, offsets: EndOffsets, results: list[ScenarioFigures]
+) -> None:
+    infra = rig.infra
+    await in_sync(infra.kafka, within=60)
+    scenario = await Scenario.begin(rig, offsets, "2 of 3 brokers")
+    figures = scenario.figures
+    async with scenario.under_load():
+        await asyncio.sleep(figures.seconds / 3)
+        leader = await asyncio.to_thread(infra.quorum_leader)
+        victims = [leader, next(n for n in infra.kafka_nodes if n != leader)]
+        await asyncio.to_thread(infra.kill, *victims)
+        down_at = time.monotonic()
+        await asyncio.sleep(DOWN_SECONDS)
+        restarted_at = time.monotonic()
+        await asyncio.to_thread(infra.start, "kafka")
+        figures.down_s = time.monotonic() - down_at
+        figures.recover_s = await recovered(rig, scenario.watch, restarted_at)
+    figures.killed = f"{' + '.join(victims)} of 3"
+    results.append(scenario.summarize(restarted_at))
+
+    # An answer already on its way at the kill may arrive just after it; nothing later.
+    outage = (down_at + 1.0, restarted_at)
+    acked = [d for d in scenario.deliveries if d.acked_at and outage[0] < d.acked_at < outage[1]]
+    answered_503 = sum(
+        1
+        for at, kind in scenario.load.figures.failed_times
+        if kind == "503" and down_at <= at < restarted_at
+    )
+    figures.extra = {"2xx_while_down": len(acked), "503_while_down": answered_503}
+    assert acked == [], f"{len(acked)} webhooks acknowledged with one broker of three up"
+    assert answered_503 > 0, f"no 503 while two brokers were down: {figures.failed}"
+    await scenario.check(fold, copies_allowed=False)
