@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from projector.settings import ProjectorSettings
 from sandbox_common import topics
+from sandbox_common.consumer_lag import committed_lag
 from tests.connected.conftest import topic_partitions
 
 
@@ -139,3 +142,30 @@ async def drained(
             last = None
         await asyncio.sleep(0.25)
     raise AssertionError(f"projector not drained within {within}s (last sample {last})")
+
+
+async def committed(kafka: str, within: float) -> float:
+    """Seconds until the projector's group has committed every record of the topic. It commits
+    a batch once its Redis write is done too, which can trail PostgreSQL's by a batch whose
+    `sandbox-state` records the broker has not acknowledged yet (pipeline.py)."""
+    started = time.monotonic()
+    group = ProjectorSettings.projector_group_id
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka, request_timeout_ms=5000)
+    ends = AIOKafkaConsumer(bootstrap_servers=kafka, request_timeout_ms=5000)
+    await admin.start()
+    await ends.start()
+    lag: dict[int, int] | str | None = None
+    try:
+        while time.monotonic() - started < within:
+            try:
+                lag = await committed_lag(admin, ends, group, topics.LIFECYCLE)
+            except KafkaError as exc:
+                lag = repr(exc)
+            if isinstance(lag, dict) and not any(lag.values()):
+                return time.monotonic() - started
+            await asyncio.sleep(0.25)
+    finally:
+        await admin.close()
+        with contextlib.suppress(asyncio.CancelledError):  # aiokafka#647
+            await ends.stop()
+    raise AssertionError(f"group {group} has not committed everything within {within}s: {lag}")

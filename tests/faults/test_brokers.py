@@ -31,10 +31,17 @@ pytestmark = [
 # Long enough to see the cluster settle without the node (its session expires in 3 s), and
 # longer than ingest's publish timeout (10 s): a webhook waits that long, then is answered 503.
 DOWN_SECONDS = float(os.environ.get("FAULTS_BROKER_DOWN_SECONDS", "15"))
+# Three copies of each record, three JVMs on two cores: at the one-broker suite's 1,000/s the
+# webhooks queued up without end before any fault, at 500/s the p99 was near a second on a busy
+# machine; 300/s leaves room to catch up after a fault.
+RATE = int(os.environ.get("FAULTS_BROKER_RATE", "300"))
 # p99 counts as normal again within this factor of the p99 before the kill (and never under
 # NORMAL_FLOOR seconds: a quiet machine's p99 is a few milliseconds), and must be so within
 # NORMAL_WITHIN seconds of the kill.
-NORMAL_FACTOR, NORMAL_FLOOR, NORMAL_WITHIN = 3.0, 0.5, 10.0
+NORMAL_FACTOR, NORMAL_FLOOR, NORMAL_WITHIN = 3.0, 0.5, 15.0
+# Before any fault: above this, the machine does not keep up with the load and no p99 after the
+# kill can be called normal or not.
+STEADY_P99 = 1.0
 
 
 async def test_one_broker_killed_loses_nothing_and_p99_recovers_within_seconds(
@@ -42,7 +49,7 @@ async def test_one_broker_killed_loses_nothing_and_p99_recovers_within_seconds(
 ) -> None:
     infra = rig.infra
     await in_sync(infra.kafka, within=60)
-    scenario = await Scenario.begin(rig, offsets, "1 of 3 brokers")
+    scenario = await Scenario.begin(rig, offsets, "1 of 3 brokers", RATE)
     figures = scenario.figures
     async with scenario.under_load():
         started = time.monotonic()
@@ -62,13 +69,15 @@ async def test_one_broker_killed_loses_nothing_and_p99_recovers_within_seconds(
     resynced_s = time.monotonic() - restarted_at
 
     deliveries = scenario.deliveries
-    # The p99 of the load before the kill (its first two seconds warm the connections up).
-    baseline = windows(deliveries, started + 2, killed_at, width=killed_at - started)[0].p99
+    # The p99 of the load before the kill: not its first two seconds (connections warming up)
+    # nor its last one (what was in flight at the kill waited for the dead node).
+    steady = (started + 2, killed_at - 1)
+    baseline = windows(deliveries, *steady, width=steady[1] - steady[0])[0].p99
     bound = max(NORMAL_FACTOR * baseline, NORMAL_FLOOR)
     # While the victim is still down: the cluster must do without it, not wait for it.
     after = windows(deliveries, killed_at, restarted_at)
     normal_after = normal_again(after, bound)
-    figures.extra = {
+    figures.extra |= {
         "p99_before_kill_s": baseline,
         "worst_1s_p99_after_kill_s": max(w.p99 for w in after),
         "p99_normal_again_after_kill_s": normal_after,
@@ -76,6 +85,9 @@ async def test_one_broker_killed_loses_nothing_and_p99_recovers_within_seconds(
         "in_sync_again_after_restart_s": resynced_s,
     }
     print(f"\n[faults] p99 by second after the kill: {[round(w.p99, 3) for w in after]}")
+    whole = windows(deliveries, started, started + figures.seconds)
+    print(f"[faults] p99 by second of the load: {[round(w.p99, 3) for w in whole]}")
+    assert baseline <= STEADY_P99, f"p99 {baseline:.2f}s before the kill: the load is too high"
     assert normal_after <= NORMAL_WITHIN, (
         f"p99 not back under {bound:.3f}s within {NORMAL_WITHIN}s of the kill: "
         f"{[(w.start, round(w.p99, 3)) for w in after]}"
@@ -88,7 +100,7 @@ async def test_two_brokers_down_ingest_answers_503_and_recovers_on_its_own(
 ) -> None:
     infra = rig.infra
     await in_sync(infra.kafka, within=60)
-    scenario = await Scenario.begin(rig, offsets, "2 of 3 brokers")
+    scenario = await Scenario.begin(rig, offsets, "2 of 3 brokers", RATE)
     figures = scenario.figures
     async with scenario.under_load():
         await asyncio.sleep(figures.seconds / 3)
@@ -112,7 +124,7 @@ async def test_two_brokers_down_ingest_answers_503_and_recovers_on_its_own(
         for at, kind in scenario.load.figures.failed_times
         if kind == "503" and down_at <= at < restarted_at
     )
-    figures.extra = {"2xx_while_down": len(acked), "503_while_down": answered_503}
+    figures.extra |= {"2xx_while_down": len(acked), "503_while_down": answered_503}
     assert acked == [], f"{len(acked)} webhooks acknowledged with one broker of three up"
     assert answered_503 > 0, f"no 503 while two brokers were down: {figures.failed}"
     await scenario.check(fold, copies_allowed=False)
