@@ -28,20 +28,21 @@ pytestmark = [
         LocalInfra().brokers != 3, reason="needs a three-node Kafka: FAULTS_KAFKA_BROKERS=3"
     ),
 ]
-# Long enough to see the cluster settle without the node (its session expires in 3 s), and
-# longer than ingest's publish timeout (10 s): a webhook waits that long, then is answered 503.
-DOWN_SECONDS = float(os.environ.get("FAULTS_BROKER_DOWN_SECONDS", "15"))
+# Longer than ingest's publish timeout (10 s: a webhook waits that long, then is answered 503),
+# and than NORMAL_WITHIN: the p99 must be back while the node is still down, and stay there.
+DOWN_SECONDS = float(os.environ.get("FAULTS_BROKER_DOWN_SECONDS", "20"))
 # Three copies of each record, three JVMs on two cores: at the one-broker suite's 1,000/s the
 # webhooks queued up without end before any fault, at 500/s the p99 was near a second on a busy
 # machine; 300/s leaves room to catch up after a fault.
 RATE = int(os.environ.get("FAULTS_BROKER_RATE", "300"))
 # p99 counts as normal again within this factor of the p99 before the kill (and never under
-# NORMAL_FLOOR seconds: a quiet machine's p99 is a few milliseconds), and must be so within
-# NORMAL_WITHIN seconds of the kill.
+# NORMAL_FLOOR seconds: a quiet machine's p99 is a few milliseconds), and must be so from
+# NORMAL_WITHIN seconds after the kill on (measured: 9 to 12 s on a busy 2-core machine, of which
+# about 5 s until the quorum has a new leader and the dead node is fenced, then the backlog).
 NORMAL_FACTOR, NORMAL_FLOOR, NORMAL_WITHIN = 3.0, 0.5, 15.0
 # Before any fault: above this, the machine does not keep up with the load and no p99 after the
 # kill can be called normal or not.
-STEADY_P99 = 1.0
+STEADY_P99 = 0.5
 
 
 async def test_one_broker_killed_loses_nothing_and_p99_recovers_within_seconds(
@@ -69,16 +70,18 @@ async def test_one_broker_killed_loses_nothing_and_p99_recovers_within_seconds(
     resynced_s = time.monotonic() - restarted_at
 
     deliveries = scenario.deliveries
-    # The p99 of the load before the kill: not its first two seconds (connections warming up)
-    # nor its last one (what was in flight at the kill waited for the dead node).
-    steady = (started + 2, killed_at - 1)
-    baseline = windows(deliveries, *steady, width=steady[1] - steady[0])[0].p99
+    # Normal: the median of the per-second p99s before the kill, but for the load's first two
+    # seconds (connections and JIT warming up) and its last one (what was in flight at the kill
+    # waited for the dead node).
+    steady = sorted(w.p99 for w in windows(deliveries, started + 2, killed_at - 1))
+    baseline = steady[len(steady) // 2]
     bound = max(NORMAL_FACTOR * baseline, NORMAL_FLOOR)
     # While the victim is still down: the cluster must do without it, not wait for it.
     after = windows(deliveries, killed_at, restarted_at)
+    assert after[-1].start >= NORMAL_WITHIN, "the load ended too soon after the kill to tell"
     normal_after = normal_again(after, bound)
     figures.extra |= {
-        "p99_before_kill_s": baseline,
+        "p99_before_kill_s": baseline,  # the median second's
         "worst_1s_p99_after_kill_s": max(w.p99 for w in after),
         "p99_normal_again_after_kill_s": normal_after,
         "p99_bound_s": bound,
