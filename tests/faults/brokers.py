@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
@@ -53,17 +54,22 @@ def normal_again(found: list[Window], bound: float) -> float:
     return math.inf
 
 
-async def out_of_sync(bootstrap: str) -> int:
-    """Partitions of the project's topics with a replica outside the in-sync set."""
+async def partitions(bootstrap: str) -> list[dict[str, Any]]:
+    """Every partition of the project's topics: its leader, replicas and in-sync replicas."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     await admin.start()
     try:
         described = await admin.describe_topics(list(TOPICS))
     finally:
         await admin.close()
-    partitions = [p for t in described for p in t.get("partitions", [])]
-    assert partitions, f"no partitions described: {described}"
-    return sum(1 for p in partitions if set(p["replicas"]) - set(p["isr"]))
+    found = [p for t in described for p in t.get("partitions", [])]
+    assert found, f"no partitions described: {described}"
+    return found
+
+
+async def out_of_sync(bootstrap: str) -> int:
+    """Partitions of the project's topics with a replica outside the in-sync set."""
+    return sum(1 for p in await partitions(bootstrap) if set(p["replicas"]) - set(p["isr"]))
 
 
 async def in_sync(bootstrap: str, within: float) -> float:
