@@ -85,8 +85,8 @@ class LocalInfra:
 
     def up(self) -> None:
         """Starts all three; Kafka on a fresh log dir: the topics hold this run's records only."""
-        if self.pids("kafka"):  # left by an interrupted run: ours, by its pid files
-            self.script("kafka", "stop")
+        # Left by an interrupted run, of either size: ours, stopped by its pid files.
+        self.script("kafka", "stop")
         for data in (self.state / "data").glob("kafka*"):
             shutil.rmtree(data, ignore_errors=True)
         (self.state / "kafka" / "cluster.id").unlink(missing_ok=True)
