@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: help deps up down status test test-unit test-connected test-faults lint bench soak helm-lint compose-check
+.PHONY: help deps up down status test test-unit test-connected test-faults lint bench capacity soak helm-lint compose-check
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,8 +52,12 @@ lint: deps ## ruff, mypy --strict and shellcheck
 	@$(UV) run --frozen ruff format --check libs services tools tests bench
 	@$(UV) run --frozen mypy libs/common/src services/*/src tools/*/src tests bench
 
-bench: deps ## run the benchmarks (infrastructure must be up: make up)
+bench: deps ## run the benchmarks (infrastructure must be up: make up), then docs/CAPACITY.md from them
 	@source .state/env.sh && $(UV) run --frozen python -m bench.run_all
+	@$(UV) run --frozen python -m bench.capacity
+
+capacity: deps ## rewrite docs/CAPACITY.md from bench/results.json (no infrastructure needed)
+	@$(UV) run --frozen python -m bench.capacity
 
 # The soak runs on a stack of its own built from nothing (SOAK_STATE: Kafka, PostgreSQL and Redis
 # data, pid files, logs), on the usual ports: the stack of `make up` is stopped first (its data is
