@@ -10,6 +10,12 @@ KAFKA_VERSION="${KAFKA_VERSION:-4.1.2}"
 KAFKA_LIB="$CACHE/kafka-$KAFKA_VERSION/lib"
 BROKERS="$(kafka_brokers)"
 BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-$(kafka_bootstrap "$BROKERS")}"
+SECURITY=()
+if [[ ${KAFKA_SECURITY:-plaintext} == sasl_ssl ]]; then
+  # The local broker's SASL_SSL listener, as kafka.sh wrote it down.
+  BOOTSTRAP="$(sed -n 's/^KAFKA_SASL_SSL_BOOTSTRAP_SERVERS=//p' "$STATE/kafka/sasl-ssl.env")"
+  SECURITY=(--command-config "$STATE/kafka/sasl-ssl-client.properties")
+fi
 # Three nodes: three copies, and a write (acks=all) acknowledged once two have it.
 DEFAULT_RF=1 DEFAULT_MIN_ISR=1
 ((BROKERS == 1)) || { DEFAULT_RF=3; DEFAULT_MIN_ISR=2; }
@@ -36,7 +42,8 @@ EOF
 
 topic_cmd() {
   java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$TOOLS_LOG4J" \
-    -cp "$KAFKA_LIB/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" "$@"
+    -cp "$KAFKA_LIB/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
+    "${SECURITY[@]}" "$@"
 }
 
 existing="$(topic_cmd --list)" || die "cannot list topics on $BOOTSTRAP (is kafka running? infra/local/kafka.sh start)"

@@ -174,7 +174,7 @@ async def project_live(
             DocumentWriter(client, s.killed_tombstone_ttl_seconds, s.change_feed_max_length),
             s.deadline_rule(),
         )
-        async with TopicReader(s.kafka_bootstrap_servers, store.topic) as reader:
+        async with TopicReader(s.kafka_connection(), store.topic) as reader:
             records: list[Record] = []
             async for batch in reader.read(await reader.starts(), await reader.ends()):
                 records.extend(Record(r.topic, r.partition, r.offset, r.value) for r in batch)

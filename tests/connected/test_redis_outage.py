@@ -31,6 +31,8 @@ pytestmark = pytest.mark.connected
 
 
 class _Broker:
+    problem = None
+
     async def ping(self, timeout: float | None) -> bool:  # noqa: ASYNC109 - the Pingable signature
         return True
 

@@ -26,6 +26,7 @@ from sandbox_common import envelope as env
 from sandbox_common import topics
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import FactType
+from sandbox_common.kafka_connection import KafkaConnection
 from sandbox_common.readmodel import keys
 from sandbox_common.readmodel.writer import DocumentWriter
 from tests.connected.replay_support import (
@@ -67,7 +68,7 @@ class _LiveLoad:
         )
         position = dict(start)
         try:
-            async with TopicReader(s.kafka_bootstrap_servers, self._store.topic) as reader:
+            async with TopicReader(s.kafka_connection(), self._store.topic) as reader:
                 while True:
                     stopping = self._stop.is_set()
                     if not stopping:
@@ -99,7 +100,7 @@ async def test_a_replay_under_a_steady_load_of_new_sandboxes_loses_nothing(
     bootstrap = store.settings.kafka_bootstrap_servers
     await publish(bootstrap, store.topic, random_stream(rng, 3000, 20_000))
     await project_live(store, rng)
-    async with TopicReader(bootstrap, store.topic) as reader:
+    async with TopicReader(KafkaConnection(bootstrap), store.topic) as reader:
         folded_up_to = await reader.ends()
 
     load = _LiveLoad(store)

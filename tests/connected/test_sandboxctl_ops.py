@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
 from sandbox_common import topics
+from sandbox_common.kafka_connection import KafkaConnection
 from sandbox_common.readmodel import keys
 from sandboxctl import topics_cmd
 from sandboxctl.kafka_admin import KafkaAdmin
@@ -50,7 +51,7 @@ async def test_create_makes_a_missing_topic_with_its_settings_then_leaves_it(
     name = f"sandboxctl-test-{uuid.uuid4().hex[:8]}"
     spec = TopicSpec(name, 3, 1, {"retention.ms": "-1", "min.insync.replicas": "1"})
     try:
-        async with KafkaAdmin(prepared.kafka) as admin:
+        async with KafkaAdmin(KafkaConnection(prepared.kafka)) as admin:
             first = await topics_cmd.create(admin, [spec])
             second = await topics_cmd.create(admin, [spec])
             state = (await admin.existing([name]))[name]

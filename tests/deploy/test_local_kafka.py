@@ -48,7 +48,7 @@ def test_one_node_keeps_the_files_and_ports_it_always_had(tmp_path: Path) -> Non
     assert (tmp_path / "kafka" / "server.properties").is_file()
     assert node["node.id"] == "1"
     assert node["controller.quorum.voters"] == "1@127.0.0.1:9093"
-    assert ports(node) == {9092, 9093}
+    assert ports(node) == {9092, 9093, 9094}  # PLAINTEXT, CONTROLLER, SASL_SSL
     assert node["log.dirs"] == str(tmp_path / "data" / "kafka")
     assert node["default.replication.factor"] == node["offsets.topic.replication.factor"] == "1"
     assert node["min.insync.replicas"] == "1"
@@ -59,9 +59,13 @@ def test_three_nodes_form_one_quorum_with_ports_and_files_of_their_own(tmp_path:
     assert [n["node.id"] for n in nodes] == ["1", "2", "3"]
     voters = {n["controller.quorum.voters"] for n in nodes}
     assert voters == {"1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293"}
-    assert [ports(n) for n in nodes] == [{9092, 9093}, {9192, 9193}, {9292, 9293}]
+    assert [ports(n) for n in nodes] == [
+        {9092, 9093, 9094},
+        {9192, 9193, 9194},
+        {9292, 9293, 9294},
+    ]
     assert [n["advertised.listeners"] for n in nodes] == [
-        f"PLAINTEXT://127.0.0.1:{p}" for p in (9092, 9192, 9292)
+        f"PLAINTEXT://127.0.0.1:{p},SASL_SSL://127.0.0.1:{p + 2}" for p in (9092, 9192, 9292)
     ]
     assert len({n["log.dirs"] for n in nodes}) == 3
     for n in nodes:
@@ -71,12 +75,28 @@ def test_three_nodes_form_one_quorum_with_ports_and_files_of_their_own(tmp_path:
         assert n["min.insync.replicas"] == n["transaction.state.log.min.isr"] == "2"
         # A killed node must leave its partitions' leaders and in-sync sets within seconds.
         assert int(n["broker.session.timeout.ms"]) <= 3000
+    for config in (tmp_path / "kafka").glob("node-*/server.properties"):
+        assert config.stat().st_mode & 0o077 == 0, f"{config}: it holds the SASL password"
+    # What a SASL_SSL client is given (up.sh KAFKA_SECURITY=sasl_ssl): every node's listener.
+    env = properties(tmp_path / "kafka" / "sasl-ssl.env")
+    assert env["KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"] == (
+        "127.0.0.1:9094,127.0.0.1:9194,127.0.0.1:9294"
+    )
 
 
 def test_the_nodes_follow_moved_base_ports(tmp_path: Path) -> None:
     """The fault suite's own cluster: its base ports, stepped per node like the default ones."""
-    nodes = configs(tmp_path, KAFKA_BROKERS="3", KAFKA_PORT="19092", KAFKA_CONTROLLER_PORT="19093")
-    assert [ports(n) for n in nodes] == [{19092, 19093}, {19192, 19193}, {19292, 19293}]
+    moved = {
+        "KAFKA_PORT": "19092",
+        "KAFKA_CONTROLLER_PORT": "19093",
+        "KAFKA_SASL_SSL_PORT": "19094",
+    }
+    nodes = configs(tmp_path, KAFKA_BROKERS="3", **moved)
+    assert [ports(n) for n in nodes] == [
+        {19092, 19093, 19094},
+        {19192, 19193, 19194},
+        {19292, 19293, 19294},
+    ]
 
 
 @pytest.mark.parametrize("brokers", ["2", "0", "three"])

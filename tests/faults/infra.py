@@ -70,6 +70,8 @@ class LocalInfra:
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
             "POSTGRES_PORT": str(self.postgres_port),
             "REDIS_PORT": str(self.redis_port),
+            # The broker always listens SASL_SSL too: off the shared broker's port.
+            "KAFKA_SASL_SSL_PORT": os.environ.get("FAULTS_KAFKA_SASL_SSL_PORT", "19094"),
         }
 
     def script(self, name: str, *args: str) -> None:

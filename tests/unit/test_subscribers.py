@@ -24,12 +24,15 @@ from sandbox_common import commands, topics
 from sandbox_common import envelope as env
 from sandbox_common.broker import build_broker
 from sandbox_common.envelope import FactType
+from sandbox_common.kafka_connection import KafkaConnection
 from sandbox_common.readmodel import Status
 from tests.unit.test_actuator import CMD, OK, Fakes, doc
 from tests.unit.test_projection_rules import fact
 from tests.unit.test_projector_batches import MemoryDeadLetters, MemoryReadModel, to
 from tests.unit.test_projector_pipeline import GuardedStore, MemoryOffsets, Retry
 
+# No broker there: TestKafkaBroker stands in for it.
+NOWHERE = KafkaConnection("127.0.0.1:1")
 log = logging.getLogger("test")
 
 
@@ -45,7 +48,7 @@ async def test_the_projector_folds_what_the_broker_delivers_and_commits_it() -> 
     store, rm, offsets = GuardedStore(), MemoryReadModel(), FlushedOffsets()
     pipeline = Pipeline(store, to(store, rm, MemoryDeadLetters()), Retry(store, rm, attempts=1))
     subscriber = BatchSubscriber(pipeline, offsets_of=lambda _consumer: offsets)
-    broker = build_broker("127.0.0.1:1", log, durable=False, apply_types=False)
+    broker = build_broker(NOWHERE, log, durable=False, apply_types=False)
     subscribe_lifecycle(broker, subscriber, ProjectorSettings())
     async with TestKafkaBroker(broker) as test_broker:
         for f in (fact(FactType.CREATED, 0), fact(FactType.PAUSED, 5)):
@@ -63,7 +66,7 @@ async def test_a_poison_record_is_dead_lettered_not_folded() -> None:
     offsets = FlushedOffsets()
     pipeline = Pipeline(store, to(store, rm, dead), Retry(store, rm, attempts=1))
     subscriber = BatchSubscriber(pipeline, offsets_of=lambda _consumer: offsets)
-    broker = build_broker("127.0.0.1:1", log, durable=False, apply_types=False)
+    broker = build_broker(NOWHERE, log, durable=False, apply_types=False)
     subscribe_lifecycle(broker, subscriber, ProjectorSettings())
     async with TestKafkaBroker(broker) as test_broker:
         await test_broker.publish(b"not an envelope", topic=topics.LIFECYCLE)
@@ -75,7 +78,7 @@ async def test_a_poison_record_is_dead_lettered_not_folded() -> None:
 
 async def test_the_actuator_carries_out_what_the_broker_delivers() -> None:
     fakes = Fakes([doc()], [OK])
-    broker = build_broker("127.0.0.1:1", log, durable=True)
+    broker = build_broker(NOWHERE, log, durable=True)
     subscribe_commands(broker, CommandSubscriber(fakes.actuator(), 0.0), "g", workers=1)
     async with TestKafkaBroker(broker) as test_broker:
         await test_broker.publish(commands.encode(CMD), topic=topics.COMMANDS, key=b"sbx-1")
@@ -90,7 +93,7 @@ async def test_a_failing_command_is_not_acknowledged() -> None:
         raise ConnectionError("redis down")
 
     fakes.by_sandbox = down  # type: ignore[method-assign]
-    broker = build_broker("127.0.0.1:1", log, durable=True)
+    broker = build_broker(NOWHERE, log, durable=True)
     subscribe_commands(broker, CommandSubscriber(fakes.actuator(), 0.0), "g", workers=1)
     async with TestKafkaBroker(broker) as test_broker:
         with pytest.raises(ConnectionError):

@@ -21,7 +21,7 @@ class IngestParts:
         s.require(*IngestSettings.REQUIRED)
         self._redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
         self.publisher = KafkaPublisher(
-            s.kafka_bootstrap_servers, s.ingest_publish_timeout_seconds, s.ingest_kafka_linger_ms
+            s.kafka_connection(), s.ingest_publish_timeout_seconds, s.ingest_kafka_linger_ms
         )
         self.dedupe = SeenEvents(self._redis, s.ingest_dedupe_ttl_seconds)
         self.guard = SignatureGuard(

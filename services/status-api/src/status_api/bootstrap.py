@@ -58,7 +58,7 @@ class StatusApiParts:
         # Writes (activity, wake, pause) go to Kafka like every other fact; reads stay on
         # Redis. The producer connects lazily, so reads work even while the broker is down.
         self._publisher = KafkaPublisher(
-            s.kafka_bootstrap_servers,
+            s.kafka_connection(),
             s.status_api_publish_timeout_seconds,
             client_id="sandbox-status-api",
         )

@@ -80,7 +80,7 @@ def subscribe(
 
 
 def build_app(settings: ActuatorSettings) -> AsgiFastStream:
-    broker = build_broker(settings.kafka_bootstrap_servers, log, durable=True)
+    broker = build_broker(settings.kafka_connection(), log, durable=True)
     parts = ActuatorParts(settings, broker)
     subscribe(
         broker,

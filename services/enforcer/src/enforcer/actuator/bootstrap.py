@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 
 import redis.asyncio as aioredis
-from faststream.kafka import KafkaBroker
 
 from enforcer.actuator import metrics
 from enforcer.actuator.carry_out import Actuator, Ports
@@ -14,7 +13,7 @@ from enforcer.actuator.e2b import E2BSandboxControl
 from enforcer.actuator.retry import RetryPolicy
 from enforcer.settings import ActuatorSettings
 from sandbox_common import redis_pool, topics
-from sandbox_common.broker import BrokerDeadLetters, BrokerFacts
+from sandbox_common.broker import BrokerDeadLetters, BrokerFacts, PatientKafkaBroker
 from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.e2b_api.client import E2BApi
 from sandbox_common.probes import failing
@@ -29,7 +28,7 @@ def _observe(operation: str, status: str, seconds: float) -> None:
 
 
 class ActuatorParts:
-    def __init__(self, settings: ActuatorSettings, broker: KafkaBroker) -> None:
+    def __init__(self, settings: ActuatorSettings, broker: PatientKafkaBroker) -> None:
         s = settings
         self._broker = broker
         self._redis: aioredis.Redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
@@ -53,7 +52,7 @@ class ActuatorParts:
         )
         self._e2b_api_url = s.e2b_api_url
         self._lag = LagMonitor(
-            s.kafka_bootstrap_servers,
+            broker.connection,
             s.actuator_group_id,
             topics.COMMANDS,
             s.consumer_lag_interval_seconds,

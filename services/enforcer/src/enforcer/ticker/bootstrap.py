@@ -7,7 +7,6 @@ import logging
 from datetime import timedelta
 
 import redis.asyncio as aioredis
-from faststream.kafka import KafkaBroker
 
 from enforcer.periodic import Job, Periodic
 from enforcer.reconciler.loop import periodic_reconciler
@@ -17,7 +16,7 @@ from enforcer.ticker import metrics
 from enforcer.ticker.job import TickJob
 from enforcer.ticker.tick import TickOptions
 from sandbox_common import redis_pool
-from sandbox_common.broker import BrokerFacts
+from sandbox_common.broker import BrokerFacts, PatientKafkaBroker
 from sandbox_common.probes import failing
 from sandbox_common.readmodel.coordination import Lease, LeaseName, RequestedPauses
 from sandbox_common.readmodel.reader import ReadModelReader
@@ -26,7 +25,7 @@ log = logging.getLogger("enforcer")
 
 
 class TickerParts:
-    def __init__(self, settings: TickerSettings, broker: KafkaBroker) -> None:
+    def __init__(self, settings: TickerSettings, broker: PatientKafkaBroker) -> None:
         s = settings
         self._broker = broker
         self._redis: aioredis.Redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)

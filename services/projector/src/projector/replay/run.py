@@ -151,7 +151,7 @@ class Replay:
         conn = await asyncpg.connect(s.database_url)
         client = aioredis.Redis.from_url(s.redis_url)
         try:
-            async with TopicReader(s.kafka_bootstrap_servers, self._topic) as reader:
+            async with TopicReader(s.kafka_connection(), self._topic) as reader:
                 tables = ShadowTables(conn, ALL if self._state_topic is None else STATES_ONLY)
                 if not await tables.lock():
                     raise ReplayError("another replay or rebuild holds the lock; try again later")
@@ -184,9 +184,7 @@ class Replay:
         if self._state_topic is None:
             return first
         try:
-            snapshot = await read_snapshot(
-                self._settings.kafka_bootstrap_servers, self._state_topic
-            )
+            snapshot = await read_snapshot(self._settings.kafka_connection(), self._state_topic)
         except LookupError as exc:
             raise ReplayError(f"{exc}: replay without --from-snapshot") from exc
         rebuild.states.update(snapshot.states)
