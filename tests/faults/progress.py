@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from projector.settings import ProjectorSettings
 from sandbox_common import topics
 from sandbox_common.consumer_lag import committed_lag
 from tests.connected.conftest import topic_partitions
+from tests.faults.invariants import Snapshot, compare_redis
 
 
 @dataclass(frozen=True)
@@ -169,3 +171,16 @@ async def committed(kafka: str, within: float) -> float:
         with contextlib.suppress(asyncio.CancelledError):  # aiokafka#647
             await ends.stop()
     raise AssertionError(f"group {group} has not committed everything within {within}s: {lag}")
+
+
+async def redis_caught_up(
+    redis_url: str, snap: Snapshot, idle_seconds: int, within: float
+) -> float:
+    """Seconds until Redis holds what the PostgreSQL snapshot does (infinite: not within
+    `within`; the strict comparison after the group's commit then says what differs)."""
+    started = time.monotonic()
+    while await compare_redis(redis_url, snap, idle_seconds):
+        if time.monotonic() - started > within:
+            return math.inf
+        await asyncio.sleep(0.25)
+    return time.monotonic() - started
