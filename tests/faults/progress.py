@@ -179,8 +179,14 @@ async def redis_caught_up(
     """Seconds until Redis holds what the PostgreSQL snapshot does (infinite: not within
     `within`; the strict comparison after the group's commit then says what differs)."""
     started = time.monotonic()
-    while await compare_redis(redis_url, snap, idle_seconds):
+    first = problems = await compare_redis(redis_url, snap, idle_seconds)
+    while problems:
         if time.monotonic() - started > within:
             return math.inf
         await asyncio.sleep(0.25)
+        problems = await compare_redis(redis_url, snap, idle_seconds)
+    if first:  # what trailed, for the run's output
+        print(
+            f"\n[faults] Redis behind PostgreSQL for {time.monotonic() - started:.1f}s: {first[:3]}"
+        )
     return time.monotonic() - started
