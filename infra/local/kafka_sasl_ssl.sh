@@ -55,7 +55,7 @@ ensure_sasl_ssl_material() {
     umask 077
     cat >"$KAFKA_SASL_ENV" <<EOF
 # written by infra/local/kafka.sh on each start: the local broker's SASL_SSL listener
-KAFKA_SASL_SSL_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_SASL_SSL_PORT
+KAFKA_SASL_SSL_BOOTSTRAP_SERVERS=$(kafka_bootstrap "$BROKERS" "$KAFKA_SASL_SSL_PORT")
 KAFKA_SASL_MECHANISM=SCRAM-SHA-512
 KAFKA_SASL_USERNAME=$KAFKA_SASL_USER
 KAFKA_SASL_PASSWORD=$password
@@ -72,11 +72,11 @@ EOF
   )
 }
 
-# The listener's part of server.properties (the password is in it for PLAIN: the file is 0600).
+# The listener's part of server.properties (the password is in it for PLAIN: kafka.sh makes the
+# file 0600).
 sasl_ssl_config() {
   local password
   password="$(sasl_password)"
-  chmod 600 "$KAFKA_CONF/server.properties"
   cat <<EOF
 ssl.keystore.type=PEM
 ssl.keystore.location=$KAFKA_TLS/broker.pem
@@ -88,17 +88,19 @@ EOF
 }
 
 # SCRAM credentials live in the cluster's metadata: added through the running broker (its
-# PLAINTEXT listener), once per data dir and password, so a data dir formatted before the
-# listener existed gets them too. One mechanism per request (Kafka refuses two for one user).
+# PLAINTEXT listener), once per data dir (node 1's for a cluster) and password, so a data dir
+# formatted before the listener existed gets them too. One mechanism per request (Kafka refuses
+# two for one user).
 ensure_scram_users() {
-  local mark="$KAFKA_DATA/$SCRAM_MARK" digest password mechanism
+  local mark digest password mechanism
+  mark="$DATA_DIR/$(node_name "$BROKERS" 1)/$SCRAM_MARK"
   digest="$(sha256sum "$KAFKA_TLS/password" | cut -d' ' -f1)"
   [[ -f $mark && $(head -n1 "$mark") == "$digest" ]] && return 0
   password="$(sasl_password)"
   for mechanism in SCRAM-SHA-512 SCRAM-SHA-256; do
     java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
       -Dlog4j2.configurationFile="$KAFKA_CONF/log4j2.properties" -cp "$KAFKA_LIB/*" \
-      kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
+      kafka.admin.ConfigCommand --bootstrap-server "$(kafka_bootstrap "$BROKERS")" --alter \
       --entity-type users --entity-name "$KAFKA_SASL_USER" \
       --add-config "$mechanism=[password=$password]" >"$LOG_DIR/kafka-scram.log" 2>&1 || {
       cat "$LOG_DIR/kafka-scram.log" >&2
@@ -106,5 +108,5 @@ ensure_scram_users() {
     }
   done
   printf '%s\n' "$digest" >"$mark"
-  log "SCRAM user $KAFKA_SASL_USER set (SASL_SSL on 127.0.0.1:$KAFKA_SASL_SSL_PORT, client settings in $KAFKA_SASL_ENV)"
+  log "SCRAM user $KAFKA_SASL_USER set (SASL_SSL on $(kafka_bootstrap "$BROKERS" "$KAFKA_SASL_SSL_PORT"), client settings in $KAFKA_SASL_ENV)"
 }

@@ -6,6 +6,8 @@
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=kafka_nodes.sh
+source "$INFRA_DIR/kafka_nodes.sh"
 
 KAFKA_SECURITY="${KAFKA_SECURITY:-plaintext}"
 case $KAFKA_SECURITY in
@@ -16,7 +18,7 @@ esac
 # The Kafka lines of infra.env.
 kafka_env() {
   if [[ $KAFKA_SECURITY == plaintext ]]; then
-    echo "export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:${KAFKA_PORT:-9092}"
+    echo "export KAFKA_BOOTSTRAP_SERVERS=$(kafka_bootstrap "$BROKERS")"
     return
   fi
   local KAFKA_SASL_SSL_BOOTSTRAP_SERVERS KAFKA_SASL_MECHANISM KAFKA_SASL_USERNAME
@@ -34,10 +36,13 @@ for svc in redis postgres kafka; do
   "$INFRA_DIR/$svc.sh" install
   "$INFRA_DIR/$svc.sh" start
 done
-if [[ $KAFKA_SECURITY == sasl_ssl ]] && ! grep -qs '^listeners=.*SASL_SSL' "$STATE/kafka/server.properties"; then
+# Read after the start: without KAFKA_BROKERS, the size of the Kafka that runs.
+BROKERS="$(kafka_brokers)"
+if [[ $KAFKA_SECURITY == sasl_ssl ]] &&
+  ! grep -qs '^listeners=.*SASL_SSL' "$(node_conf_dir "$BROKERS" 1)/server.properties"; then
   die "KAFKA_SECURITY=sasl_ssl: the running broker has no SASL_SSL listener; restart it (infra/local/kafka.sh stop, then make up again)"
 fi
-"$INFRA_DIR/topics.sh"
+KAFKA_BROKERS="$BROKERS" "$INFRA_DIR/topics.sh"
 
 PG_PORT="${POSTGRES_PORT:-${PGPORT_LOCAL:-5432}}"
 umask 077 # it may hold the Kafka password
