@@ -3,8 +3,16 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV ?= uv
 PYTEST_ARGS ?=
+# REDIS_MODE=cluster: a three-master Redis Cluster (infra/local/redis.sh) instead of one server,
+# for `make up` and `make test` alike; the tests then run on a cluster of their own (a cluster
+# has database 0 only), on TEST_REDIS_CLUSTER_PORTS, beside the one `make up` serves.
+REDIS_MODE ?= standalone
+TEST_REDIS_CLUSTER_PORTS ?= 7011 7012 7013
+# ... and the replay tests' store (a Redis of its own beside the stack's) one more.
+TEST_REDIS_STORE_CLUSTER_PORTS ?= 7021 7022 7023
+export REDIS_MODE
 
-.PHONY: help deps up down status test test-unit test-connected test-faults lint bench soak helm-lint compose-check
+.PHONY: help deps up down status test test-unit test-connected test-faults lint bench capacity soak helm-lint compose-check
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,13 +43,21 @@ test: deps ## start the infrastructure, then run every test tier against it
 	@# The dev services share the topics with the test stack: their actuator would act on the
 	@# tests' commands. They are stopped (the infrastructure keeps running); `make up` restarts them.
 	@infra/local/services.sh stop
-	@source .state/infra.env && $(UV) run --frozen pytest -m "not faults" $(PYTEST_ARGS)
+	@if [[ $(REDIS_MODE) == cluster ]]; then \
+	  REDIS_CLUSTER_PORTS="$(TEST_REDIS_CLUSTER_PORTS)" infra/local/redis.sh start && \
+	  REDIS_CLUSTER_PORTS="$(TEST_REDIS_STORE_CLUSTER_PORTS)" infra/local/redis.sh start; fi
+	@source .state/infra.env && \
+	  TEST_REDIS_URL=redis://127.0.0.1:$(firstword $(TEST_REDIS_CLUSTER_PORTS))/0 \
+	  TEST_REDIS_STORE_URL=redis://127.0.0.1:$(firstword $(TEST_REDIS_STORE_CLUSTER_PORTS))/0 \
+	  $(UV) run --frozen pytest -m "not faults" $(PYTEST_ARGS)
 
 test-unit: deps ## the fast tier only: no broker, no database
 	@$(UV) run --frozen pytest -m "not connected and not faults" $(PYTEST_ARGS)
 
-test-faults: deps ## kill -9 each part under load, on the suite's own Kafka/PostgreSQL/Redis (~5 min)
-	@$(UV) run --frozen pytest -m faults tests/faults $(PYTEST_ARGS)
+test-faults: deps ## kill -9 each part under load, on the suite's own Kafka/PostgreSQL/Redis (~8 min)
+	@$(UV) run --frozen pytest -m faults tests/faults --ignore=tests/faults/test_brokers.py $(PYTEST_ARGS)
+	@# The broker scenarios, in a session of their own on a three-node Kafka (RF 3, min ISR 2).
+	@FAULTS_KAFKA_BROKERS=3 $(UV) run --frozen pytest -m faults tests/faults/test_brokers.py $(PYTEST_ARGS)
 
 lint: deps ## ruff, mypy --strict and shellcheck
 	@command -v shellcheck >/dev/null 2>&1 || (source infra/local/lib.sh && apt_install shellcheck)
@@ -50,8 +66,12 @@ lint: deps ## ruff, mypy --strict and shellcheck
 	@$(UV) run --frozen ruff format --check libs services tools tests bench
 	@$(UV) run --frozen mypy libs/common/src services/*/src tools/*/src tests bench
 
-bench: deps ## run the benchmarks (infrastructure must be up: make up)
+bench: deps ## run the benchmarks (infrastructure must be up: make up), then docs/CAPACITY.md from them
 	@source .state/env.sh && $(UV) run --frozen python -m bench.run_all
+	@$(UV) run --frozen python -m bench.capacity
+
+capacity: deps ## rewrite docs/CAPACITY.md from bench/results.json (no infrastructure needed)
+	@$(UV) run --frozen python -m bench.capacity
 
 # The soak runs on a stack of its own built from nothing (SOAK_STATE: Kafka, PostgreSQL and Redis
 # data, pid files, logs), on the usual ports: the stack of `make up` is stopped first (its data is

@@ -11,8 +11,11 @@ import os
 import redis.asyncio as aioredis
 from litestar import Litestar, Response, get
 
-from sandbox_common.readmodel import keys
+from sandbox_common.readmodel import Layout, keys
 from sandbox_common.serving import serve
+
+# The services' default READ_MODEL_SHARDS.
+LAYOUT = Layout()
 
 
 def build() -> Litestar:
@@ -20,7 +23,7 @@ def build() -> Litestar:
 
     @get("/bare/{sandbox_id:str}")
     async def bare(sandbox_id: str) -> Response[bytes]:
-        raw = await client.hget(keys.sandbox_doc(sandbox_id), keys.DOC_FIELD)
+        raw = await client.hget(LAYOUT.doc(sandbox_id), keys.DOC_FIELD)
         return Response(raw if isinstance(raw, bytes) else b"{}", media_type="application/json")
 
     return Litestar([bare], logging_config=None)

@@ -32,10 +32,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from enforcer.ticker.bootstrap import TICK_BATCH_BYTES
 from enforcer.ticker.tick import TickOptions, run_tick
 from sandbox_common import logging as jsonlog
+from sandbox_common.kafka_connection import KafkaConnection
 from sandbox_common.kafka_publisher import KafkaPublisher, Shape
-from sandbox_common.readmodel import Status, StatusDoc, encode_doc, keys
+from sandbox_common.readmodel import Layout, Status, StatusDoc, encode_doc, keys
 from sandbox_common.readmodel.coordination import RequestedPauses
 from sandbox_common.readmodel.reader import ReadModelReader
+from sandbox_common.settings import KafkaSettings, load
+
+# The services' default READ_MODEL_SHARDS.
+LAYOUT = Layout()
 
 RUNNING, DUE, BATCH = 1_000_000, 10_000, 1_000
 T = TypeVar("T")
@@ -54,7 +59,7 @@ async def seed(
             active = now - timedelta(seconds=300 if is_due else 60, microseconds=i)
             deadline = active + timedelta(seconds=180)
             sid = f"tick-{i}"
-            pipe.zadd(keys.IDLE_DEADLINES, {sid: deadline.timestamp()})
+            pipe.zadd(LAYOUT.idle_deadlines(LAYOUT.shard(sid)), {sid: deadline.timestamp()})
             if is_due:  # only due sandboxes are ever read; the rest need no document here
                 doc = StatusDoc(
                     sandbox_id=sid,
@@ -64,18 +69,17 @@ async def seed(
                     status_changed_at=active,
                     idle_deadline_at=deadline,
                 )
-                pipe.hset(keys.sandbox_doc(sid), keys.DOC_FIELD, encode_doc(doc))
+                pipe.hset(LAYOUT.doc(sid), keys.DOC_FIELD, encode_doc(doc))
             if i % 10_000 == 9_999:
                 await pipe.execute()
         await pipe.execute()
-    await client.set(keys.READ_MODEL_MARKER, b"bench")
 
 
 @asynccontextmanager
-async def scratch_topics(bootstrap: str) -> AsyncIterator[tuple[str, str]]:
+async def scratch_topics(connection: KafkaConnection) -> AsyncIterator[tuple[str, str]]:
     run = uuid.uuid4().hex[:6]
     names = (f"bench-tick-{run}-lifecycle", f"bench-tick-{run}-commands")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**connection.client_kwargs())
     await admin.start()
     try:
         # As many partitions as the real topics have: the producer's batching depends on it.
@@ -97,12 +101,12 @@ def _line(label: str, judged: int, wall: list[float], cpu: list[float]) -> str:
 async def measure() -> list[str]:
     """One line per variant: the median of a few ticks, wall and CPU."""
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/14"
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    connection = load(KafkaSettings).kafka_connection()
     client = aioredis.Redis.from_url(url)
     now = datetime.now(UTC)
     print(f"[bench] seeding {RUNNING:,} running sandboxes ({DUE:,} due) into {url} ...")
     await seed(client, now)
-    model = ReadModelReader(client)
+    model = ReadModelReader(client, LAYOUT)
     options = TickOptions(batch_size=BATCH)
     lines: list[str] = []
     wall, cpu, judged = [], [], 0
@@ -113,9 +117,9 @@ async def measure() -> list[str]:
         cpu.append((time.process_time() - c0) * 1000)
         judged = report.would_pause
     lines.append(_line("dry run (judge only)", judged, wall, cpu))
-    async with scratch_topics(bootstrap) as names:
+    async with scratch_topics(connection) as names:
         publisher = KafkaPublisher(
-            bootstrap, 10.0, client_id="bench-tick", shape=Shape(TICK_BATCH_BYTES, names)
+            connection, 10.0, client_id="bench-tick", shape=Shape(TICK_BATCH_BYTES, names)
         )
         await publisher.start()
         try:

@@ -40,13 +40,15 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.enforcer_tick import run_quietly_with
+from bench.enforcer_tick import LAYOUT, run_quietly_with
 from enforcer.ticker.bootstrap import TICK_BATCH_BYTES
 from enforcer.ticker.tick import TickOptions, run_tick
 from sandbox_common import topics
+from sandbox_common.kafka_connection import KafkaConnection
 from sandbox_common.kafka_publisher import KafkaPublisher, Shape
 from sandbox_common.readmodel import Status, StatusDoc, encode_doc, keys
 from sandbox_common.readmodel.reader import ReadModelReader
+from sandbox_common.settings import KafkaSettings, load
 
 ROOT = Path(__file__).resolve().parents[1]
 DUE = int(os.environ.get("BENCH_PAUSES", "10000"))
@@ -130,22 +132,21 @@ async def _seed(client: aioredis.Redis, sandbox_ids: list[str], now: datetime) -
                 status_changed_at=active,
                 idle_deadline_at=deadline,
             )
-            pipe.zadd(keys.IDLE_DEADLINES, {sid: deadline.timestamp()})
-            pipe.hset(keys.sandbox_doc(sid), keys.DOC_FIELD, encode_doc(doc))
-        pipe.set(keys.READ_MODEL_MARKER, b"bench")
+            pipe.zadd(LAYOUT.idle_deadlines(LAYOUT.shard(sid)), {sid: deadline.timestamp()})
+            pipe.hset(LAYOUT.doc(sid), keys.DOC_FIELD, encode_doc(doc))
         await pipe.execute()
 
 
-async def _group_at_end(bootstrap: str, group: str) -> None:
+async def _group_at_end(connection: KafkaConnection, group: str) -> None:
     """The actuator's new group starts at the end of sandbox-commands, not at its history."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**connection.client_kwargs())
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topics.COMMANDS])
     finally:
         await admin.close()
     tps = [TopicPartition(topics.COMMANDS, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    consumer = AIOKafkaConsumer(**connection.client_kwargs(), group_id=group)
     await consumer.start()
     try:
         consumer.assign(tps)
@@ -189,7 +190,7 @@ async def _paused_times(sim: str) -> tuple[list[float], dict[int, int]]:
 
 
 async def measure() -> Result:
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    connection = load(KafkaSettings).kafka_connection()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/13"
     logs = Path(os.environ.get("STATE_DIR", ROOT / ".state")) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -215,30 +216,31 @@ async def measure() -> Result:
         now = datetime.now(UTC)
         await _seed(client, ids, now)
         group = f"bench-actuator-{uuid.uuid4().hex[:8]}"
-        await _group_at_end(bootstrap, group)
+        await _group_at_end(connection, group)
         actuator = _start(
             "from enforcer.actuator.main import main; main()",
             {
                 **ACTUATOR_ENV,
-                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
                 "REDIS_URL": redis_url,
                 "E2B_API_URL": sim_url,
                 "E2B_API_KEY": KEY,
                 "ACTUATOR_GROUP_ID": group,
                 "ACTUATOR_PORT": str(act_port),
+                "READ_MODEL_SHARDS": str(LAYOUT.shards),  # as seeded here
             },
             logs / "bench-pause-actuator.log",
         )
         await _until_ok(f"http://127.0.0.1:{act_port}/readyz", actuator)
         await asyncio.sleep(3)  # the group's first assignment
         publisher = KafkaPublisher(
-            bootstrap, 10.0, client_id="bench-ticker", shape=Shape(TICK_BATCH_BYTES)
+            connection, 10.0, client_id="bench-ticker", shape=Shape(TICK_BATCH_BYTES)
         )
         await publisher.start()
         try:
             started = time.time()
             w0 = time.perf_counter()
-            report = await run_tick(now, ReadModelReader(client), publisher, TickOptions(1000))
+            model = ReadModelReader(client, LAYOUT)
+            report = await run_tick(now, model, publisher, TickOptions(1000))
             tick_ms = (time.perf_counter() - w0) * 1000
         finally:
             await publisher.stop()

@@ -18,10 +18,11 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from bench import cpu, enforcer_tick, freshness, pause_throughput, servers, sse_clients
+from bench import cpu, enforcer_tick, footprint, freshness, pause_throughput, servers, sse_clients
 from bench import replay as replay_bench
 from bench.loadgen import Report, Target, attack
 from bench.projector_throughput import ProjectorResult, live_projector_caught_up, measure
@@ -416,6 +417,31 @@ def _generator_cost(results: dict[str, Report]) -> str:
     return f"{cpu:.1f} s of CPU for {sent:,} requests ({cpu / max(sent, 1) * 1e6:.0f} us each)"
 
 
+def raw_results(
+    results: dict[str, Report], shares: dict[str, dict[str, float]], measured: dict[str, Any]
+) -> dict[str, Any]:
+    """The run's figures for bench/results.json: the CPU per webhook of each part at the highest
+    fixed ingest rate, status-api's peak, the stores' bytes per sandbox, marker and fact."""
+    label = max(shares, key=lambda k: results[k].rate)
+    sent = max(results[label].requests, 1)
+    when = datetime.now(UTC).isoformat()
+    return {
+        "machine": machine(),
+        "when": when,
+        "seconds": SECONDS,
+        "results": {k: v.__dict__ for k, v in results.items()},
+        "cpu": {
+            "measurement": label,
+            "us_per_webhook": {p: s / sent * 1e6 for p, s in shares[label].items()},
+        },
+        "status_api_peak_reads_per_s": results["status-api peak (32 connections)"].throughput,
+        "footprint": measured,
+        "sources": dict.fromkeys(
+            ("cpu", "footprint", "results", "status_api_peak_reads_per_s"), f"make bench of {when}"
+        ),
+    }
+
+
 def main() -> None:
     settings = load(Settings)
     settings.require("e2b_webhook_secret", "status_api_jwt_secret")
@@ -446,20 +472,10 @@ def main() -> None:
     print(replay)
     server_table = servers.table(servers.measure())
     print(server_table)
-    state = Path(os.environ.get("STATE_DIR", ROOT / ".state"))
-    state.mkdir(exist_ok=True)
-    raw = state / "bench-results.json"
-    raw.write_text(
-        json.dumps(
-            {
-                "machine": machine(),
-                "when": datetime.now(UTC).isoformat(),
-                "seconds": SECONDS,
-                "results": {k: v.__dict__ for k, v in results.items()},
-            },
-            indent=2,
-        )
-    )
+    # bench/capacity.py (docs/CAPACITY.md) reads the CPU and store costs from here.
+    raw = ROOT / "bench" / "results.json"
+    costs = asyncio.run(footprint.measure(settings.database_url))
+    raw.write_text(json.dumps(raw_results(results, CPU_SHARES, costs), indent=2) + "\n")
     doc = ROOT / "docs" / "PERFORMANCE.md"
     write_markdown(
         results, projector, ticks, paused.lines(), [*sse, fresh], doc, replay, server_table

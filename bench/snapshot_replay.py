@@ -28,6 +28,7 @@ from projector.domain import SandboxState, evolve
 from projector.replay.kafka_source import TopicReader
 from projector.snapshots import outgoing
 from sandbox_common import envelope as env
+from sandbox_common.kafka_connection import KafkaConnection
 from sandboxctl.topic_specs import COMPACTED
 
 TAIL_SHARE = 0.01
@@ -68,7 +69,7 @@ async def write_snapshot(bootstrap: str, topic: str, state_topic: str) -> int:
         await admin.close()
     states: dict[str, SandboxState] = {}
     partition_of: dict[str, int] = {}
-    async with TopicReader(bootstrap, topic) as reader:
+    async with TopicReader(KafkaConnection(bootstrap), topic) as reader:
         first, end = await reader.starts(), await reader.ends()
         cut = {p: o - int((o - first[p]) * TAIL_SHARE) for p, o in end.items()}
         async for batch in reader.read(first, cut):
@@ -76,7 +77,7 @@ async def write_snapshot(bootstrap: str, topic: str, state_topic: str) -> int:
                 fact = env.decode(r.value)
                 states[fact.sandbox_id] = evolve(states.get(fact.sandbox_id), fact)
                 partition_of[fact.sandbox_id] = r.partition
-    writer = KafkaStateSnapshots(bootstrap, state_topic)
+    writer = KafkaStateSnapshots(KafkaConnection(bootstrap), state_topic)
     try:
         ends = [(topic, p, o) for p, o in cut.items()]
         await writer.write(outgoing(states.values(), partition_of, ends))

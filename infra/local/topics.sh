@@ -3,12 +3,24 @@
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=kafka_nodes.sh
+source "$INFRA_DIR/kafka_nodes.sh"
 
 KAFKA_VERSION="${KAFKA_VERSION:-4.1.2}"
 KAFKA_LIB="$CACHE/kafka-$KAFKA_VERSION/lib"
-BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:${KAFKA_PORT:-9092}}"
-RF="${KAFKA_REPLICATION_FACTOR:-1}"
-MIN_ISR="${KAFKA_MIN_INSYNC_REPLICAS:-1}"
+BROKERS="$(kafka_brokers)"
+BOOTSTRAP="${KAFKA_BOOTSTRAP_SERVERS:-$(kafka_bootstrap "$BROKERS")}"
+SECURITY=()
+if [[ ${KAFKA_SECURITY:-plaintext} == sasl_ssl ]]; then
+  # The local broker's SASL_SSL listener, as kafka.sh wrote it down.
+  BOOTSTRAP="$(sed -n 's/^KAFKA_SASL_SSL_BOOTSTRAP_SERVERS=//p' "$STATE/kafka/sasl-ssl.env")"
+  SECURITY=(--command-config "$STATE/kafka/sasl-ssl-client.properties")
+fi
+# Three nodes: three copies, and a write (acks=all) acknowledged once two have it.
+DEFAULT_RF=1 DEFAULT_MIN_ISR=1
+((BROKERS == 1)) || { DEFAULT_RF=3; DEFAULT_MIN_ISR=2; }
+RF="${KAFKA_REPLICATION_FACTOR:-$DEFAULT_RF}"
+MIN_ISR="${KAFKA_MIN_INSYNC_REPLICAS:-$DEFAULT_MIN_ISR}"
 LIFECYCLE_PARTITIONS="${LIFECYCLE_PARTITIONS:-12}"
 COMMANDS_PARTITIONS="${COMMANDS_PARTITIONS:-12}"
 DLQ_PARTITIONS="${DLQ_PARTITIONS:-3}"
@@ -30,7 +42,8 @@ EOF
 
 topic_cmd() {
   java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$TOOLS_LOG4J" \
-    -cp "$KAFKA_LIB/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" "$@"
+    -cp "$KAFKA_LIB/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
+    "${SECURITY[@]}" "$@"
 }
 
 existing="$(topic_cmd --list)" || die "cannot list topics on $BOOTSTRAP (is kafka running? infra/local/kafka.sh start)"

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 import asyncpg
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from projector.adapters.schema import migrate
 from sandbox_common import topics
+from tests.connected import redis_mode
 from tests.connected.services import ServiceProcess
 
 if TYPE_CHECKING:
@@ -51,9 +51,17 @@ def _local() -> Iterator[Infra]:
     database_url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if not database_url:
         pytest.fail("connected tests need the local infrastructure: run them with `make test`")
+    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    if redis_mode.CLUSTER:
+        # A cluster has database 0 only: the tests' own cluster (`make test REDIS_MODE=cluster`
+        # starts it beside the one `make up` serves).
+        test_url = os.environ.get("TEST_REDIS_URL") or os.environ.get("REDIS_URL")
+        if not test_url:
+            pytest.fail("REDIS_CLUSTER=true needs TEST_REDIS_URL: run them with `make test`")
+        yield Infra(kafka, database_url, test_url)
+        return
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
     # Database 15 keeps test documents apart from what `make up` serves on database 0.
-    kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     yield Infra(kafka, database_url, f"{redis_url}/15")
 
 
@@ -77,7 +85,7 @@ async def reset_stores(database_url: str, redis_url: str) -> None:
         await conn.execute("TRUNCATE sandboxes, sandbox_events, projector_offsets")
     finally:
         await conn.close()
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_mode.client(redis_url)
     await client.flushdb()
     await client.aclose()
 
@@ -151,6 +159,7 @@ async def stack(prepared: Infra) -> AsyncIterator[Stack]:
         "KAFKA_BOOTSTRAP_SERVERS": prepared.kafka,
         "DATABASE_URL": prepared.database_url,
         "REDIS_URL": prepared.redis_url,
+        "REDIS_CLUSTER": "true" if redis_mode.CLUSTER else "false",
         "E2B_WEBHOOK_SECRET": webhook_secret,
         "STATUS_API_JWT_SECRET": jwt_secret,
         "PROJECTOR_GROUP_ID": group,

@@ -23,6 +23,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.docker_client import DockerClient
 from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
+from sandbox_common.kafka_connection import KafkaConnection
 from sandboxctl import topic_specs, topics_cmd
 from sandboxctl.kafka_admin import KafkaAdmin
 
@@ -92,7 +93,7 @@ def free_port() -> int:
 
 
 async def create_topics(bootstrap: str, env: Mapping[str, str]) -> list[str]:
-    async with KafkaAdmin(bootstrap, timeout_seconds=30.0) as admin:
+    async with KafkaAdmin(KafkaConnection(bootstrap), timeout_seconds=30.0) as admin:
         return await topics_cmd.create(admin, topic_specs.wanted(env))
 
 

@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from sandbox_common import commands, e2b, topics
 from sandbox_common.commands import Command
-from sandbox_common.readmodel import keys
+from sandbox_common.readmodel import Layout
 from status_api.auth import Claims, mint
+from tests.connected import redis_mode
 from tests.connected.conftest import Stack, topic_partitions
 
 T0 = datetime.now(UTC).replace(microsecond=0)
@@ -268,8 +268,10 @@ async def forget_other_tests_deadlines(redis_url: str) -> None:
     """Empties the enforcement indexes of the shared test Redis before a test runs its own
     enforcer: sandboxes earlier tests left RUNNING (thousands, from the hostile-input suites)
     would otherwise be judged idle too, and their pause calls use up the simulator's faults."""
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_mode.client(redis_url)
     try:
-        await client.delete(keys.IDLE_DEADLINES, keys.TRANSITIONAL)
+        layout = Layout()
+        indexes = [(layout.idle_deadlines(s), layout.transitional(s)) for s in layout.all]
+        await client.delete(*(index for pair in indexes for index in pair))
     finally:
         await client.aclose()

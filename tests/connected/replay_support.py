@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
-import redis.asyncio as aioredis
+import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -26,9 +27,11 @@ from sandbox_common import envelope as env
 from sandbox_common import topics
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.readmodel import decode_doc, keys
+from sandbox_common.readmodel import Layout, decode_doc, keys
+from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.writer import DocumentWriter
 from sandboxctl.settings import Settings
+from tests.connected import redis_mode
 from tests.connected.conftest import Infra
 
 SCHEMA = "replay_test"
@@ -84,14 +87,24 @@ async def replay_store(infra: Infra) -> AsyncIterator[ReplayStore]:
     sep = "&" if "?" in infra.database_url else "?"  # the last search_path given wins
     database_url = f"{infra.database_url}{sep}search_path={SCHEMA}"
     await migrate(database_url)
-    redis_url = f"{infra.redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
-    client = aioredis.Redis.from_url(redis_url)
+    if redis_mode.CLUSTER:
+        # A cluster has database 0 only: the store gets a cluster of its own (make test starts
+        # it in REDIS_MODE=cluster).
+        redis_url = os.environ.get("TEST_REDIS_STORE_URL", "")
+        if not redis_url:
+            pytest.skip("a replay store on a Redis Cluster needs TEST_REDIS_STORE_URL")
+    else:
+        redis_url = f"{infra.redis_url.rsplit('/', 1)[0]}/{REDIS_DB}"
+    client = redis_mode.client(redis_url)
     await client.flushdb()
     await client.aclose()
     topic = f"replay-test-{uuid.uuid4().hex[:8]}"
     await create_topic(infra.kafka, topic)
     settings = Settings(
-        kafka_bootstrap_servers=infra.kafka, database_url=database_url, redis_url=redis_url
+        kafka_bootstrap_servers=infra.kafka,
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_cluster=redis_mode.CLUSTER,
     )
     try:
         yield ReplayStore(topic, settings)
@@ -167,14 +180,14 @@ async def project_live(
     batches of random size (and its `sandbox-state` records, when given a writer)."""
     s = store.settings
     pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=2)
-    client = aioredis.Redis.from_url(s.redis_url)
+    client = redis_mode.client(s.redis_url)
     try:
         pg = PostgresStore(pool)
         read_model = RedisReadModel(
             DocumentWriter(client, s.killed_tombstone_ttl_seconds, s.change_feed_max_length),
             s.deadline_rule(),
         )
-        async with TopicReader(s.kafka_bootstrap_servers, store.topic) as reader:
+        async with TopicReader(s.kafka_connection(), store.topic) as reader:
             records: list[Record] = []
             async for batch in reader.read(await reader.starts(), await reader.ends()):
                 records.extend(Record(r.topic, r.partition, r.offset, r.value) for r in batch)
@@ -201,11 +214,11 @@ async def snapshot(store: ReplayStore) -> dict[str, Any]:
         }
     finally:
         await conn.close()
-    client = aioredis.Redis.from_url(store.settings.redis_url)
+    client = redis_mode.client(store.settings.redis_url)
     try:
         docs = {}
         for sid in states:
-            raw = await client.hget(keys.sandbox_doc(sid), keys.DOC_FIELD)
+            raw = await client.hget(Layout().doc(sid), keys.DOC_FIELD)
             if raw:
                 doc = msgspec.structs.replace(decode_doc(raw), revision=0, updated_at=None)
                 docs[sid] = doc
@@ -217,9 +230,10 @@ async def snapshot(store: ReplayStore) -> dict[str, Any]:
                 served[doc.project_id] = (
                     target.sandbox_id if target and target.status != "KILLED" else None
                 )
-        idle: list[Any] = await client.zrange(keys.IDLE_DEADLINES, 0, -1, withscores=True)
-        transitional: list[Any] = await client.zrange(keys.TRANSITIONAL, 0, -1, withscores=True)
-        hard_ends: list[Any] = await client.zrange(keys.HARD_ENDS, 0, -1, withscores=True)
+        reader = ReadModelReader(client)
+        idle = (await reader.idle_deadlines()).items()
+        transitional = (await reader.transitional()).items()
+        hard_ends = (await reader.hard_ends()).items()
         marker = await client.exists(keys.READ_MODEL_MARKER)
     finally:
         await client.aclose()
@@ -249,7 +263,7 @@ async def drop_state(
         await conn.execute(f"TRUNCATE {tables}")
     finally:
         await conn.close()
-    client = aioredis.Redis.from_url(store.settings.redis_url)
+    client = redis_mode.client(store.settings.redis_url)
     await client.flushdb()
     await client.aclose()
 

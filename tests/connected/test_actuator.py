@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 import uvicorn
 from aiokafka import AIOKafkaConsumer
 
@@ -20,7 +19,8 @@ from enforcer.actuator.app import build_app
 from enforcer.settings import ActuatorSettings
 from sandbox_common import topics
 from sandbox_common.commands import Command, CommandType
-from sandbox_common.readmodel import Status, StatusDoc, encode_doc, keys
+from sandbox_common.readmodel import Layout, Status, StatusDoc, encode_doc, keys
+from tests.connected import redis_mode
 from tests.connected.conftest import Infra, topic_partitions
 from tests.connected.e2b_sim_process import SimProcess, free_port
 from tests.connected.helpers import (
@@ -52,6 +52,7 @@ async def actuator(prepared: Infra, sim: SimProcess) -> AsyncIterator[str]:
     settings = ActuatorSettings(
         kafka_bootstrap_servers=prepared.kafka,
         redis_url=prepared.redis_url,
+        redis_cluster=redis_mode.CLUSTER,
         e2b_api_url=sim.url,
         e2b_api_key=KEY,
         actuator_port=free_port(),
@@ -115,10 +116,10 @@ async def _write_doc(infra: Infra, sandbox_id: str, last_active_at: datetime) ->
         last_active_at=last_active_at,
         status_changed_at=last_active_at,
     )
-    client = aioredis.Redis.from_url(infra.redis_url)
+    client = redis_mode.client(infra.redis_url)
     try:
         await client.hset(
-            keys.sandbox_doc(sandbox_id),
+            Layout().doc(sandbox_id),
             mapping={keys.DOC_FIELD: encode_doc(doc), keys.REVISION_FIELD: 1},
         )
     finally:
@@ -177,7 +178,7 @@ async def test_a_carried_out_command_is_remembered_for_a_day_not_a_week(
     """Issue 15, item 1: the ledger's markers are bounded by ACTUATOR_LEDGER_TTL_SECONDS."""
     sid = await _create(api)
     fact = await _run(prepared, sid)
-    client = aioredis.Redis.from_url(prepared.redis_url)
+    client = redis_mode.client(prepared.redis_url)
     try:
 
         async def ttl() -> int | None:

@@ -28,7 +28,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from sandbox_common import topics
 from sandbox_common.commands import Command, CommandType
-from sandbox_common.readmodel import Status, StatusDoc, encode_doc, keys
+from sandbox_common.readmodel import Layout, Status, StatusDoc, encode_doc, keys
 from tests.connected.conftest import Infra, start_group_at_end, topic_partitions
 from tests.connected.e2b_sim_process import SimProcess, free_port, ticking
 from tests.connected.helpers import (
@@ -138,7 +138,7 @@ async def _due(infra: Infra, *sandbox_ids: str) -> list[Command]:
                     status_changed_at=JUDGED,
                 )
                 pipe.hset(
-                    keys.sandbox_doc(sid),
+                    Layout().doc(sid),
                     mapping={keys.DOC_FIELD: encode_doc(doc), keys.REVISION_FIELD: 1},
                 )
             await pipe.execute()

@@ -17,6 +17,7 @@ from aiokafka.record.memory_records import MemoryRecords
 from sandbox_common import envelope as env
 from sandbox_common import topics
 from sandbox_common.broker import build_broker
+from sandbox_common.kafka_connection import KafkaConnection
 from sandbox_common.kafka_publisher import KafkaPublisher
 from tests.connected.conftest import Infra
 from tests.connected.replay_support import create_topic, delete_topic
@@ -96,7 +97,7 @@ def _fact() -> bytes:
 async def test_the_fact_publisher_writes_zstd_batches(
     infra: Infra, topic: str, codecs: list[int]
 ) -> None:
-    publisher = KafkaPublisher(infra.kafka, 10)
+    publisher = KafkaPublisher(KafkaConnection(infra.kafka), 10)
     await publisher.start()
     try:
         for _ in range(3):
@@ -112,7 +113,7 @@ async def test_the_fact_publisher_writes_zstd_batches(
 async def test_the_services_brokers_write_zstd_batches(
     infra: Infra, topic: str, codecs: list[int], durable: bool
 ) -> None:
-    broker = build_broker(infra.kafka, logging.getLogger("test"), durable=durable)
+    broker = build_broker(KafkaConnection(infra.kafka), logging.getLogger("test"), durable=durable)
     await broker.start()
     try:
         for _ in range(3):

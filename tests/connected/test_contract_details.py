@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 import asyncpg
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from projector.adapters.redis import RedisReadModel
 from projector.domain import SandboxState
 from projector.handlers import Projected
-from sandbox_common.readmodel import DeadlineRule, Status, decode_doc, keys
+from sandbox_common.readmodel import DeadlineRule, Layout, Status, decode_doc, keys
 from sandbox_common.readmodel.writer import DocumentWriter
+from tests.connected import redis_mode
 from tests.connected.conftest import Stack
 from tests.connected.helpers import ago, eventually, post_webhook, status_of, unique, webhook
 
@@ -77,7 +77,7 @@ async def test_updated_event_syncs_the_timeout(client: httpx.AsyncClient, stack:
 
 
 async def test_read_model_never_goes_back_to_an_older_revision(stack: Stack) -> None:
-    client = aioredis.Redis.from_url(stack.infra.redis_url)
+    client = redis_mode.client(stack.infra.redis_url)
     model = RedisReadModel(
         DocumentWriter(client, tombstone_ttl_seconds=60, change_feed_max_length=1000),
         DeadlineRule(180),
@@ -93,7 +93,7 @@ async def test_read_model_never_goes_back_to_an_older_revision(stack: Stack) -> 
     try:
         await model.publish([Projected(newer, 5)])
         await model.publish([Projected(older, 4)])  # a late write, e.g. a replayed batch
-        raw = await client.hget(keys.sandbox_doc(sandbox), keys.DOC_FIELD)
+        raw = await client.hget(Layout().doc(sandbox), keys.DOC_FIELD)
         assert raw is not None
         doc = decode_doc(raw)
         assert (doc.status, doc.revision) == (Status.PAUSED, 5)
@@ -105,7 +105,7 @@ async def test_an_empty_project_id_never_overwrites_the_document(stack: Stack) -
     """Found by the hostile-input suite: metadata `projectId: ""` made the pointer SET land on
     the document's own key (a hash), and every later write of it failed with WRONGTYPE, so the
     projector retried that batch for ever."""
-    client = aioredis.Redis.from_url(stack.infra.redis_url)
+    client = redis_mode.client(stack.infra.redis_url)
     model = RedisReadModel(
         DocumentWriter(client, tombstone_ttl_seconds=60, change_feed_max_length=1000),
         DeadlineRule(180),
@@ -118,7 +118,7 @@ async def test_an_empty_project_id_never_overwrites_the_document(stack: Stack) -
                 sandbox_id=sandbox, status=status, project_id="", last_event_at=now
             )
             await model.publish([Projected(state, revision)])
-        raw = await client.hget(keys.sandbox_doc(sandbox), keys.DOC_FIELD)
+        raw = await client.hget(Layout().doc(sandbox), keys.DOC_FIELD)
         assert raw is not None
         assert decode_doc(raw).status is Status.PAUSED
     finally:
@@ -130,12 +130,14 @@ async def test_idle_deadline_index_follows_the_running_state(
 ) -> None:
     project, sandbox = unique("proj"), unique("sbx")
     created = json.loads(webhook("created", sandbox, project, seconds=0))
-    redis_client = aioredis.Redis.from_url(stack.infra.redis_url)
+    redis_client = redis_mode.client(stack.infra.redis_url)
     try:
         await post_webhook(client, stack, webhook("created", sandbox, project, seconds=0))
 
         async def indexed() -> float | None:
-            return await redis_client.zscore(keys.IDLE_DEADLINES, sandbox)
+            return await redis_client.zscore(
+                Layout().idle_deadlines(Layout().shard(sandbox)), sandbox
+            )
 
         score = await eventually(indexed)
         active = datetime.fromisoformat(created["timestamp"].replace("Z", "+00:00"))
@@ -143,7 +145,8 @@ async def test_idle_deadline_index_follows_the_running_state(
         await post_webhook(client, stack, webhook("paused", sandbox, project, seconds=5))
 
         async def dropped() -> bool:
-            return await redis_client.zscore(keys.IDLE_DEADLINES, sandbox) is None
+            index = Layout().idle_deadlines(Layout().shard(sandbox))
+            return await redis_client.zscore(index, sandbox) is None
 
         await eventually(dropped)
     finally:

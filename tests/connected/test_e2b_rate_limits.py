@@ -16,13 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
 from sandbox_common import topics
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.e2b_api.client import CallLimits, E2BApi
 from sandbox_common.readmodel import keys
+from tests.connected import redis_mode
 from tests.connected.conftest import Stack, start_group_at_end
 from tests.connected.e2b_sim_process import SimProcess, free_port
 from tests.connected.helpers import (
@@ -76,7 +76,7 @@ def limited_sim() -> Iterator[SimProcess]:
 @pytest.fixture
 async def fresh_budget(stack: Stack) -> None:
     """No E2B call budget left over from an earlier test's actuators."""
-    client = aioredis.Redis.from_url(stack.infra.redis_url)
+    client = redis_mode.client(stack.infra.redis_url)
     try:
         await client.delete(keys.E2B_BUDGET)
     finally:

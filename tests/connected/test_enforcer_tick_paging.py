@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from enforcer.ticker.tick import TickOptions, run_tick
 from sandbox_common.commands import Command
 from sandbox_common.envelope import Envelope
-from sandbox_common.readmodel import Status, StatusDoc, encode_doc, keys
+from sandbox_common.readmodel import Layout, Status, StatusDoc, encode_doc, keys
 from sandbox_common.readmodel.coordination import RequestedPauses
 from sandbox_common.readmodel.reader import DueMark, ReadModelReader
 from tests.connected.own_redis import own_redis
@@ -22,6 +22,7 @@ from tests.connected.own_redis import own_redis
 pytestmark = pytest.mark.connected
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+LAYOUT = Layout(4)  # a page gathers across shards
 
 
 class Counting:
@@ -48,7 +49,7 @@ async def _seed(client: aioredis.Redis, due: int, later: int) -> None:
             active = NOW - timedelta(seconds=400) + step if is_due else NOW - timedelta(seconds=10)
             deadline = active + timedelta(seconds=180)
             sid = f"sbx-{i:05d}"
-            pipe.zadd(keys.IDLE_DEADLINES, {sid: deadline.timestamp()})
+            pipe.zadd(LAYOUT.idle_deadlines(LAYOUT.shard(sid)), {sid: deadline.timestamp()})
             doc = StatusDoc(
                 sandbox_id=sid,
                 project_id="p",
@@ -57,8 +58,7 @@ async def _seed(client: aioredis.Redis, due: int, later: int) -> None:
                 status_changed_at=active,
                 idle_deadline_at=deadline,
             )
-            pipe.hset(keys.sandbox_doc(sid), keys.DOC_FIELD, encode_doc(doc))
-        pipe.set(keys.READ_MODEL_MARKER, b"test")
+            pipe.hset(LAYOUT.doc(sid), keys.DOC_FIELD, encode_doc(doc))
         await pipe.execute()
 
 
@@ -67,7 +67,7 @@ async def test_a_tick_pages_through_every_due_sandbox_ties_included() -> None:
         client = aioredis.Redis.from_url(url)
         try:
             await _seed(client, due=2_500, later=300)
-            model = ReadModelReader(client)
+            model = ReadModelReader(client, LAYOUT)
             pages: list[list[DueMark]] = []
             after = None
             while page := await model.due(NOW, 1_000, after):

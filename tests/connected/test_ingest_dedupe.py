@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from ingest.adapters.dedupe import MARK_DELAY, SeenEvents
 from sandbox_common.readmodel import keys
+from tests.connected import redis_mode
 from tests.connected.conftest import Stack
 from tests.connected.helpers import eventually, post_webhook, unique, webhook
 
@@ -18,8 +19,8 @@ pytestmark = pytest.mark.connected
 
 
 async def test_an_id_marked_by_one_replica_is_seen_by_another(stack: Stack) -> None:
-    a_client = aioredis.Redis.from_url(stack.infra.redis_url)
-    b_client = aioredis.Redis.from_url(stack.infra.redis_url)
+    a_client = redis_mode.client(stack.infra.redis_url)
+    b_client = redis_mode.client(stack.infra.redis_url)
     replica_a, replica_b = SeenEvents(a_client, 60), SeenEvents(b_client, 60)
     event_id = unique("evt")
     try:
@@ -37,7 +38,7 @@ async def test_an_id_marked_by_one_replica_is_seen_by_another(stack: Stack) -> N
 async def test_many_concurrent_lookups_share_round_trips_and_all_get_answers(
     stack: Stack,
 ) -> None:
-    client = aioredis.Redis.from_url(stack.infra.redis_url)
+    client = redis_mode.client(stack.infra.redis_url)
     seen = SeenEvents(client, 60)
     ids = [unique("evt") for _ in range(200)]
     try:
@@ -66,7 +67,7 @@ async def test_a_webhook_id_is_remembered_for_an_hour_not_a_week(stack: Stack) -
     unique event id deduplicates for ever, so Redis only covers E2B's redeliveries."""
     event_id = unique("evt")
     body = webhook("created", unique("sbx"), unique("proj"), event_id=event_id)
-    client = aioredis.Redis.from_url(stack.infra.redis_url)
+    client = redis_mode.client(stack.infra.redis_url)
     try:
         async with httpx.AsyncClient() as http:
             assert (await post_webhook(http, stack, body)).status_code == 200

@@ -10,8 +10,8 @@ import sys
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
+from tests.connected import redis_mode
 from tests.connected.conftest import Stack
 from tests.connected.helpers import eventually, post_webhook, status_of, unique, webhook
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.connected
 
 
 async def _flush(stack: Stack) -> None:
-    client = aioredis.Redis.from_url(stack.infra.redis_url)
+    client = redis_mode.client(stack.infra.redis_url)
     await client.flushdb()
     await client.aclose()
 

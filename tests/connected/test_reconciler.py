@@ -12,6 +12,7 @@ import pytest
 from enforcer.reconciler.loop import reconcile_once
 from sandbox_common import e2b
 from sandboxctl.settings import Settings
+from tests.connected import redis_mode
 from tests.connected.conftest import Stack
 from tests.connected.e2b_sim_process import SimProcess
 from tests.connected.helpers import eventually, status_of, unique
@@ -84,6 +85,7 @@ async def test_reconciler_repairs_dropped_webhooks_and_upstream_kills(
         kafka_bootstrap_servers=stack.infra.kafka,
         database_url=stack.infra.database_url,
         redis_url=stack.infra.redis_url,
+        redis_cluster=redis_mode.CLUSTER,
         e2b_api_url=sim.url,
         e2b_api_key=KEY,
         # Earlier suites leave thousands of sandboxes this simulator never heard of; each costs

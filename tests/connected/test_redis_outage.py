@@ -20,9 +20,10 @@ from projector.retries import RetryingProjection
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope, FactType
 from sandbox_common.probes import failing
-from sandbox_common.readmodel import keys
+from sandbox_common.readmodel import Layout
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.writer import DocumentWriter
+from tests.connected import redis_mode
 from tests.connected.conftest import Infra
 from tests.connected.own_redis import own_redis
 from tests.connected.replay_support import ReplayStore, lifecycle_records
@@ -31,6 +32,8 @@ pytestmark = pytest.mark.connected
 
 
 class _Broker:
+    problem = None
+
     async def ping(self, timeout: float | None) -> bool:  # noqa: ASYNC109 - the Pingable signature
         return True
 
@@ -109,7 +112,7 @@ async def test_a_redis_refusing_writes_rewinds_the_batch_and_dead_letters_nothin
             assert outbox.dead == []
             assert not await problems()
             for sid in ids:
-                assert await client.exists(keys.sandbox_doc(sid)), sid
+                assert await client.exists(Layout().doc(sid)), sid
         finally:
             await pool.close()
             await client.aclose()
@@ -118,7 +121,7 @@ async def test_a_redis_refusing_writes_rewinds_the_batch_and_dead_letters_nothin
 async def test_the_redis_make_up_starts_is_bounded_and_never_evicts(prepared: Infra) -> None:
     """`make up` (infra/local/redis.sh) sets a maxmemory with noeviction, and the projector's
     memory figures (redis_memory_* gauges, the alerts' input) say so."""
-    client = aioredis.Redis.from_url(prepared.redis_url)
+    client = redis_mode.client(prepared.redis_url)
     try:
         memory = await ReadModelReader(client).memory()
     finally:

@@ -10,22 +10,24 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from sandbox_common.redis_pool import BoundedConnectionPool, bounded_client
+from sandbox_common.redis_pool import BoundedConnectionPool
+from tests.connected import redis_mode
 from tests.connected.conftest import Infra
 
 pytestmark = pytest.mark.connected
 
 
 async def test_a_burst_larger_than_the_pool_waits_instead_of_failing(prepared: Infra) -> None:
-    client = bounded_client(prepared.redis_url, max_connections=2)
-    plain = aioredis.Redis.from_url(prepared.redis_url, max_connections=2)
+    """On one Redis and on a cluster (REDIS_CLUSTER=true) alike."""
+    client = redis_mode.client(prepared.redis_url, max_connections=2)
+    plain = redis_mode.unbounded(prepared.redis_url, max_connections=2)
     try:
         started = time.monotonic()
         # Each BLPOP holds its connection for 0.2 s: six of them need three rounds of two.
         answers = await asyncio.gather(*(client.blpop(["no-such-list"], 0.2) for _ in range(6)))
         assert answers == [None] * 6
         assert time.monotonic() - started >= 0.55
-        with pytest.raises(RedisConnectionError, match="Too many connections"):
+        with pytest.raises(RedisConnectionError):  # "Too many connections" (a cluster's too)
             await asyncio.gather(*(plain.blpop(["no-such-list"], 0.2) for _ in range(6)))
     finally:
         await client.aclose()

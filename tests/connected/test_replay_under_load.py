@@ -9,11 +9,9 @@ import io
 import random
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from projector.adapters.postgres import PostgresStore
@@ -26,8 +24,11 @@ from sandbox_common import envelope as env
 from sandbox_common import topics
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import FactType
-from sandbox_common.readmodel import keys
+from sandbox_common.kafka_connection import KafkaConnection
+from sandbox_common.readmodel import Layout
+from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.writer import DocumentWriter
+from tests.connected import redis_mode
 from tests.connected.replay_support import (
     NoOutbox,
     ReplayStore,
@@ -55,7 +56,7 @@ class _LiveLoad:
     async def run(self, start: Offsets) -> None:
         s = self._store.settings
         pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=2)
-        client = aioredis.Redis.from_url(s.redis_url)
+        client = redis_mode.client(s.redis_url)
         producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap_servers)
         await producer.start()
         writer = DocumentWriter(client, s.killed_tombstone_ttl_seconds, s.change_feed_max_length)
@@ -67,7 +68,7 @@ class _LiveLoad:
         )
         position = dict(start)
         try:
-            async with TopicReader(s.kafka_bootstrap_servers, self._store.topic) as reader:
+            async with TopicReader(s.kafka_connection(), self._store.topic) as reader:
                 while True:
                     stopping = self._stop.is_set()
                     if not stopping:
@@ -99,7 +100,7 @@ async def test_a_replay_under_a_steady_load_of_new_sandboxes_loses_nothing(
     bootstrap = store.settings.kafka_bootstrap_servers
     await publish(bootstrap, store.topic, random_stream(rng, 3000, 20_000))
     await project_live(store, rng)
-    async with TopicReader(bootstrap, store.topic) as reader:
+    async with TopicReader(KafkaConnection(bootstrap), store.topic) as reader:
         folded_up_to = await reader.ends()
 
     load = _LiveLoad(store)
@@ -116,11 +117,10 @@ async def test_a_replay_under_a_steady_load_of_new_sandboxes_loses_nothing(
         await live
     assert len(load.created) > 100, "the load did not run alongside the replays"
 
-    client = aioredis.Redis.from_url(store.settings.redis_url)
+    client = redis_mode.client(store.settings.redis_url)
     try:
-        missing = [sid for sid in load.created if not await client.exists(keys.sandbox_doc(sid))]
-        indexed: list[Any] = await client.zrange(keys.IDLE_DEADLINES, 0, -1)
-        idle = {m.decode() for m in indexed}
+        missing = [sid for sid in load.created if not await client.exists(Layout().doc(sid))]
+        idle = set(await ReadModelReader(client).idle_deadlines())
     finally:
         await client.aclose()
     assert missing == [], f"{len(missing)} live documents removed by a swap: {reports}"

@@ -10,14 +10,15 @@ import time
 import uuid
 
 import pytest
-import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
 from sandbox_common import topics
-from sandbox_common.readmodel import keys
+from sandbox_common.kafka_connection import KafkaConnection
+from sandbox_common.readmodel import Layout, keys
 from sandboxctl import topics_cmd
 from sandboxctl.kafka_admin import KafkaAdmin
 from sandboxctl.topic_specs import TopicSpec
+from tests.connected import redis_mode
 from tests.connected.conftest import Infra
 from tests.connected.helpers import forget_other_tests_deadlines
 
@@ -50,7 +51,7 @@ async def test_create_makes_a_missing_topic_with_its_settings_then_leaves_it(
     name = f"sandboxctl-test-{uuid.uuid4().hex[:8]}"
     spec = TopicSpec(name, 3, 1, {"retention.ms": "-1", "min.insync.replicas": "1"})
     try:
-        async with KafkaAdmin(prepared.kafka) as admin:
+        async with KafkaAdmin(KafkaConnection(prepared.kafka)) as admin:
             first = await topics_cmd.create(admin, [spec])
             second = await topics_cmd.create(admin, [spec])
             state = (await admin.existing([name]))[name]
@@ -102,7 +103,7 @@ def test_describe_reports_drift_with_exit_3(prepared: Infra) -> None:
 
 
 async def test_status_flags_sandboxes_the_enforcer_left_overdue(prepared: Infra) -> None:
-    redis = aioredis.Redis.from_url(prepared.redis_url)
+    redis = redis_mode.client(prepared.redis_url)
     member = f"sbx-overdue-{uuid.uuid4().hex[:8]}"
     try:
         assert not await redis.exists(keys.TICKER_LEASE), "no ticker may run in this test"
@@ -112,7 +113,8 @@ async def test_status_flags_sandboxes_the_enforcer_left_overdue(prepared: Infra)
         before = sandboxctl(prepared, "status")
         assert before.returncode in (0, 3), before.stderr  # other tests may leave due ones
         assert before.stdout.startswith("sandboxes (PostgreSQL): ")
-        await redis.zadd(keys.IDLE_DEADLINES, {member: time.time() - 3600})
+        index = Layout().idle_deadlines(Layout().shard(member))
+        await redis.zadd(index, {member: time.time() - 3600})
         overdue = sandboxctl(prepared, "status")
         assert overdue.returncode == 3, overdue.stdout + overdue.stderr
         (problem,) = [line for line in overdue.stdout.splitlines() if line.startswith("PROBLEM")]
@@ -126,5 +128,5 @@ async def test_status_flags_sandboxes_the_enforcer_left_overdue(prepared: Infra)
         (again,) = document["problems"]  # the same problem, a second or so older
         assert "(no ticker holds the lease): the enforcer is not pausing" in again
     finally:
-        await redis.zrem(keys.IDLE_DEADLINES, member)
+        await redis.zrem(Layout().idle_deadlines(Layout().shard(member)), member)
         await redis.aclose()

@@ -19,6 +19,7 @@ from projector.replay.run import Replay
 from projector.replay.verify import Differs
 from projector.snapshots import decode as decode_state
 from sandbox_common import envelope as env
+from sandbox_common.kafka_connection import KafkaConnection
 from tests.connected.conftest import Infra
 from tests.connected.replay_support import (
     PARTITIONS,
@@ -48,7 +49,7 @@ async def state_topic(prepared: Infra) -> AsyncIterator[str]:
 
 async def _records(bootstrap: str, topic: str) -> list[tuple[int, int, bytes | None, bytes | None]]:
     out: list[tuple[int, int, bytes | None, bytes | None]] = []
-    async with TopicReader(bootstrap, topic) as reader:
+    async with TopicReader(KafkaConnection(bootstrap), topic) as reader:
         async for batch in reader.read(await reader.starts(), await reader.ends()):
             out.extend((r.partition, r.offset, r.key, r.value) for r in batch)
     return out
@@ -61,7 +62,7 @@ async def test_from_snapshot_rebuilds_what_a_full_replay_does(
     rng = random.Random(seed)
     bootstrap = store.settings.kafka_bootstrap_servers
     await publish(bootstrap, store.topic, random_stream(rng, 40, 600))
-    writer = KafkaStateSnapshots(bootstrap, state_topic)
+    writer = KafkaStateSnapshots(KafkaConnection(bootstrap), state_topic)
     try:
         await project_live(store, rng, writer)
     finally:
@@ -95,7 +96,7 @@ async def test_no_snapshot_record_claims_a_fact_its_state_does_not_hold(
     rng = random.Random(5)
     bootstrap = store.settings.kafka_bootstrap_servers
     await publish(bootstrap, store.topic, random_stream(rng, 30, 400))
-    writer = KafkaStateSnapshots(bootstrap, state_topic)
+    writer = KafkaStateSnapshots(KafkaConnection(bootstrap), state_topic)
     try:
         await project_live(store, rng, writer)
     finally:

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from sandbox_common.readmodel import Status, StatusDoc, keys
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.writer import DocumentWriter
+from tests.connected import redis_mode
 from tests.connected.conftest import Stack
 from tests.connected.helpers import EventStream, eventually, token, unique
 from tests.connected.services import ServiceProcess
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.connected
 
 @pytest.fixture
 async def redis(stack: Stack) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(stack.env["REDIS_URL"])
+    client = redis_mode.client(stack.env["REDIS_URL"])
     try:
         yield client
     finally:

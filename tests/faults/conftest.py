@@ -102,8 +102,10 @@ def results(infra: LocalInfra) -> Iterator[list[ScenarioFigures]]:
     if found:
         table = render_table(found)
         _TABLES.append(table)
-        (infra.state / "faults-report.md").write_text(table)
-        (infra.state / "faults-report.json").write_text(
+        # The three-broker session keeps a report of its own next to the one-broker session's.
+        name = "faults-report" if infra.brokers == 1 else f"faults-report-{infra.brokers}-brokers"
+        (infra.state / f"{name}.md").write_text(table)
+        (infra.state / f"{name}.json").write_text(
             json.dumps([f.as_dict() for f in found], indent=2)
         )
 

@@ -2,10 +2,13 @@
 folder and ports, so killing them never touches the instances other checkouts share.
 
 Each is killed by the pid its script recorded (never by name), and restarted by its script.
+Kafka is one node, or three (FAULTS_KAFKA_BROKERS=3): then "kafka" is all of them, and each
+node can be killed alone by its name ("kafka-node-2"); `start("kafka")` starts whichever is down.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,23 +20,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra" / "local"
 COMPONENTS = ("kafka", "postgres", "redis")
+NODE_PORT_STEP = 100  # infra/local/kafka_nodes.sh: node I listens on each base port + (I-1)*100
 
 
-def _port(name: str, default: int) -> int:
+def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
 @dataclass(frozen=True)
 class LocalInfra:
     state: Path = Path(os.environ.get("FAULTS_STATE_DIR", ROOT / ".state-faults"))
-    kafka_port: int = _port("FAULTS_KAFKA_PORT", 19092)
-    controller_port: int = _port("FAULTS_KAFKA_CONTROLLER_PORT", 19093)
-    postgres_port: int = _port("FAULTS_POSTGRES_PORT", 15432)
-    redis_port: int = _port("FAULTS_REDIS_PORT", 16379)
+    kafka_port: int = _int("FAULTS_KAFKA_PORT", 19092)
+    controller_port: int = _int("FAULTS_KAFKA_CONTROLLER_PORT", 19093)
+    postgres_port: int = _int("FAULTS_POSTGRES_PORT", 15432)
+    redis_port: int = _int("FAULTS_REDIS_PORT", 16379)
+    brokers: int = _int("FAULTS_KAFKA_BROKERS", 1)
 
     @property
     def kafka(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        ports = (self.kafka_port + i * NODE_PORT_STEP for i in range(self.brokers))
+        return ",".join(f"127.0.0.1:{port}" for port in ports)
+
+    @property
+    def kafka_nodes(self) -> list[str]:
+        """Each Kafka node's name: the stem of its pid file and data dir."""
+        if self.brokers == 1:
+            return ["kafka"]
+        return [f"kafka-node-{i}" for i in range(1, self.brokers + 1)]
 
     @property
     def database_url(self) -> str:
@@ -53,9 +66,12 @@ class LocalInfra:
             "STATE_DIR": str(self.state),
             "KAFKA_PORT": str(self.kafka_port),
             "KAFKA_CONTROLLER_PORT": str(self.controller_port),
+            "KAFKA_BROKERS": str(self.brokers),
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
             "POSTGRES_PORT": str(self.postgres_port),
             "REDIS_PORT": str(self.redis_port),
+            # The broker always listens SASL_SSL too: off the shared broker's port.
+            "KAFKA_SASL_SSL_PORT": os.environ.get("FAULTS_KAFKA_SASL_SSL_PORT", "19094"),
         }
 
     def script(self, name: str, *args: str) -> None:
@@ -71,9 +87,10 @@ class LocalInfra:
 
     def up(self) -> None:
         """Starts all three; Kafka on a fresh log dir: the topics hold this run's records only."""
-        if self.pid("kafka") is not None:  # left by an interrupted run: ours, by its pid file
-            self.script("kafka", "stop")
-        shutil.rmtree(self.state / "data" / "kafka", ignore_errors=True)
+        # Left by an interrupted run, of either size: ours, stopped by its pid files.
+        self.script("kafka", "stop")
+        for data in (self.state / "data").glob("kafka*"):
+            shutil.rmtree(data, ignore_errors=True)
         (self.state / "kafka" / "cluster.id").unlink(missing_ok=True)
         self.script("up")
 
@@ -83,25 +100,48 @@ class LocalInfra:
     def start(self, component: str) -> None:
         self.script(component, "start")
 
-    def pid(self, component: str) -> int | None:
+    def pid(self, name: str) -> int | None:
         try:
-            pid = int((self.state / "run" / f"{component}.pid").read_text().split()[0])
+            pid = int((self.state / "run" / f"{name}.pid").read_text().split()[0])
         except (FileNotFoundError, ValueError, IndexError):
             return None
         return pid if _alive(pid) else None
 
-    def kill(self, component: str) -> None:
-        """kill -9, as a crash would: PostgreSQL's postmaster together with its backends."""
-        pid = self.pid(component)
-        assert pid is not None, f"{component} is not running"
-        victims = [pid, *_children(pid)] if component == "postgres" else [pid]
+    def pids(self, component: str) -> list[int]:
+        """The live processes of a component, or of one Kafka node given by its name."""
+        names = self.kafka_nodes if component == "kafka" else [component]
+        return [pid for name in names if (pid := self.pid(name)) is not None]
+
+    def quorum_leader(self, within: float = 15) -> str:
+        """The Kafka node that leads the controller quorum now, as every live voter records it
+        (in its quorum-state file); waits out an election in progress."""
+        deadline = time.monotonic() + within
+        while True:
+            leaders: set[int] = set()
+            for name in self.kafka_nodes:
+                state = self.state / "data" / name / "__cluster_metadata-0" / "quorum-state"
+                if self.pid(name) is not None and state.exists():
+                    leaders.add(int(json.loads(state.read_text())["leaderId"]))
+            if len(leaders) == 1 and (leader := leaders.pop()) > 0:
+                return self.kafka_nodes[leader - 1]
+            assert time.monotonic() < deadline, f"the live voters name leaders {leaders}"
+            time.sleep(0.2)
+
+    def kill(self, *components: str) -> None:
+        """kill -9, as a crash would, of all given at once: PostgreSQL's postmaster together
+        with its backends, every Kafka node for "kafka" (or one node by its name)."""
+        victims = []
+        for component in components:
+            pids = self.pids(component)
+            assert pids, f"{component} is not running"
+            victims += [*pids, *_children(pids[0])] if component == "postgres" else pids
         for victim in victims:
             os.kill(victim, signal.SIGKILL)
         # Gone means reaped too: a zombie still holds its pid, and PostgreSQL's lock file check
         # (kill 0) would take it for a running postmaster.
         deadline = time.monotonic() + 30
         while any(Path(f"/proc/{v}").exists() for v in victims):
-            assert time.monotonic() < deadline, f"{component} pids {victims} not reaped in 30 s"
+            assert time.monotonic() < deadline, f"{components} pids {victims} not reaped in 30 s"
             time.sleep(0.05)
 
 

@@ -25,7 +25,7 @@ from projector.adapters.postgres import _COLUMNS, state_from_row
 from projector.domain import SandboxState, evolve
 from sandbox_common import topics
 from sandbox_common.envelope import decode
-from sandbox_common.readmodel import TRANSITIONAL, DeadlineRule, decode_doc, keys, to_doc
+from sandbox_common.readmodel import TRANSITIONAL, DeadlineRule, Layout, decode_doc, keys, to_doc
 
 
 @dataclass
@@ -117,11 +117,11 @@ async def compare_redis(redis_url: str, snap: Snapshot, default_idle_seconds: in
     try:
         ids = sorted(snap.states)
         async with client.pipeline(transaction=False) as pipe:
+            layout = Layout()  # the services' default READ_MODEL_SHARDS
             for sid in ids:
-                pipe.hgetall(keys.sandbox_doc(sid))
-                pipe.zscore(keys.IDLE_DEADLINES, sid)
-                pipe.zscore(keys.TRANSITIONAL, sid)
-                pipe.zscore(keys.HARD_ENDS, sid)
+                pipe.hgetall(layout.doc(sid))
+                for index in layout.indexes(layout.shard(sid)):  # idle, transitional, hard end
+                    pipe.zscore(index, sid)
             answers = await pipe.execute()
     finally:
         await client.aclose()

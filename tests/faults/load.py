@@ -41,6 +41,7 @@ class Figures:
     ok: int = 0
     failed: Counter[str] = field(default_factory=Counter)  # non-2xx by code, or error kind
     ok_times: list[float] = field(default_factory=list)  # time.monotonic() of each 2xx
+    failed_times: list[tuple[float, str]] = field(default_factory=list)  # (when, kind)
 
     def longest_gap(self) -> float:
         """The longest stretch without any 2xx answer while the load ran (the outage seen)."""
@@ -131,6 +132,7 @@ class Load:
 
     def _failed(self, delivery: Delivery, kind: str) -> None:
         self.figures.failed[kind] += 1
+        self.figures.failed_times.append((time.monotonic(), kind))
         if time.monotonic() + self.retry_delay < self._give_up_at:
             asyncio.get_running_loop().call_later(
                 self.retry_delay, self._queue.put_nowait, delivery

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from dataclasses import dataclass, field
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from projector.settings import ProjectorSettings
 from sandbox_common import topics
+from sandbox_common.consumer_lag import committed_lag
 from tests.connected.conftest import topic_partitions
+from tests.faults.invariants import Snapshot, compare_redis
 
 
 @dataclass(frozen=True)
@@ -139,3 +144,49 @@ async def drained(
             last = None
         await asyncio.sleep(0.25)
     raise AssertionError(f"projector not drained within {within}s (last sample {last})")
+
+
+async def committed(kafka: str, within: float) -> float:
+    """Seconds until the projector's group has committed every record of the topic. It commits
+    a batch once its Redis write is done too, which can trail PostgreSQL's by a batch whose
+    `sandbox-state` records the broker has not acknowledged yet (pipeline.py)."""
+    started = time.monotonic()
+    group = ProjectorSettings.projector_group_id
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka, request_timeout_ms=5000)
+    ends = AIOKafkaConsumer(bootstrap_servers=kafka, request_timeout_ms=5000)
+    await admin.start()
+    await ends.start()
+    lag: dict[int, int] | str | None = None
+    try:
+        while time.monotonic() - started < within:
+            try:
+                lag = await committed_lag(admin, ends, group, topics.LIFECYCLE)
+            except KafkaError as exc:
+                lag = repr(exc)
+            if isinstance(lag, dict) and not any(lag.values()):
+                return time.monotonic() - started
+            await asyncio.sleep(0.25)
+    finally:
+        await admin.close()
+        with contextlib.suppress(asyncio.CancelledError):  # aiokafka#647
+            await ends.stop()
+    raise AssertionError(f"group {group} has not committed everything within {within}s: {lag}")
+
+
+async def redis_caught_up(
+    redis_url: str, snap: Snapshot, idle_seconds: int, within: float
+) -> float:
+    """Seconds until Redis holds what the PostgreSQL snapshot does (infinite: not within
+    `within`; the strict comparison after the group's commit then says what differs)."""
+    started = time.monotonic()
+    first = problems = await compare_redis(redis_url, snap, idle_seconds)
+    while problems:
+        if time.monotonic() - started > within:
+            return math.inf
+        await asyncio.sleep(0.25)
+        problems = await compare_redis(redis_url, snap, idle_seconds)
+    if first:  # what trailed, for the run's output
+        print(
+            f"\n[faults] Redis behind PostgreSQL for {time.monotonic() - started:.1f}s: {first[:3]}"
+        )
+    return time.monotonic() - started

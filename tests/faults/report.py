@@ -29,6 +29,7 @@ class ScenarioFigures:
     caught_up_s: float = 0.0  # from the restart until the lag was back under a second of load
     drain_s: float = 0.0  # from the end of the load until the projector had every record
     checked: list[str] = field(default_factory=list)
+    extra: dict[str, float] = field(default_factory=dict)  # a scenario's own figures
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "failed": dict(self.failed)}  # asdict garbles a Counter
@@ -43,6 +44,7 @@ class ScenarioFigures:
             f"down {self.down_s:.1f}s, recovered {self.recover_s:.1f}s after restart, "
             f"max lag {self.max_lag}, caught up {self.caught_up_s:.1f}s after restart, "
             f"drained {self.drain_s:.1f}s after the load"
+            + "".join(f", {k} {v:.3f}" for k, v in self.extra.items())
         )
 
 

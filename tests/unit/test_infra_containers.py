@@ -14,6 +14,7 @@ import yaml
 from testcontainers.core import container as tc_container
 from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
+from sandbox_common.kafka_connection import KafkaConnection
 from sandboxctl import topics_cmd
 from tests.connected import containers
 
@@ -94,8 +95,8 @@ def test_topics_are_created_with_the_project_layout(monkeypatch: pytest.MonkeyPa
     created: list[tuple[str, list[str]]] = []
 
     class FakeAdmin:
-        def __init__(self, bootstrap: str, timeout_seconds: float) -> None:
-            self.bootstrap = bootstrap
+        def __init__(self, connection: KafkaConnection, timeout_seconds: float) -> None:
+            self.bootstrap = connection.bootstrap_servers
 
         async def __aenter__(self) -> FakeAdmin:
             return self

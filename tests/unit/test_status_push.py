@@ -15,7 +15,7 @@ from litestar.exceptions import ValidationException
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from sandbox_common.rate_limit import RateLimiter
-from sandbox_common.readmodel import Status, StatusDoc, encode_doc
+from sandbox_common.readmodel import Layout, Status, StatusDoc, encode_doc
 from sandbox_common.readmodel import feed as changes
 from sandbox_common.readmodel.feed import Warning as DueWarning
 from status_api import http_cache
@@ -209,28 +209,39 @@ def test_the_status_shows_the_hard_end_and_flags_it_inside_the_window() -> None:
 
 
 def change(
-    entry: str, kind: changes.ChangeKind, data: bytes, revision: int = 1, sandbox: str = "sbx-1"
+    entry: str,
+    kind: changes.ChangeKind,
+    data: bytes,
+    revision: int = 1,
+    sandbox: str = "sbx-1",
+    shard: int = 0,
 ) -> changes.Change:
-    return changes.Change(entry, kind, "p1", sandbox, revision, data)
+    return changes.Change(entry, shard, kind, "p1", sandbox, revision, data)
 
 
-def sender() -> _Sender:
-    deps: Any = type("D", (), {"clock": staticmethod(lambda: T0), "warn": WINDOWS})()
-    return _Sender(deps)
+def at(*entries: str) -> changes.Cursor:
+    """A cursor at these entry ids, one per shard."""
+    return changes.Cursor(tuple(changes.entry_position(e) for e in entries))
+
+
+def sender(shards: int = 1, project_id: str | None = "p1") -> _Sender:
+    hub = type("H", (), {"head": changes.Cursor.start(shards)})()
+    deps: Any = type("D", (), {"clock": staticmethod(lambda: T0), "warn": WINDOWS, "hub": hub})()
+    return _Sender(deps, project_id)
 
 
 def test_a_client_is_sent_each_revision_once_in_feed_order() -> None:
     s = sender()
-    first = s.snapshot(doc(revision=2, deadline_in=100), "p1", "5-0")
+    first = s.snapshot(doc(revision=2, deadline_in=100), "p1", at("5-0").encode())
     assert [m.event for m in first] == ["sandbox"]
-    s.start_at("5-0")
+    s.start_at(at("5-0"))
     assert s.change(change("4-0", changes.ChangeKind.DOC, encode_doc(doc(revision=3)))) is None
     assert s.change(change("6-0", changes.ChangeKind.DOC, encode_doc(doc(revision=2)))) is None
     paused = doc(Status.PAUSED, revision=3)
     message = s.change(change("7-0", changes.ChangeKind.DOC, encode_doc(paused), revision=3))
     assert message is not None
     assert message.event == "sandbox"
-    assert message.id == "7-0"
+    assert message.id == at("7-0").encode()
     killed = doc(Status.KILLED, revision=4)
     gone = s.change(change("8-0", changes.ChangeKind.DOC, encode_doc(killed), revision=4))
     assert gone is not None
@@ -268,8 +279,8 @@ def test_a_lifetime_warning_reaches_a_client_once_under_its_own_event() -> None:
 
 def test_feed_entries_parse_and_unknown_ones_are_skipped() -> None:
     fields = {b"k": b"doc", b"p": b"", b"s": b"sbx-1", b"r": b"7", b"d": b"{}"}
-    parsed = changes.from_entry(b"12-3", fields)
-    assert parsed == changes.Change("12-3", changes.ChangeKind.DOC, None, "sbx-1", 7, b"{}")
+    parsed = changes.from_entry(b"12-3", fields, 5)
+    assert parsed == changes.Change("12-3", 5, changes.ChangeKind.DOC, None, "sbx-1", 7, b"{}")
     assert changes.from_entry(b"1-0", {**fields, b"k": b"future-kind"}) is None
     assert changes.from_entry(b"1-0", {b"k": b"doc"}) is None
     assert changes.entry_position("12-3") < changes.entry_position("12-10")
@@ -391,8 +402,8 @@ async def test_the_fast_lane_serves_only_the_happy_path_and_hands_on_the_rest() 
 def test_a_reset_reaches_every_stream_and_spans_resumes() -> None:
     from status_api.change_hub import ChangeHub, _concerns
 
-    hub = ChangeHub(feed=None)  # type: ignore[arg-type]  # dispatch needs no Redis
-    reset = changes.Change("9-0", changes.ChangeKind.RESET, None, "", 0, b"")
+    hub = ChangeHub(PagedFeed(0))  # type: ignore[arg-type]  # dispatch reads nothing
+    reset = changes.Change("9-0", 0, changes.ChangeKind.RESET, None, "", 0, b"")
     other = change("8-0", changes.ChangeKind.DOC, b"{}")
     with hub.subscribe("p1") as mine, hub.subscribe("p2") as theirs, hub.subscribe(None) as fleet:
         hub._dispatch(other)
@@ -413,22 +424,36 @@ def _drain(queue: Any) -> list[changes.Change]:
 
 
 class PagedFeed:
-    """The feed's read side in memory; records each XRANGE's count."""
+    """The feed's read side in memory, per shard; records each XRANGE's count."""
 
-    def __init__(self, entries: int, first: int = 1) -> None:
-        self.entries = [
-            (f"{n}-0".encode(), {b"k": b"doc", b"p": b"p1", b"s": b"s", b"r": b"1", b"d": b"{}"})
-            for n in range(first, first + entries)
+    def __init__(self, entries: int, first: int = 1, shards: int = 1, trimmed: bool = False):
+        self.layout = Layout(shards)
+        self.streams = [
+            [
+                (f"{n}-{shard}".encode(), {**_DOC_FIELDS, b"s": f"s{shard}".encode()})
+                for n in range(first, first + entries)
+            ]
+            for shard in range(shards)
         ]
+        self.trimmed = trimmed
         self.counts: list[int] = []
 
-    async def oldest_id(self) -> str | None:
-        return self.entries[0][0].decode() if self.entries else None
+    async def kept_from(self, shard: int) -> changes.Position | None:
+        stream = self.streams[shard]
+        if not self.trimmed or not stream:
+            return None
+        return changes.entry_position(stream[0][0].decode())
 
-    async def after(self, entry_id: str, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    async def after(
+        self, shard: int, entry_id: str, count: int
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
         self.counts.append(count)
-        at = changes.entry_position(entry_id)
-        return [e for e in self.entries if changes.entry_position(e[0].decode()) > at][:count]
+        position = changes.entry_position(entry_id)
+        stream = self.streams[shard]
+        return [e for e in stream if changes.entry_position(e[0].decode()) > position][:count]
+
+
+_DOC_FIELDS = {b"k": b"doc", b"p": b"p1", b"r": b"1", b"d": b"{}"}
 
 
 async def test_a_resume_reads_the_feed_in_bounded_pages_up_to_the_head() -> None:
@@ -436,16 +461,88 @@ async def test_a_resume_reads_the_feed_in_bounded_pages_up_to_the_head() -> None
 
     feed = PagedFeed(50)
     hub = ChangeHub(feed, resume_limit=20)  # type: ignore[arg-type]  # the read side only
-    missed = await hub.since("10-0", "p1", head="30-0")
+    missed = await hub.since(at("10-0"), "p1", head=at("30-0"))
     assert missed is not None
     assert [c.id for c in missed] == [f"{n}-0" for n in range(11, 31)]  # later ones come live
     assert all(count <= 20 for count in feed.counts)
     # One more change than the limit between the client and the head: a snapshot instead.
-    assert await hub.since("9-0", "p1", head="30-0") is None
-    assert await hub.since("10-0", "p2", head="30-0") == []  # another project's changes only
+    assert await hub.since(at("9-0"), "p1", head=at("30-0")) is None
+    assert await hub.since(at("10-0"), "p2", head=at("30-0")) == []  # another project's only
     # Out of the feed's reach (trimmed past it), or not one of ours: a snapshot too.
-    assert await ChangeHub(PagedFeed(5, first=20)).since("10-0", "p1", "24-0") is None  # type: ignore[arg-type]
-    assert await hub.since("garbage", "p1", head="30-0") is None
+    trimmed = ChangeHub(PagedFeed(5, first=20, trimmed=True))  # type: ignore[arg-type]
+    assert await trimmed.since(at("10-0"), "p1", at("24-0")) is None
+    assert hub.cursor("garbage") is None
+    assert hub.cursor("10-0") is None  # an id of the feed before it was sharded
+
+
+async def test_a_resume_gathers_every_shard_from_its_own_position_oldest_first() -> None:
+    from status_api.change_hub import ChangeHub
+
+    feed = PagedFeed(10, shards=2)
+    hub = ChangeHub(feed, resume_limit=20)  # type: ignore[arg-type]
+    resume = hub.cursor(at("3-0", "7-1").encode())
+    assert resume == at("3-0", "7-1")
+    missed = await hub.since(resume, "p1", head=at("5-0", "9-1"))
+    assert missed is not None
+    assert [(c.shard, c.id) for c in missed] == [(0, "4-0"), (0, "5-0"), (1, "8-1"), (1, "9-1")]
+    # A shard the client never had an entry of (empty when it connected) is read from its start,
+    # as long as nothing of it was trimmed.
+    fresh = await hub.since(at("0-0", "9-1"), "p1", head=at("2-0", "9-1"))
+    assert fresh is not None
+    assert [c.id for c in fresh] == ["1-0", "2-0"]
+    assert await hub.since(at("3-0", "7-1"), "p1", head=at("5-0", "10-1")) is not None
+    # The limit counts every shard's entries together.
+    assert (
+        await ChangeHub(feed, resume_limit=3).since(  # type: ignore[arg-type]
+            resume, "p1", head=at("5-0", "9-1")
+        )
+        is None
+    )
+
+
+def test_each_event_id_is_the_cursor_over_every_shard() -> None:
+    s = sender(shards=3)
+    s.start_at(at("5-0", "9-0", "0-0"))
+    first = s.change(change("6-0", changes.ChangeKind.DOC, encode_doc(doc(revision=2)), 2))
+    assert first is not None
+    assert changes.Cursor.decode(str(first.id), 3) == at("6-0", "9-0", "0-0")
+    # Shards are compared each with its own position: 7-0 in shard 1 is older than 9-0 there.
+    late = s.change(change("7-0", changes.ChangeKind.DOC, encode_doc(doc(revision=3)), 3, shard=1))
+    assert late is None
+    other = doc(revision=1)
+    third = s.change(
+        change("1-5", changes.ChangeKind.DOC, encode_doc(other), 1, sandbox="sbx-9", shard=2)
+    )
+    assert third is not None
+    assert changes.Cursor.decode(str(third.id), 3) == at("6-0", "9-0", "1-5")
+    with pytest.raises(ValueError, match="cursor"):
+        changes.Cursor.decode(str(third.id), 2)
+
+
+def test_a_project_stream_drops_the_late_kill_of_the_sandbox_it_replaced() -> None:
+    """Shards are merged in no global order: the kill of a project's old sandbox (one shard) may
+    arrive after its new sandbox (another): the client keeps the new one."""
+    s = sender(shards=2)
+    new = msgspec.structs.replace(doc(revision=1), sandbox_id="sbx-new")
+    shown = s.change(change("5-0", changes.ChangeKind.DOC, encode_doc(new), 1, "sbx-new", 1))
+    assert shown is not None
+    assert shown.event == "sandbox"
+    killed = doc(Status.KILLED, revision=4)
+    assert s.change(change("4-0", changes.ChangeKind.DOC, encode_doc(killed), 4)) is None
+    # The fleet stream shows every sandbox's end.
+    fleet = sender(shards=2, project_id=None)
+    fleet.change(change("5-0", changes.ChangeKind.DOC, encode_doc(new), 1, "sbx-new", 1))
+    gone = fleet.change(change("4-0", changes.ChangeKind.DOC, encode_doc(killed), 4))
+    assert gone is not None
+    assert gone.event == "gone"
+
+
+def test_cursor_encoding_round_trips_and_stays_short() -> None:
+    cursor = changes.Cursor(tuple((1_796_203_326_386 - i * 1_000, i % 3) for i in range(16)))
+    encoded = cursor.encode()
+    assert changes.Cursor.decode(encoded, 16) == cursor
+    assert len(encoded) < 120
+    assert changes.Cursor.decode(changes.Cursor.start(4).encode(), 4) == changes.Cursor.start(4)
 
 
 async def test_a_resume_notices_the_feed_trimmed_while_it_reads() -> None:
@@ -455,13 +552,16 @@ async def test_a_resume_notices_the_feed_trimmed_while_it_reads() -> None:
     hub = ChangeHub(feed)  # type: ignore[arg-type]
     original = feed.after
 
-    async def trimming(entry_id: str, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        page = await original(entry_id, count)
-        del feed.entries[:1500]  # the projector's writes trimmed the old end meanwhile
+    async def trimming(
+        shard: int, entry_id: str, count: int
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        page = await original(shard, entry_id, count)
+        del feed.streams[shard][:1500]  # the projector's writes trimmed the old end meanwhile
+        feed.trimmed = True
         return page
 
     feed.after = trimming  # type: ignore[method-assign]
-    assert await hub.since("1-0", "p1", head="3000-0") is None
+    assert await hub.since(at("1-0"), "p1", head=at("3000-0")) is None
 
 
 def test_stream_slots_cap_each_token_and_the_process_and_come_back_once() -> None:

@@ -22,11 +22,14 @@ from sandbox_common import envelope as env
 from sandbox_common import topics
 from sandbox_common.broker import build_broker
 from sandbox_common.envelope import FactType
+from sandbox_common.kafka_connection import KafkaConnection
 from sandbox_common.readmodel import Status
 from tests.unit.test_projection_rules import fact
 from tests.unit.test_projector_batches import MemoryDeadLetters, MemoryReadModel, to
 from tests.unit.test_projector_pipeline import GuardedStore, MemoryOffsets, Retry
 
+# No broker there: TestKafkaBroker stands in for it.
+NOWHERE = KafkaConnection("127.0.0.1:1")
 log = logging.getLogger("test")
 
 
@@ -42,7 +45,7 @@ async def test_the_projector_folds_what_the_broker_delivers_and_commits_it() -> 
     store, rm, offsets = GuardedStore(), MemoryReadModel(), FlushedOffsets()
     pipeline = Pipeline(store, to(store, rm, MemoryDeadLetters()), Retry(store, rm, attempts=1))
     subscriber = BatchSubscriber(pipeline, offsets_of=lambda _consumer: offsets)
-    broker = build_broker("127.0.0.1:1", log, durable=False, apply_types=False)
+    broker = build_broker(NOWHERE, log, durable=False, apply_types=False)
     subscribe_lifecycle(broker, subscriber, ProjectorSettings())
     async with TestKafkaBroker(broker) as test_broker:
         for f in (fact(FactType.CREATED, 0), fact(FactType.PAUSED, 5)):
@@ -60,7 +63,7 @@ async def test_a_poison_record_is_dead_lettered_not_folded() -> None:
     offsets = FlushedOffsets()
     pipeline = Pipeline(store, to(store, rm, dead), Retry(store, rm, attempts=1))
     subscriber = BatchSubscriber(pipeline, offsets_of=lambda _consumer: offsets)
-    broker = build_broker("127.0.0.1:1", log, durable=False, apply_types=False)
+    broker = build_broker(NOWHERE, log, durable=False, apply_types=False)
     subscribe_lifecycle(broker, subscriber, ProjectorSettings())
     async with TestKafkaBroker(broker) as test_broker:
         await test_broker.publish(b"not an envelope", topic=topics.LIFECYCLE)

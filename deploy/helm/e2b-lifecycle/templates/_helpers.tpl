@@ -24,7 +24,9 @@ app.kubernetes.io/component: {{ .name }}
 {{- end -}}
 
 {{/* The components: how each is started, where it listens, which secrets and stores it
-reads (each gets only those). ticker and actuator are two commands of the enforcer image. */}}
+reads (each gets only those). ticker and actuator are two commands of the enforcer image.
+A consumer names the topic and group (and the setting that renames the group) its lag is read
+from; `e2b` marks those that call E2B and so get a call budget. */}}
 {{- define "e2b.components" -}}
 ingest:
   values: ingest
@@ -57,6 +59,7 @@ projector:
   secrets: []
   stores: [postgresql, redis]
   public: false
+  consumes: {topic: sandbox-lifecycle, group: sandbox-projector, groupVar: PROJECTOR_GROUP_ID, partitions: lifecyclePartitions}
 enforcer:
   values: enforcer
   image: enforcer
@@ -67,6 +70,7 @@ enforcer:
   secrets: [E2B_API_KEY]
   stores: [postgresql, redis]
   public: false
+  e2b: true
 actuator:
   values: actuator
   image: enforcer
@@ -77,6 +81,50 @@ actuator:
   secrets: [E2B_API_KEY]
   stores: [redis]
   public: false
+  e2b: true
+  consumes: {topic: sandbox-commands, group: sandbox-actuator, groupVar: ACTUATOR_GROUP_ID, partitions: commandsPartitions}
+{{- end -}}
+
+{{/* Who sets a component's replica count: "hpa", "keda" or "" (the chart, from replicas).
+(dict "v" <the component's values>) */}}
+{{- define "e2b.scaler" -}}
+{{- if and .v.autoscaling .v.autoscaling.enabled -}}hpa
+{{- else if and .v.keda .v.keda.enabled -}}keda
+{{- end -}}
+{{- end -}}
+
+{{/* The fewest replicas a component runs: what a disruption budget must leave room in. */}}
+{{- define "e2b.minReplicas" -}}
+{{- $scaler := include "e2b.scaler" . -}}
+{{- if eq $scaler "hpa" -}}{{ .v.autoscaling.minReplicas }}
+{{- else if eq $scaler "keda" -}}{{ .v.keda.minReplicaCount }}
+{{- else -}}{{ .v.replicas }}
+{{- end -}}
+{{- end -}}
+
+{{/* The most replicas KEDA may run: maxReplicaCount, or (0) the topic's partitions, beyond
+which a consumer owns no partition. (dict "root" $ "v" <values> "c" <component>) */}}
+{{- define "e2b.kedaMax" -}}
+{{- $partitions := int (index .root.Values.kafka.topics .c.consumes.partitions) -}}
+{{- default $partitions (int .v.keda.maxReplicaCount) -}}
+{{- end -}}
+
+{{/* "true" when a component's budget would allow no voluntary eviction at its fewest replicas
+(minAvailable 1 of 1, or a percentage rounding up to all of them): every node drain would wait
+on it for ever, so the chart leaves it out. maxUnavailable (which replaces minAvailable when
+set) never blocks. */}}
+{{- define "e2b.budgetBlocks" -}}
+{{- $b := .v.podDisruptionBudget -}}
+{{- $n := int (include "e2b.minReplicas" .) -}}
+{{- if kindIs "invalid" $b.maxUnavailable -}}
+{{- $need := 0 -}}
+{{- if and (kindIs "string" $b.minAvailable) (hasSuffix "%" $b.minAvailable) -}}
+{{- $need = int (ceil (divf (mulf (float64 (trimSuffix "%" $b.minAvailable)) $n) 100)) -}}
+{{- else -}}
+{{- $need = int $b.minAvailable -}}
+{{- end -}}
+{{- if ge $need $n -}}true{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "e2b.image" -}}

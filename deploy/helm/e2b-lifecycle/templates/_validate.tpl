@@ -7,6 +7,23 @@
 {{- if gt (int .Values.actuator.replicas) (int $t.commandsPartitions) -}}
 {{- fail (printf "actuator.replicas (%d) exceeds kafka.topics.commandsPartitions (%d)" (int .Values.actuator.replicas) (int $t.commandsPartitions)) -}}
 {{- end -}}
+{{- range $name, $c := fromYaml (include "e2b.components" .) -}}
+{{- $v := index $.Values $c.values -}}
+{{- $b := $v.podDisruptionBudget -}}
+{{- if and $b.enabled (kindIs "invalid" $b.minAvailable) (kindIs "invalid" $b.maxUnavailable) -}}
+{{- fail (printf "%s.podDisruptionBudget: set minAvailable or maxUnavailable" $c.values) -}}
+{{- end -}}
+{{- if and $c.consumes $v.keda.enabled -}}
+{{- $partitions := int (index $t $c.consumes.partitions) -}}
+{{- if gt (int $v.keda.maxReplicaCount) $partitions -}}
+{{- fail (printf "%s.keda.maxReplicaCount (%d) exceeds kafka.topics.%s (%d): a consumer beyond one per partition would own no partition and sit idle" $c.values (int $v.keda.maxReplicaCount) $c.consumes.partitions $partitions) -}}
+{{- end -}}
+{{- $max := int (include "e2b.kedaMax" (dict "root" $ "v" $v "c" $c)) -}}
+{{- if gt (int $v.keda.minReplicaCount) $max -}}
+{{- fail (printf "%s.keda.minReplicaCount (%d) exceeds its maxReplicaCount (%d)" $c.values (int $v.keda.minReplicaCount) $max) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if gt (int $t.minInsyncReplicas) (int $t.replicationFactor) -}}
 {{- fail "kafka.topics.minInsyncReplicas exceeds kafka.topics.replicationFactor: every acks=all write would fail" -}}
 {{- end -}}

@@ -20,32 +20,55 @@ from sandbox_common import commands, dead_letters, envelope, topics
 from sandbox_common.commands import Command
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope
+from sandbox_common.kafka_connection import KafkaConnection
+from sandbox_common.kafka_reconnect import CONNECT_ERRORS, ConnectionState, check, keep_trying
 from sandbox_common.probes import probe_routes
 
 
 def build_broker(
-    bootstrap_servers: str, log: logging.Logger, *, durable: bool, apply_types: bool = True
-) -> KafkaBroker:
+    connection: KafkaConnection, log: logging.Logger, *, durable: bool, apply_types: bool = True
+) -> PatientKafkaBroker:
     """`durable`: acks=all and idempotence, so a fact is on every in-sync replica before the
     record that caused it is committed. Per-message "Received/Processed" lines go to DEBUG: at
     thousands a second they are noise."""
-    if durable:
-        return KafkaBroker(
-            bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
-            compression_type=topics.COMPRESSION,
-            logger=log,
-            log_level=logging.DEBUG,
-            apply_types=apply_types,
-        )
-    return KafkaBroker(
-        bootstrap_servers,
+    durability: dict[str, Any] = {"acks": "all", "enable_idempotence": True} if durable else {}
+    return PatientKafkaBroker(
+        connection,
+        **durability,
         compression_type=topics.COMPRESSION,
         logger=log,
         log_level=logging.DEBUG,
         apply_types=apply_types,
     )
+
+
+class PatientKafkaBroker(KafkaBroker):
+    """A KafkaBroker whose start waits for Kafka instead of failing: unreachable, or refusing
+    our credentials, it tries again with backoff (the reason logged once, and in `problem` for
+    /readyz) while the process serves its probes. FastStream's own start gives up at the first
+    failure and leaves the app up and never consuming."""
+
+    def __init__(self, connection: KafkaConnection, **options: Any) -> None:
+        super().__init__(connection.servers(), security=connection.faststream_security(), **options)
+        # The process's other Kafka clients (lag monitor, state topic) connect the same way.
+        self.connection = connection
+        self._state = ConnectionState(connection, "the consumers' Kafka client")
+
+    @property
+    def problem(self) -> str | None:
+        """Why the broker has not connected yet (None: connected, or not tried yet)."""
+        return self._state.problem
+
+    async def start(self) -> None:
+        await keep_trying(self._start_once, self._state)
+
+    async def _start_once(self) -> None:
+        await check(self.connection)
+        try:
+            await super().start()
+        except CONNECT_ERRORS:
+            await self.stop()  # the clients the failed attempt made
+            raise
 
 
 class Process(Protocol):

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import Gauge
 
+from sandbox_common.kafka_connection import KafkaConnection
 from sandbox_common.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,10 @@ class LagMonitor:
     """start() in a service's startup hook, stop() at shutdown. Never raises: a broker outage
     leaves the last values and logs once until the next success."""
 
-    def __init__(self, bootstrap: str, group_id: str, topic: str, interval: float = 15.0) -> None:
-        self._bootstrap, self._group, self._topic = bootstrap, group_id, topic
+    def __init__(
+        self, connection: KafkaConnection, group_id: str, topic: str, interval: float = 15.0
+    ) -> None:
+        self._connection, self._group, self._topic = connection, group_id, topic
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
         self._failing = False
@@ -44,8 +47,9 @@ class LagMonitor:
         await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, request_timeout_ms=10000)
-        offsets = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        kafka = self._connection.client_kwargs()
+        admin = AIOKafkaAdminClient(**kafka, request_timeout_ms=10000)
+        offsets = AIOKafkaConsumer(**kafka, enable_auto_commit=False)
         started = False
         try:
             while True:

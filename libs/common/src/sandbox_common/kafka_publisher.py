@@ -16,6 +16,9 @@ from aiokafka.errors import KafkaError
 from sandbox_common import commands, topics
 from sandbox_common import envelope as env
 from sandbox_common.kafka_batches import Wire, send_all
+from sandbox_common.kafka_connection import KafkaConnection
+from sandbox_common.kafka_reconnect import ConnectionState, keep_trying
+from sandbox_common.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +51,13 @@ class Shape:
 class KafkaPublisher:
     def __init__(
         self,
-        bootstrap_servers: str,
+        connection: KafkaConnection,
         timeout_seconds: float,
         linger_ms: int = 0,
         client_id: str = "sandbox-ingest",
         shape: Shape | None = None,
     ) -> None:
-        self._bootstrap = bootstrap_servers
+        self._connection = connection
         shape = shape or Shape()
         self._lifecycle, self._commands = shape.topic_names
         self._batch_bytes = shape.batch_bytes
@@ -63,13 +66,27 @@ class KafkaPublisher:
         self._linger_ms = linger_ms
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
+        self._state = ConnectionState(connection, f"{client_id}'s producer")
+        self._reconnecting: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Connect; failure is not fatal: requests answer 503 until a retry succeeds."""
+        """Connect; failure is not fatal: requests answer 503 until a retry succeeds, and the
+        producer keeps trying in the background (a pod out of its Service gets no request to
+        retry on), the reason logged once and shown by `problem`."""
         try:
             await self._ensure_producer()
-        except BrokerUnavailableError:
-            log.warning("Kafka not reachable at start-up; will retry on the next request")
+        except BrokerUnavailableError as exc:
+            await self._state.failed(exc)
+            retry = keep_trying(
+                self._ensure_producer, self._state, errors=(BrokerUnavailableError,)
+            )
+            self._reconnecting = asyncio.create_task(retry, name="kafka-reconnect")
+
+    @property
+    def problem(self) -> str | None:
+        """Why the producer is not connected, once an attempt failed (None: connected, or no
+        attempt yet)."""
+        return None if self.connected else self._state.problem
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is not None:
@@ -77,7 +94,7 @@ class KafkaPublisher:
         async with self._lock:
             if self._producer is None:
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self._bootstrap,
+                    **self._connection.client_kwargs(),
                     acks="all",
                     enable_idempotence=True,
                     compression_type=topics.COMPRESSION,
@@ -183,6 +200,7 @@ class KafkaPublisher:
         return self._producer is not None
 
     async def stop(self) -> None:
+        await cancel_and_wait(self._reconnecting)
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None

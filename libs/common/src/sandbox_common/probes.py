@@ -50,13 +50,19 @@ def probe_routes(problems: Problems) -> list[tuple[str, ASGIApp]]:
 class Pingable(Protocol):
     async def ping(self, timeout: float | None) -> bool: ...  # noqa: ASYNC109 (the broker's own)
 
+    @property
+    def problem(self) -> str | None:
+        """Why it could not connect, when known (broker.PatientKafkaBroker)."""
+
 
 async def failing(
     broker: Pingable, stores: Mapping[str, Callable[[], Awaitable[object]]]
 ) -> list[str]:
-    """What a consumer's /readyz reports: the broker unreachable, and each store whose check
-    raised (any failure, whatever its type)."""
-    found = [] if await broker.ping(timeout=2.0) else ["kafka: broker not reachable"]
+    """What a consumer's /readyz reports: the broker unreachable (and why, when known: a refused
+    password reads differently from a broker that is down), and each store whose check raised
+    (any failure, whatever its type)."""
+    reachable = await broker.ping(timeout=2.0)
+    found = [] if reachable else [f"kafka: {broker.problem or 'broker not reachable'}"]
     for name, check in stores.items():
         try:
             await check()

@@ -20,8 +20,12 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, NoReturn, TypeVar
 
 import msgspec
+import redis.asyncio as aioredis
 
+from sandbox_common import redis_pool
+from sandbox_common.kafka_connection import KafkaConnection, KafkaSecurityError, SecurityProtocol
 from sandbox_common.rate_limit import RateLimiter
+from sandbox_common.readmodel import Layout
 from sandbox_common.readmodel.deadlines import DeadlineRule
 
 # Bounds, as types: a value outside them is refused at start.
@@ -80,6 +84,9 @@ class BaseSettings:
         """The secrets this process was given, by variable: each group adds its own."""
         return {}
 
+    def check(self) -> None:
+        """Refuse settings that contradict each other: each group adds its own rules."""
+
     def check_secrets(self) -> None:
         """Refuse a short secret, or a known dev one outside dev mode (named, never shown)."""
         for name, values in self.secrets().items():
@@ -99,6 +106,35 @@ class BaseSettings:
 @dataclass(frozen=True, kw_only=True)
 class KafkaSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # TLS and SASL toward the broker (a managed Kafka): their rules and how each client is given
+    # them are sandbox_common.kafka_connection's.
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = hidden("")
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+
+    def kafka_connection(self) -> KafkaConnection:
+        """Every Kafka client the process makes is given this (never the bare servers)."""
+        return KafkaConnection(
+            self.kafka_bootstrap_servers,
+            self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism.upper(),
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password,
+            ssl_cafile=self.kafka_ssl_cafile,
+            ssl_certfile=self.kafka_ssl_certfile,
+            ssl_keyfile=self.kafka_ssl_keyfile,
+        )
+
+    def check(self) -> None:
+        super().check()
+        try:
+            self.kafka_connection()
+        except KafkaSecurityError as exc:
+            raise SettingsError(str(exc)) from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +142,23 @@ class RedisSettings(BaseSettings):
     redis_url: str = hidden("redis://127.0.0.1:6379/0")
     # Bounded pools: a burst waits for a connection instead of opening thousands of them.
     redis_max_connections: Positive = 64
+    # REDIS_URL names a node of a Redis Cluster: redis-py's cluster client (redis_pool.py).
+    redis_cluster: bool = False
+    # The read model's shards (indexes and change streams, one hash tag each): fixed for a
+    # deployment; a change makes the projector rebuild the model from PostgreSQL.
+    read_model_shards: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 16
+
+    def redis(self, *, blocking: bool = True) -> aioredis.Redis:
+        """A client of this Redis (or cluster); opens nothing until its first command."""
+        return redis_pool.redis_client(
+            self.redis_url,
+            self.redis_max_connections,
+            blocking=blocking,
+            cluster=self.redis_cluster,
+        )
+
+    def redis_layout(self) -> Layout:
+        return Layout(self.read_model_shards)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,6 +285,7 @@ def load(cls: type[S], env: Mapping[str, str] | None = None) -> S:
         raise SettingsError(_explain(exc, raw, hints)) from None
     settings.require(*cls.REQUIRED)
     settings.check_secrets()
+    settings.check()
     return settings
 
 

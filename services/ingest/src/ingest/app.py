@@ -94,7 +94,10 @@ async def healthz() -> dict[str, str]:
 @get("/readyz", media_type=MediaType.JSON)
 async def readyz(parts: IngestParts) -> Response[dict[str, object]]:
     connected = parts.publisher.connected
-    problems = [] if connected else ["kafka: producer not connected"]
+    # The cause when known: a refused password reads differently from a broker that is down.
+    problems = (
+        [] if connected else [f"kafka: {parts.publisher.problem or 'producer not connected'}"]
+    )
     if not await parts.dedupe.ping():
         problems.append("redis: unreachable (dedupe degraded)")
     # Redis is optional for correctness: PostgreSQL's unique event id dedupes for ever.

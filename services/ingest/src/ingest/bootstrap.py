@@ -11,7 +11,6 @@ from ingest.adapters.dedupe import SeenEvents
 from ingest.guard import SignatureGuard
 from ingest.handlers import WebhookIntake
 from ingest.settings import IngestSettings
-from sandbox_common import redis_pool
 from sandbox_common.kafka_publisher import KafkaPublisher
 
 
@@ -19,9 +18,9 @@ class IngestParts:
     def __init__(self, settings: IngestSettings) -> None:
         s = settings
         s.require(*IngestSettings.REQUIRED)
-        self._redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
+        self._redis = s.redis()
         self.publisher = KafkaPublisher(
-            s.kafka_bootstrap_servers, s.ingest_publish_timeout_seconds, s.ingest_kafka_linger_ms
+            s.kafka_connection(), s.ingest_publish_timeout_seconds, s.ingest_kafka_linger_ms
         )
         self.dedupe = SeenEvents(self._redis, s.ingest_dedupe_ttl_seconds)
         self.guard = SignatureGuard(

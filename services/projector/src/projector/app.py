@@ -113,7 +113,7 @@ def build_app(settings: ProjectorSettings) -> AsgiFastStream:
     # The handler takes what `fetched` decodes and nothing else. With dependency injection,
     # FastStream resolved the message argument in a worker thread, one hop per batch: with a
     # few dozen facts a batch at 1,000/s, a visible share of the projector's CPU.
-    broker = build_broker(settings.kafka_bootstrap_servers, log, durable=False, apply_types=False)
+    broker = build_broker(settings.kafka_connection(), log, durable=False, apply_types=False)
     parts = ProjectorParts(settings, broker)
     subscriber = BatchSubscriber(parts.pipeline)
     subscribe(broker, subscriber, settings)

@@ -8,7 +8,6 @@ import logging
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
-from faststream.kafka import KafkaBroker
 
 from projector.adapters.history_partitions import maintain
 from projector.adapters.kafka_state import KafkaStateSnapshots
@@ -20,8 +19,8 @@ from projector.pipeline import Pipeline
 from projector.read_model_rebuild import observe_memory, rebuild_if_missing
 from projector.retries import RetryingProjection
 from projector.settings import ProjectorSettings
-from sandbox_common import redis_pool, topics
-from sandbox_common.broker import BrokerDeadLetters, BrokerFacts
+from sandbox_common import topics
+from sandbox_common.broker import BrokerDeadLetters, BrokerFacts, PatientKafkaBroker
 from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.postgres_pool import PostgresPool
 from sandbox_common.probes import failing
@@ -41,18 +40,23 @@ class Outbox(BrokerDeadLetters, BrokerFacts):
 
 
 class ProjectorParts:
-    def __init__(self, settings: ProjectorSettings, broker: KafkaBroker) -> None:
+    def __init__(self, settings: ProjectorSettings, broker: PatientKafkaBroker) -> None:
         s = self._settings = settings
         self._broker = broker
         self._pool = PostgresPool(s.database_url, min_size=1, max_size=4)
-        self._redis: aioredis.Redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
+        self._redis: aioredis.Redis = s.redis()
         self._rule = s.deadline_rule()
         self.store = PostgresStore(self._pool, s.projector_state_cache_size)
         self.read_model = RedisReadModel(
-            DocumentWriter(self._redis, s.killed_tombstone_ttl_seconds, s.change_feed_max_length),
+            DocumentWriter(
+                self._redis,
+                s.killed_tombstone_ttl_seconds,
+                s.change_feed_max_length,
+                s.redis_layout(),
+            ),
             self._rule,
         )
-        self.snapshots = KafkaStateSnapshots(s.kafka_bootstrap_servers)
+        self.snapshots = KafkaStateSnapshots(broker.connection)
         projection = Projection(
             self.store, self.read_model, Outbox(broker), self._rule, self.snapshots
         )
@@ -62,7 +66,7 @@ class ProjectorParts:
         self._guard: asyncio.Task[None] | None = None
         self._history: asyncio.Task[None] | None = None
         self._lag = LagMonitor(
-            s.kafka_bootstrap_servers,
+            broker.connection,
             s.projector_group_id,
             topics.LIFECYCLE,
             s.consumer_lag_interval_seconds,
@@ -102,8 +106,8 @@ class ProjectorParts:
         PostgreSQL; and Redis's memory against its limit, for the metrics and alerts."""
         s = self._settings
         snapshots = pool_snapshots(self._pool)
-        shadow = ShadowWriter(self._redis, s.killed_tombstone_ttl_seconds)
-        reader = ReadModelReader(self._redis)
+        shadow = ShadowWriter(self._redis, s.killed_tombstone_ttl_seconds, s.redis_layout())
+        reader = ReadModelReader(self._redis, s.redis_layout())
         warned = False
         while True:
             try:

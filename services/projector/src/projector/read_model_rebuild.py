@@ -15,7 +15,7 @@ from typing import Protocol
 from projector import metrics
 from projector.handlers import Projected
 from sandbox_common.readmodel import DeadlineRule, to_doc
-from sandbox_common.readmodel.marker import Written
+from sandbox_common.readmodel.marker import Stale, Written
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.shadow import ShadowWriter, pointers
 
@@ -60,10 +60,10 @@ async def rebuild_if_missing(
     *,
     by: str,
 ) -> bool:
-    """Rebuilds when the read model's marker is gone (Redis lost it) or names another Redis (a
-    promoted replica may lack its primary's last writes); one rebuilder at a time: `snapshots`
-    gives None while a replay or another replica holds the rebuild lock. Returns whether this
-    call rebuilt it."""
+    """Rebuilds when the read model's marker is gone (Redis lost it), names another Redis (a
+    promoted replica may lack its primary's last writes) or another key layout; one rebuilder
+    at a time: `snapshots` gives None while a replay or another replica holds the rebuild
+    lock. Returns whether this call rebuilt it."""
     stale = await reader.staleness()
     if stale is None:
         return False
@@ -72,6 +72,10 @@ async def rebuild_if_missing(
             return False
         log.warning("read model %s: rebuilding it from PostgreSQL", stale.value)
         metrics.READ_MODEL_REBUILDS.labels(reason=stale.name.lower()).inc()
+        if stale is Stale.LAYOUT:
+            # The keys of the old layout are never read again (nor written: this version
+            # writes only its own), so they go whenever; now, before they are forgotten.
+            await shadow.drop_foreign()
         swapped, kept, removed = await rebuild_read_model(snapshot, shadow, reader, rule, by=by)
     log.warning(
         "read model rebuilt from PostgreSQL: %d documents (%d newer kept, %d stale removed)",

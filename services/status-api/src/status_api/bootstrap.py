@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from sandbox_common import redis_pool
 from sandbox_common.kafka_publisher import KafkaPublisher
 from sandbox_common.postgres_pool import PostgresPool
 from sandbox_common.rate_limit import RateLimiter
@@ -42,23 +41,23 @@ class StatusApiParts:
         # Handing out a connection is on every read's path: see sandbox_common.redis_pool for
         # why not redis-py's blocking pool (slow) nor its plain one (fails a burst of SSE
         # openings).
-        self._redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
-        # The feed follower blocks on XREAD: its own connection, so it never holds up reads.
-        self._feed_redis = redis_pool.redis_client(
-            s.redis_url, s.redis_max_connections, blocking=False
-        )
-        reader = ReadModelReader(self._redis)
-        self._hub = ChangeHub(ChangeFeed(self._feed_redis))
+        self._redis = s.redis()
+        # The feed followers (one per shard) block on XREAD: connections of their own, so they
+        # never hold up reads.
+        self._feed_redis = s.redis(blocking=False)
+        layout = s.redis_layout()
+        reader = ReadModelReader(self._redis, layout)
+        self._hub = ChangeHub(ChangeFeed(self._feed_redis, layout=layout))
         windows = WarnWindows(
             pause=timedelta(seconds=s.status_api_warn_before_seconds),
             lifetime=timedelta(seconds=s.status_api_lifetime_warn_before_seconds),
         )
-        feed = ChangeFeed(self._redis, s.change_feed_max_length)
+        feed = ChangeFeed(self._redis, s.change_feed_max_length, layout)
         self._warners = [DeadlineWarner(reader, feed, watch, _now) for watch in watches(windows)]
         # Writes (activity, wake, pause) go to Kafka like every other fact; reads stay on
         # Redis. The producer connects lazily, so reads work even while the broker is down.
         self._publisher = KafkaPublisher(
-            s.kafka_bootstrap_servers,
+            s.kafka_connection(),
             s.status_api_publish_timeout_seconds,
             client_id="sandbox-status-api",
         )

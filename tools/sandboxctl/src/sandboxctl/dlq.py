@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from sandbox_common import commands, dead_letters, envelope, topics
+from sandbox_common.kafka_connection import KafkaConnection
 from sandboxctl.settings import Settings
 
 _READERS = {
@@ -57,8 +58,8 @@ def _headers(record: Any) -> dict[str, str]:
     return {k: v.decode(errors="replace") for k, v in record.headers}
 
 
-async def _partitions(bootstrap: str) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _partitions(kafka: KafkaConnection) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topics.LIFECYCLE_DLQ])
@@ -86,12 +87,11 @@ async def _read_to_end(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) ->
 
 
 async def _list(settings: Settings, limit: int) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
-    )
+    kafka = settings.kafka_connection()
+    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = await _partitions(settings.kafka_bootstrap_servers)
+        tps = await _partitions(kafka)
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         records = await _read_to_end(consumer, tps)
@@ -127,14 +127,15 @@ def _dlq_list(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def redrive(settings: Settings, group: str, max_redrives: int, dry_run: bool) -> list[str]:
+    kafka = settings.kafka_connection()
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka.client_kwargs(),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka.client_kwargs(),
         acks="all",
         enable_idempotence=True,
         compression_type=topics.COMPRESSION,
@@ -143,7 +144,7 @@ async def redrive(settings: Settings, group: str, max_redrives: int, dry_run: bo
     await producer.start()
     lines: list[str] = []
     try:
-        tps = await _partitions(settings.kafka_bootstrap_servers)
+        tps = await _partitions(kafka)
         consumer.assign(tps)
         for tp in tps:
             committed = await consumer.committed(tp)

@@ -6,7 +6,6 @@ import dataclasses
 from datetime import UTC, datetime
 
 import asyncpg
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from sandbox_common.readmodel.coordination import LeaseName, lease_holder
@@ -19,9 +18,9 @@ from sandboxctl.settings import Settings
 async def read_snapshot(settings: Settings, now: datetime | None = None) -> FleetSnapshot:
     now = now or datetime.now(UTC)
     by_status, last_event_at = await _from_postgres(settings.database_url)
-    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    client = settings.redis()
     try:
-        indexes = await ReadModelReader(client).summary(now)
+        indexes = await ReadModelReader(client, settings.redis_layout()).summary(now)
         lease = await lease_holder(client, LeaseName.TICKER)
     except (RedisError, OSError) as exc:
         raise OperatorError(f"cannot read Redis ({exc}); check REDIS_URL") from exc

@@ -15,6 +15,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, for_code
 
 from sandbox_common.consumer_lag import committed_lag
+from sandbox_common.kafka_connection import KafkaConnection
+from sandbox_common.kafka_reconnect import diagnose
 from sandboxctl.errors import OperatorError
 from sandboxctl.topic_specs import TopicSpec, TopicState
 
@@ -22,16 +24,18 @@ _TOPIC_EXISTS = 36  # TOPIC_ALREADY_EXISTS
 
 
 class KafkaAdmin:
-    def __init__(self, bootstrap: str, timeout_seconds: float = 10.0) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, connection: KafkaConnection, timeout_seconds: float = 10.0) -> None:
+        self.connection = connection
+        self._timeout = timeout_seconds
         # aiokafka logs every failed connection attempt itself; the CLI says it once, in one line.
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         timeout_ms = int(timeout_seconds * 1000)
+        kafka = connection.client_kwargs()
         self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms, client_id="sandboxctl"
+            **kafka, request_timeout_ms=timeout_ms, client_id="sandboxctl"
         )
         self._offsets = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **kafka,
             request_timeout_ms=timeout_ms,
             enable_auto_commit=False,
             client_id="sandboxctl",
@@ -46,9 +50,10 @@ class KafkaAdmin:
             await asyncio.sleep(0)
         except KafkaError as exc:
             await self._close()
+            # aiokafka's own error names no cause: a refused password looks like a broker down.
+            why = await diagnose(self.connection, self._timeout) or repr(exc)
             raise OperatorError(
-                f"cannot reach Kafka at {self.bootstrap} ({exc.__class__.__name__}); "
-                "check KAFKA_BOOTSTRAP_SERVERS"
+                f"{why}; check KAFKA_BOOTSTRAP_SERVERS and KAFKA_SECURITY_*"
             ) from exc
         return self
 

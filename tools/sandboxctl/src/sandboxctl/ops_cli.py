@@ -49,7 +49,7 @@ def _topics_create(args: argparse.Namespace, settings: Settings) -> None:
     specs = _specs()
 
     async def run() -> list[str]:
-        async with KafkaAdmin(settings.kafka_bootstrap_servers, args.timeout) as admin:
+        async with KafkaAdmin(settings.kafka_connection(), args.timeout) as admin:
             return await topics_cmd.create(admin, specs)
 
     _finish(asyncio.run(run()), [])
@@ -63,7 +63,7 @@ def _topics_describe(args: argparse.Namespace, settings: Settings) -> None:
     }
 
     async def run() -> topics_cmd.Description:
-        async with KafkaAdmin(settings.kafka_bootstrap_servers, args.timeout) as admin:
+        async with KafkaAdmin(settings.kafka_connection(), args.timeout) as admin:
             return await topics_cmd.inspect(admin, specs, groups)
 
     found = asyncio.run(run())

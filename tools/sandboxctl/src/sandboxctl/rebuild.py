@@ -42,7 +42,6 @@ def _replay(args: argparse.Namespace, settings: Settings) -> None:
 def _rebuild_redis(args: argparse.Namespace, settings: Settings) -> None:
     async def run() -> tuple[int, int, int]:
         import asyncpg
-        import redis.asyncio as aioredis
 
         from projector.adapters.postgres_snapshot import locked_snapshot
         from projector.read_model_rebuild import rebuild_read_model
@@ -50,15 +49,17 @@ def _rebuild_redis(args: argparse.Namespace, settings: Settings) -> None:
         from sandbox_common.readmodel.shadow import ShadowWriter
 
         conn = await asyncpg.connect(settings.database_url)
-        client = aioredis.Redis.from_url(settings.redis_url)
+        client = settings.redis()
         try:
             async with locked_snapshot(conn) as snapshot:
                 if snapshot is None:
                     raise RuntimeError("a replay or rebuild holds the lock; try again later")
                 return await rebuild_read_model(
                     snapshot,
-                    ShadowWriter(client, settings.killed_tombstone_ttl_seconds),
-                    ReadModelReader(client),
+                    ShadowWriter(
+                        client, settings.killed_tombstone_ttl_seconds, settings.redis_layout()
+                    ),
+                    ReadModelReader(client, settings.redis_layout()),
                     settings.deadline_rule(),
                     by="sandboxctl",
                 )

@@ -1,5 +1,6 @@
-"""The Redis read model, in one place: its key layout (`keys`), the status document and how it
-is made (`document`), the deadline rule (`deadlines`: idle, and E2B's hard end), the writers
+"""The Redis read model, in one place: its key layout (`keys`; `Layout`, the shards), the status
+document and how it is made (`document`), the deadline rule (`deadlines`: idle, and E2B's hard
+end), the writers
 (`writer` live, `shadow` for rebuilds), the readers (`reader`), the change feed (`feed`), and
 the short-lived coordination keys beside it (`coordination`). Every service reads and writes
 Redis through here; none spells a key, a document field or a deadline rule itself.
@@ -20,6 +21,7 @@ from sandbox_common.readmodel.document import (
     to_doc,
     transitional_since,
 )
+from sandbox_common.readmodel.keys import Layout
 
 __all__ = [
     "IDLE_OVERRIDE_KEY",
@@ -27,6 +29,7 @@ __all__ = [
     "TRANSITIONAL",
     "DeadlineRule",
     "DocSource",
+    "Layout",
     "Status",
     "StatusDoc",
     "decode_doc",

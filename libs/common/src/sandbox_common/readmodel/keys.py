@@ -1,38 +1,132 @@
-"""The Redis key layout: every key the system writes, in one place."""
+"""The Redis key layout: every key the system writes, in one place.
+
+The read model is sharded (`Layout`, READ_MODEL_SHARDS shards, by a stable hash of the sandbox
+id), and every key of one shard carries the shard's hash tag (`{s3/16}`): a sandbox's document,
+its shard's idle-deadline, transitional and hard-end indexes and its shard's change stream sit in
+one Redis Cluster slot, so the script that writes them together touches one slot, and no single
+key takes every write of the fleet. The shard count is in the tag: a deployment that changes it
+gets a disjoint set of keys (the projector rebuilds the model, and drops the old keys).
+
+A project's pointer (which sandbox serves it) is tagged by the project id instead, in its own
+slot: it is written after its sandbox's document (see writer.py for why that is safe).
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
 
 _PREFIX = "sbx"
+# Bumped when the read model's keys change shape: a marker of another layout means "rebuild".
+LAYOUT_VERSION = 2
+DEFAULT_SHARDS = 16
 
 
-def sandbox_doc(sandbox_id: str) -> str:
-    """The status document of one sandbox (JSON, camelCase), or a KILLED tombstone."""
-    return f"{_PREFIX}:sandbox:{sandbox_id}"
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The read model's sharded keys, for a fixed number of shards (READ_MODEL_SHARDS)."""
+
+    shards: int = DEFAULT_SHARDS
+
+    def __post_init__(self) -> None:
+        if self.shards < 1:
+            raise ValueError("a layout needs at least one shard")
+
+    @property
+    def all(self) -> range:
+        return range(self.shards)
+
+    def shard(self, sandbox_id: str) -> int:
+        """Stable across processes and versions (CRC-32, not Python's salted hash)."""
+        return zlib.crc32(sandbox_id.encode()) % self.shards
+
+    def tag(self, shard: int) -> str:
+        return f"{{s{shard}/{self.shards}}}"
+
+    def _key(self, shard: int, name: str) -> str:
+        return f"{_PREFIX}:{self.tag(shard)}:{name}"
+
+    def doc(self, sandbox_id: str) -> str:
+        """The status document of one sandbox (a hash: DOC_FIELD JSON, REVISION_FIELD)."""
+        return self._key(self.shard(sandbox_id), f"sandbox:{sandbox_id}")
+
+    def doc_pattern(self) -> str:
+        """SCAN pattern of every document of this layout (the id follows the last ':')."""
+        return f"{_PREFIX}:{{s*/{self.shards}}}:sandbox:*"
+
+    def idle_deadlines(self, shard: int) -> str:
+        """Sorted set: member sandbox id, score the epoch second at which a RUNNING sandbox
+        becomes idle enough to pause. The enforcer reads only the due part of each shard's
+        (cost grows with the number due, not with the fleet)."""
+        return self._key(shard, "idle-deadlines")
+
+    def hard_ends(self, shard: int) -> str:
+        """Sorted set: member sandbox id, score the epoch second at which E2B ends a RUNNING
+        sandbox's run whatever its activity. status-api warns frontends from it."""
+        return self._key(shard, "hard-ends")
+
+    def transitional(self, shard: int) -> str:
+        """Sorted set: member sandbox id, score the epoch second it entered PAUSING or STARTING.
+        The enforcer repairs members left there too long."""
+        return self._key(shard, "transitional")
+
+    def indexes(self, shard: int) -> tuple[str, str, str]:
+        """The shard's three indexes, in the order the scripts take them."""
+        return self.idle_deadlines(shard), self.transitional(shard), self.hard_ends(shard)
+
+    def changes(self, shard: int) -> str:
+        """Redis stream of the shard's read-model changes (document writes, pause warnings),
+        newest last; status-api follows every shard's and merges them for SSE clients."""
+        return self._key(shard, "changes")
+
+    def stream_length(self, feed_length: int) -> int:
+        """Each shard's stream keeps its share of CHANGE_FEED_MAX_LENGTH: the feed as a whole
+        holds as many changes (and as much memory) as the one stream before sharding."""
+        return max(1, -(-feed_length // self.shards))
+
+    def pause_warned(self, sandbox_id: str, deadline: str) -> str:
+        """Present once the warning (pauseImminent, lifetimeEnding) for this sandbox's deadline
+        has gone out; in the sandbox's shard, beside the change stream the warning goes to."""
+        return self._key(self.shard(sandbox_id), f"pause-warned:{sandbox_id}:{deadline}")
+
+    def shadow_ids(self, shard: int) -> str:
+        """Shadow-side set the swap walks: the shard's sandbox ids a rebuild wrote."""
+        return _SHADOW_PREFIX + self._key(shard, "ids")
+
+    def shadow_stale(self, shard: int) -> str:
+        """Shadow-side set: live ids of the shard no longer in the model."""
+        return _SHADOW_PREFIX + self._key(shard, "stale")
+
+    def foreign(self, key: str) -> bool:
+        """A read-model key another layout wrote (the single-key layout before sharding, or
+        another shard count): never read by this one, dropped when the model is rebuilt."""
+        if key in _UNSHARDED or key.startswith(_UNSHARDED_PREFIXES):
+            return True
+        match = _TAGGED.match(key)
+        return match is not None and int(match.group(1)) != self.shards
+
+
+# Keys of layout 1 (one global index, feed and pointer family for the whole fleet).
+_UNSHARDED = frozenset(
+    f"{_PREFIX}:{name}" for name in ("idle-deadlines", "hard-ends", "transitional", "changes")
+)
+_UNSHARDED_PREFIXES = (f"{_PREFIX}:sandbox:", f"{_PREFIX}:project:", f"{_PREFIX}:pause-warned:")
+_TAGGED = re.compile(rf"^{_PREFIX}:\{{s\d+/(\d+)\}}:")
 
 
 def project_sandbox(project_id: str) -> str:
-    """Pointer project -> the sandbox id currently serving that project."""
-    return f"{_PREFIX}:project:{project_id}:sandbox"
+    """Pointer project -> the sandbox id currently serving that project. Tagged by the project
+    id, so its shadow (a rebuild's) is in the same slot and can be renamed over it."""
+    return f"{_PREFIX}:project-sandbox:{{{project_id}}}"
 
-
-# Sorted set: member sandbox id, score the epoch second at which a RUNNING sandbox becomes idle
-# enough to pause. The enforcer reads only the due part of it (cost grows with the number due,
-# not with the fleet); the projector keeps it in step with the status documents.
-IDLE_DEADLINES = f"{_PREFIX}:idle-deadlines"
 
 # String: the E2B call budget every actuator and reconciler replica shares (a GCRA "theoretical
 # arrival time" in microseconds of the Redis server's clock).
 E2B_BUDGET = f"{_PREFIX}:e2b-budget"
 
 # String: the id of the one ticker replica allowed to tick, with a TTL (ENFORCER_LEASE_SECONDS).
-TICKER_LEASE = f"{IDLE_DEADLINES}:ticker-lease"
-
-
-# Sorted set: member sandbox id, score the epoch second at which E2B ends a RUNNING sandbox's run
-# whatever its activity (its maximum instance length). status-api warns frontends from it.
-HARD_ENDS = f"{_PREFIX}:hard-ends"
-
-# Sorted set: member sandbox id, score the epoch second it entered PAUSING or STARTING. The
-# enforcer repairs members left there too long (a lost command, an actuator down).
-TRANSITIONAL = f"{_PREFIX}:transitional"
+TICKER_LEASE = f"{_PREFIX}:idle-deadlines:ticker-lease"
 
 
 def activity_throttle(sandbox_id: str) -> str:
@@ -66,17 +160,6 @@ DOC_FIELD = "d"
 REVISION_FIELD = "r"
 
 
-# Redis stream of read-model changes (the projector's document writes and status-api's
-# pause warnings), newest last; SSE clients follow it and resume from its entry ids.
-CHANGES = f"{_PREFIX}:changes"
-
-
-def pause_warned(sandbox_id: str, deadline: str) -> str:
-    """Present once the warning (pauseImminent, lifetimeEnding) for this sandbox's deadline has
-    gone out; `deadline` names the deadline and its kind."""
-    return f"{_PREFIX}:pause-warned:{sandbox_id}:{deadline}"
-
-
 # Present once the read model is complete (written by a replay or a rebuild from PostgreSQL).
 # Missing means Redis lost it (flushed, a new instance): the projector rebuilds it from PostgreSQL.
 READ_MODEL_MARKER = f"{_PREFIX}:read-model"
@@ -94,8 +177,8 @@ def shadow(live_key: str) -> str:
     return _SHADOW_PREFIX + live_key
 
 
-# Shadow-side sets the swap walks: the sandbox ids rebuilt, and live ids no longer in the model.
-SHADOW_IDS = f"{_SHADOW_PREFIX}ids"
-SHADOW_STALE = f"{_SHADOW_PREFIX}stale"
 SHADOW_PATTERN = f"{_SHADOW_PREFIX}*"
+# Every live key (SCANned for keys of another layout when the model is rebuilt for that).
+LIVE_PATTERN = f"{_PREFIX}:*"
+# Shadow-side set: the projects whose pointers a rebuild wrote.
 SHADOW_PROJECTS = f"{_SHADOW_PREFIX}projects"

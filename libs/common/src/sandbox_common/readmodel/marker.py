@@ -1,11 +1,15 @@
-"""The read model's completeness marker, and the Redis it was written on.
+"""The read model's completeness marker, the key layout it was written in, and the Redis it was
+written on.
 
 A Redis that lost the whole model loses the marker with it, and the projector rebuilds from
 PostgreSQL. A promoted replica is worse: it kept the marker but may lack the last writes its
 primary took before the failover, and would serve those stale states for ever. So the marker
-records the replication id of the Redis that wrote it (`master_replid`, which a promotion or a
-restart changes and a replica shares with its primary while it follows it); a marker naming
-another Redis means the model may have lost writes, and it is rebuilt like a missing one.
+records the replication id of every primary that holds the model (`master_replid`, which a
+promotion or a restart changes and a replica shares with its primary while it follows it: one
+on a single Redis, one per master on a cluster); a marker naming another set means some node
+may have lost writes, and the model is rebuilt like a missing one. A marker of another key
+layout (the unsharded one before it, another READ_MODEL_SHARDS) is rebuilt too: the live keys
+are not where this version reads them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 
+from sandbox_common import redis_pool
 from sandbox_common.readmodel import keys
 from sandbox_common.readmodel.redis_text import text
 
@@ -26,6 +31,7 @@ class Stale(Enum):
     """Why the read model must be rebuilt."""
 
     MISSING = "marker missing"
+    LAYOUT = "written in another key layout (an upgrade, or READ_MODEL_SHARDS changed)"
     OTHER_SERVER = "written on another Redis (a failover or restart may have lost writes)"
 
 
@@ -38,39 +44,42 @@ class Written:
     source: str  # the topic replayed, or "postgresql"
 
 
-async def server_id(client: aioredis.Redis) -> str:
-    """This Redis's replication id (a replica reports its primary's)."""
-    info: dict[str, Any] = await client.info("replication")
-    return text(info.get("master_replid", "")) or "unknown"
+async def server_ids(client: aioredis.Redis) -> list[str]:
+    """The replication ids of the primaries (a replica reports its primary's), sorted."""
+    infos = await redis_pool.primaries_info(client, "replication")
+    return sorted(text(info.get("master_replid", "")) or "unknown" for info in infos)
 
 
-async def encode(client: aioredis.Redis, written: Written) -> str:
+async def encode(client: aioredis.Redis, written: Written, layout: keys.Layout) -> str:
     value = {
         "by": written.by,
         "at": written.at.isoformat(),
         "source": written.source,
-        "server": await server_id(client),
+        "layout": keys.LAYOUT_VERSION,
+        "shards": layout.shards,
+        "servers": await server_ids(client),
     }
     return msgspec.json.encode(value).decode()
 
 
-async def staleness(client: aioredis.Redis) -> Stale | None:
-    """None while the marker is there and was written on this Redis. A marker from before the
-    server was recorded is adopted (this Redis is taken to be the one that wrote it)."""
-    raw = await client.get(keys.READ_MODEL_MARKER)
+def judge(raw: bytes | str | None, layout: keys.Layout, servers: list[str]) -> Stale | None:
+    """Pure: the marker as read (None: missing) against this layout and these primaries."""
     if raw is None:
         return Stale.MISSING
-    current = await server_id(client)
     try:
-        recorded = msgspec.json.decode(raw)
+        recorded: Any = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         recorded = {}
     if not isinstance(recorded, dict):
         recorded = {}
-    server = recorded.get("server")
-    if server is None:
-        recorded["server"] = current
-        # XX: never recreate a marker that a concurrent flush just removed.
-        await client.set(keys.READ_MODEL_MARKER, msgspec.json.encode(recorded), xx=True)
-        return None
-    return None if server == current else Stale.OTHER_SERVER
+    if recorded.get("layout") != keys.LAYOUT_VERSION or recorded.get("shards") != layout.shards:
+        return Stale.LAYOUT
+    return None if recorded.get("servers") == servers else Stale.OTHER_SERVER
+
+
+async def staleness(client: aioredis.Redis, layout: keys.Layout) -> Stale | None:
+    """None while the marker is there, of this layout, and written on these primaries."""
+    raw = await client.get(keys.READ_MODEL_MARKER)
+    if raw is None:
+        return Stale.MISSING
+    return judge(raw, layout, await server_ids(client))

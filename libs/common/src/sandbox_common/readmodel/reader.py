@@ -1,27 +1,22 @@
 """Reads of the read model: documents (by sandbox, many, by project), the due part of the
-idle-deadline index, the transitional index, and whether the model is complete at all."""
+idle-deadline indexes, the transitional indexes, and whether the model is complete at all.
+An index read asks every shard (one pipelined round trip on one Redis) and merges."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 
+from sandbox_common import redis_pool
 from sandbox_common.readmodel import keys
 from sandbox_common.readmodel.document import StatusDoc, decode_doc
 from sandbox_common.readmodel.marker import Stale, staleness
 from sandbox_common.readmodel.redis_text import text
 
-# Project pointer -> document in one round trip (this is the hot read of every frontend poll).
-# KEYS: project pointer. ARGV: document key prefix, document field.
-_BY_PROJECT = """
-local sandbox_id = redis.call('GET', KEYS[1])
-if not sandbox_id then return false end
-return redis.call('HGET', ARGV[1] .. sandbox_id, ARGV[2])
-"""
 _CHUNK = 5000
 
 
@@ -66,13 +61,16 @@ class ReadModelReader:
     """Every read raises ReadModelMissingError when a document is missing while the model is
     incomplete; only misses pay for that check, hits never do."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        layout: keys.Layout = keys.Layout(),  # noqa: B008 - frozen, shared
+    ) -> None:
         self._client = client
-        self._by_project = client.register_script(_BY_PROJECT)
-        self._doc_prefix = keys.sandbox_doc("")
+        self.layout = layout
 
     async def by_sandbox(self, sandbox_id: str) -> StatusDoc | None:
-        raw = await self._client.hget(keys.sandbox_doc(sandbox_id), keys.DOC_FIELD)
+        raw = await self._client.hget(self.layout.doc(sandbox_id), keys.DOC_FIELD)
         if raw:
             return decode_doc(raw)
         await self.require_complete()
@@ -84,7 +82,7 @@ class ReadModelReader:
             return []
         async with self._client.pipeline(transaction=False) as pipe:
             for sandbox_id in sandbox_ids:
-                pipe.hget(keys.sandbox_doc(sandbox_id), keys.DOC_FIELD)
+                pipe.hget(self.layout.doc(sandbox_id), keys.DOC_FIELD)
             raws: list[Any] = await pipe.execute()
         if not all(raws):
             await self.require_complete()
@@ -96,11 +94,12 @@ class ReadModelReader:
         return {sid: doc for sid, doc in zip(sandbox_ids, found, strict=True) if doc is not None}
 
     async def by_project(self, project_id: str) -> StatusDoc | None:
-        raw = await self._by_project(
-            keys=[keys.project_sandbox(project_id)], args=[self._doc_prefix, keys.DOC_FIELD]
-        )
-        if raw:
-            return decode_doc(raw)
+        """The pointer, then the document it names: two reads, as the two live in different
+        slots. The writer sets a pointer only once its document is written, so a pointer never
+        names a document not there yet (a tombstone expired since reads as none)."""
+        sandbox_id = await self._client.get(keys.project_sandbox(project_id))
+        if sandbox_id is not None:
+            return await self.by_sandbox(text(sandbox_id))
         await self.require_complete()
         return None
 
@@ -109,92 +108,122 @@ class ReadModelReader:
 
     async def staleness(self) -> Stale | None:
         """Why the model must be rebuilt (marker missing, or written on another Redis)."""
-        return await staleness(self._client)
+        return await staleness(self._client, self.layout)
 
     async def require_complete(self) -> None:
         if not await self.is_complete():
             raise ReadModelMissingError("the read model is being rebuilt; retry shortly")
 
     async def running_count(self) -> int:
-        """RUNNING sandboxes with an idle deadline: the whole idle-deadline index (ZCARD)."""
-        return int(await self._client.zcard(keys.IDLE_DEADLINES))
+        """RUNNING sandboxes with an idle deadline: every shard's idle-deadline index (ZCARD)."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for shard in self.layout.all:
+                pipe.zcard(self.layout.idle_deadlines(shard))
+            return sum(int(n) for n in await pipe.execute())
 
     async def due_count(self, now: datetime) -> int:
         """RUNNING sandboxes whose idle deadline has passed (ZCOUNT: no member is read)."""
-        return int(await self._client.zcount(keys.IDLE_DEADLINES, "-inf", now.timestamp()))
+        async with self._client.pipeline(transaction=False) as pipe:
+            for shard in self.layout.all:
+                pipe.zcount(self.layout.idle_deadlines(shard), "-inf", now.timestamp())
+            return sum(int(n) for n in await pipe.execute())
 
     async def due(self, now: datetime, limit: int, after: DueMark | None = None) -> list[DueMark]:
         """RUNNING sandboxes whose idle deadline has passed, oldest first, with their deadlines:
-        only the due part of the index is read (cost grows with the number due, not with the
-        fleet). `after`: the last one of the previous page; this page holds what follows it in
-        the index's order (deadline, then id), so a tick pages through all that is due even
-        while none of it has left the index yet."""
+        only the due part of each shard's index is read (cost grows with the number due, not
+        with the fleet). `after`: the last one of the previous page; this page holds what
+        follows it in the index's order (deadline, then id), so a tick pages through all that
+        is due even while none of it has left the index yet."""
         if after is None:
-            members: Any = await self._client.zrangebyscore(
-                keys.IDLE_DEADLINES, "-inf", now.timestamp(), start=0, num=limit, withscores=True
-            )
-            return [DueMark(text(m), float(score)) for m, score in members]
+            due = await self._below(self.layout.idle_deadlines, now.timestamp(), limit)
+            return [DueMark(member, deadline) for member, deadline in due]
         async with self._client.pipeline(transaction=False) as pipe:
-            # Those with the same deadline as `after` (rare: deadlines are in microseconds)...
-            pipe.zrangebyscore(keys.IDLE_DEADLINES, after.deadline, after.deadline)
-            # ... and those with a later one. repr() of a float reads back as the same float.
-            pipe.zrangebyscore(
-                keys.IDLE_DEADLINES,
-                f"({after.deadline!r}",
-                now.timestamp(),
-                start=0,
-                num=limit,
-                withscores=True,
-            )
-            ties, later = await pipe.execute()
-        # Redis orders equal scores by their bytes, as Python compares bytes.
+            for shard in self.layout.all:
+                index = self.layout.idle_deadlines(shard)
+                # Those with the same deadline as `after` (rare: deadlines are in microseconds)...
+                pipe.zrangebyscore(index, after.deadline, after.deadline)
+                # ... and those with a later one. repr() of a float reads back as the same float.
+                later = f"({after.deadline!r}"
+                pipe.zrangebyscore(
+                    index, later, now.timestamp(), start=0, num=limit, withscores=True
+                )
+            answers: list[Any] = await pipe.execute()
+        # Redis orders equal deadlines by the ids' bytes; so does this merge.
         last = after.sandbox_id.encode()
-        page = [DueMark(text(m), after.deadline) for m in ties if bytes(m) > last]
-        page += [DueMark(text(m), float(score)) for m, score in later]
+        page = [
+            DueMark(text(m), after.deadline)
+            for ties in answers[0::2]
+            for m in ties
+            if bytes(m) > last
+        ]
+        page += [DueMark(text(m), float(score)) for later in answers[1::2] for m, score in later]
+        page.sort(key=lambda m: (m.deadline, m.sandbox_id.encode()))
         return page[:limit]
 
     async def deadlines_between(self, low: float, high: float) -> list[tuple[str, float]]:
         """RUNNING sandboxes whose idle deadline (epoch s) is within [low, high], with it."""
-        members: Any = await self._client.zrangebyscore(
-            keys.IDLE_DEADLINES, low, high, withscores=True
-        )
-        return [(text(m), float(score)) for m, score in members]
+        return await self._between(self.layout.idle_deadlines, low, high)
 
     async def hard_ends_between(self, low: float, high: float) -> list[tuple[str, float]]:
         """RUNNING sandboxes whose run E2B ends (epoch s) within [low, high], with that end."""
-        members: Any = await self._client.zrangebyscore(keys.HARD_ENDS, low, high, withscores=True)
-        return [(text(m), float(score)) for m, score in members]
+        return await self._between(self.layout.hard_ends, low, high)
 
     async def entered_before(self, cutoff: datetime, limit: int) -> list[str]:
         """Sandboxes in PAUSING or STARTING since before `cutoff`, oldest first."""
-        members: Any = await self._client.zrangebyscore(
-            keys.TRANSITIONAL, "-inf", cutoff.timestamp(), start=0, num=limit
-        )
-        return [text(m) for m in members]
+        found = await self._below(self.layout.transitional, cutoff.timestamp(), limit)
+        return [member for member, _ in found]
+
+    async def _below(
+        self, index: Callable[[int], str], high: float, limit: int
+    ) -> list[tuple[str, float]]:
+        """The `limit` lowest scores up to `high` over every shard's `index`: each shard's
+        first `limit`, merged."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for shard in self.layout.all:
+                pipe.zrangebyscore(index(shard), "-inf", high, start=0, num=limit, withscores=True)
+            answers: list[Any] = await pipe.execute()
+        merged = [(text(m), float(score)) for answer in answers for m, score in answer]
+        return sorted(merged, key=lambda pair: (pair[1], pair[0]))[:limit]
+
+    async def _between(
+        self, index: Callable[[int], str], low: float, high: float
+    ) -> list[tuple[str, float]]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for shard in self.layout.all:
+                pipe.zrangebyscore(index(shard), low, high, withscores=True)
+            answers: list[Any] = await pipe.execute()
+        return [(text(m), float(score)) for answer in answers for m, score in answer]
 
     async def summary(self, now: datetime) -> IndexSummary:
         async with self._client.pipeline(transaction=False) as pipe:
-            pipe.zcard(keys.IDLE_DEADLINES)
-            pipe.zcount(keys.IDLE_DEADLINES, "-inf", now.timestamp())
-            pipe.zrange(keys.IDLE_DEADLINES, 0, 0, withscores=True)
-            pipe.zcard(keys.TRANSITIONAL)
-            pipe.zrange(keys.TRANSITIONAL, 0, 0, withscores=True)
-            indexed, due, first_due, transitional, first_stuck = await pipe.execute()
+            for shard in self.layout.all:
+                idle, transitional = (
+                    self.layout.idle_deadlines(shard),
+                    self.layout.transitional(shard),
+                )
+                pipe.zcard(idle)
+                pipe.zcount(idle, "-inf", now.timestamp())
+                pipe.zrange(idle, 0, 0, withscores=True)
+                pipe.zcard(transitional)
+                pipe.zrange(transitional, 0, 0, withscores=True)
+            answers = await pipe.execute()
+        shards = [answers[i : i + 5] for i in range(0, len(answers), 5)]
+        due = sum(int(s[1]) for s in shards)
         return IndexSummary(
-            idle_indexed=int(indexed),
-            due=int(due),
-            oldest_due_at=_first_at(first_due) if due else None,
-            transitional=int(transitional),
-            oldest_transitional_at=_first_at(first_stuck),
+            idle_indexed=sum(int(s[0]) for s in shards),
+            due=due,
+            oldest_due_at=_first_at([first for s in shards for first in s[2]]) if due else None,
+            transitional=sum(int(s[3]) for s in shards),
+            oldest_transitional_at=_first_at([first for s in shards for first in s[4]]),
         )
 
     # -- whole-model reads, for `replay --verify` ------------------------------------------
 
     async def all_sandbox_ids(self) -> set[str]:
-        """Sandbox ids that have a document (a SCAN: no blocking of the server)."""
+        """Sandbox ids that have a document (a SCAN of every node: no blocking of a server)."""
         found: set[str] = set()
-        async for key in self._client.scan_iter(match=self._doc_prefix + "*", count=5000):
-            found.add(text(key)[len(self._doc_prefix) :])
+        async for key in self._client.scan_iter(match=self.layout.doc_pattern(), count=5000):
+            found.add(text(key).split(":sandbox:", 1)[1])
         return found
 
     async def docs(self, sandbox_ids: Sequence[str]) -> dict[str, StatusDoc]:
@@ -204,44 +233,51 @@ class ReadModelReader:
             chunk = sandbox_ids[start : start + _CHUNK]
             async with self._client.pipeline(transaction=False) as pipe:
                 for sid in chunk:
-                    pipe.hget(keys.sandbox_doc(sid), keys.DOC_FIELD)
+                    pipe.hget(self.layout.doc(sid), keys.DOC_FIELD)
                 raw = await pipe.execute()
             found.update({sid: decode_doc(r) for sid, r in zip(chunk, raw, strict=True) if r})
         return found
 
     async def idle_deadlines(self) -> dict[str, float]:
-        return await self._scores(keys.IDLE_DEADLINES)
+        return await self._scores(self.layout.idle_deadlines)
 
     async def transitional(self) -> dict[str, float]:
-        return await self._scores(keys.TRANSITIONAL)
+        return await self._scores(self.layout.transitional)
 
     async def hard_ends(self) -> dict[str, float]:
-        return await self._scores(keys.HARD_ENDS)
+        return await self._scores(self.layout.hard_ends)
 
     async def pointers(self, project_ids: Sequence[str]) -> dict[str, str | None]:
         """project -> the sandbox id its pointer names (None: no pointer)."""
         found: dict[str, str | None] = {}
         for start in range(0, len(project_ids), _CHUNK):
             chunk = project_ids[start : start + _CHUNK]
-            raw = await self._client.mget([keys.project_sandbox(p) for p in chunk])
+            raw = await redis_pool.get_many(self._client, [keys.project_sandbox(p) for p in chunk])
             found.update({p: text(v) if v else None for p, v in zip(chunk, raw, strict=True)})
         return found
 
-    async def _scores(self, key: str) -> dict[str, float]:
-        pairs: list[Any] = await self._client.zrange(key, 0, -1, withscores=True)
-        return {text(member): float(score) for member, score in pairs}
+    async def _scores(self, index: Callable[[int], str]) -> dict[str, float]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for shard in self.layout.all:
+                pipe.zrange(index(shard), 0, -1, withscores=True)
+            answers: list[Any] = await pipe.execute()
+        return {text(member): float(score) for answer in answers for member, score in answer}
 
     async def ping(self) -> bool:
         return bool(await self._client.ping())
 
     async def memory(self) -> Memory:
-        info: dict[str, Any] = await self._client.info("memory")
-        return Memory(
-            used_bytes=int(info.get("used_memory", 0)),
-            max_bytes=int(info.get("maxmemory", 0)),
-            policy=text(info.get("maxmemory_policy", "")),
-        )
+        """On a cluster, the primary nearest its limit: the first to refuse writes."""
+        found = [
+            Memory(
+                used_bytes=int(info.get("used_memory", 0)),
+                max_bytes=int(info.get("maxmemory", 0)),
+                policy=text(info.get("maxmemory_policy", "")),
+            )
+            for info in await redis_pool.primaries_info(self._client, "memory")
+        ]
+        return max(found, key=lambda m: m.used_bytes / m.max_bytes if m.max_bytes else 0.0)
 
 
-def _first_at(first: list[tuple[bytes, float]]) -> datetime | None:
-    return datetime.fromtimestamp(first[0][1], UTC) if first else None
+def _first_at(firsts: list[tuple[bytes, float]]) -> datetime | None:
+    return datetime.fromtimestamp(min(score for _, score in firsts), UTC) if firsts else None

@@ -40,7 +40,7 @@ def documented_subscription(group_id: str) -> KafkaBroker:
 
 
 def build_app(settings: ActuatorSettings) -> AsgiFastStream:
-    broker = build_broker(settings.kafka_bootstrap_servers, log, durable=True)
+    broker = build_broker(settings.kafka_connection(), log, durable=True)
     parts = ActuatorParts(settings, broker)
     return consumer_app(
         broker,

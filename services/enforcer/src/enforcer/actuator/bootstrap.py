@@ -1,6 +1,6 @@
 """Composition root of the actuator: the E2B client, the read model, the ledger, the use case
 and the command loop that feeds it, built once from settings (no I/O: clients connect on first
-use, the loop's consumer when the app has started)."""
+use, the loop's consumer once the app has started)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import logging
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
-from faststream.kafka import KafkaBroker
 
 from enforcer.actuator import metrics
 from enforcer.actuator.carry_out import Actuator, Ports
@@ -16,10 +15,11 @@ from enforcer.actuator.command_loop import CommandLoop, LoopOptions
 from enforcer.actuator.e2b import E2BSandboxControl
 from enforcer.actuator.retry import RetryPolicy
 from enforcer.settings import ActuatorSettings
-from sandbox_common import redis_pool, topics
-from sandbox_common.broker import BrokerDeadLetters, BrokerFacts
+from sandbox_common import topics
+from sandbox_common.broker import BrokerDeadLetters, BrokerFacts, PatientKafkaBroker
 from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.e2b_api.client import E2BApi
+from sandbox_common.kafka_reconnect import ConnectionState, keep_trying
 from sandbox_common.probes import failing
 from sandbox_common.readmodel.coordination import CommandLedger, SharedBudget
 from sandbox_common.readmodel.reader import ReadModelReader
@@ -32,13 +32,13 @@ def _observe(operation: str, status: str, seconds: float) -> None:
 
 
 class ActuatorParts:
-    def __init__(self, settings: ActuatorSettings, broker: KafkaBroker) -> None:
+    def __init__(self, settings: ActuatorSettings, broker: PatientKafkaBroker) -> None:
         s = settings
         self._broker = broker
-        self._redis: aioredis.Redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
+        self._redis: aioredis.Redis = s.redis()
         # One E2B budget for every actuator and reconciler replica (E2B limits the team).
         self._e2b = E2BApi.of(s, observe=_observe, pace=SharedBudget.of(self._redis, s))
-        self._reader = ReadModelReader(self._redis)
+        self._reader = ReadModelReader(self._redis, s.redis_layout())
         self.actuator = Actuator(
             Ports(
                 self._reader,
@@ -54,9 +54,10 @@ class ActuatorParts:
             ),
             resume_timeout_seconds=s.e2b_resume_timeout_seconds,
         )
+        connection = broker.connection
         self.commands = CommandLoop(
             lambda: AIOKafkaConsumer(
-                bootstrap_servers=s.kafka_bootstrap_servers,
+                **connection.client_kwargs(),
                 group_id=s.actuator_group_id,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
@@ -64,10 +65,13 @@ class ActuatorParts:
             ),
             self.actuator.handle,
             LoopOptions(max_in_flight=s.actuator_max_in_flight),
+            connect=lambda consumer: keep_trying(
+                consumer.start, ConnectionState(connection, "the actuator's consumer")
+            ),
         )
         self._e2b_api_url = s.e2b_api_url
         self._lag = LagMonitor(
-            s.kafka_bootstrap_servers,
+            broker.connection,
             s.actuator_group_id,
             topics.COMMANDS,
             s.consumer_lag_interval_seconds,

@@ -86,10 +86,16 @@ class _Item:
 
 class CommandLoop:
     def __init__(
-        self, consumer: Callable[[], Consumer], handle: Handle, options: LoopOptions
+        self,
+        consumer: Callable[[], Consumer],
+        handle: Handle,
+        options: LoopOptions,
+        connect: Callable[[Consumer], Awaitable[None]] | None = None,
     ) -> None:
         # Made at start: aiokafka's consumer must be made inside the running event loop.
         self._new_consumer = consumer
+        # How the consumer connects (the actuator's keeps trying while Kafka is away).
+        self._connect = connect or (lambda c: c.start())
         self._consumer: Consumer = _NoConsumer()
         self._handle = handle
         self._o = options
@@ -106,9 +112,9 @@ class CommandLoop:
         return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
+        """Returns at once: the consumer connects, then fetches, in the loop's own task."""
         self._consumer = self._new_consumer()
         self._consumer.subscribe([topics.COMMANDS], listener=_Rebalance(self))
-        await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name="actuator-commands")
 
     async def stop(self) -> None:
@@ -122,6 +128,7 @@ class CommandLoop:
         await self._consumer.stop()
 
     async def _run(self) -> None:
+        await self._connect(self._consumer)
         last_commit = time.monotonic()
         full_since: float | None = None
         while not self._stopping:

@@ -40,7 +40,7 @@ async def parts(
         api = E2BApi.of(settings, pace=SharedBudget.of(redis, settings) if redis else None)
         stack.push_async_callback(api.aclose)
         publisher = KafkaPublisher(
-            settings.kafka_bootstrap_servers,
+            settings.kafka_connection(),
             settings.ingest_publish_timeout_seconds,
             client_id="sandbox-reconciler",
         )

@@ -15,7 +15,7 @@ log = logging.getLogger("enforcer")
 
 
 def build_app(settings: TickerSettings) -> AsgiFastStream:
-    broker = build_broker(settings.kafka_bootstrap_servers, log, durable=True)
+    broker = build_broker(settings.kafka_connection(), log, durable=True)
     parts = TickerParts(settings, broker)
     # Nothing to document: the ticker publishes only.
     return consumer_app(broker, parts, log, draining=[parts.stop], documented=False)

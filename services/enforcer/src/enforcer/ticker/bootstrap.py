@@ -7,7 +7,6 @@ import logging
 from datetime import timedelta
 
 import redis.asyncio as aioredis
-from faststream.kafka import KafkaBroker
 
 from enforcer.periodic import Job, Periodic
 from enforcer.reconciler.loop import periodic_reconciler
@@ -16,7 +15,7 @@ from enforcer.settings import TickerSettings
 from enforcer.ticker import metrics
 from enforcer.ticker.job import TickJob
 from enforcer.ticker.tick import TickOptions
-from sandbox_common import redis_pool
+from sandbox_common.broker import PatientKafkaBroker
 from sandbox_common.kafka_publisher import KafkaPublisher, Shape
 from sandbox_common.probes import failing
 from sandbox_common.readmodel.coordination import Lease, LeaseName, RequestedPauses
@@ -29,21 +28,21 @@ TICK_BATCH_BYTES = 512 * 1024
 
 
 class TickerParts:
-    def __init__(self, settings: TickerSettings, broker: KafkaBroker) -> None:
+    def __init__(self, settings: TickerSettings, broker: PatientKafkaBroker) -> None:
         s = settings
         self._broker = broker
-        self._redis: aioredis.Redis = redis_pool.redis_client(s.redis_url, s.redis_max_connections)
+        self._redis: aioredis.Redis = s.redis()
         schedule = parse_schedule(s.enforcer_schedule)
         # aiokafka's producer itself, not the FastStream broker's: a tick hands 10,000s of
         # records over at once, and FastStream's publish costs as much again per record.
         self._publisher = KafkaPublisher(
-            s.kafka_bootstrap_servers,
+            broker.connection,
             s.ingest_publish_timeout_seconds,
             client_id="sandbox-enforcer",
             shape=Shape(batch_bytes=TICK_BATCH_BYTES),
         )
         job = TickJob(
-            ReadModelReader(self._redis),
+            ReadModelReader(self._redis, s.redis_layout()),
             self._publisher,
             # Not asked again until a stuck one would be repaired anyway.
             RequestedPauses(self._redis, s.enforcer_stuck_after_seconds),
@@ -91,4 +90,5 @@ class TickerParts:
 
     async def problems(self) -> list[str]:
         loop = [] if self.ticks.running else ["ticker: loop not running"]
-        return loop + await failing(self._broker, {"redis": self._redis.ping})
+        producer = [] if self._publisher.problem is None else [self._publisher.problem]
+        return loop + producer + await failing(self._broker, {"redis": self._redis.ping})

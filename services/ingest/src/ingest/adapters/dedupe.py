@@ -20,6 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from sandbox_common import redis_pool
 from sandbox_common.readmodel import keys
 
 log = logging.getLogger(__name__)
@@ -95,11 +96,12 @@ class SeenEvents:
         task.add_done_callback(self._in_flight.discard)
 
     async def _look_up(self, lookups: list[tuple[str, asyncio.Future[bool]]]) -> None:
-        # One MGET for every lookup of this loop turn: a single command to pack and parse,
-        # where a pipeline of EXISTS costs a command each.
+        # One MGET for every lookup of this loop turn (one per slot on a cluster): a single
+        # command to pack and parse, where a pipeline of EXISTS costs a command each.
         found: list[bytes | str | None] = []
         try:
-            found = await self._client.mget([keys.seen_event(event_id) for event_id, _ in lookups])
+            names = [keys.seen_event(event_id) for event_id, _ in lookups]
+            found = await redis_pool.get_many(self._client, names)
         except (RedisError, OSError) as exc:
             log.warning("dedupe degraded, Redis unavailable: %s", exc)
         except BaseException:

@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaProducer
 
 from projector.snapshots import Outgoing
 from sandbox_common import topics
+from sandbox_common.kafka_connection import KafkaConnection
 
 
 class KafkaStateSnapshots:
@@ -16,8 +17,8 @@ class KafkaStateSnapshots:
     A batch's records are sent without waiting for each; `write` returns once all of them are
     acknowledged, and then its watermarks."""
 
-    def __init__(self, bootstrap_servers: str, topic: str = topics.STATE) -> None:
-        self._bootstrap = bootstrap_servers
+    def __init__(self, connection: KafkaConnection, topic: str = topics.STATE) -> None:
+        self._connection = connection
         self._topic = topic
         self._producer: AIOKafkaProducer | None = None
         self._starting: asyncio.Lock | None = None
@@ -30,7 +31,7 @@ class KafkaStateSnapshots:
         async with self._starting:
             if self._producer is None:
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self._bootstrap,
+                    **self._connection.client_kwargs(),
                     acks="all",
                     enable_idempotence=True,
                     compression_type=topics.COMPRESSION,

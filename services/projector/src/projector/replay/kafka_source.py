@@ -11,15 +11,17 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from sandbox_common.kafka_connection import KafkaConnection
+
 Offsets = dict[int, int]  # partition -> offset
 
 
 class TopicReader:
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+    def __init__(self, connection: KafkaConnection, topic: str) -> None:
         self.topic = topic
-        self._bootstrap = bootstrap_servers
+        self._connection = connection
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
+            **connection.client_kwargs(),
             enable_auto_commit=False,
             # Large fetches: the broker hands over megabytes per request instead of a few records.
             fetch_max_bytes=64 * 1024 * 1024,
@@ -30,7 +32,7 @@ class TopicReader:
         self._partitions: list[TopicPartition] = []
 
     async def __aenter__(self) -> TopicReader:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        admin = AIOKafkaAdminClient(**self._connection.client_kwargs())
         await admin.start()
         try:
             (described,) = await admin.describe_topics([self.topic])
@@ -38,7 +40,9 @@ class TopicReader:
             await admin.close()
         found = described.get("partitions") or []
         if not found:
-            raise LookupError(f"topic {self.topic!r} not found on {self._bootstrap}")
+            raise LookupError(
+                f"topic {self.topic!r} not found on {self._connection.bootstrap_servers}"
+            )
         self._partitions = [TopicPartition(self.topic, p["partition"]) for p in found]
         await self._consumer.start()
         self._consumer.assign(self._partitions)

@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from projector.adapters.postgres import history_row, state_row
 from projector.history_retention import retention_start
@@ -149,9 +148,9 @@ class Replay:
     async def _run(self, *, verify: bool) -> ReplayReport:
         s = self._settings
         conn = await asyncpg.connect(s.database_url)
-        client = aioredis.Redis.from_url(s.redis_url)
+        client = s.redis()
         try:
-            async with TopicReader(s.kafka_bootstrap_servers, self._topic) as reader:
+            async with TopicReader(s.kafka_connection(), self._topic) as reader:
                 tables = ShadowTables(conn, ALL if self._state_topic is None else STATES_ONLY)
                 if not await tables.lock():
                     raise ReplayError("another replay or rebuild holds the lock; try again later")
@@ -163,14 +162,16 @@ class Replay:
                 ctx = _Context(
                     reader,
                     tables,
-                    ReadModelReader(client),
+                    ReadModelReader(client, s.redis_layout()),
                     rebuild,
                     Progress(_gap(start, end), self._stream),
                 )
                 if verify:
                     report = await self._verify(ctx, start, end)
                 else:
-                    redis_model = ShadowWriter(client, s.killed_tombstone_ttl_seconds)
+                    redis_model = ShadowWriter(
+                        client, s.killed_tombstone_ttl_seconds, s.redis_layout()
+                    )
                     report = await self._swap(ctx, redis_model, start, end)
                 report.seconds = ctx.progress.elapsed
                 return report
@@ -184,9 +185,7 @@ class Replay:
         if self._state_topic is None:
             return first
         try:
-            snapshot = await read_snapshot(
-                self._settings.kafka_bootstrap_servers, self._state_topic
-            )
+            snapshot = await read_snapshot(self._settings.kafka_connection(), self._state_topic)
         except LookupError as exc:
             raise ReplayError(f"{exc}: replay without --from-snapshot") from exc
         rebuild.states.update(snapshot.states)

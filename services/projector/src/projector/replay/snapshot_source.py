@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from projector.replay.kafka_source import TopicReader
 from projector.snapshots import Snapshot
+from sandbox_common.kafka_connection import KafkaConnection
 
 
-async def read_snapshot(bootstrap_servers: str, topic: str) -> Snapshot:
+async def read_snapshot(connection: KafkaConnection, topic: str) -> Snapshot:
     snapshot = Snapshot()
-    async with TopicReader(bootstrap_servers, topic) as reader:
+    async with TopicReader(connection, topic) as reader:
         async for batch in reader.read(await reader.starts(), await reader.ends()):
             for r in batch:
                 snapshot.add(r.key, r.value)

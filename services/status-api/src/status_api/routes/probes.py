@@ -19,7 +19,8 @@ async def healthz() -> dict[str, str]:
 @get("/readyz", media_type=MediaType.JSON)
 async def readyz(deps: Deps) -> Response[dict[str, object]]:
     """Ready while Redis answers: every status read needs it. PostgreSQL serves only the
-    history and fleet routes, so its absence is reported without taking reads away."""
+    history and fleet routes, Kafka only the writes (activity, wake, pause: 503 meanwhile), so
+    their absence is reported without taking reads away."""
     problems: list[str] = []
     try:
         await deps.reader.ping()
@@ -31,6 +32,8 @@ async def readyz(deps: Deps) -> Response[dict[str, object]]:
         degraded = [f"postgresql (history and fleet only): {exc}"]
     else:
         degraded = []
+    if deps.publisher.problem is not None:
+        degraded.append(f"kafka (activity, wake and pause only): {deps.publisher.problem}")
     ready = not problems
     return Response(
         {

@@ -27,7 +27,7 @@ from litestar.exceptions import (
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from sandbox_common.readmodel import Status, StatusDoc, decode_doc
-from sandbox_common.readmodel.feed import Change, ChangeKind, entry_position
+from sandbox_common.readmodel.feed import Change, ChangeKind, Cursor, entry_position
 from status_api import metrics
 from status_api.access import StreamPass
 from status_api.change_hub import Subscription
@@ -85,16 +85,21 @@ def _comment(text: str) -> ServerSentEventMessage:
 
 
 class _Sender:
-    """Turns feed changes into SSE messages for one client, newest revision per sandbox only."""
+    """Turns feed changes into SSE messages for one client, newest revision per sandbox only.
+    Each message's id is the client's cursor (one position per feed shard) after it."""
 
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, project_id: str | None) -> None:
         self._deps = deps
+        self._project_id = project_id
+        # The sandbox a project's client was last shown live: the feed's shards are merged in
+        # no global order, so the kill of a project's old sandbox may come after its new one.
+        self._shown: str | None = None
         self._revisions: dict[str, int] = {}
         self._watches = watches(deps.warn)
         # (kind, sandbox, deadline) warnings this client was given: a warning in the snapshot
         # and the same one from the feed are one warning.
         self._warned: set[tuple[ChangeKind, str, datetime]] = set()
-        self.last_id: tuple[int, int] = (0, 0)
+        self.cursor = deps.hub.head
 
     def snapshot(
         self, doc: StatusDoc | None, project_id: str | None, event_id: str
@@ -117,41 +122,51 @@ class _Sender:
         self._revisions.clear()
         self._warned.clear()
 
-    def start_at(self, event_id: str) -> None:
-        self.last_id = entry_position(event_id)
+    def start_at(self, cursor: Cursor) -> None:
+        self.cursor = cursor
+
+    def advance(self, change: Change) -> str | None:
+        """The event id after `change`, or None when this client already had it (backlog and
+        live overlap)."""
+        moved = self.cursor.moved(change.shard, entry_position(change.id))
+        if moved is self.cursor:
+            return None
+        self.cursor = moved
+        return moved.encode()
 
     def change(self, change: Change) -> ServerSentEventMessage | None:
-        position = entry_position(change.id)
-        if position <= self.last_id:
-            return None  # already sent (backlog and live overlap)
-        self.last_id = position
-        if change.kind is ChangeKind.RESET:
-            return None  # handled by the stream (it needs a read)
+        event_id = self.advance(change)
+        if event_id is None or change.kind is ChangeKind.RESET:
+            return None  # a reset is handled by the stream (it needs a read)
         if change.kind in _WARNINGS:
-            return self._warning(change)
+            return self._warning(change, event_id)
         if change.revision <= self._revisions.get(change.sandbox_id, -1):
             return None  # older than what this client was shown
         self._revisions[change.sandbox_id] = change.revision
         doc = decode_doc(change.data)
         if doc.status is Status.KILLED:
-            return self._gone(doc.project_id, doc.sandbox_id, change.id)
-        return self._status(doc, change.id)
+            if self._project_id is not None and self._shown not in (None, doc.sandbox_id):
+                return None  # the project has moved on to another sandbox already
+            return self._gone(doc.project_id, doc.sandbox_id, event_id)
+        return self._status(doc, event_id)
 
-    def _warning(self, change: Change) -> ServerSentEventMessage | None:
+    def _warning(self, change: Change, event_id: str) -> ServerSentEventMessage | None:
         key = (change.kind, *_warned_about(change))
         if key in self._warned:
             return None
         self._warned.add(key)
         event = next(w.event for w in self._watches if w.kind is change.kind)
-        return self._message(event, change.data, change.id)
+        return self._message(event, change.data, event_id)
 
     def _status(self, doc: StatusDoc, event_id: str) -> ServerSentEventMessage:
+        self._shown = doc.sandbox_id
         status = sandbox_status(doc, self._deps.clock(), self._deps.warn)
         return self._message("sandbox", _encoder.encode(status), event_id)
 
     def _gone(
         self, project_id: str | None, sandbox_id: str | None, event_id: str
     ) -> ServerSentEventMessage:
+        self._shown = None
         body = _encoder.encode(Gone(project_id=project_id, sandbox_id=sandbox_id))
         return self._message("gone", body, event_id)
 
@@ -202,9 +217,12 @@ async def follow(
                 change = sub.queue.get_nowait()
             if change.kind is ChangeKind.RESET:
                 # The read model was swapped wholesale: the current state, afresh.
+                event_id = sender.advance(change)
+                if event_id is None:
+                    continue
                 sender.forget()
                 reason = Snapshot.REBUILD
-                for message in await fresh(deps, sender, sub.project_id, change.id, reason):
+                for message in await fresh(deps, sender, sub.project_id, event_id, reason):
                     yield message
                 continue
             live = sender.change(change)
@@ -234,20 +252,25 @@ async def opening(
     """What a client gets first: the changes it missed, or the current state."""
     # Taken before anything is read: the subscription (already open) brings every change after
     # it, and a snapshot read now reflects at least every change up to it.
-    head = deps.hub.last_id
+    head = deps.hub.head
     sender.start_at(head)
     resume = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
     if resume:
-        missed = await deps.hub.since(resume, project_id, head)
+        # An id from before the feed was sharded (or of another shard count) is not ours:
+        # such a client gets a snapshot, like one too far behind.
+        resume_at = deps.hub.cursor(resume)
+        missed = None if resume_at is None else await deps.hub.since(resume_at, project_id, head)
         if missed is not None and all(c.kind is not ChangeKind.RESET for c in missed):
-            sender.start_at(resume)
+            sender.start_at(resume_at or head)
             messages = [m for m in map(sender.change, missed) if m is not None]
+            # Every entry up to `head` is sent or did not concern this client.
+            sender.start_at(sender.cursor.joined(head))
             return messages or [_comment("up to date")]
         # Part of what it missed is out of reach: the whole current state instead of a gap.
-        return await fresh(deps, sender, project_id, head, Snapshot.RESUME)
+        return await fresh(deps, sender, project_id, head.encode(), Snapshot.RESUME)
     if project_id is None:
-        return [_comment(f"fleet stream from {head}")]
-    return sender.snapshot(await deps.reader.by_project(project_id), project_id, head)
+        return [_comment("fleet stream from here")]
+    return sender.snapshot(await deps.reader.by_project(project_id), project_id, head.encode())
 
 
 async def admit(
@@ -285,7 +308,7 @@ def stream(
 ) -> ServerSentEvent:
     """A project's stream, or the fleet's (project_id None), for a caller already let in."""
     release = _slot(deps, admitted.holder)
-    sender = _Sender(deps)
+    sender = _Sender(deps, project_id)
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
         try:
