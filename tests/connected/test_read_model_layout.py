@@ -85,7 +85,7 @@ async def test_writes_reads_and_the_due_query_span_every_shard(redis: aioredis.R
 
     # The due ones from every shard, oldest first (ours are the only due ones of this age).
     due = await reader.due(now - timedelta(seconds=600 - 180 - 1), limit=1000)
-    ours = [d.sandbox_id for d in due if d.sandbox_id.startswith(prefix)]
+    ours = [d for d in due if d.startswith(prefix)]
     assert sorted(ours) == sorted(i for n, i in enumerate(ids) if n % 2 == 0)
     assert (await reader.summary(now)).idle_indexed >= 200
     assert len(await reader.due(now, limit=5)) == 5

@@ -15,7 +15,7 @@ from projector.domain import fold
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.envelope import Envelope, FactType, Source
 from sandbox_common.readmodel import DeadlineRule, Status, StatusDoc
-from sandbox_common.readmodel.reader import DueMark
+from sandbox_common.readmodel.reader import DueMark, DuePlace
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -48,17 +48,22 @@ class Memory:
     async def due_count(self, now: datetime) -> int:
         return len(self._due(now))
 
-    async def due(self, now: datetime, limit: int, after: DueMark | None = None) -> list[DueMark]:
-        """As the Redis index pages: by (deadline, id), after the place given. Documents stay
-        until the test changes them (the projector has not folded the PAUSE_REQUESTED yet)."""
+    async def due_page(
+        self, now: datetime, limit: int, place: DuePlace | None = None
+    ) -> tuple[list[DueMark], DuePlace | None]:
+        """As one shard of the Redis index pages: by (deadline, id), after the place given.
+        Documents stay until the test changes them (the projector has not folded the
+        PAUSE_REQUESTED yet)."""
         self.asked_limit = limit
         self.pages += 1
         due = self._due(now)
+        after = place.after if place is not None else None
         if after is not None:
             due = [
                 m for m in due if (m.deadline, m.sandbox_id) > (after.deadline, after.sandbox_id)
             ]
-        return due[:limit]
+        page = due[:limit]
+        return page, DuePlace(0, page[-1]) if len(page) == limit else None
 
     def _due(self, now: datetime) -> list[DueMark]:
         return sorted(

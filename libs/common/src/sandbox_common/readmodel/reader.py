@@ -27,6 +27,14 @@ class DueMark(NamedTuple):
     deadline: float
 
 
+@dataclass(frozen=True)
+class DuePlace:
+    """How far a tick paged through the due sandboxes: a shard, and the last one of it read."""
+
+    shard: int = 0
+    after: DueMark | None = None
+
+
 class ReadModelMissingError(RuntimeError):
     """Redis has lost the read model (its marker is gone) and the projector is rebuilding it
     from PostgreSQL: a missing document means "not known yet", not "no such sandbox"."""
@@ -128,37 +136,49 @@ class ReadModelReader:
                 pipe.zcount(self.layout.idle_deadlines(shard), "-inf", now.timestamp())
             return sum(int(n) for n in await pipe.execute())
 
-    async def due(self, now: datetime, limit: int, after: DueMark | None = None) -> list[DueMark]:
-        """RUNNING sandboxes whose idle deadline has passed, oldest first, with their deadlines:
-        only the due part of each shard's index is read (cost grows with the number due, not
-        with the fleet). `after`: the last one of the previous page; this page holds what
-        follows it in the index's order (deadline, then id), so a tick pages through all that
-        is due even while none of it has left the index yet."""
+    async def due(self, now: datetime, limit: int) -> list[str]:
+        """RUNNING sandboxes whose idle deadline has passed, oldest first: only the due part of
+        each shard's index is read (cost grows with the number due, not with the fleet)."""
+        due = await self._below(self.layout.idle_deadlines, now.timestamp(), limit)
+        return [member for member, _ in due]
+
+    async def due_page(
+        self, now: datetime, limit: int, place: DuePlace | None = None
+    ) -> tuple[list[DueMark], DuePlace | None]:
+        """The next at most `limit` due sandboxes after `place` (None: from the start), and the
+        place after them (None: no more). Shard after shard, each oldest first from where the
+        last page left it, so a tick pages through all that is due, each read once, while none
+        of it has left the index yet."""
+        place = place or DuePlace()
+        index = self.layout.idle_deadlines(place.shard)
+        after = place.after
         if after is None:
-            due = await self._below(self.layout.idle_deadlines, now.timestamp(), limit)
-            return [DueMark(member, deadline) for member, deadline in due]
-        async with self._client.pipeline(transaction=False) as pipe:
-            for shard in self.layout.all:
-                index = self.layout.idle_deadlines(shard)
+            members: Any = await self._client.zrangebyscore(
+                index, "-inf", now.timestamp(), start=0, num=limit, withscores=True
+            )
+            page = [DueMark(text(m), float(score)) for m, score in members]
+        else:
+            async with self._client.pipeline(transaction=False) as pipe:
                 # Those with the same deadline as `after` (rare: deadlines are in microseconds)...
                 pipe.zrangebyscore(index, after.deadline, after.deadline)
                 # ... and those with a later one. repr() of a float reads back as the same float.
-                later = f"({after.deadline!r}"
                 pipe.zrangebyscore(
-                    index, later, now.timestamp(), start=0, num=limit, withscores=True
+                    index,
+                    f"({after.deadline!r}",
+                    now.timestamp(),
+                    start=0,
+                    num=limit,
+                    withscores=True,
                 )
-            answers: list[Any] = await pipe.execute()
-        # Redis orders equal deadlines by the ids' bytes; so does this merge.
-        last = after.sandbox_id.encode()
-        page = [
-            DueMark(text(m), after.deadline)
-            for ties in answers[0::2]
-            for m in ties
-            if bytes(m) > last
-        ]
-        page += [DueMark(text(m), float(score)) for later in answers[1::2] for m, score in later]
-        page.sort(key=lambda m: (m.deadline, m.sandbox_id.encode()))
-        return page[:limit]
+                ties, later = await pipe.execute()
+            # Redis orders equal deadlines by the ids' bytes.
+            last = after.sandbox_id.encode()
+            page = [DueMark(text(m), after.deadline) for m in ties if bytes(m) > last]
+            page = (page + [DueMark(text(m), float(score)) for m, score in later])[:limit]
+        if len(page) == limit:
+            return page, DuePlace(place.shard, page[-1])
+        following = place.shard + 1
+        return page, DuePlace(following) if following < self.layout.shards else None
 
     async def deadlines_between(self, low: float, high: float) -> list[tuple[str, float]]:
         """RUNNING sandboxes whose idle deadline (epoch s) is within [low, high], with it."""

@@ -7,10 +7,11 @@ PAUSING), each group handed to the producer at once and acknowledged together. A
 command failed is not sent: if a fact is lost the actuator's outcome still lands; the reverse
 order could leave a sandbox PAUSING with no command behind it.
 
-Paging is by place in the index (deadline, then id), not by re-reading its head: a sandbox
-stays in the index until the projector folds its PAUSE_REQUESTED, so re-reading the head would
-find the same batch again. The place only moves forward and the range ends at `now`, so a tick
-ends; it also stops after as many batches as the index held at its start could fill.
+Paging is by place in the index (shard, then deadline and id), not by re-reading its head: a
+sandbox stays in the index until the projector folds its PAUSE_REQUESTED, so re-reading the head
+would find the same batch again. Each due sandbox is read once; the place only moves forward and
+the range ends at `now`, so a tick ends (and stops anyway once it judged as many as the index
+held at its start).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sandbox_common.envelope import Envelope, FactType, Source
 from sandbox_common.facts import Origin, PauseRequested, new_fact
 from sandbox_common.payloads import Subject
 from sandbox_common.readmodel import StatusDoc
-from sandbox_common.readmodel.reader import DueMark
+from sandbox_common.readmodel.reader import DueMark, DuePlace
 
 log = logging.getLogger("enforcer")
 
@@ -42,9 +43,9 @@ class ReadModel(Protocol):
 
     async def due_count(self, now: datetime) -> int: ...
 
-    async def due(
-        self, now: datetime, limit: int, after: DueMark | None = None
-    ) -> list[DueMark]: ...
+    async def due_page(
+        self, now: datetime, limit: int, place: DuePlace | None = None
+    ) -> tuple[list[DueMark], DuePlace | None]: ...
 
     async def by_id(self, sandbox_ids: Sequence[str]) -> dict[str, StatusDoc]: ...
 
@@ -215,25 +216,23 @@ async def run_tick(
         extra={"running": report.running, "due": due, "dry_run": options.dry_run},
     )
     tick = _Tick(now, model, publisher, options, requested, report)
-    after: DueMark | None = None
     # Batches are published while the next ones are read and judged, a few at a time: the
     # broker's acknowledgements are waited for beside the work, not in a row with it, and one
     # batch's facts share a produce request with the next batch's commands.
     sending: deque[asyncio.Task[None]] = deque()
-    # The guard: no more batches than the index at the start could fill (plus the last).
-    for _ in range(report.running // options.batch_size + 2):
-        page = await model.due(now, options.batch_size, after)
+    place: DuePlace | None = DuePlace()
+    # The place only moves forward, so this ends; the guard: no more sandboxes than the index
+    # held at the start (and a batch that arrived meanwhile).
+    while place is not None and report.checked < report.running + options.batch_size:
+        page, place = await model.due_page(now, options.batch_size, place)
         if not page:
-            break
+            continue
         report.batches += 1
         decided = await tick.judge(page)
         if decided:
             sending.append(asyncio.create_task(tick.send(decided)))
         if len(sending) > _BATCHES_IN_FLIGHT:
             await sending.popleft()
-        if len(page) < options.batch_size:
-            break
-        after = page[-1]
     for task in sending:
         await task
     elapsed_ms = (time.perf_counter() - started) * 1000
