@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
 from enforcer.actuator.command_loop import CommandLoop, LoopOptions
 from enforcer.actuator.retry import Handled
@@ -34,6 +35,7 @@ class Raw:
 @dataclass
 class FakeConsumer:
     queue: deque[Raw]
+    fetch_errors: int = 0  # the next getmany calls that raise (the broker away)
     commits: list[dict[TopicPartition, int]] = field(default_factory=list)
     held: set[TopicPartition] = field(default_factory=set)
     pauses: int = 0
@@ -52,6 +54,9 @@ class FakeConsumer:
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[Any]]:
+        if self.fetch_errors > 0:
+            self.fetch_errors -= 1
+            raise KafkaConnectionError("broker away")
         out: list[Raw] = []
         while (
             self.queue and TP not in self.held and (max_records is None or len(out) < max_records)
@@ -211,3 +216,15 @@ async def test_stopping_waits_for_commands_in_flight_and_commits_them() -> None:
     asyncio.get_running_loop().call_later(0.05, gates.open, b"a")
     await loop.stop()
     assert (gates.done, consumer.committed, consumer.stopped) == ([0], 1, True)
+
+
+async def test_a_failed_fetch_is_tried_again_not_the_end_of_the_loop() -> None:
+    gates = Gates()
+    consumer = FakeConsumer(deque([Raw(0, b"a")]), fetch_errors=3)
+    loop = CommandLoop(lambda: consumer, gates.handle, FAST)
+    await loop.start()
+    try:
+        await soon(lambda: gates.done == [0])
+        assert loop.running
+    finally:
+        await loop.stop()

@@ -134,21 +134,28 @@ class CommandLoop:
         while not self._stopping:
             self._room.clear()  # before counting: a lane that finishes after it sets it again
             room = self._o.max_in_flight - self._marks.unfinished
-            if room < self._fetch_at_least():
-                full_since = full_since or time.monotonic()
-                await self._wait_for_room(time.monotonic() - full_since)
-            else:
-                full_since = None
-                self._hold(False)
-                fetched = await self._consumer.getmany(timeout_ms=self._o.poll_ms, max_records=room)
-                assigned = self._consumer.assignment()
-                for partition, records in fetched.items():
-                    if partition in assigned:  # not one revoked while the fetch was on its way
-                        for raw in records:
-                            self._dispatch(partition, raw)
+            try:
+                if room < self._fetch_at_least():
+                    full_since = full_since or time.monotonic()
+                    await self._wait_for_room(time.monotonic() - full_since)
+                else:
+                    full_since = None
+                    await self._fetch(room)
+            except KafkaError as exc:  # the broker away, a fetch refused: the next poll retries
+                log.warning("fetching commands failed (%r); trying again", exc)
+                await asyncio.sleep(self._o.poll_ms / 1000)
             if time.monotonic() - last_commit >= self._o.commit_interval_seconds:
                 await self._commit()
                 last_commit = time.monotonic()
+
+    async def _fetch(self, room: int) -> None:
+        self._hold(False)
+        fetched = await self._consumer.getmany(timeout_ms=self._o.poll_ms, max_records=room)
+        assigned = self._consumer.assignment()
+        for partition, records in fetched.items():
+            if partition in assigned:  # not one revoked while the fetch was on its way
+                for raw in records:
+                    self._dispatch(partition, raw)
 
     def _fetch_at_least(self) -> int:
         """Room for this many before fetching again: not one record per fetch when busy, and
