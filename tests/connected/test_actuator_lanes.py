@@ -22,13 +22,13 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from sandbox_common import topics
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.readmodel import Layout, Status, StatusDoc, encode_doc, keys
+from tests.connected import redis_mode
 from tests.connected.conftest import Infra, start_group_at_end, topic_partitions
 from tests.connected.e2b_sim_process import SimProcess, free_port, ticking
 from tests.connected.helpers import (
@@ -55,7 +55,7 @@ def sim() -> Iterator[SimProcess]:
 
 @pytest.fixture
 async def api(sim: SimProcess, prepared: Infra) -> AsyncIterator[httpx.AsyncClient]:
-    client = aioredis.Redis.from_url(prepared.redis_url)
+    client = redis_mode.client(prepared.redis_url)
     try:
         await client.delete(keys.E2B_BUDGET)  # no call budget left over from other tests
     finally:
@@ -126,7 +126,7 @@ async def _partition_of(infra: Infra) -> Any:
 
 async def _due(infra: Infra, *sandbox_ids: str) -> list[Command]:
     """Documents showing each PAUSING since JUDGED, and a pause command for each."""
-    client = aioredis.Redis.from_url(infra.redis_url)
+    client = redis_mode.client(infra.redis_url)
     try:
         async with client.pipeline(transaction=False) as pipe:
             for sid in sandbox_ids:
