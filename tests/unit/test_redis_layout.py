@@ -55,8 +55,12 @@ def test_a_shard_swap_and_its_pointer_swaps_stay_in_one_slot() -> None:
     call_keys, args = swap_call(LAYOUT, 5, ids[:10], ids[10:15], base=7)
     assert len(slots(list(call_keys))) == 1
     assert args[1:3] == [10, 5]
-    pointer = keys.project_sandbox("proj-{odd}name")
-    assert len(slots([pointer, keys.shadow(pointer)])) == 1
+    # Project ids are the app's: braces anywhere, even first, must not move the hash tag
+    # (`{}` or a leading `}` made Redis hash the whole key: live and shadow in two slots).
+    for project in ("proj-{odd}name", "", "}x", "{}", "a}b", "{", "}{"):
+        pointer = keys.project_sandbox(project)
+        assert len(slots([pointer, keys.shadow(pointer)])) == 1, project
+    assert len({keys.project_sandbox(p) for p in ("a{b", "ab", "{ab}", "a}b")}) == 4
 
 
 def test_a_warning_goes_to_its_sandboxs_shard_with_its_marker() -> None:

@@ -117,8 +117,11 @@ _TAGGED = re.compile(rf"^{_PREFIX}:\{{s\d+/(\d+)\}}:")
 
 def project_sandbox(project_id: str) -> str:
     """Pointer project -> the sandbox id currently serving that project. Tagged by the project
-    id, so its shadow (a rebuild's) is in the same slot and can be renamed over it."""
-    return f"{_PREFIX}:project-sandbox:{{{project_id}}}"
+    id, so its shadow (a rebuild's) is in the same slot and can be renamed over it. The tag is
+    the id without braces behind a fixed letter (never empty, never cut short by the app's own
+    `}`); the whole id follows it, so distinct projects keep distinct keys."""
+    tag = "p" + project_id.replace("{", "").replace("}", "")
+    return f"{_PREFIX}:project-sandbox:{{{tag}}}:{project_id}"
 
 
 # String: the E2B call budget every actuator and reconciler replica shares (a GCRA "theoretical
