@@ -17,6 +17,8 @@ esac
 
 # The Kafka lines of infra.env.
 kafka_env() {
+  # The layout topics.sh gave a three-node cluster, so `sandboxctl topics` checks against it.
+  ((BROKERS == 1)) || echo "export KAFKA_REPLICATION_FACTOR=3 KAFKA_MIN_INSYNC_REPLICAS=2"
   if [[ $KAFKA_SECURITY == plaintext ]]; then
     echo "export KAFKA_BOOTSTRAP_SERVERS=$(kafka_bootstrap "$BROKERS")"
     return
