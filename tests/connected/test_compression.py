@@ -80,14 +80,15 @@ async def _read_all(bootstrap: str, topic: str, count: int) -> int:
         await consumer.stop()
 
 
-def _fact() -> bytes:
+def activity_fact(sandbox_id: str = "zstd-test") -> bytes:
+    """One encoded activity fact (the smallest real record a service publishes)."""
     now = datetime.now(UTC)
     return env.encode(
         env.Envelope(
             event_id=str(uuid.uuid4()),
             type=env.FactType.ACTIVITY,
             source=env.Source.UI,
-            sandbox_id="zstd-test",
+            sandbox_id=sandbox_id,
             occurred_at=now,
             received_at=now,
         )
@@ -101,7 +102,7 @@ async def test_the_fact_publisher_writes_zstd_batches(
     await publisher.start()
     try:
         for _ in range(3):
-            await publisher._send(topic, _fact(), "zstd-test", [])
+            await publisher._send(topic, activity_fact(), "zstd-test", [])
     finally:
         await publisher.stop()
     assert await _read_all(infra.kafka, topic, 3) == 3
@@ -117,7 +118,7 @@ async def test_the_services_brokers_write_zstd_batches(
     await broker.start()
     try:
         for _ in range(3):
-            await broker.publish(_fact(), topic=topic, key=topics.record_key("zstd-test"))
+            await broker.publish(activity_fact(), topic=topic, key=topics.record_key("zstd-test"))
     finally:
         await broker.stop()
     assert await _read_all(infra.kafka, topic, 3) == 3

@@ -15,7 +15,6 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from sandbox_common import e2b, topics
-from sandbox_common import envelope as env
 from sandbox_common.broker import build_broker
 from sandbox_common.kafka_connection import KafkaConnection
 from sandbox_common.kafka_publisher import KafkaPublisher
@@ -33,6 +31,7 @@ from sandbox_common.settings import KafkaSettings, load
 from tests.connected.conftest import Infra
 from tests.connected.helpers import eventually, unique, webhook
 from tests.connected.services import ServiceProcess
+from tests.connected.test_compression import activity_fact
 from tests.connected.test_sandboxctl_ops import sandboxctl
 
 pytestmark = pytest.mark.connected
@@ -73,20 +72,6 @@ def connection(mechanism: str = "SCRAM-SHA-512") -> KafkaConnection:
     return load(KafkaSettings, sasl_ssl_env(mechanism)).kafka_connection()
 
 
-def _fact(sandbox_id: str) -> bytes:
-    now = datetime.now(UTC)
-    return env.encode(
-        env.Envelope(
-            event_id=str(uuid.uuid4()),
-            type=env.FactType.ACTIVITY,
-            source=env.Source.UI,
-            sandbox_id=sandbox_id,
-            occurred_at=now,
-            received_at=now,
-        )
-    )
-
-
 @pytest.fixture
 async def topic(infra: Infra) -> AsyncIterator[str]:
     """A topic of the test's own, made and removed over SASL_SSL too."""
@@ -109,7 +94,7 @@ async def test_facts_are_published_and_consumed_over_sasl_ssl(topic: str, mechan
     await publisher.start()
     try:
         assert publisher.connected, publisher.problem
-        await publisher._send(topic, _fact(by_ingest), by_ingest, [])
+        await publisher._send(topic, activity_fact(by_ingest), by_ingest, [])
     finally:
         await publisher.stop()
 
@@ -122,7 +107,9 @@ async def test_facts_are_published_and_consumed_over_sasl_ssl(topic: str, mechan
 
     await broker.start()
     try:
-        await broker.publish(_fact(by_consumer), topic=topic, key=topics.record_key(by_consumer))
+        await broker.publish(
+            activity_fact(by_consumer), topic=topic, key=topics.record_key(by_consumer)
+        )
         facts = [await asyncio.wait_for(received.get(), 30) for _ in range(2)]
     finally:
         await broker.stop()

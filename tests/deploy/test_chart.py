@@ -17,6 +17,7 @@ import yaml
 from sandboxctl.settings import Settings
 
 CHART = Path(__file__).parents[2] / "deploy" / "helm" / "e2b-lifecycle"
+DEFAULT = CHART / "ci" / "default-values.yaml"
 VALUES = sorted((CHART / "ci").glob("*.yaml"))
 KUBE = "1.31.0"
 COMPONENTS = {"ingest", "status-api", "projector", "enforcer", "actuator"}
@@ -48,6 +49,16 @@ def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [helm, *args], capture_output=True, text=True, timeout=120, check=False, cwd=CHART
     )
+
+
+def refused_render(helm: str, sets: list[str]) -> str:
+    """Renders the default values with `sets`, expecting helm to refuse: its stderr."""
+    args = ["template", "rel", ".", "--kube-version", KUBE, "-f", str(DEFAULT)]
+    for s in sets:
+        args += ["--set", s]
+    result = run_helm(helm, *args)
+    assert result.returncode != 0
+    return result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,19 @@ from typing import Any
 import pytest
 
 from sandbox_common.settings import KafkaSettings, load
-from tests.deploy.test_chart import CHART, KUBE, Render, by_kind, deployments, run_helm
+from tests.deploy.test_chart import (
+    DEFAULT,
+    KUBE,
+    Render,
+    by_kind,
+    deployments,
+    refused_render,
+    run_helm,
+)
 from tests.deploy.test_chart import render as render  # the fixture, shared
 from tests.deploy.test_compose import ONE_SHOT, OURS
 from tests.deploy.test_compose import compose as compose  # the fixture, shared
 
-DEFAULT = CHART / "ci" / "default-values.yaml"
 SASL_SSL = [
     "kafka.security.protocol=SASL_SSL",
     "kafka.security.sasl.mechanism=SCRAM-SHA-512",
@@ -159,12 +166,7 @@ def test_helm_lint_passes_with_a_managed_kafka(helm: str) -> None:
 def test_contradicting_kafka_values_fail_with_the_reason(
     helm: str, sets: list[str], message: str
 ) -> None:
-    args = ["template", "rel", ".", "--kube-version", KUBE, "-f", str(DEFAULT)]
-    for s in sets:
-        args += ["--set", s]
-    result = run_helm(helm, *args)
-    assert result.returncode != 0
-    assert message in result.stderr
+    assert message in refused_render(helm, sets)
 
 
 def test_compose_passes_the_kafka_security_settings_to_every_service(
