@@ -54,10 +54,12 @@ test: deps ## start the infrastructure, then run every test tier against it
 test-unit: deps ## the fast tier only: no broker, no database
 	@$(UV) run --frozen pytest -m "not connected and not faults" $(PYTEST_ARGS)
 
-test-faults: deps ## kill -9 each part under load, on the suite's own Kafka/PostgreSQL/Redis (~8 min)
-	@$(UV) run --frozen pytest -m faults tests/faults --ignore=tests/faults/test_brokers.py $(PYTEST_ARGS)
+test-faults: deps ## kill -9 each part under load, on the suite's own Kafka/PostgreSQL/Redis (~12 min)
+	@$(UV) run --frozen pytest -m faults tests/faults --ignore=tests/faults/test_brokers.py --ignore=tests/faults/test_scale.py $(PYTEST_ARGS)
 	@# The broker scenarios, in a session of their own on a three-node Kafka (RF 3, min ISR 2).
 	@FAULTS_KAFKA_BROKERS=3 $(UV) run --frozen pytest -m faults tests/faults/test_brokers.py $(PYTEST_ARGS)
+	@# Several processes of each service on three brokers and a Redis Cluster (the scale test).
+	@FAULTS_KAFKA_BROKERS=3 REDIS_CLUSTER=true $(UV) run --frozen pytest -m faults tests/faults/test_scale.py $(PYTEST_ARGS)
 
 lint: deps ## ruff, mypy --strict and shellcheck
 	@command -v shellcheck >/dev/null 2>&1 || (source infra/local/lib.sh && apt_install shellcheck)

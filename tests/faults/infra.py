@@ -4,6 +4,8 @@ folder and ports, so killing them never touches the instances other checkouts sh
 Each is killed by the pid its script recorded (never by name), and restarted by its script.
 Kafka is one node, or three (FAULTS_KAFKA_BROKERS=3): then "kafka" is all of them, and each
 node can be killed alone by its name ("kafka-node-2"); `start("kafka")` starts whichever is down.
+Redis is one server, or a three-master Redis Cluster when REDIS_CLUSTER=true (the switch the
+connected tier's `redis_mode` and the services read too).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.connected import redis_mode
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra" / "local"
@@ -35,6 +39,11 @@ class LocalInfra:
     postgres_port: int = _int("FAULTS_POSTGRES_PORT", 15432)
     redis_port: int = _int("FAULTS_REDIS_PORT", 16379)
     brokers: int = _int("FAULTS_KAFKA_BROKERS", 1)
+    redis_cluster: bool = redis_mode.CLUSTER
+    # Off the ports of `make up`'s cluster (7001-7003) and the connected tier's (7011-7023).
+    redis_cluster_ports: tuple[int, ...] = tuple(
+        int(p) for p in os.environ.get("FAULTS_REDIS_CLUSTER_PORTS", "17031 17032 17033").split()
+    )
 
     @property
     def kafka(self) -> str:
@@ -54,7 +63,8 @@ class LocalInfra:
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        port = self.redis_cluster_ports[0] if self.redis_cluster else self.redis_port
+        return f"redis://127.0.0.1:{port}/0"
 
     @property
     def logs(self) -> Path:
@@ -70,6 +80,8 @@ class LocalInfra:
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
             "POSTGRES_PORT": str(self.postgres_port),
             "REDIS_PORT": str(self.redis_port),
+            "REDIS_MODE": "cluster" if self.redis_cluster else "standalone",
+            "REDIS_CLUSTER_PORTS": " ".join(map(str, self.redis_cluster_ports)),
             # The broker always listens SASL_SSL too: off the shared broker's port.
             "KAFKA_SASL_SSL_PORT": os.environ.get("FAULTS_KAFKA_SASL_SSL_PORT", "19094"),
         }

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from projector.adapters.postgres import _COLUMNS, state_from_row
@@ -26,6 +25,7 @@ from projector.domain import SandboxState, evolve
 from sandbox_common import topics
 from sandbox_common.envelope import decode
 from sandbox_common.readmodel import TRANSITIONAL, DeadlineRule, Layout, decode_doc, keys, to_doc
+from tests.connected import redis_mode
 
 
 @dataclass
@@ -112,7 +112,7 @@ def compare_postgres(fold: TopicFold, snap: Snapshot) -> list[str]:
 
 
 async def compare_redis(redis_url: str, snap: Snapshot, default_idle_seconds: int) -> list[str]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_mode.client(redis_url)  # the suite's Redis: one server or a cluster
     problems: list[str] = []
     try:
         ids = sorted(snap.states)

@@ -2,7 +2,8 @@
 
 Requests leave at a fixed rate whatever the answers do (a slow or dead ingest builds a queue, it
 does not slow the sender). Each connection is a raw keep-alive stream (bench/webhooks.py) with
-the request bytes built up front. A delivery that is not answered 2xx (error code, reset,
+the request bytes built up front; with several ingest processes the connections are spread over
+them, as a load balancer would. A delivery that is not answered 2xx (error code, reset,
 timeout) goes back in the queue after `retry_delay`, with the same body and event id, until
 `give_up_after` past the last send.
 """
@@ -14,6 +15,7 @@ import contextlib
 import itertools
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bench.webhooks import Connection
@@ -53,7 +55,7 @@ class Load:
     def __init__(
         self,
         host: str,
-        port: int,
+        ports: Sequence[int],
         deliveries: list[Delivery],
         *,
         rate: float,
@@ -62,7 +64,7 @@ class Load:
         retry_delay: float = 1.0,
         give_up_after: float = 90.0,
     ) -> None:
-        self.host, self.port, self.deliveries = host, port, deliveries
+        self.host, self.ports, self.deliveries = host, ports, deliveries
         self.rate, self.connections, self.timeout = rate, connections, timeout
         self.retry_delay, self.give_up_after = retry_delay, give_up_after
         self.figures = Figures()
@@ -77,7 +79,10 @@ class Load:
 
     async def run(self) -> Figures:
         """Sends everything at the rate, then waits until each delivery is acked or given up."""
-        workers = [asyncio.create_task(self._worker()) for _ in range(self.connections)]
+        workers = [
+            asyncio.create_task(self._worker(self.ports[i % len(self.ports)]))
+            for i in range(self.connections)
+        ]
         try:
             started = time.monotonic()
             for i, delivery in enumerate(self.deliveries):
@@ -96,8 +101,8 @@ class Load:
             await asyncio.gather(*workers, return_exceptions=True)
         return self.figures
 
-    async def _worker(self) -> None:
-        conn = Connection(self.host, self.port)
+    async def _worker(self, port: int) -> None:
+        conn = Connection(self.host, port)
         try:
             while True:
                 delivery = await self._queue.get()

@@ -115,6 +115,20 @@ class LagWatch:
                 return s.at - since
         return None
 
+    def every_partition_moved(self, at: float) -> float | None:
+        """Seconds after `at` until each partition's projected offset had moved past where the
+        first sample after `at` found it: after a member of the group died at `at`, until its
+        partitions, frozen where it left them, had a new owner (to the sampling interval)."""
+        after = [s for s in self.samples if s.at > at]
+        if not after:
+            return None
+        frozen, waiting = after[0].projected, set(after[0].ends)
+        for s in after[1:]:
+            waiting = {p for p in waiting if s.projected.get(p, 0) <= frozen.get(p, 0)}
+            if not waiting:
+                return s.at - at
+        return None
+
     def moved_since(self, at: float) -> bool:
         """The projector wrote offsets after `at` (compared with the last sample before it)."""
         before = [s for s in self.samples if s.at <= at]

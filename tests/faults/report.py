@@ -23,6 +23,7 @@ class ScenarioFigures:
     ack_p50_s: float = 0.0  # scheduled send -> 2xx, retries included
     ack_p99_s: float = 0.0
     ack_max_s: float = 0.0
+    restarted: bool = True  # False: the victim stayed dead (others took its work over)
     down_s: float = 0.0  # from the kill until the restart command returned
     recover_s: float = 0.0  # from the restart until every service ready and the stream moving
     max_lag: int = 0  # projector lag, largest sample
@@ -52,15 +53,16 @@ def render_table(rows: list[ScenarioFigures]) -> str:
     head = (
         "| killed (kill -9, then restart) | load | sent | 2xx | non-2xx | retried / dup. on topic"
         " | webhook to 2xx p50 / p99 / max | longest 2xx gap | down | recovered after restart"
-        " | max lag | lag caught up after restart |\n"
+        " | max lag | lag caught up after restart (after the kill if left dead) |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     body = "".join(
         f"| {r.killed} | {r.rate}/s x {r.seconds:.0f} s | {r.sent} | {r.ok} | "
         f"{', '.join(f'{k}: {v}' for k, v in sorted(r.failed.items())) or 'none'} | "
         f"{r.retried} / {r.duplicates} | {r.ack_p50_s * 1000:.0f} ms / {r.ack_p99_s:.2f} s / "
-        f"{r.ack_max_s:.1f} s | {r.webhook_gap_s:.1f} s | {r.down_s:.1f} s | {r.recover_s:.1f} s | "
-        f"{r.max_lag} | {r.caught_up_s:.1f} s |\n"
+        f"{r.ack_max_s:.1f} s | {r.webhook_gap_s:.1f} s | "
+        + (f"{r.down_s:.1f} s | {r.recover_s:.1f} s | " if r.restarted else "left dead | - | ")
+        + f"{r.max_lag} | {r.caught_up_s:.1f} s |\n"
         for r in rows
     )
     return head + body

@@ -52,7 +52,8 @@ class Scenario:
             project = f"idle-{name}-{uuid.uuid4().hex[:6]}-{i}"
             idle[project] = await rig.create_sandbox(project, 10)
         deliveries = webhooks(rig, int(rate * seconds))
-        load = Load("127.0.0.1", rig.services["ingest"].port, deliveries, rate=rate)
+        ports = [p.port for p in rig.replicas("ingest")]
+        load = Load("127.0.0.1", ports, deliveries, rate=rate)
         watch = LagWatch(offsets, rig.infra.database_url)
         return cls(
             rig, offsets, ScenarioFigures(name, rate, seconds), deliveries, load, watch, idle
