@@ -1,0 +1,127 @@
+"""A lifecycle policy as the API, the CLI and the policy facts carry it (JSON, camelCase).
+
+Every field may be left out (null): the level does not set it, and the level below decides
+(sandbox metadata > project > default > setting, see effective.py). Checked once, where it
+enters (`decode_policy`): a value out of range, an unknown field, an unknown time zone or day,
+a quiet-hours window of no length, each is refused with the field's path, so an API can answer
+422 naming it. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+
+# The bounds of an idle timeout (the same as a sandbox's metadata override, deadlines.py).
+MIN_IDLE_SECONDS, MAX_IDLE_SECONDS = 10, 7 * 86_400
+DAY = 86_400
+
+IdleSeconds = Annotated[int, msgspec.Meta(ge=MIN_IDLE_SECONDS, le=MAX_IDLE_SECONDS)]
+# A maximum running time: a minute up to 30 days (E2B's own maximum is lower on every plan).
+RunningSeconds = Annotated[int, msgspec.Meta(ge=60, le=30 * DAY)]
+# Paused this long, then deleted (E2B kill): a minute up to a year.
+PausedSeconds = Annotated[int, msgspec.Meta(ge=60, le=365 * DAY)]
+# A warning at most an hour ahead; 0: no warning.
+WarnSeconds = Annotated[int, msgspec.Meta(ge=0, le=3_600)]
+ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class PolicyError(ValueError):
+    """A policy that cannot be taken: `field` is its JSON path (`quietHours.timezone`)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.field = field
+        self.reason = reason
+
+
+class QuietHours(
+    msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True
+):
+    """Every `days` from `start` to `end` local time in `timezone`, sandboxes are paused even if
+    active, and keep-alive does not hold them. A window past midnight (22:00-06:00) belongs to
+    the day it starts on."""
+
+    start: ClockTime
+    end: ClockTime
+    timezone: str
+    days: Annotated[list[Day], msgspec.Meta(min_length=1, max_length=7)] = msgspec.field(
+        default_factory=lambda: list(DAYS)
+    )
+
+    def __post_init__(self) -> None:
+        # "<field>: reason": decode_policy puts the field into the path it reports.
+        if self.start == self.end:
+            raise ValueError("end: the same time as start, a window of no length")
+        if len(set(self.days)) != len(self.days):
+            raise ValueError("days: a day is given twice")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from exc
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Policy(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    idle_timeout_seconds: IdleSeconds | None = None
+    never_pause: bool | None = None
+    max_lifetime_seconds: RunningSeconds | None = None
+    quiet_hours: QuietHours | None = None
+    delete_after_paused_seconds: PausedSeconds | None = None
+    warn_before_seconds: WarnSeconds | None = None
+
+    def fields_set(self) -> dict[str, object]:
+        """The fields this level sets, by their JSON name."""
+        return {
+            name: value
+            for name, value in zip(
+                self.__struct_encode_fields__, msgspec.structs.astuple(self), strict=True
+            )
+            if value is not None
+        }
+
+
+# JSON name of each field, for effective values and messages.
+FIELDS: tuple[str, ...] = Policy.__struct_encode_fields__
+
+_decoder = msgspec.json.Decoder(Policy)
+_encoder = msgspec.json.Encoder()
+# msgspec says "... - at `$.quietHours.timezone`": the path becomes the field.
+_OWN = re.compile(r"^(?P<field>[a-z]+): (?P<reason>.*)$", re.DOTALL)
+_AT = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+
+
+def decode_policy(body: bytes) -> Policy:
+    """Raises PolicyError naming the field at fault."""
+    try:
+        return _decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        match = _AT.match(str(exc))
+        assert match is not None  # the pattern matches any text
+        path = (match["path"] or "").lstrip(".").replace("[", ".").replace("]", "")
+        reason = match["reason"]
+        own = _OWN.match(reason)
+        if own is not None:  # a check of the struct's own (__post_init__)
+            path, reason = ".".join(p for p in (path, own["field"]) if p), own["reason"]
+        elif reason.startswith("Object contains unknown field"):
+            unknown = reason.split("`")[1] if "`" in reason else ""
+            path, reason = ".".join(p for p in (path, unknown) if p), "unknown field"
+        return _raise(path, reason)
+    except msgspec.DecodeError as exc:
+        raise PolicyError("", f"not a JSON object: {exc}") from exc
+
+
+def encode_policy(policy: Policy) -> bytes:
+    return _encoder.encode(policy)
+
+
+def _raise(field: str, reason: str) -> Policy:
+    raise PolicyError(field, reason)
