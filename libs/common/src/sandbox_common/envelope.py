@@ -46,6 +46,7 @@ class Source(_OpenEnum):
     UI = "ui"
     API = "api"
     PROJECTOR = "projector"
+    ADMIN = "admin"
 
 
 class FactType(_OpenEnum):
@@ -72,6 +73,9 @@ class FactType(_OpenEnum):
     # within the flap window. Recorded for the history and the metric; it changes no state
     # itself (the flap is already in the state, from the paused and resumed facts).
     FLAPPING = "sandbox.flapping.detected"
+    # An admin set a project's lifecycle policy, or the global default (facts.PolicySet). About
+    # no sandbox: its subject is facts.policy_subject(), and the projector keeps it apart.
+    POLICY_SET = "project.policy.set"
 
 
 # Facts that move a sandbox's last activity (and with it the idle deadline).

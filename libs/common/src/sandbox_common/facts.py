@@ -12,10 +12,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar, NamedTuple, Protocol
 
+import msgspec
+
 from sandbox_common.commands import Command
 from sandbox_common.e2b import parse_time
 from sandbox_common.envelope import Envelope, FactType, Source
 from sandbox_common.payloads import Payload, Subject
+from sandbox_common.policies import Policy, PolicyError, decode_policy
 
 
 class FactData(Payload, frozen=True, kw_only=True, omit_defaults=True):
@@ -88,6 +91,66 @@ class Activity(FactData, frozen=True, kw_only=True, omit_defaults=True):
     """A heartbeat: who it came from is the envelope's source."""
 
     TYPES = frozenset({FactType.ACTIVITY})
+
+
+class PolicySet(FactData, frozen=True, kw_only=True, omit_defaults=True):
+    """A project's lifecycle policy (`scope` "project"), or the global default ("default"), as
+    the API took it: every field it sets (policies.Policy's JSON). It replaces the one before,
+    whole; an empty policy inherits everything."""
+
+    TYPES = frozenset({FactType.POLICY_SET})
+    scope: str
+    policy: dict[str, Any]
+    actor: str | None = None
+
+
+POLICY_SCOPE_PROJECT, POLICY_SCOPE_DEFAULT = "project", "default"
+# The subject (record key) of policy facts: never an E2B sandbox id, which has no ':'.
+_POLICY_SUBJECT = "policy:"
+
+
+def policy_subject(project_id: str | None) -> str:
+    """A project's policy facts share one key, so they stay in order on one partition."""
+    return (
+        f"{_POLICY_SUBJECT}default"
+        if project_id is None
+        else f"{_POLICY_SUBJECT}project:{project_id}"
+    )
+
+
+def is_policy(fact: Envelope) -> bool:
+    return fact.type == FactType.POLICY_SET
+
+
+def policy_fact(
+    project_id: str | None, policy: Policy, origin: Origin, actor: str | None = None
+) -> Envelope:
+    """`project_id` None: the global default."""
+    scope = POLICY_SCOPE_DEFAULT if project_id is None else POLICY_SCOPE_PROJECT
+    payload = PolicySet(scope=scope, policy=msgspec.to_builtins(policy), actor=actor)
+    return new_fact(
+        FactType.POLICY_SET,
+        payload,
+        Subject(policy_subject(project_id), project_id),
+        origin,
+    )
+
+
+class PolicyView(NamedTuple):
+    project_id: str | None  # None: the global default
+    policy: Policy
+
+
+def policy_view(fact: Envelope) -> PolicyView:
+    """Raises PolicyError when the fact's policy is not one (a poison record)."""
+    scope = fact.data.get("scope")
+    if scope not in (POLICY_SCOPE_PROJECT, POLICY_SCOPE_DEFAULT):
+        raise PolicyError("scope", f"not a policy scope: {scope!r}")
+    if scope == POLICY_SCOPE_PROJECT and not fact.project_id:
+        raise PolicyError("projectId", "a project policy names no project")
+    raw = fact.data.get("policy")
+    policy = decode_policy(msgspec.json.encode(raw if isinstance(raw, dict) else None))
+    return PolicyView(fact.project_id if scope == POLICY_SCOPE_PROJECT else None, policy)
 
 
 class Origin(NamedTuple):
