@@ -70,6 +70,7 @@ USE_CASES = (
     "status_api.activity",
     "status_api.actions",
     "status_api.deadline_warnings",
+    "status_api.policies",
 )
 
 

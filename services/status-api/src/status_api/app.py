@@ -13,17 +13,27 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
+from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_503_SERVICE_UNAVAILABLE
 from redis.exceptions import RedisError
 
 from sandbox_common.kafka_publisher import BrokerUnavailableError
+from sandbox_common.policies import PolicyError
 from sandbox_common.readmodel.reader import ReadModelMissingError
 from sandbox_common.request_timing import RequestTimer
 from status_api import metrics
 from status_api.access import authenticate_first
 from status_api.bootstrap import StatusApiParts
 from status_api.fast_lane import FastLane
-from status_api.routes import dashboard, operators, probes, sandboxes, streams, tickets
+from status_api.policy_views import PolicyRefused
+from status_api.routes import (
+    dashboard,
+    operators,
+    policies,
+    probes,
+    sandboxes,
+    streams,
+    tickets,
+)
 from status_api.settings import StatusApiSettings
 
 log = logging.getLogger(__name__)
@@ -37,6 +47,19 @@ def _broker_unavailable(
         {"status_code": 503, "detail": "not recorded: the broker is unavailable; retry"},
         status_code=HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": "5"},
+    )
+
+
+def _policy_refused(request: Request[Any, Any, State], exc: PolicyError) -> Response[PolicyRefused]:
+    """A policy that cannot be taken (routes/policies.py): 422 naming the field at fault."""
+    return Response(
+        PolicyRefused(
+            status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=str(exc),
+            field=exc.field,
+            reason=exc.reason,
+        ),
+        status_code=HTTP_422_UNPROCESSABLE_ENTITY,
     )
 
 
@@ -69,7 +92,7 @@ def _cors(origins: str) -> CORSConfig | None:
         return None
     return CORSConfig(
         allow_origins=allowed,
-        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_methods=["GET", "POST", "PUT", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "If-None-Match", "Last-Event-ID"],
         expose_headers=["ETag", "Retry-After"],
         max_age=600,
@@ -94,6 +117,7 @@ def create_app(parts: StatusApiParts, settings: StatusApiSettings) -> Litestar:
             *streams.HANDLERS,
             *tickets.HANDLERS,
             *operators.HANDLERS,
+            *policies.HANDLERS,
             *probes.HANDLERS,
             dashboard.router(),
         ],
@@ -106,6 +130,7 @@ def create_app(parts: StatusApiParts, settings: StatusApiSettings) -> Litestar:
         logging_config=None,  # sandbox_common.logging owns the handlers (JSON lines)
         exception_handlers={
             BrokerUnavailableError: _broker_unavailable,
+            PolicyError: _policy_refused,
             ReadModelMissingError: _read_model_missing,
             RedisError: _store_unavailable,
             asyncpg.PostgresError: _store_unavailable,

@@ -19,12 +19,14 @@ from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.tickets import SingleUseTickets
 from sandbox_common.tasks import cancel_and_wait
 from status_api.access import Gate
+from status_api.adapters.policies import PolicyStore
 from status_api.adapters.postgres import HistoryStore
 from status_api.adapters.tickets import StreamTickets
 from status_api.auth import TokenVerifier
 from status_api.change_hub import ChangeHub
 from status_api.deadline_warnings import DeadlineWarner, watches
 from status_api.deps import Deps
+from status_api.policies import Policies, setting_level
 from status_api.settings import StatusApiSettings
 from status_api.stream_slots import StreamSlots
 from status_api.views import WarnWindows
@@ -82,6 +84,12 @@ class StatusApiParts:
             deadline_rule=s.deadline_rule(),
             tickets=StreamTickets(SingleUseTickets(self._redis)),
             slots=StreamSlots(s.status_api_max_streams, s.status_api_max_streams_per_token),
+            policies=Policies(
+                PolicyStore(self._pg),
+                self._publisher,
+                setting_level(s.idle_timeout_seconds, s.status_api_warn_before_seconds),
+                _now,
+            ),
         )
 
     def provide_deps(self) -> Deps:

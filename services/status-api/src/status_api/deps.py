@@ -14,6 +14,7 @@ from status_api.access import Gate
 from status_api.adapters.postgres import HistoryStore
 from status_api.adapters.tickets import StreamTickets
 from status_api.change_hub import ChangeHub
+from status_api.policies import Policies
 from status_api.stream_slots import StreamSlots
 from status_api.views import WarnWindows
 
@@ -33,3 +34,4 @@ class Deps:
     deadline_rule: DeadlineRule
     tickets: StreamTickets
     slots: StreamSlots
+    policies: Policies

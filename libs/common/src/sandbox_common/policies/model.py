@@ -70,7 +70,15 @@ class QuietHours(
         return ZoneInfo(self.timezone)
 
 
-class Policy(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
+# omit_defaults: a field not set is left out of the JSON (the API's `policy` is what was set).
+class Policy(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    rename="camel",
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+):
     idle_timeout_seconds: IdleSeconds | None = None
     never_pause: bool | None = None
     max_lifetime_seconds: RunningSeconds | None = None
