@@ -70,7 +70,14 @@ class QuietHours(
         return ZoneInfo(self.timezone)
 
 
-class Policy(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
+class Policy(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    rename="camel",
+    forbid_unknown_fields=True,
+    omit_defaults=True,  # the JSON of a level holds the fields it sets, nothing else
+):
     idle_timeout_seconds: IdleSeconds | None = None
     never_pause: bool | None = None
     max_lifetime_seconds: RunningSeconds | None = None
