@@ -252,7 +252,12 @@ async def publish_folded(folded: Folded, to: Projection) -> None:
         await to.read_model.publish(projected)
     else:
         partition_of = {p.fact.sandbox_id: p.partition for p in folded.facts}
-        batch = snapshots.outgoing((p.state for p in projected), partition_of, folded.offsets)
+        batch = snapshots.outgoing(
+            (p.state for p in projected),
+            partition_of,
+            folded.offsets,
+            ((c.fact.fact, c.fact.partition, c.fact.offset) for c in folded.policies),
+        )
         # Both run to their end; the first failure is raised as itself (retries.py tells a
         # Redis outage from other errors by its type).
         results = await asyncio.gather(
