@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import msgspec
 import pytest
 
 from projector.domain import SandboxState
 from projector.handlers import (
     Poison,
+    PolicyChange,
     Positioned,
     Projected,
     Projection,
@@ -24,6 +27,8 @@ from projector.metrics import OTHER_TYPE, fact_type_label
 from sandbox_common import envelope as env
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import FactType
+from sandbox_common.facts import Origin, policy_fact
+from sandbox_common.policies import decode_policy
 from sandbox_common.readmodel import DeadlineRule, Status
 from tests.unit.test_projection_rules import T0, fact
 
@@ -32,6 +37,7 @@ from tests.unit.test_projection_rules import T0, fact
 class MemoryStore:
     rows: dict[str, tuple[SandboxState, int]] = field(default_factory=dict)
     history: dict[str, Positioned] = field(default_factory=dict)
+    policies: dict[str, PolicyChange] = field(default_factory=dict)
     fail: bool = False
 
     @asynccontextmanager
@@ -46,6 +52,7 @@ class MemoryStore:
         changed: Sequence[Projected],
         facts: Sequence[Positioned],
         offsets: Sequence[tuple[str, int, int]],
+        policies: Sequence[PolicyChange] = (),
     ) -> None:
         if self.fail:
             raise ConnectionError("postgres down")
@@ -53,6 +60,10 @@ class MemoryStore:
             self.rows[p.state.sandbox_id] = (p.state, p.revision)
         for f in facts:
             self.history.setdefault(f.fact.event_id, f)
+        for c in policies:  # the position guard of the table
+            held = self.policies.get(c.subject)
+            if held is None or held.fact.offset < c.fact.offset:
+                self.policies[c.subject] = c
 
 
 @dataclass
@@ -199,3 +210,45 @@ def test_fact_types_we_do_not_know_share_one_metric_label() -> None:
     assert fact_type_label(FactType.PAUSED) == "sandbox.lifecycle.paused"
     assert fact_type_label("sandbox.lifecycle.checkpointed") == "sandbox.lifecycle.checkpointed"
     assert fact_type_label("\U0001f600 made up") == OTHER_TYPE
+
+
+def _policy(project: str | None, offset_id: str, **fields: object) -> env.Envelope:
+    policy = decode_policy(json.dumps(fields).encode())
+    return policy_fact(project, policy, Origin(offset_id, env.Source.ADMIN, T0), actor="admin")
+
+
+async def test_a_policy_fact_is_kept_apart_from_sandboxes_the_latest_per_subject() -> None:
+    store, rm, dlq = MemoryStore(), MemoryReadModel(), MemoryDeadLetters()
+    batch = records(
+        _policy("p1", "e1", idleTimeoutSeconds=600),
+        fact(FactType.CREATED, 0),
+        _policy("p1", "e2", idleTimeoutSeconds=900, neverPause=True),
+        _policy(None, "e3", warnBeforeSeconds=60),
+    )
+    out = await project_batch(batch, to(store, rm, dlq))
+    assert [p.state.sandbox_id for p in out.changed] == ["sbx-1"]  # no sandbox "policy:..."
+    assert set(store.rows) == {"sbx-1"}
+    assert set(rm.docs) == {"sbx-1"}
+    project, default = store.policies["policy:project:p1"], store.policies["policy:default"]
+    assert (project.project_id, project.fact.fact.event_id) == ("p1", "e2")
+    assert (project.policy.idle_timeout_seconds, project.policy.never_pause) == (900, True)
+    assert (default.project_id, default.policy.warn_before_seconds) == (None, 60)
+    assert len(store.history) == 4  # the policy facts are history too
+    # Delivered again after a crash: nothing goes back to the first policy.
+    await project_batch(batch[:1], to(store, rm, dlq))
+    assert store.policies["policy:project:p1"].fact.fact.event_id == "e2"
+
+
+async def test_an_unusable_policy_fact_is_dead_lettered_with_its_reason() -> None:
+    store, rm, dlq = MemoryStore(), MemoryReadModel(), MemoryDeadLetters()
+    good = _policy("p1", "e1", idleTimeoutSeconds=600)
+    bad = msgspec.structs.replace(
+        good, event_id="e2", data={**good.data, "policy": {"idleTimeoutSeconds": 1}}
+    )
+    nameless = msgspec.structs.replace(good, event_id="e3", project_id=None)
+    await project_batch(records(bad, nameless, good), to(store, rm, dlq))
+    reasons = [p.reason for p in dlq.sent]
+    assert len(reasons) == 2
+    assert reasons[0].startswith("idleTimeoutSeconds:"), reasons
+    assert "names no project" in reasons[1], reasons
+    assert store.policies["policy:project:p1"].fact.fact.event_id == "e1"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from projector.domain import SandboxState
-from projector.handlers import Positioned, Projected, project_batch
+from projector.handlers import PolicyChange, Positioned, Projected, project_batch
 from projector.pipeline import Pipeline
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import FactType
@@ -41,6 +41,7 @@ class GuardedStore(MemoryStore):
         changed: Sequence[Projected],
         facts: Sequence[Positioned],
         offsets: Sequence[tuple[str, int, int]],
+        policies: Sequence[PolicyChange] = (),
     ) -> None:
         self.saves += 1
         if self.fail_saves > 0:
@@ -50,7 +51,7 @@ class GuardedStore(MemoryStore):
             held = self.rows.get(p.state.sandbox_id)
             if (held[1] if held else 0) != p.revision - 1:
                 raise RuntimeError("revision guard")
-        await super().save(changed, facts, offsets)
+        await super().save(changed, facts, offsets, policies)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import pytest
@@ -109,8 +110,14 @@ class MemorySnapshots:
 class OrderedStore(MemoryStore):
     events: list[str] = field(default_factory=list)
 
-    async def save(self, changed: Sequence, facts: Sequence, offsets: Sequence) -> None:  # type: ignore[type-arg]
-        await super().save(changed, facts, offsets)
+    async def save(
+        self,
+        changed: Sequence[Any],
+        facts: Sequence[Any],
+        offsets: Sequence[Any],
+        policies: Sequence[Any] = (),
+    ) -> None:
+        await super().save(changed, facts, offsets, policies)
         self.events.append("postgres")
 
 

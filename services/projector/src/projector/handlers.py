@@ -20,6 +20,8 @@ from projector.domain import SandboxState, evolve
 from projector.flaps import flap_facts
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope, EnvelopeError, decode
+from sandbox_common.facts import is_policy, policy_view
+from sandbox_common.policies import Policy, PolicyError
 from sandbox_common.readmodel import DeadlineRule, Status
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,17 @@ class Positioned:
 class Projected:
     state: SandboxState
     revision: int
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """The latest policy fact of one subject (a project's, or the default) in a batch: a policy
+    fact is about no sandbox and is kept out of the fold."""
+
+    subject: str
+    project_id: str | None
+    policy: Policy
+    fact: Positioned
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,7 @@ class Transaction(Protocol):
         changed: Sequence[Projected],
         facts: Sequence[Positioned],
         offsets: Sequence[tuple[str, int, int]],
+        policies: Sequence[PolicyChange] = (),
     ) -> None: ...
 
 
@@ -107,7 +121,9 @@ def parse(records: Sequence[Record]) -> tuple[list[Positioned], list[Poison]]:
             continue
         try:
             fact = decode(r.value)
-        except EnvelopeError as exc:
+            if is_policy(fact):
+                policy_view(fact)  # an unusable policy is refused here, whole
+        except (EnvelopeError, PolicyError) as exc:
             poison.append(Poison(r, str(exc)))
             continue
         facts.append(Positioned(fact, r.topic, r.partition, r.offset))
@@ -128,6 +144,8 @@ class Folded:
     newly_paused: list[SandboxState] = field(default_factory=list)
     # Facts derived from the batch (flapping), published before it is stored.
     derived: list[Envelope] = field(default_factory=list)
+    # The latest policy of each subject the batch set.
+    policies: list[PolicyChange] = field(default_factory=list)
 
     @property
     def outcome(self) -> BatchOutcome:
@@ -147,9 +165,14 @@ def fold_batch(
 ) -> Folded:
     """Pure: the batch's facts folded onto `current` (state and revision per sandbox)."""
     states: dict[str, SandboxState] = {sid: st for sid, (st, _) in current.items()}
+    policies: dict[str, PolicyChange] = {}
     for positioned in facts:
-        sid = positioned.fact.sandbox_id
-        states[sid] = evolve(states.get(sid), positioned.fact)
+        fact, sid = positioned.fact, positioned.fact.sandbox_id
+        if is_policy(fact):
+            view = policy_view(fact)  # parse() refused the unusable ones
+            policies[sid] = PolicyChange(sid, view.project_id, view.policy, positioned)
+            continue
+        states[sid] = evolve(states.get(sid), fact)
     changed: list[Projected] = []
     touched: list[Projected] = []
     paused: list[SandboxState] = []
@@ -169,7 +192,16 @@ def fold_batch(
         if state.resumes:  # cheap test first: most sandboxes have never been resumed
             derived.extend(flap_facts(was, state, rule))
     offsets = next_offsets(records)
-    return Folded(list(facts), list(poison), changed, touched, offsets, paused, derived)
+    return Folded(
+        list(facts),
+        list(poison),
+        changed,
+        touched,
+        offsets,
+        paused,
+        derived,
+        list(policies.values()),
+    )
 
 
 async def project_batch(records: Sequence[Record], to: Projection) -> BatchOutcome:
@@ -178,10 +210,10 @@ async def project_batch(records: Sequence[Record], to: Projection) -> BatchOutco
     for p in poison:
         await to.outbox.send(p.record, p.reason)
     async with to.store.transaction() as tx:
-        current = await tx.load(sorted({p.fact.sandbox_id for p in facts}))
+        current = await tx.load(sandbox_ids(facts))
         folded = fold_batch(records, facts, poison, current, to.rule)
         await _publish_derived(folded, to.outbox)
-        await tx.save(folded.changed, facts, folded.offsets)
+        await tx.save(folded.changed, facts, folded.offsets, folded.policies)
     await publish_folded(folded, to)
     return folded.outcome
 
@@ -194,7 +226,7 @@ async def store_folded(folded: Folded, to: Projection) -> None:
         await to.outbox.send(p.record, p.reason)
     await _publish_derived(folded, to.outbox)
     async with to.store.transaction() as tx:
-        await tx.save(folded.changed, folded.facts, folded.offsets)
+        await tx.save(folded.changed, folded.facts, folded.offsets, folded.policies)
 
 
 async def _publish_derived(folded: Folded, outbox: Outbox) -> None:
@@ -220,7 +252,12 @@ async def publish_folded(folded: Folded, to: Projection) -> None:
         await to.read_model.publish(projected)
     else:
         partition_of = {p.fact.sandbox_id: p.partition for p in folded.facts}
-        batch = snapshots.outgoing((p.state for p in projected), partition_of, folded.offsets)
+        batch = snapshots.outgoing(
+            (p.state for p in projected),
+            partition_of,
+            folded.offsets,
+            ((c.fact.fact, c.fact.partition, c.fact.offset) for c in folded.policies),
+        )
         # Both run to their end; the first failure is raised as itself (retries.py tells a
         # Redis outage from other errors by its type).
         results = await asyncio.gather(
@@ -238,6 +275,11 @@ async def publish_folded(folded: Folded, to: Projection) -> None:
             state.project_id,
             extra={"sandbox_id": state.sandbox_id, "project_id": state.project_id},
         )
+
+
+def sandbox_ids(facts: Sequence[Positioned]) -> list[str]:
+    """The sandboxes a batch's facts are about (policy facts are about none)."""
+    return sorted({p.fact.sandbox_id for p in facts if not is_policy(p.fact)})
 
 
 def next_offsets(records: Sequence[Record]) -> list[tuple[str, int, int]]:

@@ -35,6 +35,7 @@ from projector.handlers import (
     fold_batch,
     parse,
     publish_folded,
+    sandbox_ids,
     store_folded,
 )
 from sandbox_common.dead_letters import Record
@@ -124,7 +125,7 @@ class Pipeline:
 
     async def _fold(self, records: Sequence[Record]) -> Folded:
         facts, poison = parse(records)
-        ids = sorted({p.fact.sandbox_id for p in facts})
+        ids = sandbox_ids(facts)
         current = {sid: self._pending[sid] for sid in ids if sid in self._pending}
         current.update(await self.reader.states([sid for sid in ids if sid not in current]))
         return fold_batch(records, facts, poison, current, self.to.rule)

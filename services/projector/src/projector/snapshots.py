@@ -10,6 +10,11 @@ them is said here once.
   only once the state records of the batches below it are acknowledged, so a rebuild starts
   reading the lifecycle there, folds what follows onto the states and loses nothing.
 
+- A policy record (key = the policy's subject, facts.policy_subject) holds the latest policy
+  fact of a project, or of the default, as the projector stored it: a rebuild from the snapshot
+  keeps the policies set before the watermarks. Its schema version is 2, so a reader of version
+  1 skips it (unreadable) instead of taking it for a watermark.
+
 Killed sandboxes keep their KILLED record (never a tombstone): PostgreSQL keeps them for ever too,
 and without it a late fact for a killed sandbox would bring it back in a rebuild.
 """
@@ -22,8 +27,10 @@ from dataclasses import dataclass, field
 import msgspec
 
 from projector.domain import SandboxState
+from sandbox_common.envelope import Envelope
 
 SCHEMA_VERSION = 1
+POLICY_SCHEMA_VERSION = 2
 # Sandbox ids never hold a NUL: these keys cannot collide with one.
 WATERMARK_PREFIX = "\x00watermark:"
 
@@ -40,6 +47,7 @@ class StateRecord(msgspec.Struct, kw_only=True, frozen=True):
     # The next lifecycle offset: every fact of this sandbox (or partition) below it is folded.
     offset: int
     state: SandboxState | None = None
+    policy: Envelope | None = None  # a policy record: the policy fact itself
 
 
 _encoder = msgspec.json.Encoder()
@@ -55,9 +63,10 @@ def decode(value: bytes) -> StateRecord:
         record = _decoder.decode(value)
     except msgspec.DecodeError as exc:
         raise SnapshotError(f"not a sandbox-state record: {exc}") from exc
-    if record.schema_version > SCHEMA_VERSION:
+    if record.schema_version > POLICY_SCHEMA_VERSION:
         raise SnapshotError(
-            f"schema_version {record.schema_version} is newer than this reader ({SCHEMA_VERSION})"
+            f"schema_version {record.schema_version} is newer than this reader"
+            f" ({POLICY_SCHEMA_VERSION})"
         )
     return record
 
@@ -78,9 +87,11 @@ def outgoing(
     states: Iterable[SandboxState],
     partition_of: Mapping[str, int],
     next_offsets: Sequence[tuple[str, int, int]],
+    policies: Iterable[tuple[Envelope, int, int]] = (),
 ) -> Outgoing:
-    """A batch's states (each sandbox's partition from its facts) and where the batch ends on
-    each partition it read (`next_offsets`: topic, partition, next offset)."""
+    """A batch's states (each sandbox's partition from its facts), its policy facts (with their
+    partitions and offsets) and where the batch ends on each partition it read
+    (`next_offsets`: topic, partition, next offset)."""
     ends = {p: o for _, p, o in next_offsets}
     out = [
         (
@@ -95,6 +106,20 @@ def outgoing(
             ),
         )
         for st in states
+    ]
+    out += [
+        (
+            fact.sandbox_id,
+            encode(
+                StateRecord(
+                    schema_version=POLICY_SCHEMA_VERSION,
+                    partition=partition,
+                    offset=offset + 1,  # the fact's own: a rebuild keeps where it was read
+                    policy=fact,
+                )
+            ),
+        )
+        for fact, partition, offset in policies
     ]
     marks = [
         (
@@ -117,6 +142,8 @@ class Snapshot:
         default_factory=dict
     )  # sid -> (partition, offset)
     watermarks: Offsets = field(default_factory=dict)
+    # subject -> (its latest policy fact, its lifecycle partition and offset)
+    policies: dict[str, tuple[Envelope, int, int]] = field(default_factory=dict)
     unreadable: int = 0
 
     def add(self, key: bytes | None, value: bytes | None) -> None:
@@ -133,7 +160,7 @@ class Snapshot:
         except SnapshotError:
             self.unreadable += 1
             return
-        if record.state is None:
+        if record.state is None and record.policy is None:
             self.watermarks[record.partition] = record.offset
             return
         seen = self.reflected.get(name)
@@ -141,7 +168,11 @@ class Snapshot:
             # A projector that lost the partition in a rebalance sent an older state after
             # the new owner's newer one: the state reflecting more of the log wins.
             return
-        self.states[name] = record.state
+        if record.policy is not None:
+            self.policies[name] = (record.policy, record.partition, record.offset - 1)
+        else:
+            assert record.state is not None
+            self.states[name] = record.state
         self.reflected[name] = (record.partition, record.offset)
 
     def tail_starts(self, first: Offsets) -> Offsets:

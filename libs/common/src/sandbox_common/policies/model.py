@@ -70,14 +70,13 @@ class QuietHours(
         return ZoneInfo(self.timezone)
 
 
-# omit_defaults: a field not set is left out of the JSON (the API's `policy` is what was set).
 class Policy(
     msgspec.Struct,
     frozen=True,
     kw_only=True,
     rename="camel",
     forbid_unknown_fields=True,
-    omit_defaults=True,
+    omit_defaults=True,  # the JSON of a level holds the fields it sets, nothing else
 ):
     idle_timeout_seconds: IdleSeconds | None = None
     never_pause: bool | None = None

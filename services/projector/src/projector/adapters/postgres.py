@@ -11,7 +11,7 @@ import asyncpg
 import msgspec
 
 from projector.domain import SandboxState, Stamp
-from projector.handlers import Positioned, Projected
+from projector.handlers import PolicyChange, Positioned, Projected
 from sandbox_common.envelope import Envelope
 from sandbox_common.readmodel import Status
 from sandbox_common.state_columns import (
@@ -187,12 +187,15 @@ class PostgresTransaction:
         changed: Sequence[Projected],
         facts: Sequence[Positioned],
         offsets: Iterable[tuple[str, int, int]],
+        policies: Sequence[PolicyChange] = (),
     ) -> None:
         if changed:
             await self._upsert_states(changed)
             self.written.extend(changed)  # after the loaded states: the newer ones win
         if facts:
             await self._insert_history(facts)
+        if policies:
+            await upsert_policies(self._conn, [policy_row(c) for c in policies])
         offsets = list(offsets)
         await self._conn.execute(
             "INSERT INTO projector_offsets (topic, partition, next_offset)"
@@ -251,6 +254,51 @@ class PostgresTransaction:
             raise ConcurrentWriteError(
                 f"{len(changed) - written} sandbox row(s) changed under this batch"
             )
+
+
+POLICY_COLUMNS = (
+    "subject",
+    "project_id",
+    "policy",
+    "event_id",
+    "set_at",
+    "actor",
+    "kafka_partition",
+    "kafka_offset",
+)
+
+
+def policy_row(change: PolicyChange) -> tuple[Any, ...]:
+    """One `project_policies` row, in POLICY_COLUMNS order (the live upsert and replay)."""
+    fact = change.fact.fact
+    return (
+        change.subject,
+        change.project_id,
+        _json(msgspec.to_builtins(change.policy)),
+        fact.event_id,
+        fact.occurred_at,
+        fact.data.get("actor"),
+        change.fact.partition,
+        change.fact.offset,
+    )
+
+
+async def upsert_policies(conn: Any, rows: Sequence[tuple[Any, ...]], table: str = "") -> None:
+    """Each subject's row replaced by a later fact only: a redelivered batch (an earlier
+    offset on the same partition) never puts an older policy back."""
+    table = table or "project_policies"
+    await conn.execute(
+        f"INSERT INTO {table} ({', '.join(POLICY_COLUMNS)}) SELECT * FROM unnest("  # noqa: S608
+        " $1::text[], $2::text[], $3::jsonb[], $4::text[], $5::timestamptz[], $6::text[],"
+        " $7::int[], $8::bigint[])"
+        " ON CONFLICT (subject) DO UPDATE SET project_id = EXCLUDED.project_id,"
+        " policy = EXCLUDED.policy, event_id = EXCLUDED.event_id, set_at = EXCLUDED.set_at,"
+        " actor = EXCLUDED.actor, kafka_partition = EXCLUDED.kafka_partition,"
+        f" kafka_offset = EXCLUDED.kafka_offset, updated_at = now()"
+        f" WHERE {table}.kafka_partition <> EXCLUDED.kafka_partition"
+        f" OR {table}.kafka_offset < EXCLUDED.kafka_offset",
+        *_columns(list(rows), len(POLICY_COLUMNS)),
+    )
 
 
 async def insert_new_events(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:

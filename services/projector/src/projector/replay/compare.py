@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
+from projector.adapters.postgres import policy_row
 from projector.domain import SandboxState
 from projector.replay import verify
 from projector.replay.fold import Rebuild
+from projector.replay.pg_shadow import policy_compared
 from sandbox_common.readmodel import DeadlineRule, Status, StatusDoc, to_doc, transitional_since
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.shadow import pointers
@@ -17,9 +20,15 @@ def postgres(
     rebuild: Rebuild,
     live_states: Mapping[str, SandboxState],
     live_history: set[tuple[str, datetime]],
+    live_policies: Mapping[str, tuple[Any, ...]],
 ) -> list[str]:
-    return verify.compare_states(rebuild.states, live_states) + verify.compare_history(
-        rebuild.seen, live_history
+    rebuilt_policies = {
+        subject: policy_compared(policy_row(change)) for subject, change in rebuild.policies.items()
+    }
+    return (
+        verify.compare_states(rebuild.states, live_states)
+        + verify.compare_history(rebuild.seen, live_history)
+        + verify.compare_policies(rebuilt_policies, live_policies)
     )
 
 

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from projector.domain import SandboxState, evolve
+from projector.handlers import PolicyChange, Positioned
 from sandbox_common.envelope import Envelope, EnvelopeError, decode
+from sandbox_common.facts import is_policy, policy_view
+from sandbox_common.policies import PolicyError
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class Rebuild:
     # (projector.history_retention.retention_start). They still make the states.
     history_since: datetime | None = None
     states: dict[str, SandboxState] = field(default_factory=dict)
+    # The latest policy of each subject (policy facts are about no sandbox: not in `states`).
+    policies: dict[str, PolicyChange] = field(default_factory=dict)
     # (event id, occurred_at) already in the history: a fact's copies are one row, as the live
     # table's key stores them (migration 004).
     seen: set[tuple[str, datetime]] = field(default_factory=set)
@@ -46,13 +51,19 @@ class Rebuild:
             return
         try:
             fact = decode(value)
-        except EnvelopeError:
+            policy = is_policy(fact)
+            if policy:
+                policy_view(fact)  # an unusable one is poison, as live
+        except (EnvelopeError, PolicyError):
             # The live projector dead-lettered it; a redrive republishes it as a new record.
             self.poison += 1
             return
         sid = fact.sandbox_id
-        self.states[sid] = evolve(self.states.get(sid), fact)
-        self.touched.add(sid)
+        if policy:
+            self.keep_policy(Positioned(fact, topic, partition, offset))
+        else:
+            self.states[sid] = evolve(self.states.get(sid), fact)
+            self.touched.add(sid)
         key = (fact.event_id, fact.occurred_at)
         if key in self.seen:
             self.duplicates += 1
@@ -62,6 +73,12 @@ class Rebuild:
         self.seen.add(key)
         if self.keep_history:
             self.pending.append(HistoryFact(fact, topic, partition, offset))
+
+    def keep_policy(self, read: Positioned) -> None:
+        """A policy fact read: each partition is read in order, so the later one wins."""
+        view = policy_view(read.fact)
+        subject = read.fact.sandbox_id
+        self.policies[subject] = PolicyChange(subject, view.project_id, view.policy, read)
 
     def drain(self) -> list[HistoryFact]:
         rows, self.pending = self.pending, []

@@ -7,6 +7,7 @@ constraints under `r_`-prefixed names that take the live names once the old tabl
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -17,13 +18,17 @@ import asyncpg
 
 from projector.adapters.postgres import (
     HISTORY_COLUMNS,
+    POLICY_COLUMNS,
     STATE_COLUMNS,
     insert_new_events,
     state_from_row,
+    upsert_policies,
 )
 from projector.adapters.postgres_snapshot import try_rebuild_lock
 
 STATES, HISTORY, OFFSETS = "sandboxes", "sandbox_events", "projector_offsets"
+# A handful of rows (one per project with a policy): replaced whole inside the swap.
+POLICIES = "project_policies"
 ALL = (STATES, HISTORY)
 # replay --from-snapshot: the history is not rebuilt (the snapshot holds states only); the
 # tail's facts go into the live history table, each event id once.
@@ -114,7 +119,7 @@ class ShadowTables:
         caller's catch-up, and on a clean exit renames the shadow tables into place."""
         async with self._conn.transaction():
             await self._conn.execute(
-                f"LOCK TABLE {STATES}, {HISTORY}, {OFFSETS} IN ACCESS EXCLUSIVE MODE"
+                f"LOCK TABLE {STATES}, {HISTORY}, {OFFSETS}, {POLICIES} IN ACCESS EXCLUSIVE MODE"
             )
             swap = Swap(self._conn, await _offsets(self._conn, topic), self._swapped)
             yield swap
@@ -124,7 +129,7 @@ class ShadowTables:
     async def frozen(self, topic: str) -> AsyncIterator[Frozen]:
         """For --verify: the live projector cannot write while the caller compares."""
         async with self._conn.transaction(isolation="repeatable_read"):
-            await self._conn.execute(f"LOCK TABLE {STATES}, {OFFSETS} IN SHARE MODE")
+            await self._conn.execute(f"LOCK TABLE {STATES}, {OFFSETS}, {POLICIES} IN SHARE MODE")
             yield Frozen(self._conn, await _offsets(self._conn, topic))
 
     async def drop(self) -> None:
@@ -140,6 +145,11 @@ class Frozen:
     async def states(self) -> dict[str, Any]:
         rows = await self._conn.fetch(f"SELECT {', '.join(STATE_COLUMNS)} FROM {STATES}")  # noqa: S608
         return {r["sandbox_id"]: state_from_row(r) for r in rows}
+
+    async def policies(self) -> dict[str, tuple[Any, ...]]:
+        """subject -> its row, in POLICY_COLUMNS order (the JSON policy decoded)."""
+        rows = await self._conn.fetch(f"SELECT {', '.join(POLICY_COLUMNS)} FROM {POLICIES}")  # noqa: S608
+        return {r["subject"]: policy_compared(tuple(r.values())) for r in rows}
 
     async def history_ids(self, since: datetime | None) -> set[tuple[str, datetime]]:
         """The history's keys, from `since` on (older rows are retention's to drop)."""
@@ -166,6 +176,11 @@ class Swap:
         await self._conn.copy_records_to_table(
             shadow_name(STATES), records=rows, columns=STATE_COLUMNS
         )
+
+    async def replace_policies(self, rows: list[tuple[Any, ...]]) -> None:
+        await self._conn.execute(f"DELETE FROM {POLICIES}")  # noqa: S608
+        if rows:
+            await upsert_policies(self._conn, rows)
 
     async def add_history(self, rows: list[tuple[Any, ...]]) -> None:
         if rows and HISTORY not in self._swapped:
@@ -205,6 +220,13 @@ class Swap:
                     await self._conn.execute(
                         f"ALTER INDEX r_{index['name']} RENAME TO {index['name']}"
                     )
+
+
+def policy_compared(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A policy row as --verify compares it: the JSON policy as a value, no store times."""
+    subject, project, policy, event_id, set_at, actor, partition, offset = row
+    value = json.loads(policy) if isinstance(policy, str) else policy
+    return (subject, project, value, event_id, set_at, actor, partition, offset)
 
 
 async def _offsets(conn: Conn, topic: str) -> dict[int, int]:

@@ -23,7 +23,8 @@ from typing import TextIO
 
 import asyncpg
 
-from projector.adapters.postgres import history_row, state_row
+from projector.adapters.postgres import history_row, policy_row, state_row
+from projector.handlers import Positioned
 from projector.history_retention import retention_start
 from projector.replay import compare
 from projector.replay.fold import Rebuild
@@ -189,6 +190,9 @@ class Replay:
         except LookupError as exc:
             raise ReplayError(f"{exc}: replay without --from-snapshot") from exc
         rebuild.states.update(snapshot.states)
+        for fact, partition, offset in snapshot.policies.values():
+            # Where it was read from the lifecycle: a later policy fact of the tail replaces it.
+            rebuild.keep_policy(Positioned(fact, self._topic, partition, offset))
         return snapshot.tail_starts(first)
 
     async def _swap(
@@ -232,6 +236,7 @@ class Replay:
             await swap.add_history(
                 [history_row(h.fact, h.topic, h.partition, h.offset) for h in rebuild.drain()]
             )
+            await swap.replace_policies([policy_row(c) for c in rebuild.policies.values()])
             swap.next_offsets = end
         progress.phase("PostgreSQL swapped; swapping Redis")
         await redis_model.write(self._docs(rebuild, base, now, touched), now)
@@ -253,7 +258,7 @@ class Replay:
             history = await frozen.history_ids(rebuild.history_since)
             if self._state_topic is not None:  # only the tail's facts were read
                 history &= rebuild.seen
-            pg = compare.postgres(rebuild, await frozen.states(), history)
+            pg = compare.postgres(rebuild, await frozen.states(), history, await frozen.policies())
             rd = await compare.redis(ctx.live_model, rebuild.states.values(), self._rule)
         report = self._report(rebuild, end, progress)
         report.differences = pg + rd

@@ -92,3 +92,14 @@ def compare_served(expected: Mapping[str, str], live: Mapping[str, str | None]) 
         for p in sorted(expected.keys() | live.keys())
         if expected.get(p) != live.get(p)
     ]
+
+
+def compare_policies(
+    rebuilt: Mapping[str, tuple[Any, ...]], live: Mapping[str, tuple[Any, ...]]
+) -> list[str]:
+    """Policy rows (subject -> row as pg_shadow.policy_compared gives it): whole rows."""
+    return [
+        f"policy {subject}: rebuilt={rebuilt.get(subject)!r} live={live.get(subject)!r}"
+        for subject in sorted(rebuilt.keys() | live.keys())
+        if rebuilt.get(subject) != live.get(subject)
+    ]
