@@ -82,7 +82,10 @@ async def reset_stores(database_url: str, redis_url: str) -> None:
     await migrate(database_url)
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute("TRUNCATE sandboxes, sandbox_events, projector_offsets")
+        # project_policies: a default policy left by an earlier run would govern this one.
+        await conn.execute(
+            "TRUNCATE sandboxes, sandbox_events, projector_offsets, project_policies"
+        )
     finally:
         await conn.close()
     client = redis_mode.client(redis_url)

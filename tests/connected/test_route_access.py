@@ -24,6 +24,11 @@ ROUTES = [
     ("POST", "/api/sandboxes/{sandbox}/pause", True),
     ("GET", "/api/sandboxes", True),
     ("GET", "/api/sandboxes/stream", True),
+    ("GET", "/api/projects/{project}/policy", False),
+    ("PUT", "/api/projects/{project}/policy", True),
+    ("GET", "/api/policy/default", True),
+    ("PUT", "/api/policy/default", True),
+    ("GET", "/api/policies", True),
 ]
 # By sandbox id, another project's sandbox is answered as an unknown one (404): ids of other
 # projects are not revealed.
