@@ -197,6 +197,9 @@ def test_replicas_autoscaling_and_disruption_budgets(render: Render) -> None:
     }
     assert backends["/api/webhooks"] == "rel-e2b-lifecycle-ingest"
     assert backends["/api/projects"] == "rel-e2b-lifecycle-status-api"
+    # Lifecycle policies: the default (/api/policy/default) and the list.
+    assert backends["/api/policy"] == "rel-e2b-lifecycle-status-api"
+    assert backends["/api/policies"] == "rel-e2b-lifecycle-status-api"
     dev = render(CHART / "ci" / "dev-rollback-values.yaml")
     assert {d["spec"]["replicas"] for d in deployments(dev).values()} == {1}
     assert by_kind(dev, "PodDisruptionBudget") == {}

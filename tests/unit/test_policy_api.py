@@ -249,6 +249,20 @@ def test_a_project_token_reads_its_own_policy_only(app: App) -> None:
     assert app.client.get("/api/policies", headers=app.headers("p1")).status_code == 403
 
 
+@pytest.mark.parametrize("project", ["p" * 257, "p%00"])
+def test_a_project_id_no_fact_may_carry_is_a_400(app: App, project: str) -> None:
+    r = app.client.put(
+        f"/api/projects/{project}/policy", content=b"{}", headers=app.headers(admin=True)
+    )
+    assert r.status_code == 400, r.text
+    assert app.sink.facts == []
+    longest = "p" * 256
+    ok = app.client.put(
+        f"/api/projects/{longest}/policy", content=b"{}", headers=app.headers(admin=True)
+    )
+    assert ok.status_code == 202
+
+
 def test_a_broker_outage_is_a_503_to_retry(app: App) -> None:
     app.sink.down = True
     r = app.client.put("/api/policy/default", content=b"{}", headers=app.headers(admin=True))

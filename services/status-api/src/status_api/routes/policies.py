@@ -14,6 +14,7 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ServiceUnavailableException,
     TooManyRequestsException,
+    ValidationException,
 )
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example, Operation, Reference, RequestBody
@@ -28,6 +29,9 @@ from status_api.policy_views import PolicyAccepted, PolicyAnswer, PolicyPage, Po
 from status_api.routes.operators import decode_cursor, encode_cursor, storable
 from status_api.routes.sandboxes import SECURITY
 
+# As long as an E2B id may be (e2b.py): the project's subject is a record key and is indexed
+# in the history, where a key of kilobytes would fail the projector's insert for good.
+MAX_PROJECT_ID_LENGTH = 256
 # Litestar's name for the Policy schema (a part of every answer here).
 POLICY_SCHEMA = "#/components/schemas/Policy"
 # 401 no valid token, 403 not admin (or another project's token), 429 over the token's rate;
@@ -86,6 +90,15 @@ def _put(path: str, summary: str) -> put:
     )
 
 
+def writable(project_id: str) -> str:
+    """400 for a project id no fact should carry (U+0000, or longer than an id may be)."""
+    if len(project_id) > MAX_PROJECT_ID_LENGTH:
+        raise ValidationException(
+            detail=f"projectId is longer than {MAX_PROJECT_ID_LENGTH} characters"
+        )
+    return storable(project_id, "projectId")
+
+
 @get(
     "/api/projects/{project_id:str}/policy",
     security=SECURITY,
@@ -109,7 +122,7 @@ async def set_project_policy(
     request: Request[Any, Any, State], project_id: str, deps: Deps
 ) -> PolicyAccepted:
     principal = deps.gate.admin(request)
-    storable(project_id, "projectId")
+    writable(project_id)
     policy = decode_policy(await request.body())
     return await deps.policies.set(project_id, policy, principal.subject)
 
