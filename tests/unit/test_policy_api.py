@@ -212,6 +212,22 @@ def test_a_body_that_is_no_json_object_is_a_422_about_the_body(app: App) -> None
     assert app.sink.facts == []
 
 
+@pytest.mark.parametrize(
+    ("timezone", "field"),
+    [
+        # Found by hand: ZoneInfo raises OSError for a name too long for a file name (a 503
+        # "store unavailable" here), and msgspec UnicodeDecodeError for invalid UTF-8 (a 500).
+        (b'"' + b"a" * 5000 + b'"', "quietHours.timezone"),
+        (b'"\xff"', ""),
+    ],
+)
+def test_hostile_time_zones_are_a_422_too(app: App, timezone: bytes, field: str) -> None:
+    body = b'{"quietHours": {"start": "22:00", "end": "06:00", "timezone": ' + timezone + b"}}"
+    r = app.client.put("/api/policy/default", content=body, headers=app.headers(admin=True))
+    assert (r.status_code, r.json()["field"]) == (422, field), r.text
+    assert app.sink.facts == []
+
+
 def test_a_valid_put_is_202_with_the_event_and_the_effective_values(app: App) -> None:
     body = {"idleTimeoutSeconds": 600, "warnBeforeSeconds": 0}
     r = app.client.put(

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
+import msgspec
+
 from sandbox_common.envelope import Envelope, Source
 from sandbox_common.facts import Origin, policy_fact
 from sandbox_common.policies import Layers, Policy, explain
@@ -92,15 +94,8 @@ class Policies:
             default=_policy(levels.default),
             project=_policy(levels.project),
         )
-        seen = record(own, project_id)
-        return PolicyAnswer(
-            project_id=seen.project_id,
-            policy=seen.policy,
-            set_at=seen.set_at,
-            event_id=seen.event_id,
-            set_by=seen.set_by,
-            effective=effective(layers),
-        )
+        seen = msgspec.structs.asdict(record(own, project_id))
+        return PolicyAnswer(**seen, effective=effective(layers))
 
     async def set(
         self, project_id: str | None, policy: Policy, actor: str | None

@@ -62,7 +62,8 @@ class QuietHours(
             raise ValueError("days: a day is given twice")
         try:
             ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        # OSError: a name longer than a file name may be (zoneinfo looks for a file of it).
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from exc
 
     @property
@@ -124,6 +125,8 @@ def decode_policy(body: bytes) -> Policy:
         return _raise(path, reason)
     except msgspec.DecodeError as exc:
         raise PolicyError("", f"not a JSON object: {exc}") from exc
+    except UnicodeDecodeError as exc:  # msgspec's answer to invalid UTF-8 inside a string
+        raise PolicyError("", f"not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
 
 
 def encode_policy(policy: Policy) -> bytes:
