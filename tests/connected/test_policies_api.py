@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -202,7 +203,7 @@ async def test_sandboxctl_sets_gets_and_lists_a_policy(
     got = sandboxctl(stack, "policy", "get", "--project", project, *where)
     assert got.returncode == 0, got.stderr
     assert f"project {project}: set " in got.stdout
-    assert "idleTimeoutSeconds  1200  (project)" in got.stdout
+    assert re.search(r"^  idleTimeoutSeconds +1200  \(project\)$", got.stdout, re.MULTILINE)
     listed = sandboxctl(stack, "policy", "list", "--json", *where)
     assert listed.returncode == 0, listed.stderr
     mine = [p for p in json.loads(listed.stdout)["projects"] if p["projectId"] == project]
