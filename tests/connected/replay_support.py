@@ -27,6 +27,8 @@ from sandbox_common import envelope as env
 from sandbox_common import topics
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope, FactType, Source
+from sandbox_common.facts import Origin, policy_fact
+from sandbox_common.policies import Policy
 from sandbox_common.readmodel import Layout, decode_doc, keys
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.writer import DocumentWriter
@@ -145,7 +147,19 @@ def random_stream(rng: random.Random, sandboxes: int, facts: int) -> list[bytes]
             out.append(out[-1])  # delivered twice
         if rng.random() < 0.01:
             out.append(b"{not an envelope")
+        if rng.random() < 0.02:  # an admin sets a project's policy, or the default
+            out.append(env.encode(_policy_fact(rng, projects[sid], now)))
     return out
+
+
+def _policy_fact(rng: random.Random, project: str | None, now: datetime) -> Envelope:
+    policy = Policy(
+        idle_timeout_seconds=rng.choice([None, 60, 600, 3600]),
+        never_pause=rng.choice([None, True, False]),
+        warn_before_seconds=rng.choice([None, 0, 30]),
+    )
+    at = now - timedelta(seconds=rng.randint(0, 3600))
+    return policy_fact(project, policy, Origin(str(uuid.uuid4()), Source.ADMIN, at), "admin")
 
 
 async def publish(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -212,6 +226,13 @@ async def snapshot(store: ReplayStore) -> dict[str, Any]:
             r["event_id"]: (r["sandbox_id"], r["type"], r["occurred_at"], r["data"])
             for r in await conn.fetch("SELECT * FROM sandbox_events")
         }
+        policies = {
+            r["subject"]: tuple(r.values())
+            for r in await conn.fetch(
+                "SELECT subject, project_id, policy, event_id, set_at, actor, kafka_partition,"
+                " kafka_offset FROM project_policies"
+            )
+        }
     finally:
         await conn.close()
     client = redis_mode.client(store.settings.redis_url)
@@ -240,6 +261,7 @@ async def snapshot(store: ReplayStore) -> dict[str, Any]:
     return {
         "states": states,
         "history": history,
+        "policies": policies,
         "docs": docs,
         "served": served,
         "idle": sorted((m, round(s, 3)) for m, s in idle),
@@ -255,7 +277,8 @@ def without_marker(snap: dict[str, Any]) -> dict[str, Any]:
 
 
 async def drop_state(
-    store: ReplayStore, tables: str = "sandboxes, sandbox_events, projector_offsets"
+    store: ReplayStore,
+    tables: str = "sandboxes, sandbox_events, projector_offsets, project_policies",
 ) -> None:
     """Empties `tables` and all of Redis."""
     conn = await asyncpg.connect(store.settings.database_url)

@@ -50,6 +50,25 @@ async def test_replay_after_dropping_both_stores_gives_the_same_state(
     rebuilt = await snapshot(store)
     assert rebuilt["has_marker"]
     assert without_marker(rebuilt) == without_marker(live)
+    assert live["policies"], "the stream set no policy"
+
+
+async def test_verify_names_a_policy_the_topic_does_not_hold(store: ReplayStore) -> None:
+    rng = random.Random(8)
+    await publish(store.settings.kafka_bootstrap_servers, store.topic, random_stream(rng, 20, 400))
+    await project_live(store, rng)
+    conn = await asyncpg.connect(store.settings.database_url)
+    try:
+        subject = await conn.fetchval("SELECT subject FROM project_policies LIMIT 1")
+        await conn.execute(
+            "UPDATE project_policies SET policy = '{\"neverPause\": true}' WHERE subject = $1",
+            subject,
+        )
+    finally:
+        await conn.close()
+    report = await Replay(store.settings, store.topic, io.StringIO()).run(verify=True)
+    assert report.differs is Differs.POSTGRES
+    assert any(subject in d and "policy" in d for d in report.differences), report.differences
 
 
 async def test_verify_reports_which_store_differs(store: ReplayStore) -> None:
