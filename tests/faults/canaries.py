@@ -50,7 +50,8 @@ async def explain(rig: Rig, idle: dict[str, str]) -> str:
 async def check_canaries(rig: Rig, idle: dict[str, str]) -> None:
     async with rig.sim_api() as api:
         for project, sandbox_id in rig.active.items():
-            assert await status(rig, project) == "RUNNING", project
+            found = await status(rig, project)
+            assert found == "RUNNING", f"busy sandbox of {project}: {found}"
             calls = (
                 await api.get("/_sim/calls", params={"sandboxId": sandbox_id, "op": "pause"})
             ).json()

@@ -155,5 +155,30 @@ async def compare_redis(redis_url: str, snap: Snapshot, default_idle_seconds: in
     return problems[:10]
 
 
+async def redis_behind(redis_url: str, snap: Snapshot, default_idle_seconds: int) -> list[str]:
+    """The sandboxes whose Redis document is older than the PostgreSQL snapshot's row (or
+    missing). Not an equality: the system may have moved past the snapshot meanwhile (a
+    reconciler fact, an idle pause), and Redis with it."""
+    client = redis_mode.client(redis_url)
+    try:
+        ids = sorted(snap.states)
+        layout = Layout()
+        async with client.pipeline(transaction=False) as pipe:
+            for sid in ids:
+                pipe.hget(layout.doc(sid), keys.REVISION_FIELD)
+            revisions = await pipe.execute()
+    finally:
+        await client.aclose()
+    now, rule = datetime.now(UTC), DeadlineRule(default_idle_seconds)
+    behind = []
+    for sid, held in zip(ids, revisions, strict=True):
+        state, revision = snap.states[sid]
+        if to_doc(state, revision, now, rule) is None:
+            continue  # no document for a sandbox of unknown status
+        if held is None or int(held) < revision:
+            behind.append(f"redis {sid}: r{held and int(held)} < postgres r{revision}")
+    return behind
+
+
 def _same_time(a: float | None, b: float | None) -> bool:
     return (a is None) == (b is None) and (a is None or b is None or abs(a - b) < 0.002)

@@ -21,7 +21,7 @@ from projector.settings import ProjectorSettings
 from sandbox_common import topics
 from sandbox_common.consumer_lag import committed_lag
 from tests.connected.conftest import topic_partitions
-from tests.faults.invariants import Snapshot, compare_redis
+from tests.faults.invariants import Snapshot, redis_behind
 
 
 @dataclass(frozen=True)
@@ -190,15 +190,15 @@ async def committed(kafka: str, within: float) -> float:
 async def redis_caught_up(
     redis_url: str, snap: Snapshot, idle_seconds: int, within: float
 ) -> float:
-    """Seconds until Redis holds what the PostgreSQL snapshot does (infinite: not within
-    `within`; the strict comparison after the group's commit then says what differs)."""
+    """Seconds until Redis holds at least what the PostgreSQL snapshot does (infinite: not
+    within `within`; the strict comparison after the group's commit then says what differs)."""
     started = time.monotonic()
-    first = problems = await compare_redis(redis_url, snap, idle_seconds)
-    while problems:
+    first = behind = await redis_behind(redis_url, snap, idle_seconds)
+    while behind:
         if time.monotonic() - started > within:
             return math.inf
         await asyncio.sleep(0.25)
-        problems = await compare_redis(redis_url, snap, idle_seconds)
+        behind = await redis_behind(redis_url, snap, idle_seconds)
     if first:  # what trailed, for the run's output
         print(
             f"\n[faults] Redis behind PostgreSQL for {time.monotonic() - started:.1f}s: {first[:3]}"
