@@ -24,6 +24,7 @@ from projector.adapters.postgres import _COLUMNS, state_from_row
 from projector.domain import SandboxState, evolve
 from sandbox_common import topics
 from sandbox_common.envelope import decode
+from sandbox_common.facts import is_policy
 from sandbox_common.readmodel import TRANSITIONAL, DeadlineRule, Layout, decode_doc, keys, to_doc
 from tests.connected import redis_mode
 
@@ -58,9 +59,10 @@ class TopicFold:
                         assert r.value is not None, f"empty record at {tp}@{r.offset}"
                         fact = decode(r.value)
                         self.counts[fact.event_id] += 1
-                        self.states[fact.sandbox_id] = evolve(
-                            self.states.get(fact.sandbox_id), fact
-                        )
+                        if not is_policy(fact):  # about no sandbox (project_policies)
+                            self.states[fact.sandbox_id] = evolve(
+                                self.states.get(fact.sandbox_id), fact
+                            )
                         self.position[tp.partition] = r.offset + 1
                     if self.position.get(tp.partition, 0) >= wanted.get(tp.partition, 0):
                         wanted.pop(tp.partition, None)
