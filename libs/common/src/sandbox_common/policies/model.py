@@ -122,7 +122,7 @@ def decode_policy(body: bytes) -> Policy:
         elif reason.startswith("Object contains unknown field"):
             unknown = reason.split("`")[1] if "`" in reason else ""
             path, reason = ".".join(p for p in (path, unknown) if p), "unknown field"
-        return _raise(path, reason)
+        raise PolicyError(path, reason) from exc
     except msgspec.DecodeError as exc:
         raise PolicyError("", f"not a JSON object: {exc}") from exc
     except UnicodeDecodeError as exc:  # msgspec's answer to invalid UTF-8 inside a string
@@ -131,7 +131,3 @@ def decode_policy(body: bytes) -> Policy:
 
 def encode_policy(policy: Policy) -> bytes:
     return _encoder.encode(policy)
-
-
-def _raise(field: str, reason: str) -> Policy:
-    raise PolicyError(field, reason)

@@ -283,20 +283,19 @@ def policy_row(change: PolicyChange) -> tuple[Any, ...]:
     )
 
 
-async def upsert_policies(conn: Any, rows: Sequence[tuple[Any, ...]], table: str = "") -> None:
+async def upsert_policies(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
     """Each subject's row replaced by a later fact only: a redelivered batch (an earlier
     offset on the same partition) never puts an older policy back."""
-    table = table or "project_policies"
     await conn.execute(
-        f"INSERT INTO {table} ({', '.join(POLICY_COLUMNS)}) SELECT * FROM unnest("  # noqa: S608
+        f"INSERT INTO project_policies ({', '.join(POLICY_COLUMNS)}) SELECT * FROM unnest("  # noqa: S608
         " $1::text[], $2::text[], $3::jsonb[], $4::text[], $5::timestamptz[], $6::text[],"
         " $7::int[], $8::bigint[])"
         " ON CONFLICT (subject) DO UPDATE SET project_id = EXCLUDED.project_id,"
         " policy = EXCLUDED.policy, event_id = EXCLUDED.event_id, set_at = EXCLUDED.set_at,"
         " actor = EXCLUDED.actor, kafka_partition = EXCLUDED.kafka_partition,"
-        f" kafka_offset = EXCLUDED.kafka_offset, updated_at = now()"
-        f" WHERE {table}.kafka_partition <> EXCLUDED.kafka_partition"
-        f" OR {table}.kafka_offset < EXCLUDED.kafka_offset",
+        " kafka_offset = EXCLUDED.kafka_offset, updated_at = now()"
+        " WHERE project_policies.kafka_partition <> EXCLUDED.kafka_partition"
+        " OR project_policies.kafka_offset < EXCLUDED.kafka_offset",
         *_columns(list(rows), len(POLICY_COLUMNS)),
     )
 
