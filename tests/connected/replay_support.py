@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
 import random
 import uuid
@@ -18,9 +20,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from projector.adapters.postgres import STATE_COLUMNS, PostgresStore, state_from_row
+from projector.adapters.postgres import STATE_COLUMNS, Pool, PostgresStore, state_from_row
 from projector.adapters.redis import RedisReadModel
 from projector.adapters.schema import migrate
+from projector.bootstrap import document_writer, policy_keeper
 from projector.handlers import Projection, StateSnapshots, project_batch
 from projector.replay.kafka_source import TopicReader
 from sandbox_common import envelope as env
@@ -31,7 +34,6 @@ from sandbox_common.facts import Origin, policy_fact
 from sandbox_common.policies import Policy
 from sandbox_common.readmodel import Layout, decode_doc, keys
 from sandbox_common.readmodel.reader import ReadModelReader
-from sandbox_common.readmodel.writer import DocumentWriter
 from sandboxctl.settings import Settings
 from tests.connected import redis_mode
 from tests.connected.conftest import Infra
@@ -187,6 +189,24 @@ class NoOutbox:
         return None
 
 
+@contextlib.asynccontextmanager
+async def live_projection(
+    settings: Settings, pool: Pool, client: Any, snapshots: StateSnapshots | None = None
+) -> AsyncIterator[Projection]:
+    """The live projector's adapters, policies applied as it applies them (no second pass
+    delay); on leaving, every re-index has ended."""
+    s = dataclasses.replace(settings, policy_reindex_second_pass_seconds=0.0)
+    rule = s.deadline_rule()
+    keeper = policy_keeper(s, pool, client)
+    await keeper.load()
+    try:
+        read_model = RedisReadModel(document_writer(s, client), rule, keeper.current)
+        yield Projection(PostgresStore(pool), read_model, NoOutbox(), rule, snapshots, keeper)
+        await keeper.settle()
+    finally:
+        await keeper.close()
+
+
 async def project_live(
     store: ReplayStore, rng: random.Random, snapshots: StateSnapshots | None = None
 ) -> None:
@@ -196,20 +216,15 @@ async def project_live(
     pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=2)
     client = redis_mode.client(s.redis_url)
     try:
-        pg = PostgresStore(pool)
-        read_model = RedisReadModel(
-            DocumentWriter(client, s.killed_tombstone_ttl_seconds, s.change_feed_max_length),
-            s.deadline_rule(),
-        )
         async with TopicReader(s.kafka_connection(), store.topic) as reader:
             records: list[Record] = []
             async for batch in reader.read(await reader.starts(), await reader.ends()):
                 records.extend(Record(r.topic, r.partition, r.offset, r.value) for r in batch)
-        while records:
-            size = rng.randint(1, 60)
-            chunk, records = records[:size], records[size:]
-            to = Projection(pg, read_model, NoOutbox(), s.deadline_rule(), snapshots)
-            await project_batch(chunk, to)
+        async with live_projection(s, pool, client, snapshots) as to:
+            while records:
+                size = rng.randint(1, 60)
+                chunk, records = records[:size], records[size:]
+                await project_batch(chunk, to)
     finally:
         await client.aclose()
         await pool.close()

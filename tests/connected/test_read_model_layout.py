@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from projector.domain import SandboxState
 from projector.handlers import Projected
 from projector.read_model_rebuild import rebuild_if_missing
+from sandbox_common.policies import Placed
 from sandbox_common.readmodel import DeadlineRule, Layout, Status, keys
 from sandbox_common.readmodel.document import to_doc
 from sandbox_common.readmodel.feed import ChangeFeed, Warning, entry_position
@@ -143,6 +144,9 @@ class _Snapshot:
 
     async def states(self) -> list[Projected]:
         return self._projected
+
+    async def policies(self) -> list[Placed]:
+        return []
 
     async def existing(self, sandbox_ids: Collection[str]) -> set[str]:
         return set(sandbox_ids)  # other tests' sandboxes: not ours to remove

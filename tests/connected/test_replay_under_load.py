@@ -14,9 +14,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from projector.adapters.postgres import PostgresStore
-from projector.adapters.redis import RedisReadModel
-from projector.handlers import Projection, project_batch
+from projector.handlers import project_batch
 from projector.replay.kafka_source import Offsets, TopicReader
 from projector.replay.run import Replay
 from projector.replay.verify import Differs
@@ -27,12 +25,11 @@ from sandbox_common.envelope import FactType
 from sandbox_common.kafka_connection import KafkaConnection
 from sandbox_common.readmodel import Layout
 from sandbox_common.readmodel.reader import ReadModelReader
-from sandbox_common.readmodel.writer import DocumentWriter
 from tests.connected import redis_mode
 from tests.connected.replay_support import (
-    NoOutbox,
     ReplayStore,
     lifecycle_fact,
+    live_projection,
     project_live,
     publish,
     random_stream,
@@ -59,16 +56,12 @@ class _LiveLoad:
         client = redis_mode.client(s.redis_url)
         producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap_servers)
         await producer.start()
-        writer = DocumentWriter(client, s.killed_tombstone_ttl_seconds, s.change_feed_max_length)
-        projection = Projection(
-            PostgresStore(pool),
-            RedisReadModel(writer, s.deadline_rule()),
-            NoOutbox(),
-            s.deadline_rule(),
-        )
         position = dict(start)
         try:
-            async with TopicReader(s.kafka_connection(), self._store.topic) as reader:
+            async with (
+                live_projection(s, pool, client) as projection,
+                TopicReader(s.kafka_connection(), self._store.topic) as reader,
+            ):
                 while True:
                     stopping = self._stop.is_set()
                     if not stopping:

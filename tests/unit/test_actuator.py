@@ -26,6 +26,7 @@ from sandbox_common import commands
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope, FactType, Source
+from sandbox_common.policies import Policy, PolicyBook
 from sandbox_common.readmodel import Status, StatusDoc, keys
 from sandbox_common.readmodel.reader import ReadModelMissingError, ReadModelReader
 
@@ -475,3 +476,64 @@ def test_a_killed_sandboxs_410_is_gone_for_every_command() -> None:
     assert classify_pause(410, "Sandbox was killed").outcome is PauseOutcome.GONE
     assert classify_connect(410, "Sandbox was killed").outcome is ResumeOutcome.GONE
     assert classify_connect(400, "Max instance length exceeded").outcome is (ResumeOutcome.AT_LIMIT)
+
+
+@dataclass
+class Books:
+    """The policies in force as the actuator reads them (readmodel/policies.py)."""
+
+    book: PolicyBook
+    asked: list[str | None] = field(default_factory=list)
+
+    async def book_for(self, project_id: str | None) -> PolicyBook:
+        self.asked.append(project_id)
+        return self.book
+
+
+def with_policies(fakes: Fakes, book: PolicyBook) -> Actuator:
+    return Actuator(
+        Ports(fakes, fakes, fakes, fakes, None, Books(book)),
+        retry=RetryPolicy(sleep=fakes.sleep, rand=lambda: 0.5),
+        clock=lambda: NOW,
+    )
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        Policy(never_pause=True),
+        # Idle since T0, NOW is T0 + 5 min: a 10-minute policy timeout is not over yet.
+        Policy(idle_timeout_seconds=600),
+    ],
+)
+@pytest.mark.parametrize("level", ["project", "default"])
+async def test_a_pause_the_policy_in_force_no_longer_allows_is_cancelled_without_e2b(
+    policy: Policy, level: str
+) -> None:
+    """The tick judged with an index written before the policy changed: the actuator re-judges
+    against the policies in force and cancels (status back to RUNNING) instead of pausing."""
+    fakes = Fakes([doc()], [OK])
+    book = PolicyBook(policy) if level == "default" else PolicyBook(None, {"p1": policy})
+    assert (await with_policies(fakes, book).handle(record())).outcome == "cancelled"
+    assert fakes.pauses == 0
+    (fact,) = fakes.facts
+    assert (fact.type, fact.data["reason"]) == (FactType.PAUSE_CANCELLED, "policy")
+
+
+@pytest.mark.parametrize(
+    ("book", "metadata"),
+    [
+        (PolicyBook(), {}),  # no policy: the setting's deadline, as the tick judged it
+        (PolicyBook(None, {"p1": Policy(idle_timeout_seconds=120)}), {}),  # over at T0 + 2 min
+        (PolicyBook(None, {"other": Policy(never_pause=True)}), {}),  # another project's
+        # The sandbox's own metadata (60 s) comes before its project's 10 minutes.
+        (PolicyBook(None, {"p1": Policy(idle_timeout_seconds=600)}), {"idleTimeoutSeconds": "60"}),
+    ],
+)
+async def test_a_pause_the_policy_in_force_allows_goes_ahead(
+    book: PolicyBook, metadata: dict[str, str]
+) -> None:
+    current = msgspec.structs.replace(doc(), metadata=metadata)
+    fakes = Fakes([current], [OK])
+    assert (await with_policies(fakes, book).handle(record())).outcome == "paused"
+    assert fakes.pauses == 1

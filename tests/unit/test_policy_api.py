@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -49,6 +49,9 @@ class Reads:
     async def projects(self, after: str | None, limit: int) -> list[StoredPolicy]:
         found = sorted((p, r) for p, r in self.rows.items() if p is not None)
         return [r for p, r in found if after is None or p > after][:limit]
+
+    async def of_projects(self, project_ids: Collection[str]) -> list[StoredPolicy]:
+        return [r for p, r in self.rows.items() if p is None or p in project_ids]
 
 
 @dataclass

@@ -11,11 +11,13 @@ import redis.asyncio as aioredis
 
 from projector.adapters.history_partitions import maintain
 from projector.adapters.kafka_state import KafkaStateSnapshots
-from projector.adapters.postgres import PostgresStore
+from projector.adapters.policy_rows import RunningRows, StoredPolicies, policy_changes
+from projector.adapters.postgres import Pool, PostgresStore
 from projector.adapters.postgres_snapshot import pool_snapshots
 from projector.adapters.redis import RedisReadModel
 from projector.handlers import Projection
 from projector.pipeline import Pipeline
+from projector.policy_apply import PolicyKeeper, Reindex
 from projector.read_model_rebuild import observe_memory, rebuild_if_missing
 from projector.retries import RetryingProjection
 from projector.settings import ProjectorSettings
@@ -24,6 +26,7 @@ from sandbox_common.broker import BrokerDeadLetters, BrokerFacts, PatientKafkaBr
 from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.postgres_pool import PostgresPool
 from sandbox_common.probes import failing
+from sandbox_common.readmodel.policies import PolicyWriter
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.shadow import ShadowWriter
 from sandbox_common.readmodel.writer import DocumentWriter
@@ -47,24 +50,25 @@ class ProjectorParts:
         self._redis: aioredis.Redis = s.redis()
         self._rule = s.deadline_rule()
         self.store = PostgresStore(self._pool, s.projector_state_cache_size)
+        self.policies = policy_keeper(s, self._pool, self._redis)
         self.read_model = RedisReadModel(
-            DocumentWriter(
-                self._redis,
-                s.killed_tombstone_ttl_seconds,
-                s.change_feed_max_length,
-                s.redis_layout(),
-            ),
-            self._rule,
+            document_writer(s, self._redis), self._rule, self.policies.current
         )
         self.snapshots = KafkaStateSnapshots(broker.connection)
         projection = Projection(
-            self.store, self.read_model, Outbox(broker), self._rule, self.snapshots
+            self.store,
+            self.read_model,
+            Outbox(broker),
+            self._rule,
+            self.snapshots,
+            self.policies,
         )
         self.pipeline = Pipeline(
             self.store, projection, RetryingProjection(projection, self.problems)
         )
         self._guard: asyncio.Task[None] | None = None
         self._history: asyncio.Task[None] | None = None
+        self._follow: asyncio.Task[None] | None = None
         self._lag = LagMonitor(
             broker.connection,
             s.projector_group_id,
@@ -75,6 +79,9 @@ class ProjectorParts:
     async def start(self) -> None:
         await self._pool.open()
         await self._lag.start()
+        # Before the first batch: every document is written with the policies in force.
+        await self.policies.load()
+        self._follow = asyncio.create_task(self._follow_policies(), name="policy-reloads")
         log.info("projector stores opened")
         if self._settings.read_model_check_seconds > 0:
             self._guard = asyncio.create_task(self._guard_read_model(), name="read-model-guard")
@@ -101,6 +108,27 @@ class ProjectorParts:
                 log.exception("keeping the history's partitions failed")
             await asyncio.sleep(HISTORY_UPKEEP_SECONDS)
 
+    async def _follow_policies(self) -> None:
+        """Reloads the policies when PostgreSQL says they changed, and every
+        POLICY_RELOAD_SECONDS in case a notice was missed (a lost connection reconnects)."""
+        every = self._settings.policy_reload_seconds
+        while True:
+            try:
+                async with policy_changes(self._settings.database_url) as listening:
+                    trigger = "listen"  # changes made while nobody listened
+                    while not listening.lost:
+                        await self.policies.refresh(trigger)
+                        try:
+                            async with asyncio.timeout(every):
+                                await listening.changed.wait()
+                            trigger = "notify"
+                        except TimeoutError:
+                            trigger = "periodic"
+                        listening.changed.clear()
+            except Exception:  # logged; listening again shortly, reloading meanwhile
+                log.warning("following policy changes failed; listening again", exc_info=True)
+            await asyncio.sleep(min(every, 5.0))
+
     async def _guard_read_model(self) -> None:
         """Redis lost the read model (flushed, a new instance, a failover): rebuild it from
         PostgreSQL; and Redis's memory against its limit, for the metrics and alerts."""
@@ -121,6 +149,8 @@ class ProjectorParts:
         await self._lag.stop()
         await cancel_and_wait(self._guard)
         await cancel_and_wait(self._history)
+        await cancel_and_wait(self._follow)
+        await self.policies.close()
         await self.snapshots.close()
         await self._redis.aclose()
         await self._pool.close()
@@ -129,3 +159,26 @@ class ProjectorParts:
         return await failing(
             self._broker, {"postgres": self.store.ping, "redis": self.read_model.ping}
         )
+
+
+def document_writer(s: ProjectorSettings, redis: aioredis.Redis) -> DocumentWriter:
+    return DocumentWriter(
+        redis, s.killed_tombstone_ttl_seconds, s.change_feed_max_length, s.redis_layout()
+    )
+
+
+def policy_keeper(s: ProjectorSettings, pool: Pool, redis: aioredis.Redis) -> PolicyKeeper:
+    """The policies in force (from PostgreSQL, into Redis) and their re-indexes."""
+    keeper = PolicyKeeper(
+        StoredPolicies(pool),
+        PolicyWriter(redis),
+        second_pass_seconds=s.policy_reindex_second_pass_seconds,
+    )
+    keeper.reindex = Reindex(
+        RunningRows(pool),
+        ReadModelReader(redis, s.redis_layout()),
+        document_writer(s, redis),
+        s.deadline_rule(),
+        keeper.current,
+    )
+    return keeper

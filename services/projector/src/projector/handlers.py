@@ -100,6 +100,12 @@ class Outbox(Protocol):
     async def publish(self, fact: Envelope) -> None: ...
 
 
+class PolicyUpdates(Protocol):
+    """Told of a batch's stored policy facts (policy_apply.PolicyKeeper)."""
+
+    async def applied(self, changes: Sequence[PolicyChange]) -> None: ...
+
+
 @dataclass(frozen=True)
 class Projection:
     """Where a batch goes, and the rule its derived facts and documents follow."""
@@ -110,6 +116,8 @@ class Projection:
     rule: DeadlineRule
     # None: no `sandbox-state` records (tests of the stores alone); the live projector has one.
     snapshots: StateSnapshots | None = None
+    # None: policies are stored but nobody applies them (tests of the stores alone).
+    policies: PolicyUpdates | None = None
 
 
 def parse(records: Sequence[Record]) -> tuple[list[Positioned], list[Poison]]:
@@ -266,6 +274,9 @@ async def publish_folded(folded: Folded, to: Projection) -> None:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+    if folded.policies and to.policies is not None:
+        # Before the offsets are committed: a crash re-delivers the facts and they apply again.
+        await to.policies.applied(folded.policies)
     # Once the pause shows to readers. A crash just before loses the line, not the pause: the
     # re-delivered batch finds the state PAUSED in PostgreSQL already.
     for state in folded.newly_paused:

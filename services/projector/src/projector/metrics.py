@@ -97,3 +97,24 @@ def observe_redis_memory(memory: Memory) -> None:
     REDIS_MEMORY_USED.set(memory.used_bytes)
     REDIS_MEMORY_MAX.set(memory.max_bytes)
     REDIS_BOUNDED.set(1 if memory.bounded else 0)
+
+
+POLICY_REINDEX_CHECKED = Counter(
+    "projector_policy_reindex_checked_total",
+    "RUNNING sandboxes judged again after the policies in force changed (scope: project, or"
+    " all for the default, a changed setting or a start)",
+    ["scope"],
+)
+POLICY_REINDEX_MOVED = Counter(
+    "projector_policy_reindex_moved_total",
+    "Of those, sandboxes whose idle deadline moved (a new revision, their document rewritten)",
+    ["scope"],
+)
+POLICY_REINDEX_RUNNING = Gauge(
+    "projector_policy_reindex_running", "Re-indexes under way (1 while one runs)"
+)
+POLICY_RELOADS = Counter(
+    "projector_policy_reloads_total",
+    "Reloads of the policies in force from PostgreSQL, by what asked for them",
+    ["trigger"],
+)

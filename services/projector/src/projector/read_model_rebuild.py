@@ -14,6 +14,7 @@ from typing import Protocol
 
 from projector import metrics
 from projector.handlers import Projected
+from sandbox_common.policies import Placed, PolicyBook
 from sandbox_common.readmodel import DeadlineRule, to_doc
 from sandbox_common.readmodel.marker import Stale, Written
 from sandbox_common.readmodel.reader import ReadModelReader
@@ -27,6 +28,8 @@ _ANY_REVISION = 2**62
 class Snapshot(Protocol):
     async def states(self) -> list[Projected]: ...
 
+    async def policies(self) -> list[Placed]: ...
+
     async def existing(self, sandbox_ids: Collection[str]) -> set[str]: ...
 
 
@@ -38,17 +41,21 @@ async def rebuild_read_model(
     *,
     by: str,
 ) -> tuple[int, int, int]:
-    """Returns (documents swapped in, newer live ones kept, stale ones removed)."""
+    """Returns (documents swapped in, newer live ones kept, stale ones removed). The documents
+    are written with the policies PostgreSQL holds, and those go into Redis too."""
     projected = await snapshot.states()
+    placed = await snapshot.policies()
+    book = PolicyBook.of((p.project_id, p.policy) for p in placed)
     await shadow.clear()
     now = datetime.now(UTC)
-    docs = (to_doc(p.state, p.revision, now, rule) for p in projected)
+    docs = (to_doc(p.state, p.revision, now, rule, book) for p in projected)
     await shadow.write([doc for doc in docs if doc is not None], now)
     await shadow.write_pointers(pointers(p.state for p in projected))
     candidates = await reader.all_sandbox_ids() - {p.state.sandbox_id for p in projected}
     if candidates:
         # Created after the snapshot (the live projector wrote them): not stale.
         await shadow.mark_stale(candidates - await snapshot.existing(candidates))
+    await shadow.replace_policies(placed)
     return await shadow.swap(_ANY_REVISION, Written(by, now, "postgresql"))
 
 

@@ -41,3 +41,9 @@ class ProjectorSettings(KafkaSettings, RedisSettings, PostgresSettings, IdleSett
     # History (sandbox_events) kept, in days of occurred_at: older daily partitions are dropped
     # whole (projector.history_retention); 0 keeps it for ever.
     history_retention_days: NonNegative = 90
+    # The policies in force are reloaded from PostgreSQL when it says they changed (LISTEN) and
+    # at least this often, in case a notice was missed.
+    policy_reload_seconds: Seconds = 60.0
+    # After a policy change the RUNNING sandboxes it governs are judged again at once, and once
+    # more this much later (a replica that folded one with the old policy meanwhile).
+    policy_reindex_second_pass_seconds: NonNegativeSeconds = 5.0

@@ -8,7 +8,7 @@ metadata, which the routes here do not show: they are about projects)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple, Protocol
@@ -17,7 +17,7 @@ import msgspec
 
 from sandbox_common.envelope import Envelope, Source
 from sandbox_common.facts import Origin, policy_fact
-from sandbox_common.policies import Layers, Policy, explain
+from sandbox_common.policies import Layers, Policy, PolicyBook, explain
 from status_api.policy_views import EffectiveValue, PolicyAccepted, PolicyAnswer, PolicyRecord
 
 
@@ -40,6 +40,10 @@ class PolicyReads(Protocol):
     async def levels(self, project_id: str | None) -> Levels: ...
 
     async def projects(self, after: str | None, limit: int) -> list[StoredPolicy]: ...
+
+    async def of_projects(self, project_ids: Collection[str]) -> list[StoredPolicy]:
+        """The default's and these projects' policies, those that exist."""
+        ...
 
 
 class FactSink(Protocol):
@@ -96,6 +100,12 @@ class Policies:
         )
         seen = msgspec.structs.asdict(record(own, project_id))
         return PolicyAnswer(**seen, effective=effective(layers))
+
+    async def book(self, project_ids: Collection[str]) -> PolicyBook:
+        """What the deadline rule needs to show these projects' sandboxes as the projector
+        writes them (the fleet, from PostgreSQL)."""
+        found = await self.reads.of_projects(project_ids)
+        return PolicyBook.of((s.project_id, s.policy) for s in found)
 
     async def set(
         self, project_id: str | None, policy: Policy, actor: str | None

@@ -40,7 +40,9 @@ class DeadlineRule:
     # IDLE_FLAP_WINDOW_SECONDS: a resume this soon after our idle pause undid it.
     flap_window_seconds: int = 120
 
-    def timeout(self, metadata: Mapping[str, str]) -> timedelta:
+    def timeout(self, metadata: Mapping[str, str], policy_seconds: int | None = None) -> timedelta:
+        """The sandbox's own metadata first, then its policies' (project, then default), then
+        IDLE_TIMEOUT_SECONDS (policies/effective.py gives the same order field by field)."""
         raw = metadata.get(IDLE_OVERRIDE_KEY)
         if raw is not None:
             try:
@@ -49,12 +51,16 @@ class DeadlineRule:
                 chosen = None
             if chosen is not None and MIN_OVERRIDE <= chosen <= MAX_OVERRIDE:
                 return chosen
-        return timedelta(seconds=self.default_seconds)
+        return timedelta(seconds=policy_seconds or self.default_seconds)
 
     def deadline(
-        self, last_active_at: datetime, metadata: Mapping[str, str], backoff: int = 1
+        self,
+        last_active_at: datetime,
+        metadata: Mapping[str, str],
+        backoff: int = 1,
+        policy_seconds: int | None = None,
     ) -> datetime:
-        return last_active_at + self.timeout(metadata) * backoff
+        return last_active_at + self.timeout(metadata, policy_seconds) * backoff
 
     def flaps(
         self, idle_pauses: Sequence[datetime], resumes: Sequence[datetime]

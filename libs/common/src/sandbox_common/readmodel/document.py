@@ -10,6 +10,7 @@ from typing import Protocol
 
 import msgspec
 
+from sandbox_common.policies.book import NO_POLICIES, PolicyBook
 from sandbox_common.readmodel.deadlines import DeadlineRule
 
 
@@ -106,12 +107,20 @@ class DocSource(Protocol):
     def resumes(self) -> Sequence[datetime]: ...
 
 
-def to_doc(state: DocSource, revision: int, now: datetime, rule: DeadlineRule) -> StatusDoc | None:
-    """None while no fact has said what state the sandbox is in."""
+def to_doc(
+    state: DocSource,
+    revision: int,
+    now: datetime,
+    rule: DeadlineRule,
+    book: PolicyBook = NO_POLICIES,
+) -> StatusDoc | None:
+    """None while no fact has said what state the sandbox is in. `book`: the policies in force
+    (a project's idle timeout; never pause: no idle deadline at all)."""
     if state.status is None:
         return None
     running = state.status is Status.RUNNING
-    active_at = state.last_active_at if running else None
+    governs = book.governs(state.project_id)
+    active_at = state.last_active_at if running and not governs.never_pause else None
     run_start = state.run_started_at if running else None
     # Most sandboxes were never idle-paused: no flap to look for (this runs for every write).
     idle_pauses = state.idle_pauses
@@ -127,7 +136,9 @@ def to_doc(state: DocSource, revision: int, now: datetime, rule: DeadlineRule) -
         team_id=state.team_id,
         template_id=state.template_id,
         metadata=state.metadata,
-        idle_deadline_at=rule.deadline(active_at, meta, backoff) if active_at else None,
+        idle_deadline_at=(
+            rule.deadline(active_at, meta, backoff, governs.idle_seconds) if active_at else None
+        ),
         max_lifetime_at=rule.hard_end(run_start) if run_start else None,
         auto_pause=None if state.on_timeout is None else state.on_timeout == "pause",
         auto_resume=state.auto_resume,

@@ -158,6 +158,12 @@ def stream_ticket(ticket: str) -> str:
     return f"{_PREFIX}:stream-ticket:{ticket}"
 
 
+# Hash: policy subject (facts.policy_subject: 'policy:default', 'policy:project:<id>') -> that
+# subject's policy in force and the lifecycle position it came from (readmodel/policies.py). One
+# key (one slot): the actuator reads a project's and the default's in one HMGET.
+POLICIES = f"{_PREFIX}:policies"
+
+
 # Fields of the sandbox_doc hash: the JSON document and the revision that guards its writes.
 DOC_FIELD = "d"
 REVISION_FIELD = "r"

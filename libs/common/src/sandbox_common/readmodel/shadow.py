@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 
 from sandbox_common import redis_pool
+from sandbox_common.policies import Placed
 from sandbox_common.readmodel import keys
 from sandbox_common.readmodel.document import (
     DocSource,
@@ -33,6 +34,7 @@ from sandbox_common.readmodel.document import (
 from sandbox_common.readmodel.feed import reset_entry
 from sandbox_common.readmodel.marker import Written
 from sandbox_common.readmodel.marker import encode as encode_marker
+from sandbox_common.readmodel.policies import PolicyWriter
 from sandbox_common.readmodel.redis_text import text
 
 _CHUNK = 2000
@@ -178,6 +180,11 @@ class ShadowWriter:
         self._layout = layout
         self._swap_shard = client.register_script(_SWAP_SHARD)
         self._swap_pointer = client.register_script(_SWAP_POINTER)
+        self._policies = PolicyWriter(client)
+
+    async def replace_policies(self, placed: Iterable[Placed]) -> None:
+        """The rebuild's policies in force, whole (the actuator reads them from here)."""
+        await self._policies.replace_all(placed)
 
     async def clear(self) -> None:
         """Drops what an interrupted rebuild left under the shadow keys."""

@@ -22,6 +22,7 @@ from sandbox_common.e2b_api.client import E2BApi
 from sandbox_common.kafka_reconnect import ConnectionState, keep_trying
 from sandbox_common.probes import failing
 from sandbox_common.readmodel.coordination import CommandLedger, SharedBudget
+from sandbox_common.readmodel.policies import PolicyReader
 from sandbox_common.readmodel.reader import ReadModelReader
 
 log = logging.getLogger("enforcer.actuator")
@@ -46,6 +47,7 @@ class ActuatorParts:
                 BrokerFacts(broker),
                 BrokerDeadLetters(broker),
                 CommandLedger(self._redis, s.actuator_ledger_ttl_seconds),
+                PolicyReader(self._redis),
             ),
             retry=RetryPolicy(
                 attempts=s.actuator_max_attempts,

@@ -23,7 +23,7 @@ from enforcer.actuator.retry import (
     RetryPolicy,
     with_retries,
 )
-from enforcer.domain.idle import PauseCommand, extended_end, still_due
+from enforcer.domain.idle import PauseCommand, extended_end, policy_allows, still_due
 from enforcer.domain.outcomes import (
     OutcomeT,
     PauseOutcome,
@@ -39,6 +39,7 @@ from sandbox_common.commands import Command, CommandType, extend_timeout_seconds
 from sandbox_common.dead_letters import DeadLetterSink, Record
 from sandbox_common.envelope import Envelope
 from sandbox_common.facts import FactSink
+from sandbox_common.policies import PolicyBook
 from sandbox_common.readmodel import Status, StatusDoc
 
 log = logging.getLogger("enforcer.actuator")
@@ -70,6 +71,12 @@ class CommandLedger(Protocol):
     async def remember(self, command_id: str) -> None: ...
 
 
+class PolicyLookup(Protocol):
+    """The policies in force for a project (its own and the default: readmodel/policies.py)."""
+
+    async def book_for(self, project_id: str | None) -> PolicyBook: ...
+
+
 @dataclass(frozen=True)
 class Ports:
     reader: StatusReader
@@ -77,6 +84,8 @@ class Ports:
     facts: FactSink
     dead_letters: DeadLetterSink
     ledger: CommandLedger | None = None
+    # None: pauses are judged by activity alone (tests of other branches).
+    policies: PolicyLookup | None = None
 
 
 # How an answer ends an attempt: the fact that says so, built from (command, now, E2B status).
@@ -152,6 +161,8 @@ class Actuator:
             doc = await self._ports.reader.by_sandbox(command.sandbox_id)
             if not still_due(check, doc):
                 return await self._not_due(command, doc, n - 1)
+            if doc is not None and not await self._policy_allows(doc):
+                return await self._not_due(command, doc, n - 1, "policy")
             result = await self._ports.e2b.pause(command.sandbox_id)
             return await self._end(command, n, result, _PAUSE_ENDS)
 
@@ -217,13 +228,22 @@ class Actuator:
         await self._ports.facts.publish(fact_of(command, self._clock(), result.status))
         return _done(command, result.outcome, n, result.status)
 
-    async def _not_due(self, command: Command, doc: StatusDoc | None, attempts: int) -> Handled:
+    async def _policy_allows(self, doc: StatusDoc) -> bool:
+        if self._ports.policies is None:
+            return True
+        book = await self._ports.policies.book_for(doc.project_id)
+        return policy_allows(doc, book.governs(doc.project_id), self._clock())
+
+    async def _not_due(
+        self, command: Command, doc: StatusDoc | None, attempts: int, why: str = "activity"
+    ) -> Handled:
         # Only a pending pause is cancelled: a PAUSED/KILLED/STARTING sandbox already moved on,
         # and a cancel (status RUNNING) would misstate it.
         if doc is None or doc.status not in (Status.RUNNING, Status.PAUSING):
             return _done(command, "skipped", attempts, None)
-        # Running or pausing and not still due: there was activity after `judged`.
-        await self._ports.facts.publish(facts.cancelled(command, self._clock(), "activity"))
+        # Running or pausing and not still due: activity after `judged`, or a policy change
+        # (a longer idle timeout, never pause) since the tick judged it.
+        await self._ports.facts.publish(facts.cancelled(command, self._clock(), why))
         return _done(command, "cancelled", attempts, None)
 
     async def _reject(self, record: Record, reason: str) -> Handled:

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sandbox_common.readmodel import Status, StatusDoc
+from sandbox_common.policies import Governs
+from sandbox_common.readmodel import DeadlineRule, Status, StatusDoc
 
 
 def deadline(doc: StatusDoc) -> datetime | None:
@@ -71,3 +72,18 @@ def still_due(command: PauseCommand, current: StatusDoc | None) -> bool:
     if current is None or current.status not in (Status.RUNNING, Status.PAUSING):
         return False
     return current.last_active_at is None or current.last_active_at <= command.judged_last_active_at
+
+
+def policy_allows(doc: StatusDoc, governs: Governs, now: datetime) -> bool:
+    """The actuator's re-judgement against the policies in force just before it pauses: a
+    deadline index written before a policy change may still show the old deadline for a few
+    seconds. Never pause: no. A policy idle timeout: only once the sandbox's own deadline under
+    it has passed (its metadata override, then the policy's, times its flap back-off). No policy
+    timeout: the setting decides, and the deadline judged with it stands."""
+    if governs.never_pause:
+        return False
+    if governs.idle_seconds is None or doc.last_active_at is None:
+        return True
+    # The policy's timeout stands in for the setting: the metadata still comes first.
+    rule = DeadlineRule(default_seconds=governs.idle_seconds)
+    return now >= rule.deadline(doc.last_active_at, doc.metadata, doc.idle_backoff)

@@ -196,6 +196,8 @@ class PostgresTransaction:
             await self._insert_history(facts)
         if policies:
             await upsert_policies(self._conn, [policy_row(c) for c in policies])
+            # Delivered at commit: every replica reloads the policies in force at once.
+            await self._conn.execute(POLICIES_CHANGED)
         offsets = list(offsets)
         await self._conn.execute(
             "INSERT INTO projector_offsets (topic, partition, next_offset)"
@@ -255,6 +257,11 @@ class PostgresTransaction:
                 f"{len(changed) - written} sandbox row(s) changed under this batch"
             )
 
+
+# Said in the transaction that changes `project_policies` (delivered when it commits); the
+# projectors listen for it (adapters/policy_rows.py).
+POLICIES_CHANNEL = "sandbox_policies"
+POLICIES_CHANGED = f"SELECT pg_notify('{POLICIES_CHANNEL}', '')"
 
 POLICY_COLUMNS = (
     "subject",

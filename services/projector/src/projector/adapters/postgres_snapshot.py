@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from projector.adapters.policy_rows import load_policies
 from projector.adapters.postgres import STATE_COLUMNS, state_from_row
 from projector.handlers import Projected
+from sandbox_common.policies import Placed
 from sandbox_common.postgres_pool import PostgresPool
 
 # Whoever writes the shadow tables or keys (a replay, a Redis rebuild) holds this session lock,
@@ -38,6 +40,10 @@ class PostgresSnapshot:
         async with self._conn.transaction(isolation="repeatable_read", readonly=True):
             rows = await self._conn.fetch(f"SELECT {', '.join(STATE_COLUMNS)} FROM sandboxes")  # noqa: S608
         return [Projected(state_from_row(r), r["revision"]) for r in rows]
+
+    async def policies(self) -> list[Placed]:
+        """The policies in force (a change after `states` re-indexes what it moves)."""
+        return await load_policies(self._conn)
 
     async def existing(self, sandbox_ids: Collection[str]) -> set[str]:
         """Those of `sandbox_ids` that PostgreSQL holds now."""

@@ -3,22 +3,29 @@ read model's writer (sandbox_common.readmodel)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from projector.handlers import Projected
+from sandbox_common.policies import NO_POLICIES, PolicyBook
 from sandbox_common.readmodel import DeadlineRule, to_doc
 from sandbox_common.readmodel.writer import DocumentWriter
 
 
 class RedisReadModel:
-    def __init__(self, writer: DocumentWriter, rule: DeadlineRule) -> None:
+    def __init__(
+        self,
+        writer: DocumentWriter,
+        rule: DeadlineRule,
+        book: Callable[[], PolicyBook] = lambda: NO_POLICIES,
+    ) -> None:
         self._writer = writer
         self._rule = rule
+        self._book = book  # the policies in force as each batch is written
 
     async def publish(self, projected: Sequence[Projected]) -> None:
-        now = datetime.now(UTC)
-        docs = (to_doc(p.state, p.revision, now, self._rule) for p in projected)
+        now, book = datetime.now(UTC), self._book()
+        docs = (to_doc(p.state, p.revision, now, self._rule, book) for p in projected)
         await self._writer.write([doc for doc in docs if doc is not None])
 
     async def ping(self) -> None:

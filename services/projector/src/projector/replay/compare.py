@@ -11,6 +11,7 @@ from projector.domain import SandboxState
 from projector.replay import verify
 from projector.replay.fold import Rebuild
 from projector.replay.pg_shadow import policy_compared
+from sandbox_common.policies import PolicyBook
 from sandbox_common.readmodel import DeadlineRule, Status, StatusDoc, to_doc, transitional_since
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.shadow import pointers
@@ -33,13 +34,16 @@ def postgres(
 
 
 async def redis(
-    reader: ReadModelReader, states: Iterable[SandboxState], rule: DeadlineRule
+    reader: ReadModelReader,
+    states: Iterable[SandboxState],
+    rule: DeadlineRule,
+    book: PolicyBook,
 ) -> list[str]:
     now = datetime.now(UTC)
     rebuilt = list(states)
     expected: dict[str, StatusDoc] = {}
     for st in rebuilt:
-        doc = to_doc(st, 0, now, rule)
+        doc = to_doc(st, 0, now, rule, book)
         if doc is not None:
             expected[st.sandbox_id] = doc
     live = await reader.docs(sorted(expected.keys() | await reader.all_sandbox_ids()))

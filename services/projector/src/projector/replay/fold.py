@@ -10,7 +10,7 @@ from projector.domain import SandboxState, evolve
 from projector.handlers import PolicyChange, Positioned
 from sandbox_common.envelope import Envelope, EnvelopeError, decode
 from sandbox_common.facts import is_policy, policy_view
-from sandbox_common.policies import PolicyError
+from sandbox_common.policies import Placed, PolicyBook, PolicyError
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,16 @@ class Rebuild:
     records: int = 0
     poison: int = 0
     duplicates: int = 0
+
+    def book(self) -> PolicyBook:
+        """The policies the rebuilt documents are written with."""
+        return PolicyBook.of((c.project_id, c.policy) for c in self.policies.values())
+
+    def placed(self) -> list[Placed]:
+        return [
+            Placed(c.project_id, c.fact.partition, c.fact.offset, c.policy)
+            for c in self.policies.values()
+        ]
 
     def add(self, value: bytes | None, topic: str, partition: int, offset: int) -> None:
         self.records += 1

@@ -18,6 +18,7 @@ import asyncpg
 
 from projector.adapters.postgres import (
     HISTORY_COLUMNS,
+    POLICIES_CHANGED,
     POLICY_COLUMNS,
     STATE_COLUMNS,
     insert_new_events,
@@ -181,6 +182,8 @@ class Swap:
         await self._conn.execute(f"DELETE FROM {POLICIES}")  # noqa: S608
         if rows:
             await upsert_policies(self._conn, rows)
+        # The live projectors reload them when the swap commits.
+        await self._conn.execute(POLICIES_CHANGED)
 
     async def add_history(self, rows: list[tuple[Any, ...]]) -> None:
         if rows and HISTORY not in self._swapped:

@@ -34,6 +34,7 @@ from projector.replay.progress import Progress
 from projector.replay.snapshot_source import read_snapshot
 from projector.replay.verify import Differs
 from projector.settings import ProjectorSettings
+from sandbox_common.policies import PolicyBook
 from sandbox_common.readmodel import StatusDoc, to_doc
 from sandbox_common.readmodel.marker import Written
 from sandbox_common.readmodel.reader import ReadModelReader
@@ -210,7 +211,7 @@ class Replay:
         progress.phase(f"folded {len(rebuild.states):,} sandboxes; writing their state")
         rebuild.take_touched()
         await tables.copy_states(state_row(st, base) for st in rebuild.states.values())
-        now = datetime.now(UTC)
+        now, book = datetime.now(UTC), rebuild.book()
         await asyncio.gather(
             tables.build_indexes(), redis_model.write(self._docs(rebuild, base, now), now)
         )
@@ -229,7 +230,7 @@ class Replay:
             target = _upto(end, swap.live_offsets)
             await ctx.read(end, target)
             end = target
-            touched = sorted(rebuild.take_touched())
+            touched = sorted(rebuild.take_touched() | _governed(rebuild, book))
             await swap.replace_states(
                 touched, [state_row(rebuild.states[sid], base) for sid in touched]
             )
@@ -242,6 +243,7 @@ class Replay:
         await redis_model.write(self._docs(rebuild, base, now, touched), now)
         await redis_model.write_pointers(pointers(rebuild.states.values()))
         await redis_model.mark_stale(live_before - rebuild.states.keys())
+        await redis_model.replace_policies(rebuild.placed())
         swapped = await redis_model.swap(base, Written("replay", now, self._topic))
         progress.phase(f"Redis swapped: {swapped[0]:,} documents, {swapped[2]:,} stale removed")
         return self._report(rebuild, end, progress, redis=swapped)
@@ -259,7 +261,9 @@ class Replay:
             if self._state_topic is not None:  # only the tail's facts were read
                 history &= rebuild.seen
             pg = compare.postgres(rebuild, await frozen.states(), history, await frozen.policies())
-            rd = await compare.redis(ctx.live_model, rebuild.states.values(), self._rule)
+            rd = await compare.redis(
+                ctx.live_model, rebuild.states.values(), self._rule, rebuild.book()
+            )
         report = self._report(rebuild, end, progress)
         report.differences = pg + rd
         report.differs = (Differs.POSTGRES if pg else Differs.NOTHING) | (
@@ -281,7 +285,8 @@ class Replay:
         self, rebuild: Rebuild, revision: int, now: datetime, only: list[str] | None = None
     ) -> list[StatusDoc]:
         states = rebuild.states.values() if only is None else (rebuild.states[s] for s in only)
-        docs = (to_doc(st, revision, now, self._rule) for st in states)
+        book = rebuild.book()
+        docs = (to_doc(st, revision, now, self._rule, book) for st in states)
         return [doc for doc in docs if doc is not None]
 
     def _report(
@@ -301,3 +306,14 @@ class Replay:
             offsets=dict(sorted(end.items())),
             redis=redis,
         )
+
+
+def _governed(rebuild: Rebuild, before: PolicyBook) -> set[str]:
+    """Sandboxes whose documents the shadow holds with other policies than the rebuild's
+    final ones (a policy fact read while catching up): written again like the touched ones."""
+    default_changed, projects = rebuild.book().changed_scopes(before)
+    if default_changed:
+        return set(rebuild.states)
+    if not projects:
+        return set()
+    return {sid for sid, st in rebuild.states.items() if st.project_id in projects}

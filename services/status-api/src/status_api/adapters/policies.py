@@ -3,6 +3,8 @@ latest `project.policy.set` fact per subject: facts.policy_subject)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import asyncpg
 import msgspec
 
@@ -48,6 +50,10 @@ class PolicyStore:
         found = {r["subject"]: _stored(r) for r in await self._pool.fetch(_LEVELS, subjects)}
         own = found.get(policy_subject(project_id)) if project_id is not None else None
         return Levels(found.get(default), own)
+
+    async def of_projects(self, project_ids: Collection[str]) -> list[StoredPolicy]:
+        subjects = [policy_subject(None), *(policy_subject(p) for p in project_ids)]
+        return [_stored(r) for r in await self._pool.fetch(_LEVELS, subjects)]
 
     async def projects(self, after: str | None, limit: int) -> list[StoredPolicy]:
         """Projects with a policy, by id, after the project id `after`."""

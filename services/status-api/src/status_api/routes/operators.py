@@ -15,6 +15,7 @@ from litestar.di import Provide
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import Parameter
 
+from sandbox_common.policies import NO_POLICIES, PolicyBook
 from sandbox_common.readmodel import DeadlineRule, Status, to_doc
 from status_api import metrics
 from status_api.adapters.postgres import FleetRow, HistoryRow
@@ -58,9 +59,11 @@ def _event(row: HistoryRow) -> HistoryEvent:
     )
 
 
-def fleet_status(row: FleetRow, rule: DeadlineRule, now: datetime) -> FleetSandbox:
+def fleet_status(
+    row: FleetRow, rule: DeadlineRule, now: datetime, book: PolicyBook = NO_POLICIES
+) -> FleetSandbox:
     # The document the projector would make of this state: one owner of the idle-deadline rule.
-    doc = to_doc(row, 0, now, rule)
+    doc = to_doc(row, 0, now, rule, book)
     assert doc is not None  # the fleet query lists sandboxes with a status
     return fleet_sandbox(doc, row.last_activity_source)
 
@@ -158,8 +161,9 @@ async def fleet(
     rows = await store.fleet(status, project_id, after, limit + 1)
     more, rows = len(rows) > limit, rows[:limit]
     now = deps.clock()
+    book = await deps.policies.book({r.project_id for r in rows if r.project_id is not None})
     return FleetPage(
-        sandboxes=[fleet_status(r, deps.deadline_rule, now) for r in rows],
+        sandboxes=[fleet_status(r, deps.deadline_rule, now, book) for r in rows],
         counts=await store.counts(project_id),
         next_cursor=encode_cursor(rows[-1].sandbox_id) if more else None,
     )

@@ -1,0 +1,99 @@
+"""Every project's policy and the global default, as one value the deadline rule asks: "what
+idle timeout does this project's policy give, and may its sandboxes be paused at all?".
+
+Asked once per status document written (the projector's hot path), so the answers are computed
+when the book is made, not per question. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from sandbox_common.policies.model import Policy
+
+
+@dataclass(frozen=True, slots=True)
+class Governs:
+    """What the policies give a project's sandboxes before their own metadata: the idle
+    timeout (None: the setting's) and whether they are never paused."""
+
+    idle_seconds: int | None = None
+    never_pause: bool = False
+
+
+_NOTHING = Governs()
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyBook:
+    default: Policy | None = None
+    projects: Mapping[str, Policy] = field(default_factory=dict)
+    _governs: dict[str, Governs] = field(init=False, repr=False, compare=False)
+    _fallback: Governs = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fallback = _merge(None, self.default)
+        governs = {
+            project: _merge(policy, self.default) for project, policy in self.projects.items()
+        }
+        object.__setattr__(self, "_fallback", fallback)
+        object.__setattr__(self, "_governs", governs)
+
+    @classmethod
+    def of(cls, entries: Iterable[tuple[str | None, Policy]]) -> PolicyBook:
+        """From (project id, policy) pairs; project None is the default."""
+        default: Policy | None = None
+        projects: dict[str, Policy] = {}
+        for project_id, policy in entries:
+            if project_id is None:
+                default = policy
+            else:
+                projects[project_id] = policy
+        return cls(default, projects)
+
+    def governs(self, project_id: str | None) -> Governs:
+        if project_id is None:
+            return self._fallback
+        return self._governs.get(project_id, self._fallback)
+
+    def project(self, project_id: str | None) -> Policy | None:
+        return None if project_id is None else self.projects.get(project_id)
+
+    def changed_scopes(self, before: PolicyBook) -> tuple[bool, frozenset[str]]:
+        """(whether the default's answers changed, the projects whose answers changed) from
+        `before` to this book: what must be re-indexed."""
+        default_changed = self._fallback != before._fallback
+        projects = {
+            p
+            for p in self._governs.keys() | before._governs.keys()
+            if self.governs(p) != before.governs(p)
+        }
+        return default_changed, frozenset(projects)
+
+
+def _merge(project: Policy | None, default: Policy | None) -> Governs:
+    idle: int | None = None
+    never: bool | None = None
+    for level in (project, default):
+        if level is None:
+            continue
+        idle = level.idle_timeout_seconds if idle is None else idle
+        never = level.never_pause if never is None else never
+    if idle is None and not never:
+        return _NOTHING
+    return Governs(idle, bool(never))
+
+
+NO_POLICIES = PolicyBook()
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """A policy in force: for whom (None: the default), and where the fact that set it is on
+    the lifecycle topic (a later one replaces it, an earlier one never does)."""
+
+    project_id: str | None
+    partition: int
+    offset: int
+    policy: Policy
