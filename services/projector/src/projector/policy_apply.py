@@ -137,7 +137,10 @@ class PolicyKeeper:
         """The first load, before any batch is folded; then every RUNNING sandbox judged once
         (IDLE_TIMEOUT_SECONDS or a policy may have changed while no projector ran)."""
         async with self._lock:
-            self.book = PolicyBook.of((p.project_id, p.policy) for p in await self.source.load())
+            placed = await self.source.load()
+            self.book = PolicyBook.of((p.project_id, p.policy) for p in placed)
+            # Redis may lack them (lost, or written by a version that kept none there).
+            await self.redis.write(placed)
         metrics.POLICY_RELOADS.labels(trigger="start").inc()
         self._request(ALL)
 
