@@ -20,7 +20,8 @@ from sandbox_common.commands import Command
 from sandbox_common.readmodel import Layout
 from status_api.auth import Claims, mint
 from tests.connected import redis_mode
-from tests.connected.conftest import Stack, topic_partitions
+from tests.connected.conftest import Stack, start_group_at_end, topic_partitions
+from tests.connected.e2b_sim_process import free_port
 
 T0 = datetime.now(UTC).replace(microsecond=0)
 
@@ -275,3 +276,30 @@ async def forget_other_tests_deadlines(redis_url: str) -> None:
         await client.delete(*(index for pair in indexes for index in pair))
     finally:
         await client.aclose()
+
+
+async def enforcement_against(
+    stack: Stack, e2b_url: str, key: str, names: tuple[str, ...], extra: dict[str, str]
+) -> list[Any]:
+    """Started `names` processes ("actuator", "enforcer") talking to the E2B at `e2b_url`, the
+    actuators in a fresh group at the commands topic's end; the caller stops them."""
+    from tests.connected.services import ServiceProcess
+
+    group = f"actuator-{uuid.uuid4().hex[:8]}"
+    await start_group_at_end(stack.infra.kafka, group, topics.COMMANDS)
+    env = {
+        **stack.env,
+        "E2B_API_URL": e2b_url,
+        "E2B_API_KEY": key,
+        "ACTUATOR_GROUP_ID": group,
+        "ACTUATOR_BACKOFF_BASE_SECONDS": "0.2",
+        "ACTUATOR_BACKOFF_CAP_SECONDS": "0.5",
+        **extra,
+    }
+    processes = []
+    for name in names:
+        port = free_port()
+        env_port = {**env, f"{name.upper()}_PORT": str(port)}
+        processes.append(ServiceProcess(name, port, env_port, label=f"{name}-{port}"))
+    await asyncio.gather(*(asyncio.to_thread(p.start) for p in processes))
+    return processes

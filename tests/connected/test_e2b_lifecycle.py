@@ -15,11 +15,12 @@ import httpx
 import pytest
 
 from sandbox_common import e2b, topics
-from tests.connected.conftest import Stack, start_group_at_end
-from tests.connected.e2b_sim_process import SimProcess, free_port, running, short_lived, ticking
+from tests.connected.conftest import Stack
+from tests.connected.e2b_sim_process import SimProcess, running, short_lived, ticking
 from tests.connected.helpers import (
     ago,
     end_offsets,
+    enforcement_against,
     eventually,
     find_record,
     forget_other_tests_deadlines,
@@ -28,7 +29,6 @@ from tests.connected.helpers import (
     token,
     webhook,
 )
-from tests.connected.services import ServiceProcess
 
 pytestmark = pytest.mark.connected
 KEY = "lifecycle-key"
@@ -38,31 +38,6 @@ IDLE_SECONDS = 10  # the smallest per-sandbox idle timeout (readmodel.deadlines.
 
 def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-async def _services(
-    stack: Stack, sim: SimProcess, names: tuple[str, ...], extra: dict[str, str]
-) -> list[ServiceProcess]:
-    group = f"actuator-lifecycle-{uuid.uuid4().hex[:8]}"
-    await start_group_at_end(stack.infra.kafka, group, topics.COMMANDS)
-    env = {
-        **stack.env,
-        "E2B_API_URL": sim.url,
-        "E2B_API_KEY": KEY,
-        "ACTUATOR_GROUP_ID": group,
-        "ACTUATOR_BACKOFF_BASE_SECONDS": "0.2",
-        "ACTUATOR_BACKOFF_CAP_SECONDS": "0.5",
-        **extra,
-    }
-    processes = []
-    for name in names:
-        var = f"{name.upper()}_PORT"
-        port = free_port()
-        processes.append(
-            ServiceProcess(name, port, {**env, var: str(port)}, label=f"{name}-{port}")
-        )
-    await asyncio.gather(*(asyncio.to_thread(p.start) for p in processes))
-    return processes
 
 
 # -- item 3: the maximum instance length ---------------------------------------------------
@@ -75,7 +50,7 @@ def short_sim() -> Iterator[SimProcess]:
 
 @pytest.fixture
 async def limited(stack: Stack, short_sim: SimProcess) -> AsyncIterator[None]:
-    processes = await _services(stack, short_sim, ("actuator",), {})
+    processes = await enforcement_against(stack, short_sim.url, KEY, ("actuator",), {})
     try:
         yield
     finally:
@@ -151,7 +126,7 @@ async def enforcing(stack: Stack, sim: SimProcess) -> AsyncIterator[None]:
         "ENFORCER_LEASE_SECONDS": "5",
         "RECONCILER_SCHEDULE": "2s",
     }
-    processes = await _services(stack, sim, ("actuator", "enforcer"), extra)
+    processes = await enforcement_against(stack, sim.url, KEY, ("actuator", "enforcer"), extra)
     try:
         yield
     finally:

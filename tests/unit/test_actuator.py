@@ -26,7 +26,7 @@ from sandbox_common import commands
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.policies import Policy, PolicyBook
+from sandbox_common.policies import Policy, PolicyBook, QuietHours
 from sandbox_common.readmodel import Status, StatusDoc, keys
 from sandbox_common.readmodel.reader import ReadModelMissingError, ReadModelReader
 
@@ -537,3 +537,49 @@ async def test_a_pause_the_policy_in_force_allows_goes_ahead(
     fakes = Fakes([current], [OK])
     assert (await with_policies(fakes, book).handle(record())).outcome == "paused"
     assert fakes.pauses == 1
+
+
+def forced(reason: str) -> Command:
+    return msgspec.structs.replace(CMD, data={"reason": reason, "idle_seconds": 300})
+
+
+@pytest.mark.parametrize("reason", ["maxRunningTime", "quietHours"])
+async def test_a_policys_forced_pause_is_not_cancelled_by_activity(reason: str) -> None:
+    rule = (
+        Policy(max_lifetime_seconds=3600)
+        if reason == "maxRunningTime"
+        else Policy(quiet_hours=QuietHours(start="12:00", end="13:00", timezone="UTC"))
+    )
+    fakes = Fakes([doc(active=T0 + timedelta(minutes=4))], [OK])
+    actuator = with_policies(fakes, PolicyBook(None, {"p1": rule}))
+    assert (await actuator.handle(record(forced(reason)))).outcome == "paused"
+    assert fakes.pauses == 1
+    # The same activity cancels an idle pause.
+    fakes = Fakes([doc(active=T0 + timedelta(minutes=4))], [OK])
+    actuator = with_policies(fakes, PolicyBook(None, {"p1": rule}))
+    assert (await actuator.handle(record(forced("idle")))).outcome == "cancelled"
+
+
+async def test_a_forced_pause_whose_rule_was_lifted_meanwhile_is_cancelled() -> None:
+    fakes = Fakes([doc()], [OK])
+    actuator = with_policies(fakes, PolicyBook(None, {"p1": Policy(idle_timeout_seconds=60)}))
+    assert (await actuator.handle(record(forced("maxRunningTime")))).outcome == "cancelled"
+    assert fakes.pauses == 0
+    (fact,) = fakes.facts
+    assert fact.data["reason"] == "policy"
+
+
+@pytest.mark.parametrize(
+    ("window", "held"), [(("12:00", "13:00"), False), (("13:00", "14:00"), True)]
+)
+async def test_no_keep_alive_holds_a_sandbox_inside_its_projects_quiet_hours(
+    window: tuple[str, str], held: bool
+) -> None:
+    """NOW is 12:05 UTC: inside the first window, before the second."""
+    quiet = QuietHours(start=window[0], end=window[1], timezone="UTC")
+    fakes = Fakes([doc(Status.RUNNING)], [OK])
+    actuator = with_policies(fakes, PolicyBook(None, {"p1": Policy(quiet_hours=quiet)}))
+    handled = await actuator.handle(record(EXTEND))
+    assert (handled.outcome, fakes.refresh_calls) == (
+        ("set", [600]) if held else ("quiet_hours", [])
+    )

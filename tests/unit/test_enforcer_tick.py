@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from enforcer.domain.idle import PauseCommand, decide
@@ -14,7 +15,7 @@ from enforcer.ticker.tick import TickOptions, pause_messages, run_tick
 from projector.domain import fold
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.readmodel import DeadlineRule, Status, StatusDoc
+from sandbox_common.readmodel import DeadlineRule, PauseReason, Status, StatusDoc
 from sandbox_common.readmodel.reader import DueMark, DuePlace
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -212,3 +213,17 @@ async def test_the_found_line_counts_the_running_sandboxes_and_carries_the_due_o
     (found,) = [r for r in caplog.records if "running sandboxes to check" in r.getMessage()]
     assert found.getMessage() == "[Sandbox Idle Enforcer] Found 3 running sandboxes to check"
     assert (found.__dict__["running"], found.__dict__["due"]) == (3, 1)
+
+
+def test_a_policys_forced_pause_is_requested_and_explained_with_its_reason() -> None:
+    """The history says why: the pause-requested fact and the command carry the policy's
+    reason, which the actuator reads to not let activity cancel it."""
+    doc = msgspec.structs.replace(running("forced", 10), pause_reason=PauseReason.QUIET_HOURS)
+    doc = msgspec.structs.replace(doc, idle_deadline_at=NOW - timedelta(seconds=1))
+    command = _decide(doc)
+    assert command.reason is PauseReason.QUIET_HOURS
+    order, fact = pause_messages(command, NOW)
+    assert order.data["reason"] == "quietHours"
+    assert (fact.type, fact.data["reason"]) == (FactType.PAUSE_REQUESTED, "quietHours")
+    # An idle one stays "idle", as the seed's dashboards expect.
+    assert pause_messages(_decide(running("idle", 200)), NOW)[1].data["reason"] == "idle"

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from projector.domain import SandboxState
+from projector.domain import SandboxState, Stamp
 from projector.handlers import Projected
 from projector.policy_apply import ALL, PolicyKeeper, Reindex, Reindexed, stale
-from sandbox_common.policies import Placed, Policy, PolicyBook
-from sandbox_common.readmodel import DeadlineRule, Status, StatusDoc, to_doc
+from sandbox_common.policies import Placed, Policy, PolicyBook, QuietHours
+from sandbox_common.readmodel import DeadlineRule, PauseReason, Status, StatusDoc, to_doc
 
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 RULE = DeadlineRule(default_seconds=180)
@@ -90,6 +90,7 @@ def test_only_a_document_at_the_rows_revision_with_another_deadline_is_stale(
         last_active_at=T0,
         status_changed_at=T0,
         idle_deadline_at=doc_deadline,
+        pause_reason=PauseReason.IDLE,
         revision=doc_revision,
     )
     assert stale(row, stored, RULE, book, T0) is expected
@@ -310,3 +311,59 @@ async def test_a_change_while_waiting_for_the_second_pass_is_judged_at_once() ->
     await asyncio.sleep(0.01)
     assert runs.scopes == ["p1", "p1"]  # not a minute later
     await k.close()
+
+
+def started(sid: str, at: datetime, project: str = "p1") -> SandboxState:
+    """RUNNING since `at` (its run's start), active at T0."""
+    return SandboxState(
+        sid,
+        Status.RUNNING,
+        last_active_at=T0,
+        project_id=project,
+        stamps={"run": Stamp(at, 0, "e")},
+    )
+
+
+def pause(state: SandboxState, book: PolicyBook) -> tuple[datetime | None, str | None]:
+    doc = to_doc(state, 1, T0, RULE, book)
+    assert doc is not None
+    return doc.idle_deadline_at, doc.pause_reason
+
+
+def test_a_maximum_running_time_pauses_whatever_the_activity() -> None:
+    run = T0 - timedelta(minutes=50)
+    hour = PolicyBook(None, {"p1": Policy(max_lifetime_seconds=3600)})
+    # Idle at T0 + 3 min, but the hour since the run began ends at T0 + 10 min: idle first.
+    assert pause(started("a", run), hour) == (T0 + timedelta(minutes=3), PauseReason.IDLE)
+    # With a long idle timeout the running time comes first.
+    long_idle = PolicyBook(
+        None, {"p1": Policy(max_lifetime_seconds=3600, idle_timeout_seconds=7200)}
+    )
+    assert pause(started("a", run), long_idle) == (
+        T0 + timedelta(minutes=10),
+        PauseReason.MAX_RUNNING_TIME,
+    )
+    # Never pause stops idle pauses only: the running time still ends the run.
+    never = PolicyBook(None, {"p1": Policy(max_lifetime_seconds=3600, never_pause=True)})
+    assert pause(started("a", run), never) == (
+        T0 + timedelta(minutes=10),
+        PauseReason.MAX_RUNNING_TIME,
+    )
+    # Another project's rule is not this sandbox's.
+    assert pause(started("b", run, "p2"), never)[1] is PauseReason.IDLE
+
+
+def test_quiet_hours_pause_at_the_first_window_after_the_run_began() -> None:
+    quiet = QuietHours(start="12:30", end="13:00", timezone="UTC")
+    book = PolicyBook(None, {"p1": Policy(quiet_hours=quiet, idle_timeout_seconds=7200)})
+    assert pause(started("a", T0 - timedelta(hours=1)), book) == (
+        T0 + timedelta(minutes=30),
+        PauseReason.QUIET_HOURS,
+    )
+    # A run begun inside a window (12:40, the user came back) is paused at tomorrow's.
+    inside = T0 + timedelta(minutes=40)
+    week = PolicyBook(None, {"p1": Policy(quiet_hours=quiet, idle_timeout_seconds=7 * 86_400)})
+    assert pause(started("b", inside), week) == (
+        T0 + timedelta(days=1, minutes=30),
+        PauseReason.QUIET_HOURS,
+    )

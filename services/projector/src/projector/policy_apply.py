@@ -73,7 +73,12 @@ def stale(
     if stored is None or stored.revision != p.revision:
         return False
     expected = to_doc(p.state, p.revision, now, rule, book)
-    return expected is not None and expected.idle_deadline_at != stored.idle_deadline_at
+    if expected is None:
+        return False
+    return (expected.idle_deadline_at, expected.pause_reason) != (
+        stored.idle_deadline_at,
+        stored.pause_reason,
+    )
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import msgspec
 
-from sandbox_common.readmodel import Status, StatusDoc
+from sandbox_common.readmodel import PauseReason, Status, StatusDoc
 from sandbox_common.readmodel.feed import ChangeKind, Warning
 from status_api import metrics
 from status_api.views import LifetimeWarning, PauseWarning, WarnWindows
@@ -89,6 +89,7 @@ class Watch:
             project_id=doc.project_id,
             idle_deadline_at=deadline,
             seconds_left=left,
+            reason=doc.pause_reason or PauseReason.IDLE,
         )
 
     def key(self, deadline: datetime) -> str:

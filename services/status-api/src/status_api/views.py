@@ -8,7 +8,7 @@ from typing import ClassVar, Literal, NamedTuple, TypeVar
 
 import msgspec
 
-from sandbox_common.readmodel import POLL_AFTER_MS, Status, StatusDoc
+from sandbox_common.readmodel import POLL_AFTER_MS, PauseReason, Status, StatusDoc
 
 
 class SandboxStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -37,6 +37,9 @@ class SandboxStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     # the sandbox at its own timeout instead of killing it; any traffic to it wakes it.
     auto_pause: bool | None = None
     auto_resume: bool | None = None
+    # Why it is paused at idleDeadlineAt: idle (activity moves the deadline), or a project
+    # policy's maxRunningTime or quietHours (activity does not). Null when there is none.
+    pause_reason: PauseReason | None = None
     # The idle timeout's factor: 1, or 2/4/8 while its idle pauses keep being undone within
     # IDLE_FLAP_WINDOW_SECONDS (flapping: health probes waking an auto-resume sandbox).
     idle_backoff: int = 1
@@ -96,6 +99,7 @@ def _view(kind: type[_View], doc: StatusDoc, flags: Imminent) -> _View:
         template_id=doc.template_id,
         metadata=doc.metadata,
         idle_deadline_at=doc.idle_deadline_at,
+        pause_reason=doc.pause_reason,
         pause_imminent=flags.pause,
         max_lifetime_at=doc.max_lifetime_at,
         lifetime_end_imminent=flags.lifetime_end,
@@ -124,12 +128,14 @@ class ActionAnswer(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 class PauseWarning(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    """Pushed once per idle deadline (again when activity moves the deadline)."""
+    """Pushed once per pause deadline (again when activity moves it)."""
 
     sandbox_id: str
     project_id: str | None
     idle_deadline_at: datetime
     seconds_left: int
+    # idle, or the policy that pauses it whatever the activity (maxRunningTime, quietHours).
+    reason: PauseReason = PauseReason.IDLE
 
 
 class LifetimeWarning(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

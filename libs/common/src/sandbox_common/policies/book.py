@@ -9,20 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from sandbox_common.policies.model import Policy
+from sandbox_common.policies.model import Policy, QuietHours
 
 
 @dataclass(frozen=True, slots=True)
 class Governs:
     """What the policies give a project's sandboxes before their own metadata: the idle
-    timeout (None: the setting's) and whether they are never paused."""
+    timeout (None: the setting's), whether idleness never pauses them, and the pauses that
+    come whatever the activity: after a maximum running time, at quiet hours' start."""
 
     idle_seconds: int | None = None
     never_pause: bool = False
+    max_running_seconds: int | None = None
+    quiet_hours: QuietHours | None = None
 
 
-_NOTHING = Governs()
+_NOTHING = NO_GOVERNS = Governs()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,16 +77,21 @@ class PolicyBook:
 
 
 def _merge(project: Policy | None, default: Policy | None) -> Governs:
-    idle: int | None = None
-    never: bool | None = None
-    for level in (project, default):
-        if level is None:
-            continue
-        idle = level.idle_timeout_seconds if idle is None else idle
-        never = level.never_pause if never is None else never
-    if idle is None and not never:
+    """Field by field, the project's value, else the default's."""
+    levels = [level for level in (project, default) if level is not None]
+    if not levels:
         return _NOTHING
-    return Governs(idle, bool(never))
+
+    def first(name: str) -> Any:
+        return next((v for level in levels if (v := getattr(level, name)) is not None), None)
+
+    governs = Governs(
+        first("idle_timeout_seconds"),
+        bool(first("never_pause")),
+        first("max_lifetime_seconds"),
+        first("quiet_hours"),
+    )
+    return _NOTHING if governs == _NOTHING else governs
 
 
 NO_POLICIES = PolicyBook()

@@ -9,7 +9,7 @@ This module exports only the pure parts (no Redis client is imported with it), s
 can use the document and the rule; the Redis parts are imported from their modules.
 """
 
-from sandbox_common.readmodel.deadlines import IDLE_OVERRIDE_KEY, DeadlineRule
+from sandbox_common.readmodel.deadlines import IDLE_OVERRIDE_KEY, DeadlineRule, PauseReason
 from sandbox_common.readmodel.document import (
     POLL_AFTER_MS,
     TRANSITIONAL,
@@ -30,6 +30,7 @@ __all__ = [
     "DeadlineRule",
     "DocSource",
     "Layout",
+    "PauseReason",
     "Status",
     "StatusDoc",
     "decode_doc",

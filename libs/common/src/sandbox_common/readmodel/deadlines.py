@@ -12,6 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import NamedTuple
+
+from sandbox_common.policies.book import Governs
+from sandbox_common.policies.quiet_hours import next_opening
 
 # Sandbox metadata key that overrides the idle timeout for one sandbox (set by the app per
 # project, e.g. longer for paying users). Values outside the bounds fall back to the default.
@@ -27,6 +32,20 @@ MAX_BACKOFF = 8
 # Flaps older than this before the sandbox's latest idle pause are forgotten: a sandbox that
 # stopped flapping gets its own idle timeout back.
 FLAP_MEMORY = timedelta(hours=24)
+
+
+class PauseReason(StrEnum):
+    """Why the enforcer pauses a RUNNING sandbox at its deadline: idleness (activity moves the
+    deadline), or a policy's forced pause (activity does not)."""
+
+    IDLE = "idle"
+    MAX_RUNNING_TIME = "maxRunningTime"
+    QUIET_HOURS = "quietHours"
+
+
+class Forced(NamedTuple):
+    at: datetime
+    reason: PauseReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +105,21 @@ class DeadlineRule:
         if flaps < FLAPS_BEFORE_BACKOFF:
             return 1
         return int(min(MAX_BACKOFF, 2 ** (flaps - FLAPS_BEFORE_BACKOFF + 1)))
+
+    @staticmethod
+    def forced_pause(run_started_at: datetime, governs: Governs) -> Forced | None:
+        """The pause a policy makes whatever the activity, for a run that began at
+        `run_started_at`: after its maximum running time, or when the first quiet-hours window
+        after the run's start opens (a run begun inside a window is left to the idle rule until
+        the next one). The earlier of the two."""
+        found: list[Forced] = []
+        if governs.max_running_seconds is not None:
+            at = run_started_at + timedelta(seconds=governs.max_running_seconds)
+            found.append(Forced(at, PauseReason.MAX_RUNNING_TIME))
+        if governs.quiet_hours is not None:
+            opens = next_opening(governs.quiet_hours, run_started_at)
+            found.append(Forced(opens, PauseReason.QUIET_HOURS))
+        return min(found, key=lambda f: f.at) if found else None
 
     def hard_end(self, run_started_at: datetime) -> datetime:
         """When E2B ends the run whatever the activity (pausing it or killing it, as the sandbox

@@ -10,8 +10,8 @@ from typing import Protocol
 
 import msgspec
 
-from sandbox_common.policies.book import NO_POLICIES, PolicyBook
-from sandbox_common.readmodel.deadlines import DeadlineRule
+from sandbox_common.policies.book import NO_GOVERNS, NO_POLICIES, PolicyBook
+from sandbox_common.readmodel.deadlines import DeadlineRule, PauseReason
 
 
 class Status(StrEnum):
@@ -46,8 +46,12 @@ class StatusDoc(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     team_id: str | None = None
     template_id: str | None = None
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
-    # When a RUNNING sandbox will be idle long enough to pause (None in any other status).
+    # When the enforcer pauses a RUNNING sandbox (None in any other status, or never paused):
+    # once idle long enough, or earlier when a policy pauses it whatever the activity.
     idle_deadline_at: datetime | None = None
+    # Why it is paused then: idle (activity moves the deadline), maxRunningTime or quietHours
+    # (a policy's, activity does not move it). None when there is no deadline.
+    pause_reason: PauseReason | None = None
     # When E2B ends a RUNNING sandbox's run whatever its activity (its maximum instance length;
     # None in any other status, or when the run's start is unknown).
     max_lifetime_at: datetime | None = None
@@ -126,6 +130,12 @@ def to_doc(
     idle_pauses = state.idle_pauses
     backoff = rule.backoff(len(rule.flaps(idle_pauses, state.resumes))) if idle_pauses else 1
     meta = state.metadata
+    idle = rule.deadline(active_at, meta, backoff, governs.idle_seconds) if active_at else None
+    deadline, reason = idle, PauseReason.IDLE if idle else None
+    if run_start is not None and governs is not NO_GOVERNS:
+        forced = rule.forced_pause(run_start, governs)
+        if forced is not None and (deadline is None or forced.at < deadline):
+            deadline, reason = forced
     return StatusDoc(
         sandbox_id=state.sandbox_id,
         project_id=state.project_id,
@@ -136,9 +146,8 @@ def to_doc(
         team_id=state.team_id,
         template_id=state.template_id,
         metadata=state.metadata,
-        idle_deadline_at=(
-            rule.deadline(active_at, meta, backoff, governs.idle_seconds) if active_at else None
-        ),
+        idle_deadline_at=deadline,
+        pause_reason=reason,
         max_lifetime_at=rule.hard_end(run_start) if run_start else None,
         auto_pause=None if state.on_timeout is None else state.on_timeout == "pause",
         auto_resume=state.auto_resume,

@@ -23,7 +23,13 @@ from enforcer.actuator.retry import (
     RetryPolicy,
     with_retries,
 )
-from enforcer.domain.idle import PauseCommand, extended_end, policy_allows, still_due
+from enforcer.domain.idle import (
+    PauseCommand,
+    extended_end,
+    pause_reason,
+    policy_allows,
+    still_due,
+)
 from enforcer.domain.outcomes import (
     OutcomeT,
     PauseOutcome,
@@ -40,7 +46,8 @@ from sandbox_common.dead_letters import DeadLetterSink, Record
 from sandbox_common.envelope import Envelope
 from sandbox_common.facts import FactSink
 from sandbox_common.policies import PolicyBook
-from sandbox_common.readmodel import Status, StatusDoc
+from sandbox_common.policies.quiet_hours import open_window
+from sandbox_common.readmodel import PauseReason, Status, StatusDoc
 
 log = logging.getLogger("enforcer.actuator")
 
@@ -153,15 +160,18 @@ class Actuator:
     def _pause(self, record: Record, command: Command) -> Operation:
         judged = command.judged_last_active_at
         assert judged is not None  # checked by handle
-        # deadline/idle_seconds are the ticker's bookkeeping; still_due only reads `judged`.
-        check = PauseCommand(command.command_id, command.sandbox_id, None, judged, judged, 0)
+        # deadline/idle_seconds are the ticker's bookkeeping; still_due reads `judged` and why.
+        reason = pause_reason(command.data.get("reason"))
+        check = PauseCommand(
+            command.command_id, command.sandbox_id, None, judged, judged, 0, reason
+        )
 
         async def attempt(n: int) -> Handled | Retry:
             # Re-read before every attempt: activity during the backoff also cancels the pause.
             doc = await self._ports.reader.by_sandbox(command.sandbox_id)
             if not still_due(check, doc):
                 return await self._not_due(command, doc, n - 1)
-            if doc is not None and not await self._policy_allows(doc):
+            if doc is not None and not await self._policy_allows(doc, reason):
                 return await self._not_due(command, doc, n - 1, "policy")
             result = await self._ports.e2b.pause(command.sandbox_id)
             return await self._end(command, n, result, _PAUSE_ENDS)
@@ -199,6 +209,8 @@ class Actuator:
 
         async def attempt(n: int) -> Handled | Retry:
             doc = await self._ports.reader.by_sandbox(command.sandbox_id)
+            if await self._quiet_now(command.project_id):
+                return _done(command, "quiet_hours", n - 1, None)
             result = await self._ports.e2b.refresh(command.sandbox_id, seconds)
             final = _EXTEND_FINAL.get(result.outcome)
             if final is not None:
@@ -228,11 +240,19 @@ class Actuator:
         await self._ports.facts.publish(fact_of(command, self._clock(), result.status))
         return _done(command, result.outcome, n, result.status)
 
-    async def _policy_allows(self, doc: StatusDoc) -> bool:
+    async def _quiet_now(self, project_id: str | None) -> bool:
+        """Inside the project's quiet hours no keep-alive holds a sandbox: E2B's own timeout
+        runs on."""
+        if self._ports.policies is None:
+            return False
+        quiet = (await self._ports.policies.book_for(project_id)).governs(project_id).quiet_hours
+        return quiet is not None and open_window(quiet, self._clock()) is not None
+
+    async def _policy_allows(self, doc: StatusDoc, reason: PauseReason) -> bool:
         if self._ports.policies is None:
             return True
         book = await self._ports.policies.book_for(doc.project_id)
-        return policy_allows(doc, book.governs(doc.project_id), self._clock())
+        return policy_allows(doc, book.governs(doc.project_id), self._clock(), reason)
 
     async def _not_due(
         self, command: Command, doc: StatusDoc | None, attempts: int, why: str = "activity"

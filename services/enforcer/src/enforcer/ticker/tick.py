@@ -87,7 +87,7 @@ class TickReport:
 def pause_messages(command: PauseCommand, now: datetime) -> tuple[Command, Envelope]:
     subject = Subject(command.sandbox_id, command.project_id)
     order = new_command(
-        PauseOrder(idle_seconds=command.idle_seconds, reason="idle"),
+        PauseOrder(idle_seconds=command.idle_seconds, reason=command.reason.value),
         subject,
         command_id=command.command_id,
         issued_at=now,
@@ -97,7 +97,7 @@ def pause_messages(command: PauseCommand, now: datetime) -> tuple[Command, Envel
         FactType.PAUSE_REQUESTED,
         PauseRequested(
             command_id=command.command_id,
-            reason="idle",
+            reason=command.reason.value,
             idle_seconds=command.idle_seconds,
             idle_since=command.judged_last_active_at,
             deadline=command.deadline,

@@ -1,0 +1,135 @@
+"""Rules beyond idle (issue 17, item 3) against the simulator, with the real ticker and actuator:
+a project's maximum running time and its quiet hours pause a sandbox that keeps being active,
+once, with a pauseImminent warning (carrying the reason) pushed to its frontends first, and the
+pause explained in its history."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.connected.conftest import Stack
+from tests.connected.e2b_sim_process import SimProcess, running, ticking
+from tests.connected.helpers import (
+    EventStream,
+    enforcement_against,
+    eventually,
+    forget_other_tests_deadlines,
+    register_webhook,
+    status_of,
+    token,
+)
+from tests.connected.test_policies_api import applied, put
+
+pytestmark = pytest.mark.connected
+KEY = "policy-rules-key"
+
+
+@pytest.fixture
+def sim() -> Iterator[SimProcess]:
+    yield from running(ticking(KEY))
+
+
+@pytest.fixture
+async def enforcing(stack: Stack, sim: SimProcess) -> AsyncIterator[None]:
+    await forget_other_tests_deadlines(stack.infra.redis_url)
+    extra = {"ENFORCER_SCHEDULE": "1s", "ENFORCER_LEASE_SECONDS": "5"}
+    processes = await enforcement_against(stack, sim.url, KEY, ("actuator", "enforcer"), extra)
+    try:
+        yield
+    finally:
+        for p in processes:
+            p.stop()
+
+
+def quiet_soon() -> dict[str, Any]:
+    """A UTC window opening at the next whole minute at least 20 s away, for ten minutes."""
+    opens = (datetime.now(UTC) + timedelta(seconds=80)).replace(second=0, microsecond=0)
+    closes = opens + timedelta(minutes=10)
+    return {"start": f"{opens:%H:%M}", "end": f"{closes:%H:%M}", "timezone": "UTC"}
+
+
+async def test_max_running_time_and_quiet_hours_pause_an_active_sandbox_once_after_a_warning(
+    client: httpx.AsyncClient, stack: Stack, sim: SimProcess, enforcing: None
+) -> None:
+    api = httpx.AsyncClient(base_url=sim.url, headers={"X-API-Key": KEY}, timeout=10)
+    rules = {
+        "maxRunningTime": {"maxLifetimeSeconds": 60, "idleTimeoutSeconds": 3600},
+        "quietHours": {"quietHours": quiet_soon(), "idleTimeoutSeconds": 3600},
+    }
+    projects = {reason: f"rule-{uuid.uuid4().hex[:8]}" for reason in rules}
+    streams: dict[str, EventStream] = {}
+    async with contextlib.AsyncExitStack() as opened:
+        opened.push_async_callback(api.aclose)
+        await register_webhook(api, stack, "policy-rules")
+        for reason, policy in rules.items():
+            r = await put(client, stack, projects[reason], policy)
+            assert r.status_code == 202, r.text
+            await applied(client, stack, projects[reason], r.json()["eventId"])
+        sandboxes = {}
+        for reason, project in projects.items():
+            created = await api.post(
+                "/sandboxes",
+                json={"templateID": "base", "timeout": 3600, "metadata": {"projectId": project}},
+            )
+            assert created.status_code == 201, created.text
+            sandboxes[reason] = created.json()["sandboxID"]
+
+        async def shown(project: str) -> dict[str, Any] | None:
+            r = await status_of(client, stack, project)
+            return r.json() if r.status_code == 200 else None
+
+        for reason, project in projects.items():
+
+            async def shown_here(project: str = project) -> dict[str, Any] | None:
+                return await shown(project)
+
+            doc = await eventually(shown_here, within=20, interval=0.2)
+            assert doc["pauseReason"] == reason, doc
+            url = f"{stack.status_api.url}/api/projects/{project}/sandbox/stream"
+            streams[reason] = await opened.enter_async_context(
+                EventStream(client, url, token(stack, project))
+            )
+
+        async def all_paused() -> bool:
+            for project in projects.values():
+                # Active all along: activity does not hold a policy's forced pause.
+                await client.post(
+                    f"{stack.status_api.url}/api/projects/{project}/sandbox/activity",
+                    headers=token(stack, project),
+                    json={"source": "ui"},
+                )
+                doc = await shown(project)
+                if doc is None or doc["status"] != "PAUSED":
+                    return False
+            return True
+
+        await eventually(all_paused, within=150, interval=1.0)
+        await asyncio.sleep(3)  # more ticks: nothing is paused twice
+        for reason, project in projects.items():
+            sse = streams[reason]
+            warnings = sse.of("pauseImminent")
+            assert warnings, f"{reason}: no warning before the pause"
+            assert warnings[0].data["reason"] == reason
+            paused = [e for e in sse.of("sandbox") if e.data["status"] in ("PAUSING", "PAUSED")]
+            assert paused, reason
+            assert warnings[0].at < paused[0].at, reason
+            calls = (
+                await api.get("/_sim/calls", params={"sandboxId": sandboxes[reason], "op": "pause"})
+            ).json()
+            assert [c["status"] for c in calls].count(204) == 1, (reason, calls)
+            history = await client.get(
+                f"{stack.status_api.url}/api/sandboxes/{sandboxes[reason]}/history",
+                headers=token(stack, project),
+            )
+            requested = [
+                e for e in history.json()["events"] if e["type"] == "sandbox.pause.requested"
+            ]
+            assert [e["data"]["reason"] for e in requested] == [reason], history.json()
