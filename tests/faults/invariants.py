@@ -122,14 +122,15 @@ async def compare_redis(redis_url: str, snap: Snapshot, default_idle_seconds: in
             layout = Layout()  # the services' default READ_MODEL_SHARDS
             for sid in ids:
                 pipe.hgetall(layout.doc(sid))
-                for index in layout.indexes(layout.shard(sid)):  # idle, transitional, hard end
+                # idle, transitional, hard end, delete
+                for index in layout.indexes(layout.shard(sid)):
                     pipe.zscore(index, sid)
             answers = await pipe.execute()
     finally:
         await client.aclose()
     now = datetime.now(UTC)
     for i, sid in enumerate(ids):
-        stored, deadline, since, hard_end = answers[4 * i : 4 * i + 4]
+        stored, deadline, since, hard_end, deletes = answers[5 * i : 5 * i + 5]
         state, revision = snap.states[sid]
         want = to_doc(state, revision, now, DeadlineRule(default_idle_seconds))
         if want is None:
@@ -154,6 +155,9 @@ async def compare_redis(redis_url: str, snap: Snapshot, default_idle_seconds: in
         want_end = want.max_lifetime_at.timestamp() if want.max_lifetime_at else None
         if not _same_time(hard_end, want_end):
             problems.append(f"redis {sid}: hard end {hard_end} != {want_end}")
+        want_delete = want.delete_at.timestamp() if want.delete_at else None
+        if not _same_time(deletes, want_delete):
+            problems.append(f"redis {sid}: delete at {deletes} != {want_delete}")
     return problems[:10]
 
 

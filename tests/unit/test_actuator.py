@@ -12,6 +12,8 @@ import pytest
 from enforcer.actuator.carry_out import Actuator, Ports
 from enforcer.actuator.retry import RetryPolicy
 from enforcer.domain.outcomes import (
+    KillOutcome,
+    KillResult,
     PauseOutcome,
     PauseResult,
     ResumeOutcome,
@@ -73,6 +75,8 @@ class Fakes:
     )
     timeout_calls: list[int] = field(default_factory=list)
     refresh_calls: list[int] = field(default_factory=list)
+    kills: list[KillResult] = field(default_factory=lambda: [KillResult(KillOutcome.KILLED, 204)])
+    kill_calls: int = 0
 
     async def by_sandbox(self, sandbox_id: str) -> StatusDoc | None:
         self.reads += 1
@@ -89,6 +93,10 @@ class Fakes:
     async def refresh(self, sandbox_id: str, duration_seconds: int) -> TimeoutResult:
         self.refresh_calls.append(duration_seconds)
         return self.timeouts[min(len(self.refresh_calls), len(self.timeouts)) - 1]
+
+    async def kill(self, sandbox_id: str) -> KillResult:
+        self.kill_calls += 1
+        return self.kills[min(self.kill_calls, len(self.kills)) - 1]
 
     async def connect(self, sandbox_id: str, timeout_seconds: int) -> ResumeResult:
         self.connects.append(timeout_seconds)
@@ -583,3 +591,63 @@ async def test_no_keep_alive_holds_a_sandbox_inside_its_projects_quiet_hours(
     assert (handled.outcome, fakes.refresh_calls) == (
         ("set", [600]) if held else ("quiet_hours", [])
     )
+
+
+PAUSED_SINCE = T0 - timedelta(days=2)
+KILL = Command(
+    command_id=f"delete:sbx-1:{PAUSED_SINCE.isoformat()}",
+    type=CommandType.KILL,
+    sandbox_id="sbx-1",
+    project_id="p1",
+    issued_at=NOW,
+    data={"reason": "deleteAfterPaused", "paused_since": PAUSED_SINCE.isoformat()},
+)
+DELETES = PolicyBook(None, {"p1": Policy(delete_after_paused_seconds=86_400)})
+
+
+def paused_doc(since: datetime = PAUSED_SINCE) -> StatusDoc:
+    return msgspec.structs.replace(doc(Status.PAUSED), status_changed_at=since)
+
+
+@pytest.mark.parametrize(
+    ("answer", "kill_reason"),
+    [
+        (KillResult(KillOutcome.KILLED, 204), "deleteAfterPaused"),
+        (KillResult(KillOutcome.GONE, 404), "not_found"),
+    ],
+)
+async def test_a_policys_delete_kills_the_paused_sandbox_at_e2b_and_records_why(
+    answer: KillResult, kill_reason: str
+) -> None:
+    fakes = Fakes([paused_doc()], [OK], kills=[answer])
+    handled = await with_policies(fakes, DELETES).handle(record(KILL))
+    assert (handled.outcome, fakes.kill_calls) == (answer.outcome, 1)
+    (fact,) = fakes.facts
+    assert (fact.type, fact.data["kill_reason"]) == (FactType.KILLED, kill_reason)
+
+
+@pytest.mark.parametrize(
+    ("current", "book"),
+    [
+        (doc(Status.RUNNING), DELETES),  # resumed meanwhile
+        (paused_doc(NOW - timedelta(minutes=1)), DELETES),  # resumed and paused again since
+        (paused_doc(), PolicyBook()),  # the policy no longer deletes
+        (paused_doc(), PolicyBook(None, {"p1": Policy(delete_after_paused_seconds=7 * 86_400)})),
+        (None, DELETES),
+    ],
+)
+async def test_a_delete_the_sandbox_or_policy_no_longer_calls_for_never_reaches_e2b(
+    current: StatusDoc | None, book: PolicyBook
+) -> None:
+    fakes = Fakes([current], [OK])
+    assert (await with_policies(fakes, book).handle(record(KILL))).outcome == "skipped"
+    assert (fakes.kill_calls, fakes.facts) == (0, [])
+
+
+async def test_a_refused_delete_is_retried_then_dead_lettered() -> None:
+    refused = KillResult(KillOutcome.RETRYABLE, 500, "HTTP 500: boom")
+    fakes = Fakes([paused_doc()], [OK], kills=[refused])
+    handled = await with_policies(fakes, DELETES).handle(record(KILL))
+    assert (handled.outcome, fakes.kill_calls, fakes.facts) == ("gave_up", 5, [])
+    ((_, reason),) = fakes.dead
+    assert "gave up after 5 attempts" in reason

@@ -39,7 +39,7 @@ def test_each_document_write_call_touches_one_slot_and_every_shard_gets_its_own(
     # Each call's documents are the ones of its shard, in the order of the entries.
     for call_keys, args in calls:
         entries = msgspec.json.decode(args[0])
-        assert list(call_keys[4:]) == [LAYOUT.doc(e[3]) for e in entries]
+        assert list(call_keys[5:]) == [LAYOUT.doc(e[3]) for e in entries]
 
 
 def test_a_big_shard_is_written_in_chunks_each_in_the_shard() -> None:
@@ -152,7 +152,7 @@ def test_a_tombstone_is_written_in_its_shard_without_a_pointer() -> None:
     (entry,) = msgspec.json.decode(args[0])
     assert entry[2] == "60"  # expires
     assert entry[4] == ""  # no live project: no pointer
-    assert call_keys[4] == LAYOUT.doc(killed.sandbox_id)
+    assert call_keys[5] == LAYOUT.doc(killed.sandbox_id)
 
 
 def test_a_layout_needs_a_shard() -> None:

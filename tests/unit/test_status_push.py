@@ -30,7 +30,7 @@ from tests.unit.test_projection_rules import T0
 
 WARN = timedelta(seconds=30)
 WINDOWS = WarnWindows(pause=WARN, lifetime=timedelta(seconds=300))
-PAUSE_WATCH, LIFETIME_WATCH = watches(WINDOWS)
+PAUSE_WATCH, LIFETIME_WATCH, DELETE_WATCH = watches(WINDOWS)
 
 
 def doc(
@@ -134,6 +134,13 @@ class FakeRedis:
             if d.max_lifetime_at and low <= d.max_lifetime_at.timestamp() <= high
         ]
 
+    async def deletes_between(self, low: float, high: float) -> list[tuple[str, float]]:
+        return [
+            (d.sandbox_id, d.delete_at.timestamp())
+            for d in self.docs.values()
+            if d.delete_at and low <= d.delete_at.timestamp() <= high
+        ]
+
     async def by_sandbox(self, sandbox_id: str) -> StatusDoc | None:
         return self.docs.get(sandbox_id)
 
@@ -192,6 +199,30 @@ async def test_the_lifetime_warner_warns_once_per_run_apart_from_pause_warnings(
     far = msgspec.structs.replace(ending, max_lifetime_at=T0 + timedelta(seconds=400))
     assert LIFETIME_WATCH.warning(far, T0) is None
     assert LIFETIME_WATCH.warning(msgspec.structs.replace(ending, status=Status.PAUSED), T0) is None
+
+
+async def test_a_paused_sandbox_a_policy_deletes_is_warned_about_once_before() -> None:
+    paused = msgspec.structs.replace(
+        doc(deadline_in=20),
+        status=Status.PAUSED,
+        idle_deadline_at=None,
+        delete_at=T0 + timedelta(seconds=1800),
+    )
+    redis = FakeRedis({"sbx-1": paused})
+    warner = DeadlineWarner(redis, redis, DELETE_WATCH, lambda: T0)
+    assert await warner.run_once() == 1
+    assert await DeadlineWarner(redis, redis, DELETE_WATCH, lambda: T0).run_once() == 0
+    assert msgspec.json.decode(redis.sent[0]) == {
+        "sandboxId": "sbx-1",
+        "projectId": "p1",
+        "deleteAt": (T0 + timedelta(seconds=1800)).isoformat().replace("+00:00", "Z"),
+        "secondsLeft": 1800,
+    }
+    # Resumed meanwhile: no warning for a RUNNING one; two hours ahead: not yet.
+    assert DELETE_WATCH.warning(msgspec.structs.replace(paused, status=Status.RUNNING), T0) is None
+    later = msgspec.structs.replace(paused, delete_at=T0 + timedelta(hours=2))
+    assert DELETE_WATCH.warning(later, T0) is None
+    assert sandbox_status(paused, T0, WINDOWS).delete_at == T0 + timedelta(seconds=1800)
 
 
 def test_the_status_shows_the_hard_end_and_flags_it_inside_the_window() -> None:

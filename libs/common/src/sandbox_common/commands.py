@@ -21,6 +21,8 @@ class CommandType(StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     EXTEND_TIMEOUT = "extend_timeout"
+    # Delete the sandbox at E2B (kill): a policy's deleteAfterPausedSeconds ran out.
+    KILL = "kill"
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,6 +49,14 @@ class PauseOrder(CommandData, frozen=True, kw_only=True, omit_defaults=True):
     idle_seconds: int | None = None
     reason: str
     operator: str | None = None
+
+
+class KillOrder(CommandData, frozen=True, kw_only=True, omit_defaults=True):
+    """Why: a project policy's delete after so long paused (`deleteAfterPaused`)."""
+
+    TYPE = CommandType.KILL
+    reason: str
+    paused_since: datetime | None = None
 
 
 class ResumeOrder(CommandData, frozen=True, kw_only=True, omit_defaults=True):

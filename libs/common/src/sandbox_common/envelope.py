@@ -68,6 +68,9 @@ class FactType(_OpenEnum):
     # A user asked to wake a paused sandbox: STARTING until E2B resumes it (a resumed fact) or
     # the actuator gives up (wake failed: back to PAUSED).
     WAKE_REQUESTED = "sandbox.wake.requested"
+    # Ours (source enforcer): a policy deletes the sandbox (paused deleteAfterPausedSeconds);
+    # recorded for the history, no state change until E2B's answer (a killed fact).
+    DELETE_REQUESTED = "sandbox.delete.requested"
     WAKE_FAILED = "sandbox.wake.failed"
     # Derived by the projector (source projector): an idle pause of ours was undone by a resume
     # within the flap window. Recorded for the history and the metric; it changes no state

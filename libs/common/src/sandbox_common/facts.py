@@ -71,6 +71,16 @@ class PauseRequested(FactData, frozen=True, kw_only=True, omit_defaults=True):
     operator: str | None = None
 
 
+class DeleteRequested(FactData, frozen=True, kw_only=True, omit_defaults=True):
+    """A project's policy deletes the sandbox: paused since `paused_since`, due at `deadline`."""
+
+    TYPES = frozenset({FactType.DELETE_REQUESTED})
+    command_id: str
+    reason: str
+    paused_since: datetime | None = None
+    deadline: datetime | None = None
+
+
 class Undone(FactData, frozen=True, kw_only=True, omit_defaults=True):
     """A pause dropped (activity came after it was judged, E2B never accepted it, or it was
     stuck), or a wake that failed: back to the state before."""

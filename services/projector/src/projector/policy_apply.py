@@ -75,9 +75,10 @@ def stale(
     expected = to_doc(p.state, p.revision, now, rule, book)
     if expected is None:
         return False
-    return (expected.idle_deadline_at, expected.pause_reason) != (
+    return (expected.idle_deadline_at, expected.pause_reason, expected.delete_at) != (
         stored.idle_deadline_at,
         stored.pause_reason,
+        stored.delete_at,
     )
 
 

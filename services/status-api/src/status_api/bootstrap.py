@@ -53,6 +53,7 @@ class StatusApiParts:
         windows = WarnWindows(
             pause=timedelta(seconds=s.status_api_warn_before_seconds),
             lifetime=timedelta(seconds=s.status_api_lifetime_warn_before_seconds),
+            delete=timedelta(seconds=s.status_api_delete_warn_before_seconds),
         )
         feed = ChangeFeed(self._redis, s.change_feed_max_length, layout)
         self._warners = [DeadlineWarner(reader, feed, watch, _now) for watch in watches(windows)]

@@ -1,6 +1,7 @@
-"""Warnings on the change feed shortly before a RUNNING sandbox's deadlines, once per deadline:
-`pauseImminent` before its idle deadline (activity moves it, and a new deadline is warned about
-afresh), `lifetimeEnding` before E2B ends its run regardless (its maximum instance length).
+"""Warnings on the change feed shortly before a sandbox's deadlines, once per deadline:
+`pauseImminent` before a RUNNING one's pause (activity moves an idle deadline, and a new
+deadline is warned about afresh), `lifetimeEnding` before E2B ends its run regardless (its
+maximum instance length), `deleteImminent` before a policy deletes a PAUSED one.
 
 Every status-api replica runs a loop per kind; a marker in Redis (set in the same step as the
 feed entry) makes one of them send each warning.
@@ -21,7 +22,7 @@ import msgspec
 from sandbox_common.readmodel import PauseReason, Status, StatusDoc
 from sandbox_common.readmodel.feed import ChangeKind, Warning
 from status_api import metrics
-from status_api.views import LifetimeWarning, PauseWarning, WarnWindows
+from status_api.views import DeleteWarning, LifetimeWarning, PauseWarning, WarnWindows
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,15 @@ _LOOKBACK_SECONDS = 10.0
 # status-api's CPU while they did.
 _CHUNK = 500
 
-AnyWarning = PauseWarning | LifetimeWarning
+AnyWarning = PauseWarning | LifetimeWarning | DeleteWarning
 
 
 class Reader(Protocol):
     async def deadlines_between(self, low: float, high: float) -> list[tuple[str, float]]: ...
 
     async def hard_ends_between(self, low: float, high: float) -> list[tuple[str, float]]: ...
+
+    async def deletes_between(self, low: float, high: float) -> list[tuple[str, float]]: ...
 
     async def by_sandboxes(self, sandbox_ids: Sequence[str]) -> list[StatusDoc | None]: ...
 
@@ -64,19 +67,32 @@ class Watch:
     def deadline(self, doc: StatusDoc) -> datetime | None:
         if self.kind is ChangeKind.LIFETIME:
             return doc.max_lifetime_at
+        if self.kind is ChangeKind.DELETE:
+            return doc.delete_at
         return doc.idle_deadline_at
 
     async def scan(self, reader: Reader, low: float, high: float) -> list[tuple[str, float]]:
         if self.kind is ChangeKind.LIFETIME:
             return await reader.hard_ends_between(low, high)
+        if self.kind is ChangeKind.DELETE:
+            return await reader.deletes_between(low, high)
         return await reader.deadlines_between(low, high)
 
     def warning(self, doc: StatusDoc, now: datetime) -> AnyWarning | None:
-        """The warning due for this document now, or None (not RUNNING, outside the window)."""
+        """The warning due for this document now, or None (not in the status the deadline is
+        for, outside the window)."""
         deadline = self.deadline(doc)
-        if doc.status is not Status.RUNNING or deadline is None or deadline - now > self.window:
+        status = Status.PAUSED if self.kind is ChangeKind.DELETE else Status.RUNNING
+        if doc.status is not status or deadline is None or deadline - now > self.window:
             return None
         left = max(0, round((deadline - now).total_seconds()))
+        if self.kind is ChangeKind.DELETE:
+            return DeleteWarning(
+                sandbox_id=doc.sandbox_id,
+                project_id=doc.project_id,
+                delete_at=deadline,
+                seconds_left=left,
+            )
         if self.kind is ChangeKind.LIFETIME:
             return LifetimeWarning(
                 sandbox_id=doc.sandbox_id,
@@ -98,10 +114,11 @@ class Watch:
         return stamp if self.kind is ChangeKind.WARNING else f"{self.kind.value}:{stamp}"
 
 
-def watches(windows: WarnWindows) -> tuple[Watch, Watch]:
+def watches(windows: WarnWindows) -> tuple[Watch, ...]:
     return (
         Watch(ChangeKind.WARNING, "pauseImminent", windows.pause),
         Watch(ChangeKind.LIFETIME, "lifetimeEnding", windows.lifetime),
+        Watch(ChangeKind.DELETE, "deleteImminent", windows.delete),
     )
 
 

@@ -55,6 +55,9 @@ class StatusApiSettings(
     # A lifetimeEnding warning goes out this long before E2B ends a run whatever its activity
     # (maxLifetimeAt, from E2B_MAX_LIFETIME_SECONDS): time for the user to save their work.
     status_api_lifetime_warn_before_seconds: Positive = 300
+    # A deleteImminent warning goes out this long before a project policy deletes a paused
+    # sandbox (deleteAfterPausedSeconds): time to resume it and keep it.
+    status_api_delete_warn_before_seconds: Positive = 3600
     # SSE keep-alive comments: proxies drop connections that stay silent for a minute or so.
     status_api_sse_keepalive_seconds: Seconds = 15.0
     # Requests per second per token (a burst of twice that), 0 = unlimited.

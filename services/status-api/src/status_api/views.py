@@ -37,6 +37,9 @@ class SandboxStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     # the sandbox at its own timeout instead of killing it; any traffic to it wakes it.
     auto_pause: bool | None = None
     auto_resume: bool | None = None
+    # When a PAUSED sandbox is deleted (E2B kill) by its project's policy; null otherwise.
+    # A deleteImminent event is pushed before it; resuming the sandbox keeps it.
+    delete_at: datetime | None = None
     # Why it is paused at idleDeadlineAt: idle (activity moves the deadline), or a project
     # policy's maxRunningTime or quietHours (activity does not). Null when there is none.
     pause_reason: PauseReason | None = None
@@ -53,6 +56,8 @@ class WarnWindows:
 
     pause: timedelta
     lifetime: timedelta
+    # STATUS_API_DELETE_WARN_BEFORE_SECONDS: before a policy deletes a paused sandbox.
+    delete: timedelta = timedelta(hours=1)
 
 
 class Imminent(NamedTuple):
@@ -100,6 +105,7 @@ def _view(kind: type[_View], doc: StatusDoc, flags: Imminent) -> _View:
         metadata=doc.metadata,
         idle_deadline_at=doc.idle_deadline_at,
         pause_reason=doc.pause_reason,
+        delete_at=doc.delete_at,
         pause_imminent=flags.pause,
         max_lifetime_at=doc.max_lifetime_at,
         lifetime_end_imminent=flags.lifetime_end,
@@ -136,6 +142,16 @@ class PauseWarning(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     seconds_left: int
     # idle, or the policy that pauses it whatever the activity (maxRunningTime, quietHours).
     reason: PauseReason = PauseReason.IDLE
+
+
+class DeleteWarning(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """Pushed once per paused sandbox, before its project's policy deletes it (E2B kill):
+    resume it to keep it."""
+
+    sandbox_id: str
+    project_id: str | None
+    delete_at: datetime
+    seconds_left: int
 
 
 class LifetimeWarning(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

@@ -18,12 +18,15 @@ from sandbox_common.policies.model import Policy, QuietHours
 class Governs:
     """What the policies give a project's sandboxes before their own metadata: the idle
     timeout (None: the setting's), whether idleness never pauses them, and the pauses that
-    come whatever the activity: after a maximum running time, at quiet hours' start."""
+    come whatever the activity: after a maximum running time, at quiet hours' start; and when
+    a paused one is deleted."""
 
     idle_seconds: int | None = None
     never_pause: bool = False
     max_running_seconds: int | None = None
     quiet_hours: QuietHours | None = None
+    # A PAUSED sandbox is deleted (E2B kill) this long after it was paused.
+    delete_after_paused_seconds: int | None = None
 
 
 _NOTHING = NO_GOVERNS = Governs()
@@ -90,6 +93,7 @@ def _merge(project: Policy | None, default: Policy | None) -> Governs:
         bool(first("never_pause")),
         first("max_lifetime_seconds"),
         first("quiet_hours"),
+        first("delete_after_paused_seconds"),
     )
     return _NOTHING if governs == _NOTHING else governs
 

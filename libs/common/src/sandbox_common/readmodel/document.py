@@ -4,7 +4,7 @@ and how it is made from a sandbox's projected state."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -52,6 +52,9 @@ class StatusDoc(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     # Why it is paused then: idle (activity moves the deadline), maxRunningTime or quietHours
     # (a policy's, activity does not move it). None when there is no deadline.
     pause_reason: PauseReason | None = None
+    # When a PAUSED sandbox is deleted (E2B kill) by its project's policy (deleteAfterPaused-
+    # Seconds after it was paused); None in any other status, or when no policy deletes it.
+    delete_at: datetime | None = None
     # When E2B ends a RUNNING sandbox's run whatever its activity (its maximum instance length;
     # None in any other status, or when the run's start is unknown).
     max_lifetime_at: datetime | None = None
@@ -136,6 +139,10 @@ def to_doc(
         forced = rule.forced_pause(run_start, governs)
         if forced is not None and (deadline is None or forced.at < deadline):
             deadline, reason = forced
+    delete_at = None
+    paused_at = state.status_changed_at if state.status is Status.PAUSED else None
+    if paused_at is not None and governs.delete_after_paused_seconds is not None:
+        delete_at = paused_at + timedelta(seconds=governs.delete_after_paused_seconds)
     return StatusDoc(
         sandbox_id=state.sandbox_id,
         project_id=state.project_id,
@@ -148,6 +155,7 @@ def to_doc(
         metadata=state.metadata,
         idle_deadline_at=deadline,
         pause_reason=reason,
+        delete_at=delete_at,
         max_lifetime_at=rule.hard_end(run_start) if run_start else None,
         auto_pause=None if state.on_timeout is None else state.on_timeout == "pause",
         auto_resume=state.auto_resume,

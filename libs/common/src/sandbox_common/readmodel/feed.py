@@ -27,6 +27,7 @@ class ChangeKind(StrEnum):
     DOC = "doc"  # data: the StatusDoc JSON as the projector wrote it
     WARNING = "warning"  # data: a pause warning (status-api's PauseWarning JSON)
     LIFETIME = "lifetime"  # data: E2B's hard end is near (status-api's LifetimeWarning JSON)
+    DELETE = "delete"  # data: a policy deletes the paused sandbox soon (DeleteWarning JSON)
     # The whole read model was swapped (a replay, or a rebuild from PostgreSQL): no per-document
     # entries were written, so clients must be sent the current state afresh. Empty data.
     RESET = "reset"

@@ -71,9 +71,20 @@ class Layout:
         The enforcer repairs members left there too long."""
         return self._key(shard, "transitional")
 
-    def indexes(self, shard: int) -> tuple[str, str, str]:
-        """The shard's three indexes, in the order the scripts take them."""
-        return self.idle_deadlines(shard), self.transitional(shard), self.hard_ends(shard)
+    def deletes(self, shard: int) -> str:
+        """Sorted set: member sandbox id, score the epoch second at which a PAUSED sandbox is
+        deleted by its project's policy (deleteAfterPausedSeconds). The enforcer reads the due
+        part; status-api warns frontends from it."""
+        return self._key(shard, "deletes")
+
+    def indexes(self, shard: int) -> tuple[str, str, str, str]:
+        """The shard's four indexes, in the order the scripts take them."""
+        return (
+            self.idle_deadlines(shard),
+            self.transitional(shard),
+            self.hard_ends(shard),
+            self.deletes(shard),
+        )
 
     def changes(self, shard: int) -> str:
         """Redis stream of the shard's read-model changes (document writes, pause warnings),

@@ -188,6 +188,15 @@ class ReadModelReader:
         """RUNNING sandboxes whose run E2B ends (epoch s) within [low, high], with that end."""
         return await self._between(self.layout.hard_ends, low, high)
 
+    async def deletes_between(self, low: float, high: float) -> list[tuple[str, float]]:
+        """PAUSED sandboxes a policy deletes (epoch s) within [low, high], with that time."""
+        return await self._between(self.layout.deletes, low, high)
+
+    async def due_deletes(self, now: datetime, limit: int) -> list[str]:
+        """PAUSED sandboxes whose policy's delete time has passed, oldest first."""
+        found = await self._below(self.layout.deletes, now.timestamp(), limit)
+        return [member for member, _ in found]
+
     async def entered_before(self, cutoff: datetime, limit: int) -> list[str]:
         """Sandboxes in PAUSING or STARTING since before `cutoff`, oldest first."""
         found = await self._below(self.layout.transitional, cutoff.timestamp(), limit)
@@ -266,6 +275,9 @@ class ReadModelReader:
 
     async def hard_ends(self) -> dict[str, float]:
         return await self._scores(self.layout.hard_ends)
+
+    async def deletes(self) -> dict[str, float]:
+        return await self._scores(self.layout.deletes)
 
     async def pointers(self, project_ids: Sequence[str]) -> dict[str, str | None]:
         """project -> the sandbox id its pointer names (None: no pointer)."""

@@ -42,8 +42,8 @@ _CHUNK = 2000
 _FEED_LENGTH = 50_000
 
 # One shard's swap. Every key is in KEYS, all of the shard's slot.
-# KEYS: the 3 live indexes, their 3 shadows, shadow ids, shadow stale, then the live documents
-#       of the rebuilt ids, their shadows, and the live documents of the stale ids.
+# KEYS: the N live indexes, their N shadows, shadow ids, shadow stale, then the live documents
+#       of the rebuilt ids, their shadows, and the live documents of the stale ids (N: INDEXES).
 # ARGV: stale-up-to revision, number of rebuilt ids, number of stale ids, the rebuilt ids, the
 #       stale ids.
 # Returns {swapped, removed, kept id...}.
@@ -53,13 +53,15 @@ local n_ids, n_stale = tonumber(ARGV[2]), tonumber(ARGV[3])
 local ids, stale_ids, rebuilt, stale = {}, {}, {}, {}
 for i = 1, n_ids do ids[i] = ARGV[3 + i]; rebuilt[ids[i]] = true end
 for i = 1, n_stale do stale_ids[i] = ARGV[3 + n_ids + i]; stale[stale_ids[i]] = true end
-local indexes = {KEYS[1], KEYS[2], KEYS[3]}
-local shadow_indexes = {KEYS[4], KEYS[5], KEYS[6]}
+local n = INDEXES
+local indexes, shadow_indexes = {}, {}
+for j = 1, n do indexes[j] = KEYS[j]; shadow_indexes[j] = KEYS[n + j] end
+local first = 2 * n + 2  -- the last key before the documents
 local function rev(key) return tonumber(redis.call('HGET', key, 'r') or '-1') end
 local kept = {}
 local answer = {0, 0}
 for i, id in ipairs(ids) do
-  local live, shadow = KEYS[8 + i], KEYS[8 + n_ids + i]
+  local live, shadow = KEYS[first + i], KEYS[first + n_ids + i]
   if rev(live) > rev(shadow) then
     local scores = {}
     for j, index in ipairs(indexes) do scores[j] = redis.call('ZSCORE', index, id) end
@@ -93,16 +95,16 @@ for _, k in ipairs(kept) do
   end
 end
 for i, id in ipairs(stale_ids) do
-  local doc = KEYS[8 + 2 * n_ids + i]
+  local doc = KEYS[first + 2 * n_ids + i]
   if rev(doc) <= base then
     redis.call('DEL', doc)
     for _, index in ipairs(indexes) do redis.call('ZREM', index, id) end
     answer[2] = answer[2] + 1
   end
 end
-redis.call('DEL', KEYS[7], KEYS[8])
+redis.call('DEL', KEYS[2 * n + 1], KEYS[2 * n + 2])
 return answer
-""".replace("'r'", repr(keys.REVISION_FIELD))
+""".replace("'r'", repr(keys.REVISION_FIELD)).replace("INDEXES", str(len(keys.Layout().indexes(0))))
 
 # A project's pointer: the rebuilt one replaces the live one unless the live projector moved it
 # since it was read (ARGV[1], '' = none) or it names a sandbox the live projector chose (ARGV[2]
@@ -224,8 +226,10 @@ class ShadowWriter:
         return ttl if ttl > 0 else None
 
     async def _write_chunk(self, docs: Sequence[StatusDoc], now: datetime) -> int:
-        # shard -> index (idle, transitional, hard end) -> member -> score
-        scores: defaultdict[int, tuple[dict[str, float], ...]] = defaultdict(lambda: ({}, {}, {}))
+        # shard -> index (idle, transitional, hard end, delete) -> member -> score
+        scores: defaultdict[int, tuple[dict[str, float], ...]] = defaultdict(
+            lambda: ({}, {}, {}, {})
+        )
         ids: defaultdict[int, list[str]] = defaultdict(list)
         async with self._client.pipeline(transaction=False) as pipe:
             for doc in docs:
@@ -241,12 +245,13 @@ class ShadowWriter:
                     pipe.expire(key, ttl)
                 shard = self._layout.shard(doc.sandbox_id)
                 ids[shard].append(doc.sandbox_id)
-                idle, trans, hard_ends = scores[shard]
+                idle, trans, hard_ends, deletes = scores[shard]
                 since = transitional_since(doc)
                 for index, at in (
                     (idle, doc.idle_deadline_at),
                     (trans, since),
                     (hard_ends, doc.max_lifetime_at),
+                    (deletes, doc.delete_at),
                 ):
                     if at is not None:
                         index[doc.sandbox_id] = round(at.timestamp(), 3)

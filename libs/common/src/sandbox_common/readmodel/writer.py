@@ -24,12 +24,14 @@ _encoder = msgspec.json.Encoder()
 # document. One call writes a chunk of one shard's documents, given as one JSON array:
 # per-document arguments cost more to pack on the client than the writes cost Redis. Every key
 # is passed in KEYS (one slot: the shard's tag), none is built inside the script.
-# KEYS: deadline index, transitional index, change stream, hard-end index, then the documents.
+# KEYS: deadline index, transitional index, change stream, hard-end index, delete index, then
+#       the documents.
 # ARGV: the entries (in the order of the document keys), change stream length.
 # Entry: [revision, document, ttl seconds (0 = keep), sandbox id, live project ('' = none),
 #         idle deadline epoch s ('' = not running: leave the index),
 #         since when PAUSING/STARTING epoch s ('' = neither), project id ('' = none),
-#         E2B's hard end epoch s ('' = not running or unknown)].
+#         E2B's hard end epoch s ('' = not running or unknown),
+#         a policy's delete time epoch s ('' = not paused, or none)].
 # Returns the live projects and their sandboxes whose document now holds the entry's revision
 # (written now, or by an earlier try of this same write): their pointers are set next.
 _WRITE_DOCS = f"""
@@ -38,7 +40,7 @@ local feed_length = ARGV[2]
 local pointers = {{}}
 for i, e in ipairs(entries) do
   local revision, doc, ttl, sandbox = e[1], e[2], e[3], e[4]
-  local key = KEYS[4 + i]
+  local key = KEYS[5 + i]
   local current = tonumber(redis.call('HGET', key, {keys.REVISION_FIELD!r}) or '-1')
   if current < tonumber(revision) then
     redis.call('HSET', key, {keys.REVISION_FIELD!r}, revision, {keys.DOC_FIELD!r}, doc)
@@ -61,6 +63,11 @@ for i, e in ipairs(entries) do
       redis.call('ZREM', KEYS[4], sandbox)
     else
       redis.call('ZADD', KEYS[4], e[9], sandbox)
+    end
+    if e[10] == '' then
+      redis.call('ZREM', KEYS[5], sandbox)
+    else
+      redis.call('ZADD', KEYS[5], e[10], sandbox)
     end
     {
     lua_xadd(
@@ -90,6 +97,7 @@ def _entry(doc: StatusDoc, tombstone_ttl_seconds: int) -> list[str]:
     deadline = doc.idle_deadline_at
     since = transitional_since(doc)
     hard_end = doc.max_lifetime_at
+    delete_at = doc.delete_at
     return [
         str(doc.revision),
         encode_doc(doc).decode(),
@@ -100,6 +108,7 @@ def _entry(doc: StatusDoc, tombstone_ttl_seconds: int) -> list[str]:
         f"{since.timestamp():.3f}" if since else "",
         doc.project_id or "",
         f"{hard_end.timestamp():.3f}" if hard_end else "",
+        f"{delete_at.timestamp():.3f}" if delete_at else "",
     ]
 
 
@@ -114,11 +123,11 @@ def script_calls(
     calls: list[redis_pool.ScriptCall] = []
     stream_length = layout.stream_length(feed_length)
     for shard, shard_docs in sorted(by_shard.items()):
-        idle, transitional, hard_ends = layout.indexes(shard)
+        idle, transitional, hard_ends, deletes = layout.indexes(shard)
         for i in range(0, len(shard_docs), _CHUNK):
             chunk = shard_docs[i : i + _CHUNK]
             entries = [_entry(doc, tombstone_ttl_seconds) for doc in chunk]
-            script_keys = [idle, transitional, layout.changes(shard), hard_ends]
+            script_keys = [idle, transitional, layout.changes(shard), hard_ends, deletes]
             script_keys += [layout.doc(doc.sandbox_id) for doc in chunk]
             calls.append((script_keys, [_encoder.encode(entries), stream_length]))
     return calls

@@ -23,6 +23,7 @@ from enforcer.actuator.retry import (
     RetryPolicy,
     with_retries,
 )
+from enforcer.domain.deletes import still_deletable
 from enforcer.domain.idle import (
     PauseCommand,
     extended_end,
@@ -31,6 +32,8 @@ from enforcer.domain.idle import (
     still_due,
 )
 from enforcer.domain.outcomes import (
+    KillOutcome,
+    KillResult,
     OutcomeT,
     PauseOutcome,
     PauseResult,
@@ -45,7 +48,7 @@ from sandbox_common.commands import Command, CommandType, extend_timeout_seconds
 from sandbox_common.dead_letters import DeadLetterSink, Record
 from sandbox_common.envelope import Envelope
 from sandbox_common.facts import FactSink
-from sandbox_common.policies import PolicyBook
+from sandbox_common.policies import NO_GOVERNS, Governs, PolicyBook
 from sandbox_common.policies.quiet_hours import open_window
 from sandbox_common.readmodel import PauseReason, Status, StatusDoc
 
@@ -67,6 +70,8 @@ class SandboxControl(Protocol):
     async def connect(self, sandbox_id: str, timeout_seconds: int) -> ResumeResult: ...
 
     async def refresh(self, sandbox_id: str, duration_seconds: int) -> TimeoutResult: ...
+
+    async def kill(self, sandbox_id: str) -> KillResult: ...
 
 
 class CommandLedger(Protocol):
@@ -112,11 +117,24 @@ _EXTEND_FINAL: Mapping[TimeoutOutcome, str] = {
     TimeoutOutcome.NOT_RUNNING: "skipped",
     TimeoutOutcome.AT_LIMIT: "at_limit",
 }
+_KILL_ENDS: Mapping[KillOutcome, FactOf] = {
+    KillOutcome.KILLED: facts.deleted,
+    KillOutcome.GONE: facts.killed,
+}
 # Outcomes after which E2B must not be asked again for the same command.
 _CARRIED_OUT = frozenset(
-    {*_PAUSE_ENDS, *_RESUME_ENDS, ResumeOutcome.AT_LIMIT, TimeoutOutcome.SET, *_EXTEND_FINAL}
+    {
+        *_PAUSE_ENDS,
+        *_RESUME_ENDS,
+        ResumeOutcome.AT_LIMIT,
+        TimeoutOutcome.SET,
+        *_EXTEND_FINAL,
+        *_KILL_ENDS,
+    }
 )
-_SUPPORTED = frozenset({CommandType.PAUSE, CommandType.RESUME, CommandType.EXTEND_TIMEOUT})
+_SUPPORTED = frozenset(
+    {CommandType.PAUSE, CommandType.RESUME, CommandType.EXTEND_TIMEOUT, CommandType.KILL}
+)
 
 
 class Actuator:
@@ -149,6 +167,7 @@ class Actuator:
             CommandType.PAUSE: self._pause,
             CommandType.RESUME: self._resume,
             CommandType.EXTEND_TIMEOUT: self._extend,
+            CommandType.KILL: self._kill,
         }[command.type](record, command)
         handled = await with_retries(
             operation, self._retry, self._ports.facts, self._ports.dead_letters
@@ -228,6 +247,27 @@ class Actuator:
         # On giving up: nothing to undo, E2B's old end still stands.
         return Operation("timeout", record, command, attempt)
 
+    def _kill(self, record: Record, command: Command) -> Operation:
+        """A policy's delete: only while the sandbox is still paused since the pause that was
+        judged and the policy in force still deletes it (a resume meanwhile saves it)."""
+        paused_since = _time(command.data.get("paused_since"))
+
+        async def attempt(n: int) -> Handled | Retry:
+            doc = await self._ports.reader.by_sandbox(command.sandbox_id)
+            governs = await self._governs(command.project_id)
+            if not still_deletable(doc, governs, paused_since, self._clock()):
+                return _done(command, "skipped", n - 1, None)
+            result = await self._ports.e2b.kill(command.sandbox_id)
+            return await self._end(command, n, result, _KILL_ENDS)
+
+        # On giving up: nothing to undo, the sandbox stays paused; the next tick asks again.
+        return Operation("kill", record, command, attempt)
+
+    async def _governs(self, project_id: str | None) -> Governs:
+        if self._ports.policies is None:
+            return NO_GOVERNS
+        return (await self._ports.policies.book_for(project_id)).governs(project_id)
+
     async def _end(
         self, command: Command, n: int, result: Result[OutcomeT], ends: Mapping[OutcomeT, FactOf]
     ) -> Handled | Retry:
@@ -243,16 +283,14 @@ class Actuator:
     async def _quiet_now(self, project_id: str | None) -> bool:
         """Inside the project's quiet hours no keep-alive holds a sandbox: E2B's own timeout
         runs on."""
-        if self._ports.policies is None:
-            return False
-        quiet = (await self._ports.policies.book_for(project_id)).governs(project_id).quiet_hours
+        quiet = (await self._governs(project_id)).quiet_hours
         return quiet is not None and open_window(quiet, self._clock()) is not None
 
     async def _policy_allows(self, doc: StatusDoc, reason: PauseReason) -> bool:
         if self._ports.policies is None:
             return True
-        book = await self._ports.policies.book_for(doc.project_id)
-        return policy_allows(doc, book.governs(doc.project_id), self._clock(), reason)
+        governs = await self._governs(doc.project_id)
+        return policy_allows(doc, governs, self._clock(), reason)
 
     async def _not_due(
         self, command: Command, doc: StatusDoc | None, attempts: int, why: str = "activity"
@@ -285,3 +323,13 @@ def _done(command: Command, outcome: str, attempts: int, status: int | None) -> 
         },
     )
     return Handled(outcome, attempts)
+
+
+def _time(raw: object) -> datetime | None:
+    """A command's ISO time field (None when absent or unreadable: the delete is skipped)."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        return datetime.fromisoformat(raw)
+    except ValueError:
+        return None

@@ -6,12 +6,14 @@ from __future__ import annotations
 import dataclasses
 
 from enforcer.domain.outcomes import (
+    KillResult,
     OutcomeT,
     PauseResult,
     Result,
     ResumeResult,
     TimeoutResult,
     classify_connect,
+    classify_kill,
     classify_pause,
     classify_refresh,
 )
@@ -33,6 +35,10 @@ class E2BSandboxControl:
     async def refresh(self, sandbox_id: str, duration_seconds: int) -> TimeoutResult:
         reply = await self._api.refresh(sandbox_id, duration_seconds)
         return _waiting(classify_refresh(reply.status, reply.message), reply)
+
+    async def kill(self, sandbox_id: str) -> KillResult:
+        reply = await self._api.kill(sandbox_id)
+        return _waiting(classify_kill(reply.status, reply.message), reply)
 
 
 def _waiting(result: Result[OutcomeT], reply: Reply) -> Result[OutcomeT]:

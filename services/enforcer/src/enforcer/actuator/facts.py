@@ -35,6 +35,14 @@ def killed(command: Command, now: datetime, e2b_status: int | None) -> Envelope:
     return _fact(command, FactType.KILLED, "killed", now, payload)
 
 
+def deleted(command: Command, now: datetime, e2b_status: int | None) -> Envelope:
+    """Killed at E2B because the project's policy deletes sandboxes paused this long."""
+    payload = Lifecycle(
+        kill_reason="deleteAfterPaused", e2b_status=e2b_status, command_id=command.command_id
+    )
+    return _fact(command, FactType.KILLED, "killed", now, payload)
+
+
 def cancelled(command: Command, now: datetime, reason: str) -> Envelope:
     """Back to RUNNING: activity came after judging, or E2B never accepted the pause."""
     payload = Undone(reason=reason, command_id=command.command_id)

@@ -36,7 +36,13 @@ class TimeoutOutcome(StrEnum):
     RETRYABLE = "retryable"
 
 
-OutcomeT = TypeVar("OutcomeT", PauseOutcome, ResumeOutcome, TimeoutOutcome)
+class KillOutcome(StrEnum):
+    KILLED = "killed"  # 204
+    GONE = "gone"  # 404 (or 410): already gone, as good as killed
+    RETRYABLE = "retryable"
+
+
+OutcomeT = TypeVar("OutcomeT", PauseOutcome, ResumeOutcome, TimeoutOutcome, KillOutcome)
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class Result(Generic[OutcomeT]):
 PauseResult = Result[PauseOutcome]
 ResumeResult = Result[ResumeOutcome]
 TimeoutResult = Result[TimeoutOutcome]
+KillResult = Result[KillOutcome]
 
 
 # E2B answers a killed sandbox 410 Gone (e2b-dev/infra, orchestrator keep_alive.go and the
@@ -102,3 +109,12 @@ def classify_refresh(status: int | None, message: str) -> TimeoutResult:
     if _at_limit(status, message):
         return TimeoutResult(TimeoutOutcome.AT_LIMIT, status, message)
     return TimeoutResult(TimeoutOutcome.RETRYABLE, status, _retry_reason(status, message))
+
+
+def classify_kill(status: int | None, message: str) -> KillResult:
+    """`DELETE /sandboxes/{id}`: 204 killed, 404 never existed or already gone."""
+    if status == 204:
+        return KillResult(KillOutcome.KILLED, status)
+    if status in _GONE:
+        return KillResult(KillOutcome.GONE, status, message)
+    return KillResult(KillOutcome.RETRYABLE, status, _retry_reason(status, message))

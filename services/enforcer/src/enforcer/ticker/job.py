@@ -1,5 +1,5 @@
 """One scheduled tick: pause requests for the idle sandboxes, then the repair of the stuck
-ones (not in a dry run), counted in the ticker's metrics."""
+ones and the deletes policies ask for (not in a dry run), counted in the ticker's metrics."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from enforcer.ticker import metrics
+from enforcer.ticker.deletes import DeleteReadModel, request_deletes
 from enforcer.ticker.repair import ReadModel as RepairReadModel
 from enforcer.ticker.repair import repair_stuck
 from enforcer.ticker.tick import PausePublisher, ReadModel, RequestedPauses, TickOptions, run_tick
 from sandbox_common.facts import FactSink
 
 
-class TickReadModel(ReadModel, RepairReadModel, Protocol):
-    """Both indexes and the documents (sandbox_common.readmodel.reader)."""
+class TickReadModel(ReadModel, RepairReadModel, DeleteReadModel, Protocol):
+    """The indexes and the documents (sandbox_common.readmodel.reader)."""
 
 
 class TickPublisher(PausePublisher, FactSink, Protocol):
@@ -43,6 +44,10 @@ class TickJob:
                     stuck_after=o.stuck_after,
                     batch_size=o.batch_size,
                 )
+                deletes = await request_deletes(
+                    self.clock(), self.model, self.publisher, self.requested, o.batch_size
+                )
+                metrics.DELETE_REQUESTS.inc(deletes)
         metrics.TICKS.labels(outcome="ran").inc()
         metrics.LAST_TICK.set_to_current_time()
         metrics.CHECKED.inc(report.checked)

@@ -24,3 +24,8 @@ LAST_TICK = Gauge("enforcer_last_tick_timestamp_seconds", "When this replica las
 REPAIRED = Counter(
     "enforcer_repaired_total", "Sandboxes repaired after sticking in PAUSING/STARTING"
 )
+DELETE_REQUESTS = Counter(
+    "enforcer_delete_requests_total",
+    "Kill commands published for paused sandboxes a project policy deletes"
+    " (deleteAfterPausedSeconds)",
+)

@@ -18,7 +18,8 @@ from sandbox_common.policies import Placed, decode_policy
 _COLUMNS = ", ".join(STATE_COLUMNS)
 _RUNNING = f"""
 SELECT {_COLUMNS} FROM sandboxes
-WHERE status = 'RUNNING' AND ($1::text IS NULL OR project_id = $1) AND sandbox_id > $2
+WHERE status IN ('RUNNING', 'PAUSED') AND ($1::text IS NULL OR project_id = $1)
+AND sandbox_id > $2
 ORDER BY sandbox_id LIMIT $3
 """  # noqa: S608
 # A new revision only for rows still at the revision their document was judged from: a row the
@@ -65,7 +66,8 @@ class RunningRows:
         self._pool = pool
 
     async def page(self, project_id: str | None, after: str, limit: int) -> list[Projected]:
-        """RUNNING sandboxes (of one project, or all) by id, after `after`."""
+        """RUNNING and PAUSED sandboxes (of one project, or all) by id, after `after`: those
+        a policy gives deadlines (a pause, a delete)."""
         rows = await self._pool.fetch(_RUNNING, project_id, after, limit)
         return [Projected(state_from_row(r), r["revision"]) for r in rows]
 

@@ -66,6 +66,10 @@ async def redis(
         if d.max_lifetime_at is not None
     }
     out += verify.compare_scores("hard-ends", hard_ends, await reader.hard_ends())
+    deletes = {
+        sid: d.delete_at.timestamp() for sid, d in expected.items() if d.delete_at is not None
+    }
+    out += verify.compare_scores("deletes", deletes, await reader.deletes())
     served = pointers(rebuilt)
     projects = sorted(
         served.keys() | {d.project_id for d in live.values() if d.project_id is not None}

@@ -36,6 +36,7 @@ from status_api.deps import Deps
 from status_api.routes.sandboxes import RAISES, SECURITY
 from status_api.stream_slots import StreamsFullError
 from status_api.views import (
+    DeleteWarning,
     Gone,
     LifetimeWarning,
     PauseWarning,
@@ -47,7 +48,8 @@ from status_api.views import (
 _encoder = msgspec.json.Encoder()
 _pause_warning = msgspec.json.Decoder(PauseWarning)
 _lifetime_warning = msgspec.json.Decoder(LifetimeWarning)
-_WARNINGS = frozenset({ChangeKind.WARNING, ChangeKind.LIFETIME})
+_delete_warning = msgspec.json.Decoder(DeleteWarning)
+_WARNINGS = frozenset({ChangeKind.WARNING, ChangeKind.LIFETIME, ChangeKind.DELETE})
 
 
 def _warned_about(change: Change) -> tuple[str, datetime]:
@@ -55,6 +57,9 @@ def _warned_about(change: Change) -> tuple[str, datetime]:
     if change.kind is ChangeKind.LIFETIME:
         lifetime = _lifetime_warning.decode(change.data)
         return lifetime.sandbox_id, lifetime.max_lifetime_at
+    if change.kind is ChangeKind.DELETE:
+        delete = _delete_warning.decode(change.data)
+        return delete.sandbox_id, delete.delete_at
     pause = _pause_warning.decode(change.data)
     return pause.sandbox_id, pause.idle_deadline_at
 
@@ -66,7 +71,9 @@ _STREAM_DOC = (
     "Server-sent events. `sandbox`: the status (same JSON as the GET route); `pauseImminent`: "
     "{sandboxId, projectId, idleDeadlineAt, secondsLeft}, once per idle deadline; "
     "`lifetimeEnding`: {sandboxId, projectId, maxLifetimeAt, secondsLeft}, once per run, before "
-    "E2B ends it whatever the activity; `gone`: no live sandbox (killed, or none yet); "
+    "E2B ends it whatever the activity; `deleteImminent`: {sandboxId, projectId, deleteAt, "
+    "secondsLeft}, before a project policy deletes a paused sandbox (resume it to keep it); "
+    "`gone`: no live sandbox (killed, or none yet); "
     "`snapshot`: {projectId, reason}, the missed changes cannot be sent one by one (a resume "
     "too far back, a rebuilt read model) and the current state follows. Each event's id "
     "resumes the stream (Last-Event-ID, or `?lastEventId=`). `reauthenticate`: {expiredAt}, "
