@@ -30,6 +30,9 @@ from tests.connected.test_policies_api import applied, put
 
 pytestmark = pytest.mark.connected
 KEY = "policy-rules-key"
+# A stream stays quiet for a minute between warnings and pauses: SSE keep-alives come every 15 s,
+# so a read timeout of 15 s (the tests' default client) would race them.
+STREAMING = httpx.Timeout(15.0, read=60.0)
 
 
 @pytest.fixture
@@ -66,7 +69,10 @@ async def test_max_running_time_and_quiet_hours_pause_an_active_sandbox_once_aft
     }
     projects = {reason: f"rule-{uuid.uuid4().hex[:8]}" for reason in rules}
     streams: dict[str, EventStream] = {}
-    async with contextlib.AsyncExitStack() as opened:
+    async with (
+        httpx.AsyncClient(timeout=STREAMING) as streaming,
+        contextlib.AsyncExitStack() as opened,  # closes its streams before their client
+    ):
         opened.push_async_callback(api.aclose)
         await register_webhook(api, stack, "policy-rules")
         for reason, policy in rules.items():
@@ -95,7 +101,7 @@ async def test_max_running_time_and_quiet_hours_pause_an_active_sandbox_once_aft
             assert doc["pauseReason"] == reason, doc
             url = f"{stack.status_api.url}/api/projects/{project}/sandbox/stream"
             streams[reason] = await opened.enter_async_context(
-                EventStream(client, url, token(stack, project))
+                EventStream(streaming, url, token(stack, project))
             )
 
         async def all_paused() -> bool:
@@ -133,3 +139,61 @@ async def test_max_running_time_and_quiet_hours_pause_an_active_sandbox_once_aft
                 e for e in history.json()["events"] if e["type"] == "sandbox.pause.requested"
             ]
             assert [e["data"]["reason"] for e in requested] == [reason], history.json()
+
+
+async def test_a_paused_sandbox_is_deleted_once_after_a_warning(
+    client: httpx.AsyncClient, stack: Stack, sim: SimProcess, enforcing: None
+) -> None:
+    project = f"delete-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=sim.url, headers={"X-API-Key": KEY}, timeout=10) as api:
+        await register_webhook(api, stack, "policy-deletes")
+        r = await put(client, stack, project, {"deleteAfterPausedSeconds": 60})
+        assert r.status_code == 202, r.text
+        await applied(client, stack, project, r.json()["eventId"])
+        created = await api.post(
+            "/sandboxes",
+            json={"templateID": "base", "timeout": 3600, "metadata": {"projectId": project}},
+        )
+        assert created.status_code == 201, created.text
+        sandbox = created.json()["sandboxID"]
+
+        async def status() -> dict[str, Any] | None:
+            r = await status_of(client, stack, project)
+            return r.json() if r.status_code == 200 else None
+
+        async def running() -> bool:
+            doc = await status()
+            return doc is not None and doc["status"] == "RUNNING"
+
+        await eventually(running, within=20, interval=0.2)
+        assert (await api.post(f"/sandboxes/{sandbox}/pause")).status_code == 204
+
+        async def paused() -> dict[str, Any] | None:
+            doc = await status()
+            return doc if doc is not None and doc["status"] == "PAUSED" else None
+
+        doc = await eventually(paused, within=20, interval=0.2)
+        assert doc["deleteAt"] is not None
+        url = f"{stack.status_api.url}/api/projects/{project}/sandbox/stream"
+        async with (
+            httpx.AsyncClient(timeout=STREAMING) as streaming,
+            EventStream(streaming, url, token(stack, project)) as sse,
+        ):
+            (warning,) = await sse.wait_for("deleteImminent", within=10)
+            assert warning.data["deleteAt"] == doc["deleteAt"]
+            gone = await sse.wait_for("gone", within=90)
+            assert warning.at < gone[0].at
+        await asyncio.sleep(3)  # more ticks: one delete only
+        calls = (await api.get("/_sim/calls", params={"sandboxId": sandbox, "op": "kill"})).json()
+        assert [c["status"] for c in calls] == [204], calls
+        assert (await api.get(f"/sandboxes/{sandbox}")).status_code == 404
+        history = await client.get(
+            f"{stack.status_api.url}/api/sandboxes/{sandbox}/history",
+            headers=token(stack, admin=True),
+        )
+        events = history.json()["events"]
+        assert [e["data"]["reason"] for e in events if e["type"] == "sandbox.delete.requested"] == [
+            "deleteAfterPaused"
+        ]
+        killed = [e for e in events if e["type"] == "sandbox.lifecycle.killed"]
+        assert any(e["data"].get("kill_reason") == "deleteAfterPaused" for e in killed), events
