@@ -101,7 +101,8 @@ def observe_redis_memory(memory: Memory) -> None:
 
 POLICY_REINDEX_CHECKED = Counter(
     "projector_policy_reindex_checked_total",
-    "RUNNING sandboxes judged again after the policies in force changed (scope: project, or"
+    "Live (RUNNING, PAUSED) sandboxes judged again after the policies in force changed (scope:"
+    " project, or"
     " all for the default, a changed setting or a start)",
     ["scope"],
 )

@@ -1,5 +1,5 @@
 """Use case: a policy change applies at once. The projector writes every status document with
-the policies in force (`keeper.book`); when they change, the RUNNING sandboxes they govern are
+the policies in force (`keeper.book`); when they change, the live sandboxes they govern are
 judged again and those whose idle deadline moved get a new revision in PostgreSQL and their
 document rewritten (idle index and change feed with it, so SSE clients see the new deadline).
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 PAGE = 1000
 # Progress lines of a long re-index: one per this many sandboxes judged.
 PROGRESS_EVERY = 20_000
-ALL = "*"  # the scope of a re-index of every RUNNING sandbox
+ALL = "*"  # the scope of a re-index of every live sandbox
 
 
 class Running(Protocol):
@@ -66,7 +66,7 @@ class Reindexed:
 def stale(
     p: Projected, stored: StatusDoc | None, rule: DeadlineRule, book: PolicyBook, now: datetime
 ) -> bool:
-    """Whether the stored document of a RUNNING sandbox shows another idle deadline than the
+    """Whether the stored document of a live sandbox shows other deadlines than the
     book gives. Only a document at the row's own revision is judged: one behind is being
     written by the live projector, one ahead was written after this row was read (the next
     pass judges both again)."""
@@ -91,7 +91,8 @@ class Reindex:
     book: Callable[[], PolicyBook]
 
     async def run(self, scope: str) -> Reindexed:
-        """Every RUNNING sandbox of the scope (a project id, or ALL), a page at a time."""
+        """Every live (RUNNING or PAUSED) sandbox of the scope (a project id, or ALL), a page
+        at a time."""
         project = None if scope == ALL else scope
         label = "all" if scope == ALL else "project"
         after, checked, moved = "", 0, 0
@@ -110,7 +111,7 @@ class Reindex:
             metrics.POLICY_REINDEX_MOVED.labels(scope=label).inc(len(bumped))
             if scope == ALL and checked % PROGRESS_EVERY < PAGE:
                 log.info(
-                    "re-indexing every RUNNING sandbox: %d judged, %d deadlines moved so far",
+                    "re-indexing every live sandbox: %d judged, %d deadlines moved so far",
                     checked,
                     moved,
                     extra={"checked": checked, "moved": moved},
@@ -140,7 +141,7 @@ class PolicyKeeper:
         return self.book
 
     async def load(self) -> None:
-        """The first load, before any batch is folded; then every RUNNING sandbox judged once
+        """The first load, before any batch is folded; then every live sandbox judged once
         (IDLE_TIMEOUT_SECONDS or a policy may have changed while no projector ran)."""
         async with self._lock:
             placed = await self.source.load()
@@ -157,7 +158,7 @@ class PolicyKeeper:
             default_changed, projects = self.book.changed_scopes(before)
         metrics.POLICY_RELOADS.labels(trigger=trigger).inc()
         if default_changed:  # every sandbox is judged again: the projects' with the rest
-            log.info("the default policy changed: re-indexing every RUNNING sandbox")
+            log.info("the default policy changed: re-indexing every live sandbox")
             self._request(ALL)
             return
         for project in sorted(projects):
@@ -211,7 +212,7 @@ class PolicyKeeper:
             return
         if done.moved or scope == ALL:
             log.info(
-                "re-indexed %s: %d RUNNING sandboxes judged, %d idle deadlines moved",
+                "re-indexed %s: %d live sandboxes judged, %d deadlines moved",
                 "every sandbox" if scope == ALL else f"project {scope}",
                 done.checked,
                 done.moved,
