@@ -78,6 +78,52 @@ async def test_the_dashboard_shows_the_fleet_live_and_wakes_a_sandbox(
             await browser.close()
 
 
+async def test_the_dashboard_shows_a_projects_policy_and_an_admin_edits_it(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    """Issue 17, item 6: the policy in force with who decided each value; a refused edit names
+    the field; a saved one applies at once (the row's time to pause follows over the stream)."""
+    project, sandbox = unique("dash-policy"), unique("sbx")
+    await post_webhook(client, stack, webhook("created", sandbox, project, seconds=ago(1)))
+    await eventually(lambda: _shown(client, stack, project))
+    admin = token(stack, admin=True)["Authorization"].removeprefix("Bearer ")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(f"{stack.status_api.url}/dashboard/#token={admin}")
+            row = page.locator(f'tr[data-id="{sandbox}"]')
+            await expect(row.locator(".status")).to_have_text("RUNNING")
+            await expect(row.locator(".ttp")).to_contain_text("m ")  # about 3 minutes
+            await row.locator(".project").click()
+            idle = page.locator('#policy-effective tr[data-field="idleTimeoutSeconds"]')
+            await expect(idle.locator(".value")).to_have_text("180")
+            await expect(idle.locator(".source")).to_have_text("setting")
+            await expect(page.locator("#policy-level")).to_have_text(project)
+            # A refused value: the field at fault, nothing published.
+            await page.locator("#policy-json").fill('{"idleTimeoutSeconds": 5}')
+            await page.locator("#policy-edit button").click()
+            await expect(page.locator("#policy-status")).to_contain_text(
+                "refused: idleTimeoutSeconds"
+            )
+            await page.locator("#policy-json").fill('{"idleTimeoutSeconds": 7200}')
+            await page.locator("#policy-edit button").click()
+            await expect(page.locator("#policy-status")).to_have_text("applied", timeout=10_000)
+            await expect(idle.locator(".value")).to_have_text("7200")
+            await expect(idle.locator(".source")).to_have_text("project")
+            # Applied at once: the row's deadline moved (an hour and more to go).
+            await expect(row.locator(".ttp")).to_contain_text("1h 59m", timeout=5000)
+            assert errors == []
+        finally:
+            await browser.close()
+
+
+async def _shown(client: httpx.AsyncClient, stack: Stack, project: str) -> bool:
+    return (await status_of(client, stack, project)).status_code == 200
+
+
 async def test_the_dashboard_stops_following_when_its_token_expires(
     client: httpx.AsyncClient, stack: Stack
 ) -> None:

@@ -47,10 +47,21 @@ return 0
 """
 
 
+# KEYS: the hash. ARGV: subject, entry JSON, in pairs.
+_REPLACE = """
+redis.call('DEL', KEYS[1])
+for i = 1, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+return 0
+"""
+
+
 class PolicyWriter:
     def __init__(self, client: aioredis.Redis) -> None:
         self._client = client
         self._script = client.register_script(_SET_LATER)
+        self._replace = client.register_script(_REPLACE)
 
     async def write(self, placed: Sequence[Placed]) -> None:
         if not placed:
@@ -62,16 +73,13 @@ class PolicyWriter:
         await self._script(keys=[keys.POLICIES], args=args)
 
     async def replace_all(self, placed: Iterable[Placed]) -> None:
-        """The whole set at once (a rebuild from PostgreSQL, a replay's swap)."""
-        mapping = {
-            policy_subject(p.project_id): _encoder.encode(Entry(p.partition, p.offset, p.policy))
-            for p in placed
-        }
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.POLICIES)
-            if mapping:
-                pipe.hset(keys.POLICIES, mapping=mapping)  # type: ignore[arg-type]
-            await pipe.execute()
+        """The whole set at once (a rebuild from PostgreSQL, a replay's swap): one script, so a
+        reader never sees it empty half-way (and it runs on a Redis Cluster: one key)."""
+        args: list[str | bytes] = []
+        for p in placed:
+            entry = _encoder.encode(Entry(p.partition, p.offset, p.policy))
+            args += [policy_subject(p.project_id), entry]
+        await self._replace(keys=[keys.POLICIES], args=args)
 
 
 class PolicyReader:

@@ -36,10 +36,20 @@ function ago(iso) {
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m ago`;
 }
 
+function timeLeft(iso) {
+  const s = Math.round((Date.parse(iso) - Date.now()) / 1000);
+  if (s <= 0) return "due (next tick)";
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}
+
+// RUNNING: when it is paused, and why when a policy pauses it whatever the activity; PAUSED:
+// when a policy deletes it.
 function timeToPause(sbx) {
+  if (sbx.status === "PAUSED" && sbx.deleteAt) return `deleted in ${timeLeft(sbx.deleteAt)}`;
   if (sbx.status !== "RUNNING" || !sbx.idleDeadlineAt) return "–";
-  const s = Math.round((Date.parse(sbx.idleDeadlineAt) - Date.now()) / 1000);
-  return s > 0 ? `${Math.floor(s / 60)}m ${s % 60}s` : "due (next tick)";
+  const forced = sbx.pauseReason && sbx.pauseReason !== "idle" ? ` (${sbx.pauseReason})` : "";
+  return `${timeLeft(sbx.idleDeadlineAt)}${forced}`;
 }
 
 function renderCounts() {
@@ -82,6 +92,10 @@ function renderRow(sbx) {
       row.appendChild(cell);
     }
     row.querySelector(".id").onclick = () => showHistory(sbx.sandboxId);
+    row.querySelector(".project").onclick = () => {
+      const project = state.sandboxes.get(row.dataset.id)?.projectId;
+      if (project) loadPolicy(project);
+    };
     $("sandboxes").appendChild(row);
   }
   row.dataset.status = sbx.status;
@@ -128,7 +142,10 @@ async function showHistory(sandboxId) {
     $("history-of").textContent = sandboxId;
     $("history").replaceChildren(...page.events.map((e) => {
       const item = document.createElement("li");
-      const reason = e.data.reason ? ` (${e.data.reason})` : "";
+      // Why, as the fact says it: a pause's or delete's reason (idle, maxRunningTime,
+      // quietHours, deleteAfterPaused, policy), a kill's kill_reason.
+      const why = e.data.reason || e.data.kill_reason;
+      const reason = why ? ` (${why})` : "";
       item.textContent = `${e.occurredAt}  ${e.type}  by ${e.source}${reason}`;
       return item;
     }));
@@ -137,6 +154,84 @@ async function showHistory(sandboxId) {
     showError(err.message);
   }
 }
+
+// -- lifecycle policies: the one in force for a project (or the default), and editing it ----
+
+function policyPath(project) {
+  return project ? `/api/projects/${encodeURIComponent(project)}/policy` : "/api/policy/default";
+}
+
+function renderPolicy(project, answer) {
+  $("policy-project").value = project;
+  $("policy-level").textContent = project || "the global default";
+  $("policy-effective").replaceChildren(...Object.entries(answer.effective).map(([field, v]) => {
+    const row = document.createElement("tr");
+    row.dataset.field = field;
+    for (const [cls, text] of [["field", field], ["value", v.value === null ? "–" : JSON.stringify(v.value)], ["source", v.source]]) {
+      const cell = document.createElement("td");
+      cell.className = cls;
+      cell.textContent = text;
+      row.appendChild(cell);
+    }
+    return row;
+  }));
+  $("policy-json").value = JSON.stringify(answer.policy, null, 2);
+  $("policy-view").hidden = false;
+}
+
+async function loadPolicy(project) {
+  try {
+    renderPolicy(project, await api(policyPath(project)));
+    $("policy-status").textContent = "";
+    showError("");
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+async function savePolicy() {
+  const project = $("policy-project").value.trim();
+  const status = $("policy-status");
+  let body;
+  try {
+    body = JSON.stringify(JSON.parse($("policy-json").value || "{}"));
+  } catch (err) {
+    status.textContent = `not JSON: ${err.message}`;
+    return;
+  }
+  const response = await fetch(policyPath(project), {
+    method: "PUT",
+    headers: { ...authHeaders(), "Content-Type": "application/json" },
+    body,
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (response.status !== 202) {
+    status.textContent = answer.field ? `refused: ${answer.field}: ${answer.reason}` : `refused: ${response.status} ${answer.detail || ""}`;
+    return;
+  }
+  status.textContent = "saved; applying…";
+  // Applied once the projector has folded the fact: the GET shows its event id then.
+  for (let i = 0; i < 50; i++) {
+    const now = await api(policyPath(project));
+    if (now.eventId === answer.eventId) {
+      renderPolicy(project, now);
+      status.textContent = "applied";
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  status.textContent = "saved; not applied yet (is the projector behind?)";
+}
+
+$("policy-form").onsubmit = (e) => {
+  e.preventDefault();
+  loadPolicy($("policy-project").value.trim());
+};
+
+$("policy-edit").onsubmit = (e) => {
+  e.preventDefault();
+  savePolicy().catch((err) => showError(err.message));
+};
 
 async function loadFleet() {
   state.sandboxes.clear();
@@ -171,8 +266,11 @@ function handle(event, data) {
     // The stream ended with the token: reconnecting with it would only be refused.
     state.expired = true;
     showError("Your token expired: sign in with a new one to follow the fleet live.");
+  } else if (event === "deleteImminent") {
+    logEvent(`${data.sandboxId} is deleted in ${data.secondsLeft}s unless woken (policy)`);
   } else if (event === "pauseImminent") {
-    logEvent(`${data.sandboxId} pauses in ${data.secondsLeft}s unless used`);
+    const why = data.reason && data.reason !== "idle" ? ` (${data.reason})` : " unless used";
+    logEvent(`${data.sandboxId} pauses in ${data.secondsLeft}s${why}`);
     const sbx = state.sandboxes.get(data.sandboxId);
     if (sbx) renderRow({ ...sbx, pauseImminent: true });
   }
