@@ -197,3 +197,74 @@ async def test_a_paused_sandbox_is_deleted_once_after_a_warning(
         ]
         killed = [e for e in events if e["type"] == "sandbox.lifecycle.killed"]
         assert any(e["data"].get("kill_reason") == "deleteAfterPaused" for e in killed), events
+
+
+async def test_an_agents_busy_until_keeps_an_idle_sandbox_running_until_then_and_not_after(
+    client: httpx.AsyncClient, stack: Stack, sim: SimProcess, enforcing: None
+) -> None:
+    """Issue 17, item 4 (the heartbeat part; project API keys are not built yet): an agent
+    with the project's token says its task runs 25 s more; the sandbox, idle after 10 s, is
+    not paused before then, and is paused soon after."""
+    project = f"busy-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=sim.url, headers={"X-API-Key": KEY}, timeout=10) as api:
+        await register_webhook(api, stack, "busy-agent")
+        created = await api.post(
+            "/sandboxes",
+            json={
+                "templateID": "base",
+                "timeout": 3600,
+                "metadata": {"projectId": project, "idleTimeoutSeconds": "10"},
+            },
+        )
+        assert created.status_code == 201, created.text
+
+        async def status() -> dict[str, Any] | None:
+            r = await status_of(client, stack, project)
+            return r.json() if r.status_code == 200 else None
+
+        async def running() -> dict[str, Any] | None:
+            doc = await status()
+            return doc if doc is not None and doc["status"] == "RUNNING" else None
+
+        await eventually(running, within=20, interval=0.2)
+        heartbeat = f"{stack.status_api.url}/api/projects/{project}/sandbox/activity"
+        too_far = datetime.now(UTC) + timedelta(days=2)
+        r = await client.post(
+            heartbeat,
+            headers=token(stack, project),
+            json={"source": "agent", "busyUntil": too_far.isoformat()},
+        )
+        assert r.status_code == 400, r.text
+        until = datetime.now(UTC) + timedelta(seconds=25)
+        r = await client.post(
+            heartbeat,
+            headers=token(stack, project),
+            json={"source": "agent", "busyUntil": until.isoformat()},
+        )
+        assert r.status_code == 202, r.text
+        assert r.json()["recorded"] is True
+
+        async def held() -> dict[str, Any] | None:
+            doc = await status()
+            return doc if doc is not None and doc["busyUntil"] is not None else None
+
+        doc = await eventually(held, within=5)
+        assert datetime.fromisoformat(doc["idleDeadlineAt"]) == until
+        # Idle for 10 s many times over before `until`: still running just before it.
+        while datetime.now(UTC) < until - timedelta(seconds=2):
+            doc = await status()
+            assert doc is not None
+            assert doc["status"] == "RUNNING", doc
+            await asyncio.sleep(1)
+
+        async def paused() -> bool:
+            doc = await status()
+            return doc is not None and doc["status"] == "PAUSED"
+
+        await eventually(paused, within=20, interval=0.5)
+        assert datetime.now(UTC) >= until
+        history = await client.get(
+            f"{stack.status_api.url}/api/sandboxes/{created.json()['sandboxID']}/history",
+            headers=token(stack, project),
+        )
+        assert "agent" in {e["source"] for e in history.json()["events"]}

@@ -12,8 +12,8 @@ from projector.domain import fold
 from sandbox_common.commands import Command, CommandType
 from sandbox_common.envelope import Envelope, FactType, Source
 from sandbox_common.kafka_publisher import BrokerUnavailableError
-from sandbox_common.readmodel import Status, StatusDoc
-from status_api.activity import needs_more_e2b_time, record_activity
+from sandbox_common.readmodel import DeadlineRule, Status, StatusDoc, to_doc
+from status_api.activity import Heartbeat, needs_more_e2b_time, record_activity
 from tests.unit.test_projection_rules import T0, fact
 
 # E2B's own end is far ahead: no keep-alive needed unless a test says otherwise.
@@ -55,7 +55,7 @@ class Memory:
 
 async def test_a_flood_of_heartbeats_becomes_one_fact_per_window() -> None:
     mem = Memory()
-    results = [await record_activity(DOC, Source.UI, mem, mem) for _ in range(50)]
+    results = [await record_activity(DOC, Heartbeat(Source.UI), mem, mem) for _ in range(50)]
     assert [r.recorded for r in results].count(True) == 1
     (published,) = mem.published
     assert published.type == FactType.ACTIVITY
@@ -66,9 +66,9 @@ async def test_a_flood_of_heartbeats_becomes_one_fact_per_window() -> None:
 async def test_a_heartbeat_that_was_not_recorded_does_not_throttle_the_next() -> None:
     mem = Memory(down=True)
     with pytest.raises(BrokerUnavailableError):
-        await record_activity(DOC, Source.API, mem, mem)
+        await record_activity(DOC, Heartbeat(Source.API), mem, mem)
     mem.down = False
-    assert (await record_activity(DOC, Source.API, mem, mem)).recorded
+    assert (await record_activity(DOC, Heartbeat(Source.API), mem, mem)).recorded
 
 
 def test_activity_moves_last_activity_but_not_the_status() -> None:
@@ -95,13 +95,13 @@ async def test_e2b_timeout_is_pushed_out_when_it_gets_close_and_only_then() -> N
     keep_alive = timedelta(minutes=10)
     near = msgspec.structs.replace(DOC, timeout_at=datetime.now(UTC) + timedelta(minutes=2))
     mem = Memory()
-    result = await record_activity(near, Source.UI, mem, mem, keep_alive)
+    result = await record_activity(near, Heartbeat(Source.UI), mem, mem, keep_alive)
     assert (result.recorded, result.extended) == (True, True)
     (command,) = mem.commands
     assert command.type is CommandType.EXTEND_TIMEOUT
     assert command.data == {"timeout_seconds": 600}
     far = Memory()
-    assert not (await record_activity(DOC, Source.UI, far, far, keep_alive)).extended
+    assert not (await record_activity(DOC, Heartbeat(Source.UI), far, far, keep_alive)).extended
     assert far.commands == []
     paused = msgspec.structs.replace(near, status=Status.PAUSED)
     assert not needs_more_e2b_time(paused, datetime.now(UTC), keep_alive)
@@ -110,3 +110,63 @@ async def test_e2b_timeout_is_pushed_out_when_it_gets_close_and_only_then() -> N
     # E2B's end already is the run's hard end: no refresh can move it, so none is asked for.
     at_hard_end = msgspec.structs.replace(near, max_lifetime_at=near.timeout_at)
     assert not needs_more_e2b_time(at_hard_end, datetime.now(UTC), keep_alive)
+
+
+async def test_an_agents_busy_heartbeat_is_never_throttled_away_and_keeps_e2b_up_for_it() -> None:
+    mem = Memory()
+    now = datetime.now(UTC)
+    until = now + timedelta(minutes=40)
+    beats = [Heartbeat(Source.UI), Heartbeat(Source.AGENT, until), Heartbeat(Source.AGENT, until)]
+    results = [await record_activity(DOC, beat, mem, mem) for beat in beats]
+    assert [r.recorded for r in results] == [True, True, True]
+    assert [(f.source, f.data.get("busy_until")) for f in mem.published] == [
+        (Source.UI, None),
+        (Source.AGENT, until.isoformat()),
+        (Source.AGENT, until.isoformat()),
+    ]
+    # E2B's own end (an hour ahead) is far enough for the heartbeat and the task alike.
+    assert mem.commands == []
+    # Twenty minutes ahead is far enough for 10 minutes of keep-alive, not for the task's 40:
+    # a refresh as long as the task (E2B takes at most an hour per refresh).
+    near = msgspec.structs.replace(DOC, timeout_at=now + timedelta(minutes=20))
+    await record_activity(near, Heartbeat(Source.AGENT, until), mem, mem)
+    (command,) = mem.commands
+    assert command.data["timeout_seconds"] >= 40 * 60 - 2
+    assert Heartbeat(Source.AGENT, now + timedelta(hours=5)).keep_alive(
+        now, timedelta(minutes=10)
+    ) == timedelta(hours=1)
+
+
+def test_busy_until_holds_the_idle_deadline_until_the_latest_heartbeat_says_otherwise() -> None:
+    def beat(at: int, until: datetime | None) -> Envelope:
+        return Envelope(
+            event_id=f"b{at}",
+            type=FactType.ACTIVITY,
+            source=Source.AGENT,
+            sandbox_id="sbx-1",
+            project_id="p1",
+            occurred_at=T0 + timedelta(seconds=at),
+            received_at=datetime.now(UTC),
+            data={"busy_until": until.isoformat()} if until else {},
+        )
+
+    rule = DeadlineRule(180)
+    hold = T0 + timedelta(hours=2)
+    state = fold(None, [fact(FactType.CREATED, 0), beat(10, hold)])
+    assert state is not None
+    doc = to_doc(state, 1, T0, rule)
+    assert doc is not None
+    assert (doc.idle_deadline_at, doc.busy_until) == (hold, hold)
+    # A heartbeat without busyUntil (a browser's) leaves the hold; the agent's release ends it.
+    state = fold(state, [beat(20, None)])
+    assert state is not None
+    assert state.busy_until == hold
+    released = fold(state, [beat(30, T0 + timedelta(seconds=30))])
+    assert released is not None
+    doc = to_doc(released, 2, T0, rule)
+    assert doc is not None
+    assert doc.idle_deadline_at == T0 + timedelta(seconds=30 + 180)
+    # An old heartbeat delivered late does not put the hold back.
+    late = fold(released, [beat(15, hold)])
+    assert late is not None
+    assert late.busy_until == T0 + timedelta(seconds=30)

@@ -120,7 +120,7 @@ def test_the_state_view_reads_what_the_projection_needs_and_nothing_malformed() 
     def view(**data: object) -> tuple[object, ...]:
         return tuple(state_view(msgspec.structs.replace(fact, data=data)))
 
-    nothing = (None,) * 6
+    nothing = (None,) * 7
     assert view() == nothing
     assert view(
         set_timeout=NOW.isoformat(),
@@ -129,7 +129,8 @@ def test_the_state_view_reads_what_the_projection_needs_and_nothing_malformed() 
         reason="idle",
         on_timeout="pause",
         auto_resume=True,
-    ) == (NOW, {"a": "b"}, "base", "idle", "pause", True)
+        busy_until=NOW.isoformat(),
+    ) == (NOW, {"a": "b"}, "base", "idle", "pause", True, NOW)
     assert (
         view(
             set_timeout="soon",
@@ -138,6 +139,7 @@ def test_the_state_view_reads_what_the_projection_needs_and_nothing_malformed() 
             reason=1,
             on_timeout="explode",
             auto_resume="yes",
+            busy_until="later",
         )
         == nothing
     )

@@ -45,6 +45,9 @@ class Source(_OpenEnum):
     RECONCILER = "reconciler"
     UI = "ui"
     API = "api"
+    # Servers that are not browsers: an agent working in the sandbox, the app's backend.
+    AGENT = "agent"
+    BACKEND = "backend"
     PROJECTOR = "projector"
     ADMIN = "admin"
 

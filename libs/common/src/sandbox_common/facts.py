@@ -98,9 +98,11 @@ class WakeRequested(FactData, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class Activity(FactData, frozen=True, kw_only=True, omit_defaults=True):
-    """A heartbeat: who it came from is the envelope's source."""
+    """A heartbeat: who it came from is the envelope's source. `busy_until`: an agent's task
+    runs until then (holds the idle deadline at least that far)."""
 
     TYPES = frozenset({FactType.ACTIVITY})
+    busy_until: datetime | None = None
 
 
 class PolicySet(FactData, frozen=True, kw_only=True, omit_defaults=True):
@@ -212,6 +214,7 @@ class StateView(NamedTuple):
     reason: str | None = None
     on_timeout: str | None = None
     auto_resume: bool | None = None
+    busy_until: datetime | None = None
 
 
 _NOTHING = StateView(None, None, None)
@@ -230,12 +233,16 @@ def state_view(fact: Envelope) -> StateView:
         template_id=template_id if isinstance(template_id, str) else None,
     )
     # Only our own facts carry these: E2B's webhooks (most facts) skip the reads.
-    if "reason" not in data and "on_timeout" not in data and "auto_resume" not in data:
+    if not _OURS.intersection(data):
         return view
     reason, on_timeout = data.get("reason"), data.get("on_timeout")
-    auto_resume = data.get("auto_resume")
+    auto_resume, busy_until = data.get("auto_resume"), data.get("busy_until")
     return view._replace(
         reason=reason if isinstance(reason, str) else None,
         on_timeout=on_timeout if on_timeout in ("pause", "kill") else None,
         auto_resume=auto_resume if isinstance(auto_resume, bool) else None,
+        busy_until=parse_time(busy_until) if isinstance(busy_until, str) else None,
     )
+
+
+_OURS = frozenset({"reason", "on_timeout", "auto_resume", "busy_until"})

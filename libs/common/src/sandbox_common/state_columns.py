@@ -10,10 +10,12 @@ import msgspec
 
 
 class LifecycleColumn(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
-    """`lifecycle`: E2B's own lifecycle of the sandbox as read from E2B; NULL until read."""
+    """`lifecycle`: E2B's own lifecycle of the sandbox as read from E2B, and until when an
+    agent or backend said it is busy (a heartbeat's busyUntil); NULL while neither is known."""
 
     on_timeout: str | None = None
     auto_resume: bool | None = None
+    busy_until: datetime | None = None
 
 
 class CyclesColumn(msgspec.Struct, frozen=True, rename="camel", omit_defaults=True):
@@ -29,10 +31,12 @@ _cycles = msgspec.json.Decoder(CyclesColumn)
 _NO_CYCLES = _encoder.encode(CyclesColumn()).decode()
 
 
-def encode_lifecycle(on_timeout: str | None, auto_resume: bool | None) -> str | None:
-    if on_timeout is None and auto_resume is None:
+def encode_lifecycle(
+    on_timeout: str | None, auto_resume: bool | None, busy_until: datetime | None = None
+) -> str | None:
+    if on_timeout is None and auto_resume is None and busy_until is None:
         return None
-    return _encoder.encode(LifecycleColumn(on_timeout, auto_resume)).decode()
+    return _encoder.encode(LifecycleColumn(on_timeout, auto_resume, busy_until)).decode()
 
 
 def decode_lifecycle(raw: str | bytes | None) -> LifecycleColumn:

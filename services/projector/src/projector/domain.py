@@ -86,6 +86,9 @@ class SandboxState:
     # to their newest members, so merging them stays order-free. Flapping is read from them.
     idle_pauses: tuple[datetime, ...] = ()
     resumes: tuple[datetime, ...] = ()
+    # An agent or backend said its task runs until then (a heartbeat's busyUntil): the idle
+    # deadline is held at least that far. The latest heartbeat that says so decides.
+    busy_until: datetime | None = None
 
     @property
     def status_changed_at(self) -> datetime | None:
@@ -150,6 +153,8 @@ def _write_data(fact: Envelope, view: StateView, write: Callable[..., None]) -> 
         write("lifecycle", on_timeout=view.on_timeout, auto_resume=view.auto_resume)
     if view.set_timeout is not None:
         write("timeout", timeout_at=view.set_timeout)
+    if view.busy_until is not None:
+        write("busy", busy_until=view.busy_until)
     if view.metadata is not None:
         write("metadata", metadata=dict(view.metadata))
     if fact.project_id is not None or view.metadata is not None:

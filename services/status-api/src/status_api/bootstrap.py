@@ -91,6 +91,7 @@ class StatusApiParts:
                 setting_level(s.idle_timeout_seconds, s.status_api_warn_before_seconds),
                 _now,
             ),
+            busy_max=timedelta(seconds=s.status_api_busy_max_seconds),
         )
 
     def provide_deps(self) -> Deps:

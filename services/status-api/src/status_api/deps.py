@@ -35,3 +35,5 @@ class Deps:
     tickets: StreamTickets
     slots: StreamSlots
     policies: Policies
+    # STATUS_API_BUSY_MAX_SECONDS: how far ahead a heartbeat's busyUntil may reach.
+    busy_max: timedelta = timedelta(days=1)

@@ -58,6 +58,8 @@ class StatusApiSettings(
     # A deleteImminent warning goes out this long before a project policy deletes a paused
     # sandbox (deleteAfterPausedSeconds): time to resume it and keep it.
     status_api_delete_warn_before_seconds: Positive = 3600
+    # How far ahead a heartbeat's busyUntil may hold the idle deadline (an agent's task).
+    status_api_busy_max_seconds: Positive = 86_400
     # SSE keep-alive comments: proxies drop connections that stay silent for a minute or so.
     status_api_sse_keepalive_seconds: Seconds = 15.0
     # Requests per second per token (a burst of twice that), 0 = unlimited.

@@ -37,6 +37,9 @@ class SandboxStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     # the sandbox at its own timeout instead of killing it; any traffic to it wakes it.
     auto_pause: bool | None = None
     auto_resume: bool | None = None
+    # Until when an agent or backend said it is busy (RUNNING only): idleDeadlineAt is not
+    # before it.
+    busy_until: datetime | None = None
     # When a PAUSED sandbox is deleted (E2B kill) by its project's policy; null otherwise.
     # A deleteImminent event is pushed before it; resuming the sandbox keeps it.
     delete_at: datetime | None = None
@@ -106,6 +109,7 @@ def _view(kind: type[_View], doc: StatusDoc, flags: Imminent) -> _View:
         idle_deadline_at=doc.idle_deadline_at,
         pause_reason=doc.pause_reason,
         delete_at=doc.delete_at,
+        busy_until=doc.busy_until,
         pause_imminent=flags.pause,
         max_lifetime_at=doc.max_lifetime_at,
         lifetime_end_imminent=flags.lifetime_end,
@@ -115,11 +119,15 @@ def _view(kind: type[_View], doc: StatusDoc, flags: Imminent) -> _View:
     )
 
 
-class Caller(msgspec.Struct, frozen=True, kw_only=True):
+class Caller(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """Optional body of activity and wake: who is calling, recorded with the fact (it answers
-    "why won't it pause?" in the history)."""
+    "why won't it pause?" in the history): a browser (`ui`), the app's API (`api`), an agent
+    working in the sandbox (`agent`) or the app's backend (`backend`). `busyUntil` (activity
+    only): the caller's task runs until then, so the sandbox is not paused for idleness before
+    it (a project policy's maximum running time and quiet hours still apply)."""
 
-    source: Literal["ui", "api"] = "ui"
+    source: Literal["ui", "api", "agent", "backend"] = "ui"
+    busy_until: datetime | None = None
 
 
 class ActivityAnswer(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):

@@ -52,6 +52,9 @@ class StatusDoc(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     # Why it is paused then: idle (activity moves the deadline), maxRunningTime or quietHours
     # (a policy's, activity does not move it). None when there is no deadline.
     pause_reason: PauseReason | None = None
+    # Until when an agent or backend said it is busy (RUNNING only): the idle deadline is not
+    # before it.
+    busy_until: datetime | None = None
     # When a PAUSED sandbox is deleted (E2B kill) by its project's policy (deleteAfterPaused-
     # Seconds after it was paused); None in any other status, or when no policy deletes it.
     delete_at: datetime | None = None
@@ -112,6 +115,8 @@ class DocSource(Protocol):
     def idle_pauses(self) -> Sequence[datetime]: ...
     @property
     def resumes(self) -> Sequence[datetime]: ...
+    @property
+    def busy_until(self) -> datetime | None: ...
 
 
 def to_doc(
@@ -134,6 +139,9 @@ def to_doc(
     backoff = rule.backoff(len(rule.flaps(idle_pauses, state.resumes))) if idle_pauses else 1
     meta = state.metadata
     idle = rule.deadline(active_at, meta, backoff, governs.idle_seconds) if active_at else None
+    busy = state.busy_until
+    if idle is not None and busy is not None and busy > idle:
+        idle = busy  # an agent's task runs until then (a policy's forced pause still comes)
     deadline, reason = idle, PauseReason.IDLE if idle else None
     if run_start is not None and governs is not NO_GOVERNS:
         forced = rule.forced_pause(run_start, governs)
@@ -156,6 +164,7 @@ def to_doc(
         idle_deadline_at=deadline,
         pause_reason=reason,
         delete_at=delete_at,
+        busy_until=state.busy_until if running else None,
         max_lifetime_at=rule.hard_end(run_start) if run_start else None,
         auto_pause=None if state.on_timeout is None else state.on_timeout == "pause",
         auto_resume=state.auto_resume,

@@ -354,7 +354,7 @@ def state_row(s: SandboxState, revision: int) -> tuple[Any, ...]:
         s.first_seen_at,
         s.last_event_at,
         revision,
-        encode_lifecycle(s.on_timeout, s.auto_resume),
+        encode_lifecycle(s.on_timeout, s.auto_resume, s.busy_until),
         encode_cycles(s.idle_pauses, s.resumes),
     )
 
@@ -392,4 +392,5 @@ def state_from_row(row: asyncpg.Record) -> SandboxState:
         auto_resume=lifecycle.auto_resume,
         idle_pauses=cycles.idle_pauses,
         resumes=cycles.resumes,
+        busy_until=lifecycle.busy_until,
     )

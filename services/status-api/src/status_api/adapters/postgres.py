@@ -45,8 +45,8 @@ class FleetRow(msgspec.Struct, frozen=True):
     template_id: str | None
     metadata: dict[str, str]
     last_activity_source: str | None
-    # Not read: the fleet list shows no statusChangedAt (null), nor any team. With them the row
-    # is a state a status document is made from (readmodel.DocSource).
+    # Not read: the fleet list shows no team. With it the row is a state a status document is
+    # made from (readmodel.DocSource). statusChangedAt is read: a policy's delete counts from it.
     status_changed_at: datetime | None = None
     team_id: str | None = None
     # The start of its run (the projector's "run" register): E2B's hard end is counted from it.
@@ -55,6 +55,7 @@ class FleetRow(msgspec.Struct, frozen=True):
     auto_resume: bool | None = None
     idle_pauses: tuple[datetime, ...] = ()
     resumes: tuple[datetime, ...] = ()
+    busy_until: datetime | None = None
 
 
 _ACTIVITY_TYPES = sorted(t.value for t in MOVES_LAST_ACTIVITY)
@@ -88,7 +89,8 @@ LIMIT 1
 _FLEET = """
 SELECT s.sandbox_id, s.project_id, s.status, s.last_active_at, s.timeout_at, s.template_id,
        s.metadata, a.source AS last_activity_source,
-       (s.stamps->'run'->>0)::timestamptz AS run_started_at, s.lifecycle, s.recent_cycles
+       (s.stamps->'run'->>0)::timestamptz AS run_started_at, s.lifecycle, s.recent_cycles,
+       (s.stamps->'status'->>0)::timestamptz AS status_changed_at
 FROM sandboxes s
 LEFT JOIN LATERAL (
   SELECT e.source FROM sandbox_events e
@@ -145,6 +147,8 @@ def _fleet_row(r: asyncpg.Record) -> FleetRow:
         auto_resume=lifecycle.auto_resume,
         idle_pauses=cycles.idle_pauses,
         resumes=cycles.resumes,
+        busy_until=lifecycle.busy_until,
+        status_changed_at=r["status_changed_at"],
     )
 
 

@@ -3,6 +3,7 @@ operator's pause (admin)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, cast
 
 import msgspec
@@ -14,6 +15,7 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ServiceUnavailableException,
     TooManyRequestsException,
+    ValidationException,
 )
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
@@ -24,7 +26,7 @@ from sandbox_common.readmodel import POLL_AFTER_MS, Status, StatusDoc
 from status_api import metrics
 from status_api.access import AUTHENTICATE_FIRST
 from status_api.actions import request_pause, request_wake
-from status_api.activity import record_activity
+from status_api.activity import Heartbeat, record_activity
 from status_api.deps import Deps
 from status_api.reads import render
 from status_api.views import (
@@ -197,6 +199,20 @@ def caller_source(data: Caller | None) -> Source:
     return Source(data.source) if data else Source.UI
 
 
+def busy_until(data: Caller | None, deps: Deps) -> datetime | None:
+    """400 for a time without a zone, or more than STATUS_API_BUSY_MAX_SECONDS ahead: a hold
+    that long is a bug in the agent, not a task (a time past is taken: the hold is over)."""
+    if data is None or data.busy_until is None:
+        return None
+    at = data.busy_until
+    if at.tzinfo is None:
+        raise ValidationException(detail="busyUntil needs a time zone (e.g. ...Z)")
+    if at - deps.clock() > deps.busy_max:
+        hours = deps.busy_max.total_seconds() / 3600
+        raise ValidationException(detail=f"busyUntil is more than {hours:g} h ahead")
+    return at
+
+
 def action_answer(doc: StatusDoc, status: Status) -> ActionAnswer:
     return ActionAnswer(
         sandbox_id=doc.sandbox_id, status=status, poll_after_ms=POLL_AFTER_MS[status]
@@ -213,8 +229,8 @@ async def activity(
     """Moves the sandbox's last activity (and so its idle deadline). Heartbeats are
     throttled per sandbox: `recorded: false` means one of this window was already taken."""
     doc = await project_doc_to_act_on(deps, request, project_id, "activity")
-    source = caller_source(data)
-    result = await record_activity(doc, source, deps.throttle, deps.publisher, deps.keep_alive)
+    beat = Heartbeat(caller_source(data), busy_until(data, deps))
+    result = await record_activity(doc, beat, deps.throttle, deps.publisher, deps.keep_alive)
     metrics.ACTIVITY.labels(recorded=str(result.recorded).lower()).inc()
     return ActivityAnswer(sandbox_id=doc.sandbox_id, recorded=result.recorded)
 
