@@ -211,7 +211,7 @@ class Runs:
 
 def keeper(source: Source, runs: Runs) -> PolicyKeeper:
     k = PolicyKeeper(source, RedisPolicies(), second_pass_seconds=0.01)
-    k.reindex = runs  # type: ignore[assignment]
+    k.reindex = runs
     return k
 
 
@@ -301,7 +301,7 @@ def test_a_placed_policy_round_trips_through_its_redis_entry() -> None:
 async def test_a_change_while_waiting_for_the_second_pass_is_judged_at_once() -> None:
     source, runs = Source([]), Runs()
     k = PolicyKeeper(source, RedisPolicies(), second_pass_seconds=60)
-    k.reindex = runs  # type: ignore[assignment]
+    k.reindex = runs
     source.placed = [Placed("p1", 0, 1, Policy(idle_timeout_seconds=60))]
     await k.refresh("notify")
     await asyncio.sleep(0.01)

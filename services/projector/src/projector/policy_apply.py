@@ -123,13 +123,19 @@ class PolicySource(Protocol):
     async def load(self) -> list[Placed]: ...
 
 
+class Judges(Protocol):
+    """Judges every live sandbox of a scope again (Reindex)."""
+
+    async def run(self, scope: str) -> Reindexed: ...
+
+
 @dataclass(eq=False)
 class PolicyKeeper:
     """The book every document is written with, and the re-indexes its changes start."""
 
     source: PolicySource
     redis: PolicyWriter
-    reindex: Reindex | None = None
+    reindex: Judges | None = None
     second_pass_seconds: float = 5.0
     book: PolicyBook = field(default=NO_POLICIES, init=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
