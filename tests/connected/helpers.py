@@ -7,7 +7,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -278,13 +278,17 @@ async def forget_other_tests_deadlines(redis_url: str) -> None:
         await client.aclose()
 
 
-async def enforcement_against(
+@contextlib.asynccontextmanager
+async def enforcement(
     stack: Stack, e2b_url: str, key: str, names: tuple[str, ...], extra: dict[str, str]
-) -> list[Any]:
-    """Started `names` processes ("actuator", "enforcer") talking to the E2B at `e2b_url`, the
-    actuators in a fresh group at the commands topic's end; the caller stops them."""
+) -> AsyncIterator[list[Any]]:
+    """`names` processes ("actuator", "enforcer") talking to the E2B at `e2b_url`, the actuators
+    in a fresh group at the commands topic's end, stopped on leaving. With a ticker among them,
+    other tests' deadlines are forgotten first: it would pause their sandboxes."""
     from tests.connected.services import ServiceProcess
 
+    if "enforcer" in names:
+        await forget_other_tests_deadlines(stack.infra.redis_url)
     group = f"actuator-{uuid.uuid4().hex[:8]}"
     await start_group_at_end(stack.infra.kafka, group, topics.COMMANDS)
     env = {
@@ -302,4 +306,8 @@ async def enforcement_against(
         env_port = {**env, f"{name.upper()}_PORT": str(port)}
         processes.append(ServiceProcess(name, port, env_port, label=f"{name}-{port}"))
     await asyncio.gather(*(asyncio.to_thread(p.start) for p in processes))
-    return processes
+    try:
+        yield processes
+    finally:
+        for p in processes:
+            p.stop()

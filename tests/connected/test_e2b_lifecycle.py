@@ -20,10 +20,9 @@ from tests.connected.e2b_sim_process import SimProcess, running, short_lived, ti
 from tests.connected.helpers import (
     ago,
     end_offsets,
-    enforcement_against,
+    enforcement,
     eventually,
     find_record,
-    forget_other_tests_deadlines,
     post_webhook,
     status_of,
     token,
@@ -50,12 +49,8 @@ def short_sim() -> Iterator[SimProcess]:
 
 @pytest.fixture
 async def limited(stack: Stack, short_sim: SimProcess) -> AsyncIterator[None]:
-    processes = await enforcement_against(stack, short_sim.url, KEY, ("actuator",), {})
-    try:
+    async with enforcement(stack, short_sim.url, KEY, ("actuator",), {}):
         yield
-    finally:
-        for p in processes:
-            p.stop()
 
 
 async def test_at_e2bs_lifetime_limit_a_keep_alive_is_final_and_the_status_shows_the_end(
@@ -120,18 +115,13 @@ def sim() -> Iterator[SimProcess]:
 
 @pytest.fixture
 async def enforcing(stack: Stack, sim: SimProcess) -> AsyncIterator[None]:
-    await forget_other_tests_deadlines(stack.infra.redis_url)
     extra = {
         "ENFORCER_SCHEDULE": "1s",
         "ENFORCER_LEASE_SECONDS": "5",
         "RECONCILER_SCHEDULE": "2s",
     }
-    processes = await enforcement_against(stack, sim.url, KEY, ("actuator", "enforcer"), extra)
-    try:
+    async with enforcement(stack, sim.url, KEY, ("actuator", "enforcer"), extra):
         yield
-    finally:
-        for p in processes:
-            p.stop()
 
 
 async def test_an_auto_resume_sandbox_woken_by_traffic_after_each_idle_pause_is_flapping(

@@ -19,9 +19,8 @@ from tests.connected.conftest import Stack
 from tests.connected.e2b_sim_process import SimProcess, running, ticking
 from tests.connected.helpers import (
     EventStream,
-    enforcement_against,
+    enforcement,
     eventually,
-    forget_other_tests_deadlines,
     register_webhook,
     status_of,
     token,
@@ -42,14 +41,9 @@ def sim() -> Iterator[SimProcess]:
 
 @pytest.fixture
 async def enforcing(stack: Stack, sim: SimProcess) -> AsyncIterator[None]:
-    await forget_other_tests_deadlines(stack.infra.redis_url)
     extra = {"ENFORCER_SCHEDULE": "1s", "ENFORCER_LEASE_SECONDS": "5"}
-    processes = await enforcement_against(stack, sim.url, KEY, ("actuator", "enforcer"), extra)
-    try:
+    async with enforcement(stack, sim.url, KEY, ("actuator", "enforcer"), extra):
         yield
-    finally:
-        for p in processes:
-            p.stop()
 
 
 def quiet_soon() -> dict[str, Any]:
