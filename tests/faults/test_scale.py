@@ -134,6 +134,12 @@ async def test_many_replicas_lose_nothing_when_a_projector_and_an_actuator_die(
         assert sum(map(len, want.values())) >= len(scenario.deliveries) // 2, "a thin feed"
 
         async def all_shown() -> bool:
+            # The feed is read again each time: the system goes on writing after the load (the
+            # reconciler's pass, on its */5 schedule, reads E2B's lifecycle of the fleet and
+            # kills the load's sandboxes, which E2B never had), and the clients must be shown
+            # that too.
+            nonlocal want
+            want = await in_feed(rig.infra.redis_url, sandboxes)
             return all(not differences(want, shown_in_stream(s.events), sandboxes) for s in streams)
 
         with contextlib.suppress(AssertionError):
