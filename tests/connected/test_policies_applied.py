@@ -141,3 +141,33 @@ async def test_a_changed_default_re_indexes_the_sandboxes_it_governs(
     assert r.status_code == 202, r.text
     await timeouts_become(client, stack, theirs, 1800, within=5)
     assert {idle_seconds(d) for d in (await docs(client, stack, kept)).values()} == {120}
+
+
+async def test_a_policys_warn_before_sets_when_its_frontends_are_warned(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    """status-api warns a project's frontends as far ahead as its policy says (it copies the
+    policies from Redis every few seconds); 0 warns not at all."""
+    project = unique("warned")
+    r = await put(client, stack, project, {"idleTimeoutSeconds": 600})
+    assert r.status_code == 202, r.text
+    await applied(client, stack, project, r.json()["eventId"])
+    (sid,) = await running(client, stack, project, 1)
+    await timeouts_become(client, stack, [sid], 600, within=5)
+
+    async def imminent() -> bool:
+        return bool((await docs(client, stack, [sid]))[sid]["pauseImminent"])
+
+    # 10 minutes ahead is outside the setting's STATUS_API_WARN_BEFORE_SECONDS.
+    assert not await imminent()
+    r = await put(client, stack, project, {"idleTimeoutSeconds": 600, "warnBeforeSeconds": 3600})
+    assert r.status_code == 202, r.text
+
+    await eventually(imminent, within=10)
+    r = await put(client, stack, project, {"idleTimeoutSeconds": 600, "warnBeforeSeconds": 0})
+    assert r.status_code == 202, r.text
+
+    async def unflagged() -> bool:
+        return not await imminent()
+
+    await eventually(unflagged, within=10)

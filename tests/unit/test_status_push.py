@@ -14,6 +14,7 @@ import pytest
 from litestar.exceptions import ValidationException
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from sandbox_common.policies import Policy, PolicyBook
 from sandbox_common.rate_limit import RateLimiter
 from sandbox_common.readmodel import Layout, Status, StatusDoc, encode_doc
 from sandbox_common.readmodel import feed as changes
@@ -26,6 +27,7 @@ from status_api.fast_lane import FastLane
 from status_api.routes.operators import decode_cursor, encode_cursor, storable
 from status_api.routes.streams import _Sender
 from status_api.views import WarnWindows, sandbox_status
+from status_api.warn_policy import WarnPolicy
 from tests.unit.test_projection_rules import T0
 
 WARN = timedelta(seconds=30)
@@ -176,6 +178,68 @@ async def test_the_warner_warns_once_per_deadline_and_again_for_a_moved_one() ->
     assert sent[0]["idleDeadlineAt"] != sent[1]["idleDeadlineAt"]
 
 
+def lead_times() -> WarnPolicy:
+    """p-early is warned 120 s ahead, p-silent never; every other project as the default says
+    (none: the setting's 30 s)."""
+    book = PolicyBook.of(
+        [
+            ("p-early", Policy(warn_before_seconds=120)),
+            ("p-silent", Policy(warn_before_seconds=0)),
+        ]
+    )
+    return WarnPolicy(WINDOWS, lambda: book)
+
+
+def test_a_policys_warn_before_sets_its_projects_pause_lead_time() -> None:
+    warn = lead_times()
+    assert warn.windows("p-early").pause == timedelta(seconds=120)
+    assert warn.windows("p-silent").pause == timedelta(0)
+    assert warn.windows("p1") is WINDOWS
+    assert warn.windows(None) is WINDOWS
+    assert warn.widest().pause == timedelta(seconds=120)
+    # The other lead times stay the settings'.
+    assert warn.windows("p-early").lifetime == WINDOWS.lifetime
+    early = doc(deadline_in=100, project="p-early")
+    assert sandbox_status(early, T0, warn.windows("p-early")).pause_imminent
+    assert not sandbox_status(early, T0, warn.windows("p1")).pause_imminent
+    # 0: not even once the deadline has passed (the enforcer's tick is on its way).
+    late = doc(deadline_in=-1, project="p-silent")
+    assert not sandbox_status(late, T0, warn.windows("p-silent")).pause_imminent
+    # A default's lead time governs the projects without their own.
+    defaulted = WarnPolicy(WINDOWS, lambda: PolicyBook(Policy(warn_before_seconds=60)))
+    assert defaulted.windows("p1").pause == timedelta(seconds=60)
+
+
+async def test_the_warner_warns_each_project_its_own_lead_time_ahead() -> None:
+    redis = FakeRedis(
+        {
+            "early": doc(sandbox="early", project="p-early", deadline_in=100),
+            "usual": doc(sandbox="usual", project="p1", deadline_in=100),
+            "silent": doc(sandbox="silent", project="p-silent", deadline_in=100),
+        }
+    )
+    now = [T0]
+    warner = DeadlineWarner(redis, redis, PAUSE_WATCH, lambda: now[0], warn=lead_times())
+    assert await warner.run_once() == 1  # 100 s ahead: only p-early's lead time reaches
+    sent = [msgspec.json.decode(p)["sandboxId"] for p in redis.sent]
+    assert sent == ["early"]
+    now[0] = T0 + timedelta(seconds=75)  # 25 s left: inside the setting's 30 s
+    assert await warner.run_once() == 1
+    now[0] = T0 + timedelta(seconds=99)
+    assert await warner.run_once() == 0
+    sent = [msgspec.json.decode(p)["sandboxId"] for p in redis.sent]
+    assert sent == ["early", "usual"]  # p-silent's warnBeforeSeconds is 0
+
+
+def test_a_stream_snapshot_warns_as_the_projects_policy_says() -> None:
+    s = sender(project_id="p-early", warn=lead_times())
+    shown = s.snapshot(doc(deadline_in=100, project="p-early"), "p-early", "1-0")
+    assert [m.event for m in shown] == ["sandbox", "pauseImminent"]
+    quiet = sender(project_id="p-silent", warn=lead_times())
+    shown = quiet.snapshot(doc(deadline_in=5, project="p-silent"), "p-silent", "1-0")
+    assert [m.event for m in shown] == ["sandbox"]
+
+
 async def test_the_lifetime_warner_warns_once_per_run_apart_from_pause_warnings() -> None:
     ending = msgspec.structs.replace(
         doc(deadline_in=20), max_lifetime_at=T0 + timedelta(seconds=200)
@@ -255,9 +319,12 @@ def at(*entries: str) -> changes.Cursor:
     return changes.Cursor(tuple(changes.entry_position(e) for e in entries))
 
 
-def sender(shards: int = 1, project_id: str | None = "p1") -> _Sender:
+def sender(
+    shards: int = 1, project_id: str | None = "p1", warn: WarnPolicy | None = None
+) -> _Sender:
     hub = type("H", (), {"head": changes.Cursor.start(shards)})()
-    deps: Any = type("D", (), {"clock": staticmethod(lambda: T0), "warn": WINDOWS, "hub": hub})()
+    warn = warn or WarnPolicy(WINDOWS)
+    deps: Any = type("D", (), {"clock": staticmethod(lambda: T0), "warn": warn, "hub": hub})()
     return _Sender(deps, project_id)
 
 
@@ -384,7 +451,7 @@ async def test_the_fast_lane_serves_only_the_happy_path_and_hands_on_the_rest() 
             "gate": Gate(TokenVerifier(secret), RateLimiter(0, Clock()), RateLimiter(0, Clock())),
             "reader": Reader(),
             "clock": staticmethod(lambda: T0),
-            "warn": WINDOWS,
+            "warn": WarnPolicy(WINDOWS),
         },
     )()
     inner = Inner()

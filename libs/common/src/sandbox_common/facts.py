@@ -130,6 +130,12 @@ def policy_subject(project_id: str | None) -> str:
     )
 
 
+def policy_owner(subject: str) -> str | None:
+    """The project a policy subject is about (None: the default): policy_subject's inverse."""
+    prefix = policy_subject("")
+    return subject[len(prefix) :] if subject.startswith(prefix) else None
+
+
 def is_policy(fact: Envelope) -> bool:
     return fact.type == FactType.POLICY_SET
 

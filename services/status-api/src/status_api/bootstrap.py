@@ -15,6 +15,7 @@ from sandbox_common.postgres_pool import PostgresPool
 from sandbox_common.rate_limit import RateLimiter
 from sandbox_common.readmodel.coordination import ActivityThrottle
 from sandbox_common.readmodel.feed import ChangeFeed
+from sandbox_common.readmodel.policies import PolicyReader
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.tickets import SingleUseTickets
 from sandbox_common.tasks import cancel_and_wait
@@ -30,6 +31,7 @@ from status_api.policies import Policies, setting_level
 from status_api.settings import StatusApiSettings
 from status_api.stream_slots import StreamSlots
 from status_api.views import WarnWindows
+from status_api.warn_policy import BookFollower, WarnPolicy
 
 
 def _now() -> datetime:
@@ -56,7 +58,12 @@ class StatusApiParts:
             delete=timedelta(seconds=s.status_api_delete_warn_before_seconds),
         )
         feed = ChangeFeed(self._redis, s.change_feed_max_length, layout)
-        self._warners = [DeadlineWarner(reader, feed, watch, _now) for watch in watches(windows)]
+        # Projects' own pause warning lead times (policies' warnBeforeSeconds).
+        self._book = BookFollower(PolicyReader(self._redis))
+        warn = WarnPolicy(windows, self._book.current)
+        self._warners = [
+            DeadlineWarner(reader, feed, watch, _now, warn=warn) for watch in watches(windows)
+        ]
         # Writes (activity, wake, pause) go to Kafka like every other fact; reads stay on
         # Redis. The producer connects lazily, so reads work even while the broker is down.
         self._publisher = KafkaPublisher(
@@ -79,7 +86,7 @@ class StatusApiParts:
             throttle=ActivityThrottle(self._redis, s.activity_throttle_seconds),
             publisher=self._publisher,
             clock=_now,
-            warn=windows,
+            warn=warn,
             keep_alive=timedelta(seconds=s.e2b_keep_alive_seconds),
             sse_keepalive_seconds=s.status_api_sse_keepalive_seconds,
             deadline_rule=s.deadline_rule(),
@@ -106,6 +113,7 @@ class StatusApiParts:
         warners = [
             asyncio.create_task(w.run(), name=f"{w.watch.event}-warner") for w in self._warners
         ]
+        warners.append(asyncio.create_task(self._book.run(), name="policy-book"))
         try:
             yield
         finally:

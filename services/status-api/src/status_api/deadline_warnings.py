@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -23,6 +23,7 @@ from sandbox_common.readmodel import PauseReason, Status, StatusDoc
 from sandbox_common.readmodel.feed import ChangeKind, Warning
 from status_api import metrics
 from status_api.views import DeleteWarning, LifetimeWarning, PauseWarning, WarnWindows
+from status_api.warn_policy import WarnPolicy
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class Watch:
         for, outside the window)."""
         deadline = self.deadline(doc)
         status = Status.PAUSED if self.kind is ChangeKind.DELETE else Status.RUNNING
+        if not self.window:  # a policy's `warnBeforeSeconds: 0`: no warning
+            return None
         if doc.status is not status or deadline is None or deadline - now > self.window:
             return None
         left = max(0, round((deadline - now).total_seconds()))
@@ -107,6 +110,16 @@ class Watch:
             seconds_left=left,
             reason=doc.pause_reason or PauseReason.IDLE,
         )
+
+    def within(self, windows: WarnWindows) -> Watch:
+        """This kind of deadline, warned about as far ahead as `windows` say."""
+        if self.kind is ChangeKind.LIFETIME:
+            window = windows.lifetime
+        elif self.kind is ChangeKind.DELETE:
+            window = windows.delete
+        else:
+            window = windows.pause
+        return self if window == self.window else replace(self, window=window)
 
     def key(self, deadline: datetime) -> str:
         """Names the deadline in the once-only marker; unique across kinds."""
@@ -136,6 +149,8 @@ class DeadlineWarner:
     watch: Watch
     clock: Callable[[], datetime]
     interval_seconds: float = 1.0
+    # Each project's lead times (policies' warnBeforeSeconds); None: the watch's own window.
+    warn: WarnPolicy | None = None
     # (sandbox, deadline) pairs handled here already: spares a Redis round trip per second for
     # each of them while they stay in the window.
     _handled: OrderedDict[tuple[str, float], None] = field(
@@ -155,7 +170,8 @@ class DeadlineWarner:
 
     async def run_once(self) -> int:
         now = self.clock()
-        horizon = now + self.watch.window
+        widest = self.watch if self.warn is None else self.watch.within(self.warn.widest())
+        horizon = now + widest.window
         due = await self.watch.scan(
             self.reader, now.timestamp() - _LOOKBACK_SECONDS, horizon.timestamp()
         )
@@ -164,31 +180,49 @@ class DeadlineWarner:
         for start in range(0, len(fresh), _CHUNK):
             chunk = fresh[start : start + _CHUNK]
             docs = await self.reader.by_sandboxes([sandbox_id for sandbox_id, _ in chunk])
-            warnings = [w for doc in docs if doc is not None if (w := self._warning(doc, now))]
+            warnings: list[Warning] = []
+            for entry, doc in zip(chunk, docs, strict=True):
+                watch = self._watch_for(doc)
+                warning = self._warning(watch, doc, now) if doc is not None else None
+                if warning is not None:
+                    warnings.append(warning)
+                if doc is None or not _ahead_of(watch, doc, now):
+                    self._remember(entry)
             if warnings:
-                ttl = int(self.watch.window.total_seconds() + _LOOKBACK_SECONDS) + 3600
+                ttl = int(widest.window.total_seconds() + _LOOKBACK_SECONDS) + 3600
                 answers = await self.feed.warn_once(warnings, ttl)
                 sent += sum(answers)
                 metrics.WARNINGS.labels(event=self.watch.event).inc(sum(answers))
-            for entry in chunk:
-                self._remember(entry)
         return sent
 
-    def _warning(self, doc: StatusDoc, now: datetime) -> Warning | None:
-        warning = self.watch.warning(doc, now)
-        deadline = self.watch.deadline(doc)
+    def _watch_for(self, doc: StatusDoc | None) -> Watch:
+        if self.warn is None or doc is None:
+            return self.watch
+        return self.watch.within(self.warn.windows(doc.project_id))
+
+    def _warning(self, watch: Watch, doc: StatusDoc, now: datetime) -> Warning | None:
+        warning = watch.warning(doc, now)
+        deadline = watch.deadline(doc)
         if warning is None or deadline is None:
             return None
         return Warning(
             sandbox_id=doc.sandbox_id,
             project_id=doc.project_id,
             revision=doc.revision,
-            deadline_key=self.watch.key(deadline),
+            deadline_key=watch.key(deadline),
             payload=self._encoder.encode(warning),
-            kind=self.watch.kind,
+            kind=watch.kind,
         )
 
     def _remember(self, key: tuple[str, float]) -> None:
+        """Not asked about again while it stays due: warned, or not to be warned."""
         self._handled[key] = None
         if len(self._handled) > 100_000:
             self._handled.popitem(last=False)
+
+
+def _ahead_of(watch: Watch, doc: StatusDoc, now: datetime) -> bool:
+    """Its deadline is further away than its own window (a project with a shorter lead time
+    than the widest one scanned): warned about in a later round, so not remembered yet."""
+    deadline = watch.deadline(doc)
+    return bool(watch.window) and deadline is not None and deadline - now > watch.window

@@ -16,7 +16,7 @@ from status_api.adapters.tickets import StreamTickets
 from status_api.change_hub import ChangeHub
 from status_api.policies import Policies
 from status_api.stream_slots import StreamSlots
-from status_api.views import WarnWindows
+from status_api.warn_policy import WarnPolicy
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Deps:
     throttle: ActivityThrottle
     publisher: KafkaPublisher
     clock: Callable[[], datetime]
-    warn: WarnWindows
+    warn: WarnPolicy
     keep_alive: timedelta
     sse_keepalive_seconds: float
     deadline_rule: DeadlineRule

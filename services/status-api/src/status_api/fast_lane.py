@@ -83,7 +83,7 @@ class FastLane:
             doc,
             if_none_match,
             self._deps.clock(),
-            self._deps.warn,
+            self._deps.warn.windows(doc.project_id),
             "project" if project_id is not None else "sandbox",
         )
         scope[ROUTE_KEY] = PROJECT_ROUTE if project_id is not None else SANDBOX_ROUTE

@@ -79,7 +79,13 @@ def imminent(doc: StatusDoc, now: datetime, windows: WarnWindows) -> Imminent:
 
 
 def _within(doc: StatusDoc, deadline: datetime | None, now: datetime, window: timedelta) -> bool:
-    return doc.status is Status.RUNNING and deadline is not None and deadline - now <= window
+    """A window of 0 (a policy's `warnBeforeSeconds: 0`) flags nothing."""
+    return (
+        doc.status is Status.RUNNING
+        and deadline is not None
+        and bool(window)
+        and deadline - now <= window
+    )
 
 
 def sandbox_status(doc: StatusDoc, now: datetime, windows: WarnWindows) -> SandboxStatus:

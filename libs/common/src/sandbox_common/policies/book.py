@@ -8,7 +8,7 @@ when the book is made, not per question. Pure: no I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sandbox_common.policies.model import Policy, QuietHours
@@ -27,6 +27,9 @@ class Governs:
     quiet_hours: QuietHours | None = None
     # A PAUSED sandbox is deleted (E2B kill) this long after it was paused.
     delete_after_paused_seconds: int | None = None
+    # How long before a pause frontends are warned (None: STATUS_API_WARN_BEFORE_SECONDS; 0:
+    # not at all).
+    warn_before_seconds: int | None = None
 
 
 _NOTHING = NO_GOVERNS = Governs()
@@ -64,19 +67,34 @@ class PolicyBook:
             return self._fallback
         return self._governs.get(project_id, self._fallback)
 
+    def longest_warn_before(self) -> int | None:
+        """The longest pause warning lead time any policy gives (None: none sets one): how far
+        ahead status-api must look for deadlines to warn about."""
+        leads = [
+            g.warn_before_seconds
+            for g in (self._fallback, *self._governs.values())
+            if g.warn_before_seconds is not None
+        ]
+        return max(leads, default=None)
+
     def project(self, project_id: str | None) -> Policy | None:
         return None if project_id is None else self.projects.get(project_id)
 
     def changed_scopes(self, before: PolicyBook) -> tuple[bool, frozenset[str]]:
         """(whether the default's answers changed, the projects whose answers changed) from
         `before` to this book: what must be re-indexed."""
-        default_changed = self._fallback != before._fallback
+        default_changed = _acts(self._fallback) != _acts(before._fallback)
         projects = {
             p
             for p in self._governs.keys() | before._governs.keys()
-            if self.governs(p) != before.governs(p)
+            if _acts(self.governs(p)) != _acts(before.governs(p))
         }
         return default_changed, frozenset(projects)
+
+
+def _acts(governs: Governs) -> Governs:
+    """What moves a document's deadlines: a warning's lead time is status-api's alone."""
+    return replace(governs, warn_before_seconds=None)
 
 
 def _merge(project: Policy | None, default: Policy | None) -> Governs:
@@ -94,6 +112,7 @@ def _merge(project: Policy | None, default: Policy | None) -> Governs:
         first("max_lifetime_seconds"),
         first("quiet_hours"),
         first("delete_after_paused_seconds"),
+        first("warn_before_seconds"),
     )
     return _NOTHING if governs == _NOTHING else governs
 

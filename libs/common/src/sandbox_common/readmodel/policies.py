@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 import msgspec
 import redis.asyncio as aioredis
 
-from sandbox_common.facts import policy_subject
+from sandbox_common.facts import policy_owner, policy_subject
 from sandbox_common.policies import Placed, Policy, PolicyBook
 from sandbox_common.readmodel import keys
 
@@ -99,3 +99,16 @@ class PolicyReader:
             for owner, raw in ((None, default), (project_id, project))
             if raw is not None
         )
+
+    async def whole(self) -> PolicyBook:
+        """Every policy in force (one round trip): status-api's warning lead times per project."""
+        found = await self._client.hgetall(keys.POLICIES)
+        return PolicyBook.of(
+            (policy_owner(_text(subject)), _decoder.decode(raw).policy)
+            for subject, raw in found.items()
+        )
+
+
+def _text(value: bytes | str) -> str:
+    """A hash field as redis-py types it (bytes here: the clients do not decode)."""
+    return value.decode() if isinstance(value, bytes) else value

@@ -121,7 +121,13 @@ def cached(
     deps: Deps, request: Request[Any, Any, State], doc: StatusDoc, route: str
 ) -> Response[SandboxStatus]:
     """The status with an ETag; 304 and no body when the client already has this one."""
-    answer = render(doc, request.headers.get("if-none-match"), deps.clock(), deps.warn, route)
+    answer = render(
+        doc,
+        request.headers.get("if-none-match"),
+        deps.clock(),
+        deps.warn.windows(doc.project_id),
+        route,
+    )
     headers = {"ETag": answer.etag, "Cache-Control": answer.cache_control}
     # Already encoded (reads.render): Litestar sends the bytes as they are.
     response = Response(

@@ -102,7 +102,8 @@ class _Sender:
         # no global order, so the kill of a project's old sandbox may come after its new one.
         self._shown: str | None = None
         self._revisions: dict[str, int] = {}
-        self._watches = watches(deps.warn)
+        # Event names by kind (the windows are each project's: deps.warn).
+        self._watches = watches(deps.warn.settings)
         # (kind, sandbox, deadline) warnings this client was given: a warning in the snapshot
         # and the same one from the feed are one warning.
         self._warned: set[tuple[ChangeKind, str, datetime]] = set()
@@ -116,7 +117,7 @@ class _Sender:
         self._revisions[doc.sandbox_id] = doc.revision
         messages = [self._status(doc, event_id)]
         now = self._deps.clock()
-        for watch in self._watches:
+        for watch in watches(self._deps.warn.windows(doc.project_id)):
             warning = watch.warning(doc, now)
             deadline = watch.deadline(doc)
             if warning is not None and deadline is not None:
@@ -167,7 +168,7 @@ class _Sender:
 
     def _status(self, doc: StatusDoc, event_id: str) -> ServerSentEventMessage:
         self._shown = doc.sandbox_id
-        status = sandbox_status(doc, self._deps.clock(), self._deps.warn)
+        status = sandbox_status(doc, self._deps.clock(), self._deps.warn.windows(doc.project_id))
         return self._message("sandbox", _encoder.encode(status), event_id)
 
     def _gone(
