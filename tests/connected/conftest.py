@@ -152,6 +152,13 @@ class Stack:
     jwt_secret: str
 
 
+def service_port(port: int) -> int:
+    """A service's fixed test port, moved by CONNECTED_PORT_OFFSET: a second checkout may run
+    its connected tests on infrastructure of its own (other STATE_DIR and ports, its own
+    CONNECTED_TEST_LOCK) beside the first."""
+    return port + int(os.environ.get("CONNECTED_PORT_OFFSET", "0"))
+
+
 @pytest.fixture(scope="session")
 async def stack(prepared: Infra) -> AsyncIterator[Stack]:
     group = f"projector-test-{uuid.uuid4().hex[:8]}"
@@ -166,17 +173,17 @@ async def stack(prepared: Infra) -> AsyncIterator[Stack]:
         "E2B_WEBHOOK_SECRET": webhook_secret,
         "STATUS_API_JWT_SECRET": jwt_secret,
         "PROJECTOR_GROUP_ID": group,
-        "INGEST_PORT": "18080",
-        "STATUS_API_PORT": "18081",
-        "PROJECTOR_PORT": "18082",
+        "INGEST_PORT": str(service_port(18080)),
+        "STATUS_API_PORT": str(service_port(18081)),
+        "PROJECTOR_PORT": str(service_port(18082)),
         "INGEST_MAX_BODY_BYTES": "65536",
         # The hostile suites send thousands of refusals from 127.0.0.1 and expect each answered
         # 401: the per-address guard is tested on processes of its own (test_abuse_guard.py).
         "HTTP_AUTH_FAILURE_BURST": "0",
     }
-    ingest = ServiceProcess("ingest", 18080, env)
-    projector = ServiceProcess("projector", 18082, env)
-    status_api = ServiceProcess("status-api", 18081, env)
+    ingest = ServiceProcess("ingest", service_port(18080), env)
+    projector = ServiceProcess("projector", service_port(18082), env)
+    status_api = ServiceProcess("status-api", service_port(18081), env)
     services = [projector, ingest, status_api]
     try:
         await asyncio.gather(*(asyncio.to_thread(s.start) for s in services))

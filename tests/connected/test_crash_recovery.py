@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.connected.conftest import Stack
+from tests.connected.conftest import Stack, service_port
 from tests.connected.helpers import ago, eventually, post_webhook, status_of, token, unique, webhook
 from tests.connected.services import ServiceProcess
 
@@ -67,10 +67,10 @@ async def test_broker_unavailable_is_503_so_e2b_retries(
 ) -> None:
     dead = ServiceProcess(
         "ingest",
-        18090,
+        service_port(18090),
         {
             **stack.env,
-            "INGEST_PORT": "18090",
+            "INGEST_PORT": str(service_port(18090)),
             "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",  # nothing listens there
             "INGEST_PUBLISH_TIMEOUT_SECONDS": "1",
         },
@@ -110,10 +110,10 @@ async def test_status_api_writes_are_503_while_reads_go_on_without_the_broker(
     await eventually(lambda: _paused(client, stack, project))
     api = ServiceProcess(
         "status-api",
-        18091,
+        service_port(18091),
         {
             **stack.env,
-            "STATUS_API_PORT": "18091",
+            "STATUS_API_PORT": str(service_port(18091)),
             "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",  # nothing listens there
             "STATUS_API_PUBLISH_TIMEOUT_SECONDS": "1",
         },

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from sandbox_common import commands, envelope, topics
 from sandbox_common.envelope import Envelope, FactType, Source
-from tests.connected.conftest import Stack
+from tests.connected.conftest import Stack, service_port
 from tests.connected.helpers import (
     ago,
     end_offsets,
@@ -46,7 +46,7 @@ async def tickers(stack: Stack) -> AsyncIterator[list[ServiceProcess]]:
         ServiceProcess(
             "enforcer", port, {**env, "ENFORCER_PORT": str(port)}, label=f"enforcer-{port}"
         )
-        for port in (18083, 18085)
+        for port in (service_port(18083), service_port(18085))
     ]
     await asyncio.gather(*(asyncio.to_thread(r.start) for r in replicas))
     try:

@@ -25,6 +25,7 @@ from tests.connected.helpers import (
     status_of,
     token,
 )
+from tests.connected.test_api_keys import create_key
 from tests.connected.test_policies_api import applied, put
 
 pytestmark = pytest.mark.connected
@@ -196,10 +197,11 @@ async def test_a_paused_sandbox_is_deleted_once_after_a_warning(
 async def test_an_agents_busy_until_keeps_an_idle_sandbox_running_until_then_and_not_after(
     client: httpx.AsyncClient, stack: Stack, sim: SimProcess, enforcing: None
 ) -> None:
-    """Issue 17, item 4 (the heartbeat part; project API keys are not built yet): an agent
-    with the project's token says its task runs 25 s more; the sandbox, idle after 10 s, is
-    not paused before then, and is paused soon after."""
+    """Issue 17, item 4: an agent with the project's API key (`sandboxctl api-key create`)
+    says its task runs 25 s more; the sandbox, idle after 10 s, is not paused before then, and
+    is paused soon after."""
     project = f"busy-{uuid.uuid4().hex[:8]}"
+    agent = {"X-API-Key": create_key(stack, project)["key"]}
     async with httpx.AsyncClient(base_url=sim.url, headers={"X-API-Key": KEY}, timeout=10) as api:
         await register_webhook(api, stack, "busy-agent")
         created = await api.post(
@@ -224,16 +226,12 @@ async def test_an_agents_busy_until_keeps_an_idle_sandbox_running_until_then_and
         heartbeat = f"{stack.status_api.url}/api/projects/{project}/sandbox/activity"
         too_far = datetime.now(UTC) + timedelta(days=2)
         r = await client.post(
-            heartbeat,
-            headers=token(stack, project),
-            json={"source": "agent", "busyUntil": too_far.isoformat()},
+            heartbeat, headers=agent, json={"source": "agent", "busyUntil": too_far.isoformat()}
         )
         assert r.status_code == 400, r.text
         until = datetime.now(UTC) + timedelta(seconds=25)
         r = await client.post(
-            heartbeat,
-            headers=token(stack, project),
-            json={"source": "agent", "busyUntil": until.isoformat()},
+            heartbeat, headers=agent, json={"source": "agent", "busyUntil": until.isoformat()}
         )
         assert r.status_code == 202, r.text
         assert r.json()["recorded"] is True

@@ -17,7 +17,7 @@ from sandbox_common.readmodel import Status, StatusDoc, keys
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.writer import DocumentWriter
 from tests.connected import redis_mode
-from tests.connected.conftest import Stack
+from tests.connected.conftest import Stack, service_port
 from tests.connected.helpers import EventStream, eventually, token, unique
 from tests.connected.services import ServiceProcess
 from tests.connected.test_status_push import created, stream_url
@@ -158,10 +158,10 @@ async def _ended(sse: EventStream) -> bool:
 async def capped(stack: Stack) -> AsyncIterator[ServiceProcess]:
     api = ServiceProcess(
         "status-api",
-        18092,
+        service_port(18092),
         {
             **stack.env,
-            "STATUS_API_PORT": "18092",
+            "STATUS_API_PORT": str(service_port(18092)),
             "STATUS_API_MAX_STREAMS": "3",
             "STATUS_API_MAX_STREAMS_PER_TOKEN": "2",
         },

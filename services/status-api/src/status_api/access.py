@@ -19,8 +19,10 @@ from litestar.exceptions import (
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
+from sandbox_common.api_keys import HEADER as API_KEY_HEADER
 from sandbox_common.rate_limit import RateLimiter
 from status_api import metrics
+from status_api.api_key_auth import ApiKeyVerifier
 from status_api.auth import AuthError, Principal, TokenVerifier
 
 # Routes marked with this opt are authenticated before their body is read (authenticate_first).
@@ -44,11 +46,44 @@ class Gate:
     each, not an HMAC and a log line."""
 
     def __init__(
-        self, verifier: TokenVerifier, limiter: RateLimiter, failures: RateLimiter
+        self,
+        verifier: TokenVerifier,
+        limiter: RateLimiter,
+        failures: RateLimiter,
+        keys: ApiKeyVerifier | None = None,
     ) -> None:
         self._verifier = verifier
         self._limiter = limiter
         self._failures = failures
+        self._keys = keys
+
+    async def admit_api_key(self, request: Request[Any, Any, State]) -> None:
+        """A request with `X-API-Key`: its project's principal, kept for the route's own check
+        (`principal`). 401 for a bad key, throttled per address like a bad token."""
+        key = request.headers.get(API_KEY_HEADER)
+        if key is None or isinstance(request.state.get(_PRINCIPAL), Principal):
+            return
+        if request.headers.get("authorization") is not None:
+            metrics.REFUSED.labels(reason="unauthenticated").inc()
+            raise NotAuthorizedException(detail=f"send Authorization or {API_KEY_HEADER}, not both")
+        address = request.client.host if request.client else ""
+        wait = self._failures.wait(address)
+        if wait > 0:
+            metrics.REFUSED.labels(reason="unauthenticated_throttled").inc()
+            raise _too_many("too many failed authentications from this address", wait)
+        try:
+            if self._keys is None:
+                raise AuthError("API keys are not accepted here")
+            principal = await self._keys.principal(key)
+        except AuthError as exc:
+            self._failures.retry_after(address)
+            metrics.REFUSED.labels(reason="unauthenticated").inc()
+            raise NotAuthorizedException(detail=str(exc)) from exc
+        wait = self._limiter.retry_after(principal.token_id) if self._limiter.enabled else 0
+        if wait > 0:
+            metrics.REFUSED.labels(reason="rate_limited").inc()
+            raise _too_many("too many requests for this API key; slow down", wait)
+        request.state[_PRINCIPAL] = principal
 
     def principal(
         self, request: Request[Any, Any, State], *, query_token: bool = False
@@ -126,6 +161,10 @@ class Gate:
         """A stream opened with the bearer token itself: in the header, or (non-admin tokens
         only, kept for existing clients) as `?access_token=`."""
         principal = self.principal(request, query_token=query_token)
+        if principal.api_key:
+            # A key does not expire, and a stream lives until its credential does.
+            metrics.REFUSED.labels(reason="unauthenticated").inc()
+            raise NotAuthorizedException(detail=_KEY_STREAM)
         header = request.headers.get("authorization")
         # principal() let it in: a header, else a non-empty query token.
         authorization = header or f"Bearer {request.query_params['access_token']}"
@@ -144,6 +183,9 @@ class Gate:
         raise PermissionDeniedException(detail=detail)
 
 
+_KEY_STREAM = (
+    f"streams take a bearer token (or a ticket from POST /api/stream-tickets), not {API_KEY_HEADER}"
+)
 _ADMIN_IN_QUERY = (
     "admin tokens are not accepted in a query string: send the Authorization header, or "
     "use a ticket from POST /api/stream-tickets"
@@ -163,12 +205,19 @@ def _too_many(detail: str, wait: float) -> TooManyRequestsException:
 
 
 def authenticate_first(gate: Gate) -> Guard:
-    """An app-level guard: for routes with opt AUTHENTICATE_FIRST, the token is checked before
-    Litestar reads and parses the body (guards run first), so a request without a valid token
-    is answered 401 without its body being read. The route's own check reuses the principal."""
+    """An app-level guard: a project API key is checked for every route (its row may need a
+    query, which the routes' own synchronous checks cannot make); for routes with opt
+    AUTHENTICATE_FIRST, the token is checked before Litestar reads and parses the body (guards
+    run first), so a request without a valid token is answered 401 without its body being
+    read. The route's own check reuses the principal."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-        if handler.opt.get(AUTHENTICATE_FIRST) and isinstance(connection, Request):
+    async def guard(
+        connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+    ) -> None:
+        if not isinstance(connection, Request):
+            return
+        await gate.admit_api_key(connection)
+        if handler.opt.get(AUTHENTICATE_FIRST):
             gate.principal(connection)
 
     return guard

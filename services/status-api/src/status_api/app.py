@@ -16,6 +16,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_503_SERVICE_UNAVAILABLE
 from redis.exceptions import RedisError
 
+from sandbox_common.api_keys import HEADER as API_KEY_HEADER
 from sandbox_common.kafka_publisher import BrokerUnavailableError
 from sandbox_common.policies import PolicyError
 from sandbox_common.readmodel.reader import ReadModelMissingError
@@ -142,11 +143,18 @@ def create_app(parts: StatusApiParts, settings: StatusApiSettings) -> Litestar:
             description=(
                 "Sandbox state for frontends, served from the Redis read model and pushed over "
                 "server-sent events; history and fleet for operators. Bearer JWT (HS256) with "
-                "a `projects` claim, or `admin: true`."
+                "a `projects` claim, or `admin: true`; servers may send a project API key "
+                "(`X-API-Key`) instead, except on streams."
             ),
             components=Components(
                 security_schemes={
                     "bearerAuth": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+                    "apiKeyAuth": SecurityScheme(
+                        type="apiKey",
+                        name=API_KEY_HEADER,
+                        security_scheme_in="header",
+                        description="a project API key (sandboxctl api-key create), for servers",
+                    ),
                 }
             ),
         ),

@@ -29,6 +29,8 @@ class Principal:
     admin: bool
     # Which token this is, however its header was spelled (what the rate limit is keyed by).
     token_id: str = field(default="", compare=False)
+    # Admitted by a project API key (X-API-Key), not a bearer token.
+    api_key: bool = field(default=False, compare=False)
 
     def may_read(self, project_id: str | None) -> bool:
         return self.admin or (project_id is not None and project_id in self.projects)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
+from sandbox_common.api_key_rows import ApiKeyRows
 from sandbox_common.kafka_publisher import KafkaPublisher
 from sandbox_common.postgres_pool import PostgresPool
 from sandbox_common.rate_limit import RateLimiter
@@ -23,6 +24,7 @@ from status_api.access import Gate
 from status_api.adapters.policies import PolicyStore
 from status_api.adapters.postgres import HistoryStore
 from status_api.adapters.tickets import StreamTickets
+from status_api.api_key_auth import ApiKeyVerifier
 from status_api.auth import TokenVerifier
 from status_api.change_hub import ChangeHub
 from status_api.deadline_warnings import DeadlineWarner, watches
@@ -79,6 +81,7 @@ class StatusApiParts:
                 TokenVerifier(s.status_api_jwt_secret, s.token_policy()),
                 RateLimiter(s.status_api_rate_limit_per_second, time.monotonic),
                 s.auth_failure_limiter(time.monotonic),
+                ApiKeyVerifier(ApiKeyRows(self._pg)),
             ),
             reader=reader,
             history=HistoryStore(self._pg),

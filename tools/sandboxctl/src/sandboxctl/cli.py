@@ -19,7 +19,7 @@ import httpx
 
 from sandbox_common.e2b_api.client import CallLimits, E2BApi, E2BApiError
 from sandbox_common.settings import SettingsError, load
-from sandboxctl import dlq, history, ops_cli, policy_cmd, rebuild, reconcile
+from sandboxctl import api_key_cmd, dlq, history, ops_cli, policy_cmd, rebuild, reconcile
 from sandboxctl.errors import OperatorError
 from sandboxctl.settings import Settings
 
@@ -345,6 +345,7 @@ def parser() -> argparse.ArgumentParser:
     dlq.add_commands(sub)
     history.add_commands(sub)
     policy_cmd.add_commands(sub)
+    api_key_cmd.add_commands(sub)
     return root
 
 

@@ -37,7 +37,7 @@ from status_api.views import (
 )
 
 _encoder = msgspec.json.Encoder()
-SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"apiKeyAuth": []}]
 # Documented in OpenAPI: 401 no valid token, 403 another project's sandbox, 404 none or killed,
 # 429 over the token's rate.
 RAISES = [
