@@ -231,6 +231,23 @@ async def test_the_warner_warns_each_project_its_own_lead_time_ahead() -> None:
     assert sent == ["early", "usual"]  # p-silent's warnBeforeSeconds is 0
 
 
+async def test_a_warning_the_feed_did_not_take_is_sent_the_next_round() -> None:
+    class Failing(FakeRedis):
+        failures = 1
+
+        async def warn_once(self, warnings: Sequence[DueWarning], ttl: int) -> list[bool]:
+            if self.failures:
+                self.failures -= 1
+                raise RedisConnectionError("Redis went away")
+            return await super().warn_once(warnings, ttl)
+
+    redis = Failing({"sbx-1": doc(deadline_in=20)})
+    warner = DeadlineWarner(redis, redis, PAUSE_WATCH, lambda: T0, warn=lead_times())
+    with pytest.raises(RedisConnectionError):
+        await warner.run_once()
+    assert await warner.run_once() == 1
+
+
 def test_a_stream_snapshot_warns_as_the_projects_policy_says() -> None:
     s = sender(project_id="p-early", warn=lead_times())
     shown = s.snapshot(doc(deadline_in=100, project="p-early"), "p-early", "1-0")

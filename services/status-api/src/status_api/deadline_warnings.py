@@ -181,18 +181,22 @@ class DeadlineWarner:
             chunk = fresh[start : start + _CHUNK]
             docs = await self.reader.by_sandboxes([sandbox_id for sandbox_id, _ in chunk])
             warnings: list[Warning] = []
+            settled: list[tuple[str, float]] = []
             for entry, doc in zip(chunk, docs, strict=True):
                 watch = self._watch_for(doc)
                 warning = self._warning(watch, doc, now) if doc is not None else None
                 if warning is not None:
                     warnings.append(warning)
                 if doc is None or not _ahead_of(watch, doc, now):
-                    self._remember(entry)
+                    settled.append(entry)
             if warnings:
                 ttl = int(widest.window.total_seconds() + _LOOKBACK_SECONDS) + 3600
                 answers = await self.feed.warn_once(warnings, ttl)
                 sent += sum(answers)
                 metrics.WARNINGS.labels(event=self.watch.event).inc(sum(answers))
+            # Only once the warnings are on the feed: a failed round asks again.
+            for entry in settled:
+                self._remember(entry)
         return sent
 
     def _watch_for(self, doc: StatusDoc | None) -> Watch:
