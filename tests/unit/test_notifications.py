@@ -13,6 +13,7 @@ from sandbox_common.envelope import FactType, Source
 from sandbox_common.facts import (
     Activity,
     DeleteRequested,
+    FactData,
     Lifecycle,
     Origin,
     PauseRequested,
@@ -20,6 +21,7 @@ from sandbox_common.facts import (
 )
 from sandbox_common.notifications import (
     DestinationError,
+    Notice,
     NoticeKind,
     Reach,
     SignatureError,
@@ -98,16 +100,16 @@ def test_a_resolved_address_is_checked_like_a_literal_and_ports_default() -> Non
         check_address(ipaddress.ip_address("fd00::1"))
 
 
+def noticed(kind: FactType, payload: FactData, event_id: str) -> Notice:
+    source = Source.E2B_WEBHOOK if kind is FactType.PAUSED else Source.ENFORCER
+    made = new_fact(kind, payload, Subject("sbx-1", "p1"), Origin(event_id, source, T0))
+    notice = notice_of(made)
+    assert notice is not None, kind
+    return notice
+
+
 def test_lifecycle_facts_and_policy_actions_become_notices() -> None:
-    paused = notice_of(
-        new_fact(
-            FactType.PAUSED,
-            Lifecycle(),
-            Subject("sbx-1", "p1"),
-            Origin("ev-1", Source.E2B_WEBHOOK, T0),
-        )
-    )
-    assert paused is not None
+    paused = noticed(FactType.PAUSED, Lifecycle(), "ev-1")
     assert paused.event is NoticeKind.PAUSED
     assert msgspec.json.decode(paused.body()) == {
         "deliveryId": "ev-1",
@@ -117,42 +119,17 @@ def test_lifecycle_facts_and_policy_actions_become_notices() -> None:
         "occurredAt": "2026-12-02T12:00:00Z",
         "data": {},
     }
-    killed = notice_of(
-        new_fact(
-            FactType.KILLED,
-            Lifecycle(kill_reason="deleteAfterPaused"),
-            Subject("sbx-1", "p1"),
-            Origin("ev-2", Source.ENFORCER, T0),
-        )
-    )
-    assert killed is not None
+    killed = noticed(FactType.KILLED, Lifecycle(kill_reason="deleteAfterPaused"), "ev-2")
     assert killed.data == {"killReason": "deleteAfterPaused"}
     deadline = T0 + timedelta(hours=1)
     forced = PauseRequested(command_id="c1", reason="quietHours", deadline=deadline)
-    action = notice_of(
-        new_fact(
-            FactType.PAUSE_REQUESTED,
-            forced,
-            Subject("sbx-1", "p1"),
-            Origin("ev-3", Source.ENFORCER, T0),
-        )
-    )
-    assert action is not None
+    action = noticed(FactType.PAUSE_REQUESTED, forced, "ev-3")
     assert action.event is NoticeKind.POLICY_ACTION
     assert action.data["action"] == "pause"
     assert action.data["rule"] == "quietHours"
     assert action.data["deadline"].startswith("2026-12-02T13:00:00")
     delete = DeleteRequested(command_id="c2", reason="deleteAfterPaused", deadline=deadline)
-    removal = notice_of(
-        new_fact(
-            FactType.DELETE_REQUESTED,
-            delete,
-            Subject("sbx-1", "p1"),
-            Origin("ev-4", Source.ENFORCER, T0),
-        )
-    )
-    assert removal is not None
-    assert removal.data["action"] == "delete"
+    assert noticed(FactType.DELETE_REQUESTED, delete, "ev-4").data["action"] == "delete"
 
 
 def test_idle_pauses_activity_and_facts_of_no_project_are_not_notices() -> None:
