@@ -82,6 +82,9 @@ case $cmd in
     # shellcheck source=/dev/null
     source "$STATE/secrets.env"
     export E2B_WEBHOOK_SECRET STATUS_API_JWT_SECRET E2B_SIM_API_KEY
+    # The dev stack's notification receivers listen on this machine (issue 17: loopback is
+    # refused unless a setting allows it).
+    export NOTIFY_REACH="${NOTIFY_REACH:-loopback}"
     for entry in "${SERVICES[@]}"; do
       IFS=: read -r name port script secrets <<<"$entry"
       start_one "$name" "$port" "$script" "$secrets"

@@ -69,6 +69,8 @@ ensure_topic sandbox-commands "$COMMANDS_PARTITIONS" \
   retention.ms=604800000 cleanup.policy=delete min.insync.replicas="$MIN_ISR"
 ensure_topic sandbox-lifecycle.dlq "$DLQ_PARTITIONS" \
   retention.ms=-1 retention.bytes=-1 cleanup.policy=delete min.insync.replicas="$MIN_ISR"
+ensure_topic sandbox-notifications.dlq "$DLQ_PARTITIONS" \
+  retention.ms=-1 retention.bytes=-1 cleanup.policy=delete min.insync.replicas="$MIN_ISR"
 # sandbox-state: each sandbox's latest state (compacted), as many partitions as sandbox-lifecycle.
 ensure_topic sandbox-state "$LIFECYCLE_PARTITIONS" \
   cleanup.policy=compact segment.ms=3600000 segment.bytes=67108864 min.insync.replicas="$MIN_ISR"

@@ -84,7 +84,8 @@ async def reset_stores(database_url: str, redis_url: str) -> None:
     try:
         # project_policies: a default policy left by an earlier run would govern this one.
         await conn.execute(
-            "TRUNCATE sandboxes, sandbox_events, projector_offsets, project_policies"
+            "TRUNCATE sandboxes, sandbox_events, projector_offsets, project_policies,"
+            " notification_targets, notification_outbox"
         )
     finally:
         await conn.close()
@@ -180,6 +181,10 @@ async def stack(prepared: Infra) -> AsyncIterator[Stack]:
         # The hostile suites send thousands of refusals from 127.0.0.1 and expect each answered
         # 401: the per-address guard is tested on processes of its own (test_abuse_guard.py).
         "HTTP_AUTH_FAILURE_BURST": "0",
+        # The tests' notification receivers listen on loopback; a failing one is tried again
+        # within 4 s (test_notifications.py: a 30 s outage, then a dead letter).
+        "NOTIFY_REACH": "loopback",
+        "NOTIFY_BACKOFF_CAP_SECONDS": "4",
     }
     ingest = ServiceProcess("ingest", service_port(18080), env)
     projector = ServiceProcess("projector", service_port(18082), env)

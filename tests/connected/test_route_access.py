@@ -29,7 +29,22 @@ ROUTES = [
     ("GET", "/api/policy/default", True),
     ("PUT", "/api/policy/default", True),
     ("GET", "/api/policies", True),
+    ("GET", "/api/projects/{project}/notifications", False),
+    ("PUT", "/api/projects/{project}/notifications", False),
+    ("DELETE", "/api/projects/{project}/notifications", False),
 ]
+# What the owner is answered where it is let in but the request itself is not a success: the
+# victim has no notification receiver, and an empty PUT body is not one.
+OWNER_ANSWERS = {
+    ("GET", "/api/projects/{project}/notifications"): 404,
+    ("PUT", "/api/projects/{project}/notifications"): 422,
+    ("DELETE", "/api/projects/{project}/notifications"): 404,
+}
+
+
+def let_in(method: str, template: str, status: int) -> bool:
+    """The owner's answer: the route let it in."""
+    return status == OWNER_ANSWERS.get((method, template)) or status < 300
 # By sandbox id, another project's sandbox is answered as an unknown one (404): ids of other
 # projects are not revealed.
 UNREVEALED = ["/api/sandboxes/{sandbox}", "/api/sandboxes/{sandbox}/history"]
@@ -64,7 +79,7 @@ async def test_a_token_for_another_project_is_refused(
     if not admin_only:
         # The owner's token gets through (so the 403 above was about the project).
         async with client.stream(method, url, headers=token(stack, project)) as ok:
-            assert ok.status_code < 300, ok.status_code
+            assert let_in(method, template, ok.status_code), ok.status_code
     no_token = await client.request(method, url) if "stream" not in template else None
     if no_token is not None:
         assert no_token.status_code == 401

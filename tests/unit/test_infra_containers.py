@@ -114,6 +114,12 @@ def test_topics_are_created_with_the_project_layout(monkeypatch: pytest.MonkeyPa
     assert created == [
         (
             "h:1",
-            ["sandbox-lifecycle", "sandbox-commands", "sandbox-lifecycle.dlq", "sandbox-state"],
+            [
+                "sandbox-lifecycle",
+                "sandbox-commands",
+                "sandbox-lifecycle.dlq",
+                "sandbox-notifications.dlq",
+                "sandbox-state",
+            ],
         )
     ]

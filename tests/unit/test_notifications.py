@@ -3,8 +3,10 @@ that cannot reach our own networks, and which facts a project hears about."""
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -140,3 +142,20 @@ def test_idle_pauses_activity_and_facts_of_no_project_are_not_notices() -> None:
     assert notice_of(new_fact(FactType.ACTIVITY, Activity(), subject, origin)) is None
     orphan = new_fact(FactType.PAUSED, Lifecycle(), Subject("sbx-1", None), origin)
     assert notice_of(orphan) is None
+
+
+def test_the_documented_receiver_accepts_our_signatures_and_nothing_else() -> None:
+    """docs/examples/notification_receiver.py is what receivers copy: it must agree with us."""
+    example = Path(__file__).parents[2] / "docs" / "examples" / "notification_receiver.py"
+    spec = importlib.util.spec_from_file_location("notification_receiver", example)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    body = b'{"deliveryId": "d1"}'
+    header = sign(SECRET, NOW, body)
+    assert module.verify_signature(SECRET, header, body, NOW + 5)
+    assert not module.verify_signature(SECRET, header, body + b" ", NOW + 5)
+    assert not module.verify_signature(SECRET + "x", header, body, NOW + 5)
+    assert not module.verify_signature(SECRET, header, body, NOW + 301)
+    assert not module.verify_signature(SECRET, None, body, NOW)

@@ -66,7 +66,13 @@ def test_the_state_topic_is_compacted_and_partitioned_like_the_lifecycle() -> No
 
 def test_the_layout_keeps_facts_and_dead_letters_forever_and_follows_the_environment() -> None:
     specs = {s.name: s for s in wanted({})}
-    assert list(specs) == [topics.LIFECYCLE, topics.COMMANDS, topics.LIFECYCLE_DLQ, topics.STATE]
+    assert list(specs) == [
+        topics.LIFECYCLE,
+        topics.COMMANDS,
+        topics.LIFECYCLE_DLQ,
+        topics.NOTIFICATIONS_DLQ,
+        topics.STATE,
+    ]
     assert (specs[topics.LIFECYCLE].partitions, specs[topics.LIFECYCLE_DLQ].partitions) == (12, 3)
     assert specs[topics.LIFECYCLE].configs["retention.ms"] == "-1"
     assert specs[topics.LIFECYCLE_DLQ].configs["retention.bytes"] == "-1"
@@ -119,12 +125,17 @@ async def test_create_makes_only_what_is_missing_and_reports_the_rest() -> None:
     specs = wanted({})
     admin = FakeAdmin({specs[0].name: state_of(specs[0], partitions=6)})
     lines = await topics_cmd.create(admin, specs)
-    assert [s.name for s in admin.created] == [topics.COMMANDS, topics.LIFECYCLE_DLQ, topics.STATE]
+    assert [s.name for s in admin.created] == [
+        topics.COMMANDS,
+        topics.LIFECYCLE_DLQ,
+        topics.NOTIFICATIONS_DLQ,
+        topics.STATE,
+    ]
     assert lines[0].startswith(f"{topics.LIFECYCLE}: exists (differs: 6 partitions, 12 wanted")
     assert lines[1] == f"{topics.COMMANDS}: created (12 partitions, replication factor 1)"
     # Idempotent: a second run creates nothing.
     again = await topics_cmd.create(admin, specs)
-    assert len(admin.created) == 3
+    assert len(admin.created) == 4
     assert all(": exists" in line for line in again)
 
 
@@ -133,7 +144,12 @@ async def test_create_fails_with_the_brokers_reason_after_creating_the_others() 
     admin = FakeAdmin({}, refuse={topics.COMMANDS: "Replication factor: 3 larger than brokers"})
     with pytest.raises(OperatorError, match="sandbox-commands: Replication factor: 3 larger"):
         await topics_cmd.create(admin, specs)
-    assert [s.name for s in admin.created] == [topics.LIFECYCLE, topics.LIFECYCLE_DLQ, topics.STATE]
+    assert [s.name for s in admin.created] == [
+        topics.LIFECYCLE,
+        topics.LIFECYCLE_DLQ,
+        topics.NOTIFICATIONS_DLQ,
+        topics.STATE,
+    ]
 
 
 async def test_a_topic_the_broker_says_exists_is_reported_as_existing_not_created() -> None:

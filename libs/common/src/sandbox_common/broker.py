@@ -166,3 +166,21 @@ class BrokerDeadLetters:
             key=record.key,
             headers=dead_letters.headers(record, reason),
         )
+
+
+class BrokerDeadNotices:
+    """A notification its receiver kept refusing goes to `sandbox-notifications.dlq`: its body
+    as it was, keyed by project, with the delivery id, event and reason in the headers."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self._broker = broker
+
+    async def publish_dead(
+        self, project_id: str, delivery_id: str, event: str, body: bytes, reason: str
+    ) -> None:
+        await self._broker.publish(
+            body,
+            topic=topics.NOTIFICATIONS_DLQ,
+            key=project_id.encode(),
+            headers={"delivery-id": delivery_id, "event": event, "dlq-reason": reason},
+        )

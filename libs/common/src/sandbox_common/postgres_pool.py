@@ -47,6 +47,9 @@ class PostgresPool:
     async def fetchval(self, query: str, *args: object) -> object:
         return await (await self.open()).fetchval(query, *args)
 
+    async def execute(self, query: str, *args: object) -> str:
+        return await (await self.open()).execute(query, *args)
+
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 
 from sandbox_common import redis_pool
 from sandbox_common.kafka_connection import KafkaConnection, KafkaSecurityError, SecurityProtocol
+from sandbox_common.notifications.destinations import Reach
 from sandbox_common.rate_limit import RateLimiter
 from sandbox_common.readmodel import Layout
 from sandbox_common.readmodel.deadlines import DeadlineRule
@@ -233,6 +234,24 @@ class IdleSettings(BaseSettings):
             self.e2b_max_lifetime_seconds,
             self.idle_flap_window_seconds,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotifySettings(BaseSettings):
+    # How far inside our own networks a project's notification URL may point: public only,
+    # loopback too (the dev stack's receivers), or the private ranges too. Link-local (the
+    # clouds' metadata services) never.
+    # (any case, as every such setting).
+    notify_reach: Literal["PUBLIC", "LOOPBACK", "PRIVATE"] = "PUBLIC"
+    # A delivery is tried this often (backing off from 1 s to NOTIFY_BACKOFF_CAP_SECONDS) before
+    # it is dead-lettered with its last error.
+    notify_max_attempts: Positive = 12
+    notify_backoff_cap_seconds: Seconds = 60.0
+    # One POST to a receiver, connect to last byte.
+    notify_timeout_seconds: Seconds = 10.0
+
+    def reach(self) -> Reach:
+        return Reach[self.notify_reach]
 
 
 @dataclass(frozen=True, kw_only=True)

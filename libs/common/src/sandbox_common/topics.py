@@ -5,6 +5,9 @@ from typing import Final
 LIFECYCLE = "sandbox-lifecycle"
 COMMANDS = "sandbox-commands"
 LIFECYCLE_DLQ = "sandbox-lifecycle.dlq"
+# Notifications a project's receiver kept refusing, with the reason (never redriven onto the
+# lifecycle: they are notices, not facts).
+NOTIFICATIONS_DLQ = "sandbox-notifications.dlq"
 # Compacted: each sandbox's latest state and the lifecycle offset it reflects, written by the
 # projector, so a rebuild reads the fleet plus the lifecycle's tail instead of all its history.
 STATE = "sandbox-state"

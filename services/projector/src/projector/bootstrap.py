@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
@@ -16,13 +17,21 @@ from projector.adapters.postgres import Pool, PostgresStore
 from projector.adapters.postgres_snapshot import pool_snapshots
 from projector.adapters.redis import RedisReadModel
 from projector.handlers import Projection
+from projector.notifications.delivery import Claimed, Deliverer
+from projector.notifications.outbox_rows import OutboxRows
+from projector.notifications.sender import HttpSender
 from projector.pipeline import Pipeline
 from projector.policy_apply import PolicyKeeper, Reindex
 from projector.read_model_rebuild import observe_memory, rebuild_if_missing
 from projector.retries import RetryingProjection
 from projector.settings import ProjectorSettings
 from sandbox_common import topics
-from sandbox_common.broker import BrokerDeadLetters, BrokerFacts, PatientKafkaBroker
+from sandbox_common.broker import (
+    BrokerDeadLetters,
+    BrokerDeadNotices,
+    BrokerFacts,
+    PatientKafkaBroker,
+)
 from sandbox_common.consumer_lag import LagMonitor
 from sandbox_common.postgres_pool import PostgresPool
 from sandbox_common.probes import failing
@@ -40,6 +49,18 @@ HISTORY_UPKEEP_SECONDS = 3600.0
 
 class Outbox(BrokerDeadLetters, BrokerFacts):
     """Poison records to the dead-letter topic, derived facts to `sandbox-lifecycle`."""
+
+
+@dataclass(frozen=True)
+class DeadNotices:
+    """The deliverer's dead letters, on the broker."""
+
+    broker: BrokerDeadNotices
+
+    async def send(self, item: Claimed, reason: str) -> None:
+        await self.broker.publish_dead(
+            item.project_id, item.delivery_id, item.event, item.body, reason
+        )
 
 
 class ProjectorParts:
@@ -68,6 +89,16 @@ class ProjectorParts:
         )
         self._guard: asyncio.Task[None] | None = None
         self._history: asyncio.Task[None] | None = None
+        self._sender = HttpSender(s.reach(), s.notify_timeout_seconds)
+        self._deliverer = Deliverer(
+            OutboxRows(self._pool),
+            self._sender,
+            DeadNotices(BrokerDeadNotices(broker)),
+            s.notify_max_attempts,
+            s.notify_backoff_cap_seconds,
+            s.notify_timeout_seconds,
+        )
+        self._delivering: asyncio.Task[None] | None = None
         self._follow: asyncio.Task[None] | None = None
         self._lag = LagMonitor(
             broker.connection,
@@ -86,6 +117,7 @@ class ProjectorParts:
         if self._settings.read_model_check_seconds > 0:
             self._guard = asyncio.create_task(self._guard_read_model(), name="read-model-guard")
         self._history = asyncio.create_task(self._keep_history(), name="history-partitions")
+        self._delivering = asyncio.create_task(self._deliverer.run(), name="notifications")
 
     async def _keep_history(self) -> None:
         """The history's partitions made ahead, and those past HISTORY_RETENTION_DAYS dropped."""
@@ -150,6 +182,8 @@ class ProjectorParts:
         await cancel_and_wait(self._guard)
         await cancel_and_wait(self._history)
         await cancel_and_wait(self._follow)
+        await cancel_and_wait(self._delivering)
+        await self._sender.close()
         await self.policies.close()
         await self.snapshots.close()
         await self._redis.aclose()

@@ -119,3 +119,9 @@ POLICY_RELOADS = Counter(
     "Reloads of the policies in force from PostgreSQL, by what asked for them",
     ["trigger"],
 )
+NOTIFICATIONS = Counter(
+    "projector_notifications_total",
+    "Notification deliveries by outcome: delivered, retried (the receiver failed; tried again "
+    "later), dead_lettered (to sandbox-notifications.dlq), unregistered (receiver removed)",
+    ["outcome"],
+)

@@ -11,6 +11,7 @@ from sandbox_common.settings import (
     LogSettings,
     NonNegative,
     NonNegativeSeconds,
+    NotifySettings,
     Port,
     Positive,
     PostgresSettings,
@@ -20,7 +21,9 @@ from sandbox_common.settings import (
 
 
 @dataclass(frozen=True, kw_only=True)
-class ProjectorSettings(KafkaSettings, RedisSettings, PostgresSettings, IdleSettings, LogSettings):
+class ProjectorSettings(
+    KafkaSettings, RedisSettings, PostgresSettings, IdleSettings, NotifySettings, LogSettings
+):
     LISTEN_ON: ClassVar[tuple[str, str]] = ("projector_host", "projector_port")
 
     projector_host: str = "127.0.0.1"

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from sandbox_common.api_keys import HEADER as API_KEY_HEADER
 from sandbox_common.kafka_publisher import BrokerUnavailableError
+from sandbox_common.notifications import TargetError
 from sandbox_common.policies import PolicyError
 from sandbox_common.readmodel.reader import ReadModelMissingError
 from sandbox_common.request_timing import RequestTimer
@@ -28,6 +29,7 @@ from status_api.fast_lane import FastLane
 from status_api.policy_views import PolicyRefused
 from status_api.routes import (
     dashboard,
+    notifications,
     operators,
     policies,
     probes,
@@ -51,8 +53,11 @@ def _broker_unavailable(
     )
 
 
-def _policy_refused(request: Request[Any, Any, State], exc: PolicyError) -> Response[PolicyRefused]:
-    """A policy that cannot be taken (routes/policies.py): 422 naming the field at fault."""
+def _policy_refused(
+    request: Request[Any, Any, State], exc: PolicyError | TargetError
+) -> Response[PolicyRefused]:
+    """A policy or a notification receiver that cannot be taken (routes/policies.py,
+    routes/notifications.py): 422 naming the field at fault."""
     return Response(
         PolicyRefused(
             status_code=HTTP_422_UNPROCESSABLE_ENTITY,
@@ -119,6 +124,7 @@ def create_app(parts: StatusApiParts, settings: StatusApiSettings) -> Litestar:
             *tickets.HANDLERS,
             *operators.HANDLERS,
             *policies.HANDLERS,
+            *notifications.HANDLERS,
             *probes.HANDLERS,
             dashboard.router(),
         ],
@@ -132,6 +138,7 @@ def create_app(parts: StatusApiParts, settings: StatusApiSettings) -> Litestar:
         exception_handlers={
             BrokerUnavailableError: _broker_unavailable,
             PolicyError: _policy_refused,
+            TargetError: _policy_refused,
             ReadModelMissingError: _read_model_missing,
             RedisError: _store_unavailable,
             asyncpg.PostgresError: _store_unavailable,

@@ -21,6 +21,7 @@ from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.tickets import SingleUseTickets
 from sandbox_common.tasks import cancel_and_wait
 from status_api.access import Gate
+from status_api.adapters.notification_targets import TargetStore
 from status_api.adapters.policies import PolicyStore
 from status_api.adapters.postgres import HistoryStore
 from status_api.adapters.tickets import StreamTickets
@@ -30,6 +31,7 @@ from status_api.change_hub import ChangeHub
 from status_api.deadline_warnings import DeadlineWarner, watches
 from status_api.deps import Deps
 from status_api.policies import Policies, setting_level
+from status_api.receivers import Receivers, WarningNotices
 from status_api.settings import StatusApiSettings
 from status_api.stream_slots import StreamSlots
 from status_api.views import WarnWindows
@@ -63,8 +65,13 @@ class StatusApiParts:
         # Projects' own pause warning lead times (policies' warnBeforeSeconds).
         self._book = BookFollower(PolicyReader(self._redis))
         warn = WarnPolicy(windows, self._book.current)
+        # History and fleet need PostgreSQL; status reads must not wait for it at start: the
+        # pool is opened by the first query.
+        self._pg = PostgresPool(s.database_url, min_size=0, max_size=4, timeout=5)
+        notices = WarningNotices(self._pg)
         self._warners = [
-            DeadlineWarner(reader, feed, watch, _now, warn=warn) for watch in watches(windows)
+            DeadlineWarner(reader, feed, watch, _now, warn=warn, notices=notices)
+            for watch in watches(windows)
         ]
         # Writes (activity, wake, pause) go to Kafka like every other fact; reads stay on
         # Redis. The producer connects lazily, so reads work even while the broker is down.
@@ -73,9 +80,6 @@ class StatusApiParts:
             s.status_api_publish_timeout_seconds,
             client_id="sandbox-status-api",
         )
-        # History and fleet need PostgreSQL; status reads must not wait for it at start: the
-        # pool is opened by the first query.
-        self._pg = PostgresPool(s.database_url, min_size=0, max_size=4, timeout=5)
         self.deps = Deps(
             gate=Gate(
                 TokenVerifier(s.status_api_jwt_secret, s.token_policy()),
@@ -102,6 +106,7 @@ class StatusApiParts:
                 _now,
             ),
             busy_max=timedelta(seconds=s.status_api_busy_max_seconds),
+            receivers=Receivers(TargetStore(self._pg), s.reach()),
         )
 
     def provide_deps(self) -> Deps:

@@ -19,6 +19,7 @@ from typing import Protocol
 
 import msgspec
 
+from sandbox_common.notifications import Notice, NoticeKind
 from sandbox_common.readmodel import PauseReason, Status, StatusDoc
 from sandbox_common.readmodel.feed import ChangeKind, Warning
 from status_api import metrics
@@ -48,6 +49,19 @@ class Reader(Protocol):
     async def deletes_between(self, low: float, high: float) -> list[tuple[str, float]]: ...
 
     async def by_sandboxes(self, sandbox_ids: Sequence[str]) -> list[StatusDoc | None]: ...
+
+
+class Notices(Protocol):
+    """The projects' notification outbox (sandbox_common.notification_outbox)."""
+
+    async def enqueue(self, notices: Sequence[Notice]) -> None: ...
+
+
+# The warnings projects may be notified of (lifetimeEnding is not one).
+_NOTIFIED = {
+    ChangeKind.WARNING: NoticeKind.PAUSE_IMMINENT,
+    ChangeKind.DELETE: NoticeKind.DELETE_IMMINENT,
+}
 
 
 class Feed(Protocol):
@@ -151,6 +165,8 @@ class DeadlineWarner:
     interval_seconds: float = 1.0
     # Each project's lead times (policies' warnBeforeSeconds); None: the watch's own window.
     warn: WarnPolicy | None = None
+    # Where the warnings' notifications go (None: nowhere).
+    notices: Notices | None = None
     # (sandbox, deadline) pairs handled here already: spares a Redis round trip per second for
     # each of them while they stay in the window.
     _handled: OrderedDict[tuple[str, float], None] = field(
@@ -189,6 +205,8 @@ class DeadlineWarner:
                     warnings.append(warning)
                 if doc is None or not _ahead_of(watch, doc, now):
                     settled.append(entry)
+            if not await self._notify(warnings, now):
+                settled = []  # asked about again next round: their notices are still owed
             if warnings:
                 ttl = int(widest.window.total_seconds() + _LOOKBACK_SECONDS) + 3600
                 answers = await self.feed.warn_once(warnings, ttl)
@@ -216,6 +234,30 @@ class DeadlineWarner:
             deadline_key=watch.key(deadline),
             payload=self._encoder.encode(warning),
             kind=watch.kind,
+        )
+
+    async def _notify(self, warnings: Sequence[Warning], now: datetime) -> bool:
+        """The warnings' notices into the outbox; False when PostgreSQL did not take them (the
+        feed still gets the warnings: frontends do not wait for PostgreSQL). Every replica
+        may enqueue the same delivery once: at least once, one delivery id."""
+        if not warnings or self.notices is None or self.watch.kind not in _NOTIFIED:
+            return True
+        try:
+            await self.notices.enqueue([self._notice(w, now) for w in warnings])
+        except Exception as exc:
+            log.warning("%s notifications not enqueued, next round: %s", self.watch.event, exc)
+            return False
+        return True
+
+    def _notice(self, warning: Warning, now: datetime) -> Notice:
+        kind = _NOTIFIED[self.watch.kind]
+        return Notice(
+            delivery_id=f"{kind.value}:{warning.sandbox_id}:{warning.deadline_key}",
+            event=kind,
+            project_id=warning.project_id or "",
+            sandbox_id=warning.sandbox_id,
+            occurred_at=now,
+            data=msgspec.json.decode(warning.payload),
         )
 
     def _remember(self, key: tuple[str, float]) -> None:

@@ -15,6 +15,7 @@ from status_api.adapters.postgres import HistoryStore
 from status_api.adapters.tickets import StreamTickets
 from status_api.change_hub import ChangeHub
 from status_api.policies import Policies
+from status_api.receivers import Receivers
 from status_api.stream_slots import StreamSlots
 from status_api.warn_policy import WarnPolicy
 
@@ -37,3 +38,5 @@ class Deps:
     policies: Policies
     # STATUS_API_BUSY_MAX_SECONDS: how far ahead a heartbeat's busyUntil may reach.
     busy_max: timedelta = timedelta(days=1)
+    # Projects' notification receivers (None: not set up, 503).
+    receivers: Receivers | None = None

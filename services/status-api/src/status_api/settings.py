@@ -15,6 +15,7 @@ from sandbox_common.settings import (
     LogSettings,
     NonNegative,
     NonNegativeSeconds,
+    NotifySettings,
     Port,
     Positive,
     PostgresSettings,
@@ -30,7 +31,13 @@ KeepAliveSeconds = Annotated[int, msgspec.Meta(ge=1, le=3600)]
 
 @dataclass(frozen=True, kw_only=True)
 class StatusApiSettings(
-    KafkaSettings, RedisSettings, PostgresSettings, IdleSettings, HttpServerSettings, LogSettings
+    KafkaSettings,
+    RedisSettings,
+    PostgresSettings,
+    IdleSettings,
+    HttpServerSettings,
+    NotifySettings,
+    LogSettings,
 ):
     REQUIRED: ClassVar[tuple[str, ...]] = ("status_api_jwt_secret",)
     LISTEN_ON: ClassVar[tuple[str, str]] = ("status_api_host", "status_api_port")

@@ -86,6 +86,12 @@ def wanted(env: Mapping[str, str]) -> list[TopicSpec]:
         TopicSpec(
             topics.LIFECYCLE_DLQ, _positive(env, "DLQ_PARTITIONS", 3), rf, {**KEEP_FOREVER, **isr}
         ),
+        TopicSpec(
+            topics.NOTIFICATIONS_DLQ,
+            _positive(env, "DLQ_PARTITIONS", 3),
+            rf,
+            {**KEEP_FOREVER, **isr},
+        ),
         # Each sandbox's latest state (replay --from-snapshot): as many partitions as the
         # lifecycle, so a sandbox's state sits at the same partition number as its facts.
         TopicSpec(topics.STATE, lifecycle_partitions, rf, {**COMPACTED, **isr}),

@@ -1,6 +1,6 @@
 """Notifications out (issue 17, item 5), the pure core: which lifecycle facts and warnings a
-project hears about, how a delivery is signed, and which destinations are refused. The process
-that delivers them (a consumer of the topic, retries, dead letters) is not built yet."""
+project hears about, how a delivery is signed, and which destinations are refused. The projector
+enqueues and delivers them (projector/notifications)."""
 
 from sandbox_common.notifications.destinations import (
     Destination,
@@ -16,6 +16,7 @@ from sandbox_common.notifications.signing import (
     sign,
     verify,
 )
+from sandbox_common.notifications.target import Target, TargetError, decode_target
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -25,7 +26,10 @@ __all__ = [
     "NoticeKind",
     "Reach",
     "SignatureError",
+    "Target",
+    "TargetError",
     "check_address",
+    "decode_target",
     "notice_of",
     "parse_destination",
     "sign",

@@ -10,7 +10,8 @@ a quiet-hours window of no length, each is refused with the field's path, so an 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -109,8 +110,19 @@ _AT = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
 def decode_policy(body: bytes) -> Policy:
     """Raises PolicyError naming the field at fault."""
+    return decode_named(_decoder, body, PolicyError)
+
+
+_T = TypeVar("_T")
+
+
+def decode_named(
+    decoder: msgspec.json.Decoder[_T], body: bytes, error: Callable[[str, str], Exception]
+) -> _T:
+    """`body` decoded, or `error(field, reason)` raised: the JSON path of the value at fault
+    ("" for the body as a whole) and why, in words a client can act on."""
     try:
-        return _decoder.decode(body)
+        return decoder.decode(body)
     except msgspec.ValidationError as exc:
         match = _AT.match(str(exc))
         assert match is not None  # the pattern matches any text
@@ -122,11 +134,11 @@ def decode_policy(body: bytes) -> Policy:
         elif reason.startswith("Object contains unknown field"):
             unknown = reason.split("`")[1] if "`" in reason else ""
             path, reason = ".".join(p for p in (path, unknown) if p), "unknown field"
-        raise PolicyError(path, reason) from exc
+        raise error(path, reason) from exc
     except msgspec.DecodeError as exc:
-        raise PolicyError("", f"not a JSON object: {exc}") from exc
+        raise error("", f"not a JSON object: {exc}") from exc
     except UnicodeDecodeError as exc:  # msgspec's answer to invalid UTF-8 inside a string
-        raise PolicyError("", f"not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
+        raise error("", f"not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
 
 
 def encode_policy(policy: Policy) -> bytes:

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import asyncpg
 import msgspec
 
+from projector.adapters.notification_outbox import enqueue
 from projector.domain import SandboxState, Stamp
 from projector.handlers import PolicyChange, Positioned, Projected
 from sandbox_common.envelope import Envelope
@@ -194,6 +195,7 @@ class PostgresTransaction:
             self.written.extend(changed)  # after the loaded states: the newer ones win
         if facts:
             await self._insert_history(facts)
+            await enqueue(self._conn, (p.fact for p in facts))
         if policies:
             await upsert_policies(self._conn, [policy_row(c) for c in policies])
             # Delivered at commit: every replica reloads the policies in force at once.
