@@ -11,12 +11,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from tests.connected.conftest import Stack
-from tests.connected.e2b_sim_process import SimProcess, running, ticking
+from tests.connected.e2b_sim_process import SimProcess, free_port, running, ticking
 from tests.connected.helpers import (
     EventStream,
     enforcement,
@@ -25,6 +26,7 @@ from tests.connected.helpers import (
     status_of,
     token,
 )
+from tests.connected.services import ServiceProcess
 from tests.connected.test_api_keys import create_key
 from tests.connected.test_policies_api import applied, put
 
@@ -260,3 +262,82 @@ async def test_an_agents_busy_until_keeps_an_idle_sandbox_running_until_then_and
             headers=token(stack, project),
         )
         assert "agent" in {e["source"] for e in history.json()["events"]}
+
+
+async def test_quiet_hours_on_a_controlled_clock_pause_at_the_windows_start_after_a_warning(
+    client: httpx.AsyncClient, stack: Stack, sim: SimProcess
+) -> None:
+    """The deciding processes (ticker, actuator, a status-api) run DEV_CLOCK_OFFSET_SECONDS ahead:
+    a quiet-hours window 45 minutes away, in a zone half an hour off UTC and on that day only,
+    opens for them within a minute. The projector computes the deadline from the run's start
+    (the machine's clock), so the window is the policy's own, not a shortcut."""
+    zone = ZoneInfo("Asia/Kolkata")
+    opens = (datetime.now(UTC) + timedelta(minutes=45)).astimezone(zone)
+    opens = opens.replace(second=0, microsecond=0)
+    closes = opens + timedelta(minutes=30)
+    quiet = {
+        "start": f"{opens:%H:%M}",
+        "end": f"{closes:%H:%M}",
+        "timezone": "Asia/Kolkata",
+        "days": [f"{opens:%a}".lower()],
+    }
+    project = f"quiet-{uuid.uuid4().hex[:8]}"
+    r = await put(client, stack, project, {"quietHours": quiet, "idleTimeoutSeconds": 7200})
+    assert r.status_code == 202, r.text
+    await applied(client, stack, project, r.json()["eventId"])
+    # Their clock starts 40 s before the window opens.
+    ahead = (opens - datetime.now(UTC)).total_seconds() - 40
+    clock = {"DEV_MODE": "true", "DEV_CLOCK_OFFSET_SECONDS": f"{ahead:.3f}"}
+    extra = {"ENFORCER_SCHEDULE": "1s", "ENFORCER_LEASE_SECONDS": "5", **clock}
+    port = free_port()
+    ahead_api = ServiceProcess(
+        "status-api",
+        port,
+        {**stack.env, "STATUS_API_PORT": str(port), **clock},
+        label="status-api-ahead",
+    )
+    await asyncio.to_thread(ahead_api.start)
+    api = httpx.AsyncClient(base_url=sim.url, headers={"X-API-Key": KEY}, timeout=10)
+    try:
+        async with (
+            enforcement(stack, sim.url, KEY, ("actuator", "enforcer"), extra),
+            httpx.AsyncClient(timeout=STREAMING) as streaming,
+        ):
+            await register_webhook(api, stack, "quiet-clock")
+            created = await api.post(
+                "/sandboxes",
+                json={"templateID": "base", "timeout": 3600, "metadata": {"projectId": project}},
+            )
+            assert created.status_code == 201, created.text
+            sandbox = created.json()["sandboxID"]
+
+            async def shown() -> dict[str, Any] | None:
+                r = await status_of(client, stack, project)
+                return r.json() if r.status_code == 200 else None
+
+            doc = await eventually(shown, within=20, interval=0.2)
+            assert doc["pauseReason"] == "quietHours", doc
+            assert datetime.fromisoformat(doc["idleDeadlineAt"]) == opens
+            url = f"{stack.status_api.url}/api/projects/{project}/sandbox/stream"
+            async with EventStream(streaming, url, token(stack, project)) as sse:
+                warned = await sse.wait_for("pauseImminent", within=30)
+                assert warned[0].data["reason"] == "quietHours"
+
+                async def paused() -> bool:
+                    found = await shown()
+                    return found is not None and found["status"] == "PAUSED"
+
+                await eventually(paused, within=60, interval=0.5)
+                # The machine's clock is still 40-odd minutes before the window.
+                assert datetime.now(UTC) < opens - timedelta(minutes=30)
+                pauses = [e for e in sse.of("sandbox") if e.data["status"] == "PAUSING"]
+                assert pauses, sse.events
+                assert warned[0].at < pauses[0].at
+            await asyncio.sleep(3)  # more ticks: nothing is paused twice
+            calls = (
+                await api.get("/_sim/calls", params={"sandboxId": sandbox, "op": "pause"})
+            ).json()
+            assert [c["status"] for c in calls].count(204) == 1, calls
+    finally:
+        await api.aclose()
+        ahead_api.stop()

@@ -45,6 +45,8 @@ OWNER_ANSWERS = {
 def let_in(method: str, template: str, status: int) -> bool:
     """The owner's answer: the route let it in."""
     return status == OWNER_ANSWERS.get((method, template)) or status < 300
+
+
 # By sandbox id, another project's sandbox is answered as an unknown one (404): ids of other
 # projects are not revealed.
 UNREVEALED = ["/api/sandboxes/{sandbox}", "/api/sandboxes/{sandbox}/history"]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import jwt
 import pytest
@@ -104,6 +105,15 @@ def test_secrets_never_in_repr() -> None:
 def test_require_names_missing_settings() -> None:
     with pytest.raises(SettingsError, match="E2B_WEBHOOK_SECRET"):
         load(Settings, {}).require("e2b_webhook_secret")
+
+
+def test_a_controlled_clock_is_for_dev_mode_only_and_runs_ahead_by_its_offset() -> None:
+    with pytest.raises(SettingsError, match="DEV_CLOCK_OFFSET_SECONDS needs DEV_MODE"):
+        load(Settings, {"DEV_CLOCK_OFFSET_SECONDS": "3600"})
+    ahead = load(Settings, {"DEV_CLOCK_OFFSET_SECONDS": "3600", "DEV_MODE": "true"}).clock()
+    assert abs((ahead() - datetime.now(UTC)).total_seconds() - 3600) < 5
+    plain = load(Settings, {}).clock()
+    assert abs((plain() - datetime.now(UTC)).total_seconds()) < 5
 
 
 def test_cached_token_is_refused_once_expired() -> None:

@@ -17,6 +17,7 @@ import sys
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, NoReturn, TypeVar
 
 import msgspec
@@ -58,6 +59,10 @@ def hidden(default: str) -> Any:
     return field(default=default, repr=False)
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
@@ -71,6 +76,9 @@ class BaseSettings:
 
     # A dev machine: the repository's known dev secrets are accepted (never in production).
     dev_mode: bool = False
+    # Dev mode only: the enforcer's, the actuator's and status-api's clock runs this far ahead
+    # of the machine's (a test's controlled clock: a quiet-hours window at any time of day).
+    dev_clock_offset_seconds: float = 0.0
 
     def require(self, *names: str) -> None:
         """Fail fast, naming the variables, when a command needs a setting that is unset."""
@@ -87,6 +95,15 @@ class BaseSettings:
 
     def check(self) -> None:
         """Refuse settings that contradict each other: each group adds its own rules."""
+        if self.dev_clock_offset_seconds and not self.dev_mode:
+            raise SettingsError("DEV_CLOCK_OFFSET_SECONDS needs DEV_MODE=true (tests only)")
+
+    def clock(self) -> Callable[[], datetime]:
+        """Now, as the deciding processes see it (DEV_CLOCK_OFFSET_SECONDS ahead in tests)."""
+        offset = timedelta(seconds=self.dev_clock_offset_seconds)
+        if not offset:
+            return _utc_now
+        return lambda: datetime.now(UTC) + offset
 
     def check_secrets(self) -> None:
         """Refuse a short secret, or a known dev one outside dev mode (named, never shown)."""

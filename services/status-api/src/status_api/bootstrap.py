@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sandbox_common.api_key_rows import ApiKeyRows
 from sandbox_common.kafka_publisher import KafkaPublisher
@@ -38,14 +38,11 @@ from status_api.views import WarnWindows
 from status_api.warn_policy import BookFollower, WarnPolicy
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class StatusApiParts:
     def __init__(self, settings: StatusApiSettings) -> None:
         s = settings
         s.require(*StatusApiSettings.REQUIRED)
+        now = s.clock()
         # Handing out a connection is on every read's path: see sandbox_common.redis_pool for
         # why not redis-py's blocking pool (slow) nor its plain one (fails a burst of SSE
         # openings).
@@ -70,7 +67,7 @@ class StatusApiParts:
         self._pg = PostgresPool(s.database_url, min_size=0, max_size=4, timeout=5)
         notices = WarningNotices(self._pg)
         self._warners = [
-            DeadlineWarner(reader, feed, watch, _now, warn=warn, notices=notices)
+            DeadlineWarner(reader, feed, watch, now, warn=warn, notices=notices)
             for watch in watches(windows)
         ]
         # Writes (activity, wake, pause) go to Kafka like every other fact; reads stay on
@@ -92,7 +89,7 @@ class StatusApiParts:
             hub=self._hub,
             throttle=ActivityThrottle(self._redis, s.activity_throttle_seconds),
             publisher=self._publisher,
-            clock=_now,
+            clock=now,
             warn=warn,
             keep_alive=timedelta(seconds=s.e2b_keep_alive_seconds),
             sse_keepalive_seconds=s.status_api_sse_keepalive_seconds,
@@ -103,7 +100,7 @@ class StatusApiParts:
                 PolicyStore(self._pg),
                 self._publisher,
                 setting_level(s.idle_timeout_seconds, s.status_api_warn_before_seconds),
-                _now,
+                now,
             ),
             busy_max=timedelta(seconds=s.status_api_busy_max_seconds),
             receivers=Receivers(TargetStore(self._pg), s.reach()),

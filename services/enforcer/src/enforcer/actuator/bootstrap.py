@@ -55,6 +55,7 @@ class ActuatorParts:
                 cap_seconds=s.actuator_backoff_cap_seconds,
             ),
             resume_timeout_seconds=s.e2b_resume_timeout_seconds,
+            clock=s.clock(),
         )
         connection = broker.connection
         self.commands = CommandLoop(

@@ -51,6 +51,7 @@ class TickerParts:
                 dry_run=s.enforcer_dry_run,
                 stuck_after=timedelta(seconds=s.enforcer_stuck_after_seconds),
             ),
+            s.clock(),
         )
         self.ticks = Periodic(
             Job(
