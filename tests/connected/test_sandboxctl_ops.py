@@ -75,6 +75,7 @@ def test_describe_lists_the_topics_and_the_create_is_idempotent(prepared: Infra)
         topics.LIFECYCLE,
         topics.COMMANDS,
         topics.LIFECYCLE_DLQ,
+        topics.NOTIFICATIONS_DLQ,
         topics.STATE,
     ]
     described = sandboxctl(prepared, "topics", "describe")
@@ -87,6 +88,7 @@ def test_describe_lists_the_topics_and_the_create_is_idempotent(prepared: Infra)
         topics.LIFECYCLE,
         topics.COMMANDS,
         topics.LIFECYCLE_DLQ,
+        topics.NOTIFICATIONS_DLQ,
         topics.STATE,
     ]
     assert document["topics"][0]["partitions"] == 12
