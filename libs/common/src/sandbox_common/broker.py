@@ -81,6 +81,34 @@ class Process(Protocol):
     async def close(self) -> None: ...
 
 
+class StartGuard:
+    """A process's start, remembered when it fails: FastStream logs a failed after-startup
+    hook and stops the broker, but the HTTP server goes on answering, so without this a
+    projector that could not start (no schema yet, PostgreSQL away) stayed up, said ready and
+    folded nothing. Now /readyz and /healthz say why (503) and an orchestrator restarts it."""
+
+    def __init__(self, process: Process, log: logging.Logger) -> None:
+        self._process = process
+        self._log = log
+        self._failure: str | None = None
+
+    async def start(self) -> None:
+        try:
+            await self._process.start()
+        except Exception as exc:
+            self._failure = f"the start failed: {type(exc).__name__}: {exc}"
+            self._log.critical("%s; restart the process once it is fixed", self._failure)
+            raise
+
+    def broken(self) -> str | None:
+        return self._failure
+
+    async def problems(self) -> list[str]:
+        if self._failure is not None:
+            return [self._failure]
+        return await self._process.problems()
+
+
 def consumer_app(
     broker: KafkaBroker,
     process: Process,
@@ -96,10 +124,11 @@ def consumer_app(
     the topics. The process starts once the broker is
     connected; `draining` runs when it stops (take no more work, finish what is in flight),
     and the process closes after."""
+    started = StartGuard(process, log)
     return AsgiFastStream(
         broker,
-        asgi_routes=probe_routes(process.problems),
-        after_startup=[process.start],
+        asgi_routes=probe_routes(started.problems, started.broken),
+        after_startup=[started.start],
         on_shutdown=list(draining),
         after_shutdown=[process.close],
         logger=log,

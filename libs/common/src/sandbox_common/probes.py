@@ -30,10 +30,19 @@ async def _respond(send: Send, status: int, body: bytes, content_type: str) -> N
     await send({"type": "http.response.body", "body": body})
 
 
-def probe_routes(problems: Problems) -> list[tuple[str, ASGIApp]]:
-    """`problems()` lists what keeps the service from doing its job (empty: ready)."""
+def probe_routes(
+    problems: Problems, broken: Callable[[], str | None] = lambda: None
+) -> list[tuple[str, ASGIApp]]:
+    """`problems()` lists what keeps the service from doing its job (empty: ready); `broken()`
+    says why the process can never do it as it is (its start failed): /healthz answers 503
+    then, so an orchestrator restarts it instead of keeping a process that does nothing."""
 
     async def healthz(scope: Scope, receive: Receive, send: Send) -> None:
+        why = broken()
+        if why is not None:
+            body = msgspec.json.encode({"status": "broken", "problem": why})
+            await _respond(send, 503, body, "application/json")
+            return
         await _respond(send, 200, b'{"status":"ok"}', "application/json")
 
     async def readyz(scope: Scope, receive: Receive, send: Send) -> None:
