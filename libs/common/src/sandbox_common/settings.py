@@ -36,6 +36,7 @@ NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Seconds = Annotated[float, msgspec.Meta(gt=0)]
 NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0)]
+Price = Annotated[float, msgspec.Meta(ge=0)]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -269,6 +270,16 @@ class NotifySettings(BaseSettings):
 
     def reach(self) -> Reach:
         return Reach[self.notify_reach]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SavingsSettings(BaseSettings):
+    # What a running second costs, for savings and what-if figures: E2B's published prices in
+    # USD per vCPU-second and per GiB-second of memory (a paused sandbox costs nothing to run).
+    price_vcpu_second: Price = 0.000014
+    price_gib_second: Price = 0.0000045
+    # A pause the user undid (came back) within this many seconds is a regret.
+    regret_window_seconds: Positive = 300
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,7 +19,16 @@ import httpx
 
 from sandbox_common.e2b_api.client import CallLimits, E2BApi, E2BApiError
 from sandbox_common.settings import SettingsError, load
-from sandboxctl import api_key_cmd, dlq, history, ops_cli, policy_cmd, rebuild, reconcile
+from sandboxctl import (
+    api_key_cmd,
+    dlq,
+    history,
+    ops_cli,
+    policy_cmd,
+    rebuild,
+    reconcile,
+    simulate_cmd,
+)
 from sandboxctl.errors import OperatorError
 from sandboxctl.settings import Settings
 
@@ -346,6 +355,7 @@ def parser() -> argparse.ArgumentParser:
     history.add_commands(sub)
     policy_cmd.add_commands(sub)
     api_key_cmd.add_commands(sub)
+    simulate_cmd.add_commands(sub)
     return root
 
 

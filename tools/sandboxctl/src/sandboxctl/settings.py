@@ -10,11 +10,17 @@ from typing import ClassVar
 from enforcer.settings import ActuatorSettings, TickerSettings
 from ingest.settings import IngestSettings
 from projector.settings import ProjectorSettings
+from sandbox_common.settings import SavingsSettings
 from status_api.settings import StatusApiSettings
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings(
-    IngestSettings, ProjectorSettings, StatusApiSettings, TickerSettings, ActuatorSettings
+    IngestSettings,
+    ProjectorSettings,
+    StatusApiSettings,
+    TickerSettings,
+    ActuatorSettings,
+    SavingsSettings,
 ):
     REQUIRED: ClassVar[tuple[str, ...]] = ()

@@ -8,8 +8,15 @@ from typing import TextIO
 
 
 class Progress:
-    def __init__(self, total: int, stream: TextIO | None = None, every: float = 0.5) -> None:
+    def __init__(
+        self,
+        total: int,
+        stream: TextIO | None = None,
+        every: float = 0.5,
+        label: str = "replay",
+    ) -> None:
         self.total = total
+        self._label = label
         self._stream = stream or sys.stderr
         self._every = every
         self._started = self._last = time.monotonic()
@@ -31,7 +38,7 @@ class Progress:
         width = 30
         bar = "#" * int(width * pct / 100)
         line = (
-            f"replay [{bar:<{width}}] {done:,}/{self.total:,} events ({pct:.0f}%)"
+            f"{self._label} [{bar:<{width}}] {done:,}/{self.total:,} events ({pct:.0f}%)"
             f" {rate:,.0f} events/s, ETA {left:,.0f} s"
         )
         self._stream.write(("\r" + line) if self._tty else line + "\n")
@@ -41,5 +48,5 @@ class Progress:
     def phase(self, text: str) -> None:
         prefix = "\n" if self._mid_line else ""
         self._mid_line = False
-        self._stream.write(f"{prefix}replay: {text} ({self.elapsed:.1f} s)\n")
+        self._stream.write(f"{prefix}{self._label}: {text} ({self.elapsed:.1f} s)\n")
         self._stream.flush()
