@@ -88,6 +88,13 @@ def test_a_whole_policy_round_trips_in_camel_case() -> None:
             "quietHours.days",
         ),
         ({"quietHours": {"start": "22:00", "end": "06:00"}}, "quietHours"),
+        ({"idle": {"mode": "adaptive", "minSeconds": 600, "maxSeconds": 60}}, "idle.maxSeconds"),
+        ({"idle": {"mode": "learned", "minSeconds": 60, "maxSeconds": 600}}, "idle.mode"),
+        (
+            {"idle": {"mode": "adaptive", "minSeconds": 60, "maxSeconds": 600, "targetRegret": 2}},
+            "idle.targetRegret",
+        ),
+        ({"idle": {"mode": "adaptive", "minSeconds": 5, "maxSeconds": 600}}, "idle.minSeconds"),
         (
             {"quietHours": {"start": "22:00", "end": "06:00", "timezone": "UTC", "x": 1}},
             "quietHours.x",
@@ -199,3 +206,46 @@ def test_the_next_opening_is_later_and_opens_a_window(
     current = open_window(quiet, moment)
     if current is not None:
         assert current[0] <= moment < current[1]
+
+
+ADAPTIVE = {"mode": "adaptive", "minSeconds": 60, "maxSeconds": 900, "targetRegret": 0.1}
+LEARNED = {
+    "seconds": 240,
+    "at": "2026-12-03T10:00:00+00:00",
+    "since": "2026-11-19T10:00:00+00:00",
+    "gaps": 1200,
+    "pauses": 80,
+    "regrets": 6,
+    "why": "the shortest timeout that meets the target",
+}
+
+
+def test_an_adaptive_rule_gives_its_upper_bound_until_a_value_is_learned() -> None:
+    waiting = _decode({"idle": ADAPTIVE})
+    assert waiting.idle is not None
+    assert waiting.idle.target_regret == 0.1
+    assert waiting.idle_seconds() == 900
+    learned = _decode({"idle": {**ADAPTIVE, "learned": LEARNED}})
+    assert learned.idle_seconds() == 240
+    assert json.loads(encode_policy(learned))["idle"]["learned"]["seconds"] == 240
+    # Bounds narrowed after the value was learned: the value is kept inside them.
+    narrowed = _decode({"idle": {**ADAPTIVE, "minSeconds": 300, "learned": LEARNED}})
+    assert narrowed.idle_seconds() == 300
+
+
+def test_the_adaptive_rule_and_its_timeout_come_from_one_level() -> None:
+    adaptive = _decode({"idle": {**ADAPTIVE, "learned": LEARNED}, "idleTimeoutSeconds": 600})
+    found = explain(Layers(setting=SETTING, default=adaptive))
+    # At its own level the learned value takes the place of idleTimeoutSeconds.
+    assert (found["idleTimeoutSeconds"].value, found["idleTimeoutSeconds"].source) == (
+        240,
+        Level.DEFAULT,
+    )
+    assert found["idle"].source is Level.DEFAULT
+    assert resolve(Layers(setting=SETTING, default=adaptive)).idle_seconds() == 240
+    # A project's fixed timeout wins over the default's adaptive rule, which then is not shown.
+    fixed = Layers(setting=SETTING, default=adaptive, project=Policy(idle_timeout_seconds=120))
+    found = explain(fixed)
+    assert (found["idleTimeoutSeconds"].value, found["idle"].value) == (120, None)
+    assert found["idle"].source is Level.PROJECT
+    assert resolve(fixed).idle_seconds() == 120

@@ -96,6 +96,7 @@ async def test_a_project_without_a_policy_inherits_every_field() -> None:
         "quietHours": (None, "setting"),
         "deleteAfterPausedSeconds": (None, "setting"),
         "warnBeforeSeconds": (30, "setting"),
+        "idle": (None, "setting"),
     }
 
 
@@ -131,7 +132,7 @@ async def test_setting_a_project_policy_publishes_its_fact_and_answers_what_will
     assert fact.source is Source.ADMIN
     assert fact.sandbox_id == policy_subject("p1")  # the record key: one partition per project
     assert (fact.event_id, fact.occurred_at) == (accepted.event_id, T0)
-    assert policy_view(fact) == ("p1", new)
+    assert policy_view(fact) == ("p1", new, None)
     assert fact.data["actor"] == "ops@example"
     found = sources(accepted.effective)
     assert found["idleTimeoutSeconds"] == (600, "project")
@@ -142,7 +143,7 @@ async def test_setting_the_default_reads_nothing_and_ranks_it_over_the_settings(
     reads, sink = Reads({"p1": stored("p1", Policy(idle_timeout_seconds=900))}), Sink()
     accepted = await policies(reads, sink).set(None, Policy(idle_timeout_seconds=60), None)
     assert reads.asked == []
-    assert policy_view(sink.facts[0]) == (None, Policy(idle_timeout_seconds=60))
+    assert policy_view(sink.facts[0]) == (None, Policy(idle_timeout_seconds=60), None)
     assert sink.facts[0].sandbox_id == policy_subject(None)
     assert sources(accepted.effective)["idleTimeoutSeconds"] == (60, "default")
 

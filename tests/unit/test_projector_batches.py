@@ -53,17 +53,22 @@ class MemoryStore:
         facts: Sequence[Positioned],
         offsets: Sequence[tuple[str, int, int]],
         policies: Sequence[PolicyChange] = (),
-    ) -> None:
+    ) -> frozenset[str]:
         if self.fail:
             raise ConnectionError("postgres down")
         for p in changed:
             self.rows[p.state.sandbox_id] = (p.state, p.revision)
         for f in facts:
             self.history.setdefault(f.fact.event_id, f)
-        for c in policies:  # the position guard of the table
+        refused = set()
+        for c in policies:  # the amendment check and the position guard of the table
             held = self.policies.get(c.subject)
-            if held is None or held.fact.offset < c.fact.offset:
+            in_force = held.fact.fact.event_id if held else None
+            if c.amends is not None and in_force not in (c.amends, c.fact.fact.event_id):
+                refused.add(c.subject)
+            elif held is None or held.fact.offset < c.fact.offset:
                 self.policies[c.subject] = c
+        return frozenset(refused)
 
 
 @dataclass

@@ -42,7 +42,7 @@ class GuardedStore(MemoryStore):
         facts: Sequence[Positioned],
         offsets: Sequence[tuple[str, int, int]],
         policies: Sequence[PolicyChange] = (),
-    ) -> None:
+    ) -> frozenset[str]:
         self.saves += 1
         if self.fail_saves > 0:
             self.fail_saves -= 1
@@ -51,7 +51,7 @@ class GuardedStore(MemoryStore):
             held = self.rows.get(p.state.sandbox_id)
             if (held[1] if held else 0) != p.revision - 1:
                 raise RuntimeError("revision guard")
-        await super().save(changed, facts, offsets, policies)
+        return await super().save(changed, facts, offsets, policies)
 
 
 @dataclass

@@ -116,9 +116,10 @@ class OrderedStore(MemoryStore):
         facts: Sequence[Any],
         offsets: Sequence[Any],
         policies: Sequence[Any] = (),
-    ) -> None:
-        await super().save(changed, facts, offsets, policies)
+    ) -> frozenset[str]:
+        refused = await super().save(changed, facts, offsets, policies)
         self.events.append("postgres")
+        return refused
 
 
 def _stream(rng: random.Random, sandboxes: int, count: int) -> list[Record]:

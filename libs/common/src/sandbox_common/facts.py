@@ -114,6 +114,10 @@ class PolicySet(FactData, frozen=True, kw_only=True, omit_defaults=True):
     scope: str
     policy: dict[str, Any]
     actor: str | None = None
+    # The event id of the policy this one amends (the adaptive rule's learner adds what it
+    # learned to the policy it read): applied only while that policy is still the one in force,
+    # so an admin's change made meanwhile is never overwritten with the older policy.
+    amends: str | None = None
 
 
 POLICY_SCOPE_PROJECT, POLICY_SCOPE_DEFAULT = "project", "default"
@@ -141,11 +145,17 @@ def is_policy(fact: Envelope) -> bool:
 
 
 def policy_fact(
-    project_id: str | None, policy: Policy, origin: Origin, actor: str | None = None
+    project_id: str | None,
+    policy: Policy,
+    origin: Origin,
+    actor: str | None = None,
+    amends: str | None = None,
 ) -> Envelope:
     """`project_id` None: the global default."""
     scope = POLICY_SCOPE_DEFAULT if project_id is None else POLICY_SCOPE_PROJECT
-    payload = PolicySet(scope=scope, policy=msgspec.to_builtins(policy), actor=actor)
+    payload = PolicySet(
+        scope=scope, policy=msgspec.to_builtins(policy), actor=actor, amends=amends
+    )
     return new_fact(
         FactType.POLICY_SET,
         payload,
@@ -157,6 +167,7 @@ def policy_fact(
 class PolicyView(NamedTuple):
     project_id: str | None  # None: the global default
     policy: Policy
+    amends: str | None = None
 
 
 def policy_view(fact: Envelope) -> PolicyView:
@@ -168,7 +179,12 @@ def policy_view(fact: Envelope) -> PolicyView:
         raise PolicyError("projectId", "a project policy names no project")
     raw = fact.data.get("policy")
     policy = decode_policy(msgspec.json.encode(raw if isinstance(raw, dict) else None))
-    return PolicyView(fact.project_id if scope == POLICY_SCOPE_PROJECT else None, policy)
+    amends = fact.data.get("amends")
+    return PolicyView(
+        fact.project_id if scope == POLICY_SCOPE_PROJECT else None,
+        policy,
+        amends if isinstance(amends, str) else None,
+    )
 
 
 class Origin(NamedTuple):

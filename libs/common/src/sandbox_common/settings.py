@@ -273,13 +273,11 @@ class NotifySettings(BaseSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class SavingsSettings(BaseSettings):
-    # What a running second costs, for savings and what-if figures: E2B's published prices in
-    # USD per vCPU-second and per GiB-second of memory (a paused sandbox costs nothing to run).
+class PriceSettings(BaseSettings):
+    # What a running second costs, for what-if figures: E2B's published prices in USD per
+    # vCPU-second and per GiB-second of memory (a paused sandbox costs nothing to run).
     price_vcpu_second: Price = 0.000014
     price_gib_second: Price = 0.0000045
-    # A pause the user undid (came back) within this many seconds is a regret.
-    regret_window_seconds: Positive = 300
 
 
 @dataclass(frozen=True, kw_only=True)

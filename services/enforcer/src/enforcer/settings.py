@@ -55,10 +55,17 @@ class TickerSettings(
     # GETs per pass to read E2B's own lifecycle (auto-pause, auto-resume) of sandboxes not read
     # yet: a new fleet of 100k is read over many passes instead of in one burst.
     reconciler_lifecycle_reads: NonNegative = 100
+    # The adaptive idle rule's learner (enforcer/learner): when it recomputes the timeouts of
+    # projects whose policy is adaptive, from how many days of their history, and what counts
+    # as a regret (a pause the user undid within this many seconds).
+    adaptive_idle_schedule: str = "7 * * * *"
+    adaptive_idle_enabled: bool = True
+    adaptive_idle_lookback_days: Positive = 14
+    regret_window_seconds: Positive = 300
     ingest_publish_timeout_seconds: Seconds = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("enforcer_schedule", "reconciler_schedule"):
+        for name in ("enforcer_schedule", "reconciler_schedule", "adaptive_idle_schedule"):
             try:
                 parse_schedule(getattr(self, name), name.upper())
             except ScheduleError as exc:

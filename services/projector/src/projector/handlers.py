@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from projector import metrics, snapshots
@@ -20,7 +20,7 @@ from projector.domain import SandboxState, evolve
 from projector.flaps import flap_facts
 from sandbox_common.dead_letters import Record
 from sandbox_common.envelope import Envelope, EnvelopeError, decode
-from sandbox_common.facts import is_policy, policy_view
+from sandbox_common.facts import PolicyView, is_policy, policy_view
 from sandbox_common.policies import Policy, PolicyError
 from sandbox_common.readmodel import DeadlineRule, Status
 
@@ -50,6 +50,9 @@ class PolicyChange:
     project_id: str | None
     policy: Policy
     fact: Positioned
+    # The policy (event id) this one amends, when that one is not in the same batch: the store
+    # applies it only while that one is still in force (facts.PolicySet.amends).
+    amends: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,10 @@ class Transaction(Protocol):
         facts: Sequence[Positioned],
         offsets: Sequence[tuple[str, int, int]],
         policies: Sequence[PolicyChange] = (),
-    ) -> None: ...
+    ) -> Collection[str]:
+        """Stores the batch; returns the policy subjects whose amendment was refused (the
+        policy it amends is no longer in force)."""
+        ...
 
 
 class StateStore(Protocol):
@@ -164,6 +170,21 @@ class Folded:
         return {p.state.sandbox_id: (p.state, p.revision) for p in (*self.touched, *self.changed)}
 
 
+def amended(
+    held: PolicyChange | None, subject: str, view: PolicyView, positioned: Positioned
+) -> PolicyChange | None:
+    """The subject's policy after `view` (None: it leaves `held` in force). An amendment of
+    the policy held from earlier in the batch is checked here; of one stored before, by the
+    store."""
+    if view.amends is None:
+        return PolicyChange(subject, view.project_id, view.policy, positioned)
+    if held is None:
+        return PolicyChange(subject, view.project_id, view.policy, positioned, view.amends)
+    if held.fact.fact.event_id == view.amends:
+        return PolicyChange(subject, view.project_id, view.policy, positioned, held.amends)
+    return None
+
+
 def fold_batch(
     records: Sequence[Record],
     facts: Sequence[Positioned],
@@ -178,7 +199,9 @@ def fold_batch(
         fact, sid = positioned.fact, positioned.fact.sandbox_id
         if is_policy(fact):
             view = policy_view(fact)  # parse() refused the unusable ones
-            policies[sid] = PolicyChange(sid, view.project_id, view.policy, positioned)
+            change = amended(policies.get(sid), sid, view, positioned)
+            if change is not None:
+                policies[sid] = change
             continue
         states[sid] = evolve(states.get(sid), fact)
     changed: list[Projected] = []
@@ -221,20 +244,33 @@ async def project_batch(records: Sequence[Record], to: Projection) -> BatchOutco
         current = await tx.load(sandbox_ids(facts))
         folded = fold_batch(records, facts, poison, current, to.rule)
         await _publish_derived(folded, to.outbox)
-        await tx.save(folded.changed, facts, folded.offsets, folded.policies)
+        refused = await tx.save(folded.changed, facts, folded.offsets, folded.policies)
+    folded = _without(folded, refused)
     await publish_folded(folded, to)
     return folded.outcome
 
 
-async def store_folded(folded: Folded, to: Projection) -> None:
+async def store_folded(folded: Folded, to: Projection) -> Folded:
     """The first half of `project_batch` for a batch folded beforehand (see pipeline.py): dead
     letters and derived facts, then PostgreSQL. The revision guard refuses it if a state it was
-    folded onto was not the one PostgreSQL holds."""
+    folded onto was not the one PostgreSQL holds. Returns the batch as stored (without the
+    policy amendments the store refused), for `publish_folded`."""
     for p in folded.poison:
         await to.outbox.send(p.record, p.reason)
     await _publish_derived(folded, to.outbox)
     async with to.store.transaction() as tx:
-        await tx.save(folded.changed, folded.facts, folded.offsets, folded.policies)
+        refused = await tx.save(folded.changed, folded.facts, folded.offsets, folded.policies)
+    return _without(folded, refused)
+
+
+def _without(folded: Folded, refused: Collection[str]) -> Folded:
+    """The batch without the policy amendments the store refused: they are in the history
+    (the learner's value was not applied), never in the state topic nor applied."""
+    if not refused:
+        return folded
+    for subject in refused:
+        log.info("policy amendment of %s not applied: the policy it amends was replaced", subject)
+    return replace(folded, policies=[c for c in folded.policies if c.subject not in refused])
 
 
 async def _publish_derived(folded: Folded, outbox: Outbox) -> None:

@@ -142,7 +142,7 @@ class Pipeline:
     ) -> None:
         folded, records, offsets = batch.folded, batch.records, batch.offsets
         try:
-            await store_folded(folded, self.to)
+            folded = await store_folded(folded, self.to)
             stored.set_result(True)
         except Exception:
             log.warning("storing a folded batch failed; retrying it on its own", exc_info=True)

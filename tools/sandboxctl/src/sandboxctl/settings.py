@@ -10,7 +10,7 @@ from typing import ClassVar
 from enforcer.settings import ActuatorSettings, TickerSettings
 from ingest.settings import IngestSettings
 from projector.settings import ProjectorSettings
-from sandbox_common.settings import SavingsSettings
+from sandbox_common.settings import PriceSettings
 from status_api.settings import StatusApiSettings
 
 
@@ -21,6 +21,6 @@ class Settings(
     StatusApiSettings,
     TickerSettings,
     ActuatorSettings,
-    SavingsSettings,
+    PriceSettings,
 ):
     REQUIRED: ClassVar[tuple[str, ...]] = ()

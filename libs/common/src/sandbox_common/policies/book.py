@@ -106,8 +106,9 @@ def _merge(project: Policy | None, default: Policy | None) -> Governs:
     def first(name: str) -> Any:
         return next((v for level in levels if (v := getattr(level, name)) is not None), None)
 
+    idle = next((v for level in levels if (v := level.idle_seconds()) is not None), None)
     governs = Governs(
-        first("idle_timeout_seconds"),
+        idle,
         bool(first("never_pause")),
         first("max_lifetime_seconds"),
         first("quiet_hours"),

@@ -17,6 +17,7 @@ from sandbox_common.policies.model import (
     Policy,
 )
 
+_IDLE_TIMEOUT, _IDLE = "idleTimeoutSeconds", "idle"
 # The sandbox metadata key an app sets per sandbox (deadlines.IDLE_OVERRIDE_KEY).
 SANDBOX_IDLE_KEY = "idleTimeoutSeconds"
 
@@ -75,6 +76,16 @@ def explain(layers: Layers) -> dict[str, Value]:
             (Value(fields[name], level) for level, fields in ordered if name in fields),
             Value(None, Level.SETTING),
         )
+    # The idle timeout and the adaptive rule are one choice: the first level giving either
+    # gives both (its learned value is the timeout in force), or the other level's adaptive
+    # rule would be shown beside a timeout it does not set.
+    deciding = next(
+        ((level, p) for level, p in layers.by_precedence() if p.idle_seconds() is not None), None
+    )
+    if deciding is not None:
+        level, policy = deciding
+        found[_IDLE_TIMEOUT] = Value(policy.idle_seconds(), level)
+        found[_IDLE] = Value(policy.idle, level)
     return found
 
 

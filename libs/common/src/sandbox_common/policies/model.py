@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -72,6 +73,48 @@ class QuietHours(
         return ZoneInfo(self.timezone)
 
 
+class LearnedIdle(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """What the adaptive rule chose and from what: set by the learner (enforcer/learner), never
+    by a client; shown in GET .../policy. The data: `gaps` between uses of the project's
+    sandboxes from `since` to `at`, of which `pauses` the chosen timeout would have paused and
+    `regrets` the user undid within the regret window."""
+
+    seconds: IdleSeconds
+    at: datetime
+    since: datetime
+    gaps: int
+    pauses: int
+    regrets: int
+    why: str
+
+
+class AdaptiveIdle(
+    msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True
+):
+    """An idle timeout learned from the project's own history: the shortest within
+    [minSeconds, maxSeconds] whose regret rate (pauses the user undid soon, per pause) stays at
+    or under `targetRegret`. Until a value is learned, sandboxes get maxSeconds. At its level it
+    takes the place of idleTimeoutSeconds."""
+
+    mode: Literal["adaptive"]
+    min_seconds: IdleSeconds
+    max_seconds: IdleSeconds
+    target_regret: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.05
+    learned: LearnedIdle | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_seconds > self.max_seconds:
+            raise ValueError("maxSeconds: less than minSeconds")
+
+    @property
+    def seconds(self) -> int:
+        """The timeout in force: the learned one (kept within the bounds, which may have been
+        narrowed since), else the upper bound."""
+        if self.learned is None:
+            return self.max_seconds
+        return min(self.max_seconds, max(self.min_seconds, self.learned.seconds))
+
+
 class Policy(
     msgspec.Struct,
     frozen=True,
@@ -86,6 +129,11 @@ class Policy(
     quiet_hours: QuietHours | None = None
     delete_after_paused_seconds: PausedSeconds | None = None
     warn_before_seconds: WarnSeconds | None = None
+    idle: AdaptiveIdle | None = None
+
+    def idle_seconds(self) -> int | None:
+        """The idle timeout this level gives: its adaptive rule's, else idleTimeoutSeconds."""
+        return self.idle.seconds if self.idle is not None else self.idle_timeout_seconds
 
     def fields_set(self) -> dict[str, object]:
         """The fields this level sets, by their JSON name."""
@@ -104,7 +152,7 @@ FIELDS: tuple[str, ...] = Policy.__struct_encode_fields__
 _decoder = msgspec.json.Decoder(Policy)
 _encoder = msgspec.json.Encoder()
 # msgspec says "... - at `$.quietHours.timezone`": the path becomes the field.
-_OWN = re.compile(r"^(?P<field>[a-z]+): (?P<reason>.*)$", re.DOTALL)
+_OWN = re.compile(r"^(?P<field>[a-z][A-Za-z]*): (?P<reason>.*)$", re.DOTALL)
 _AT = re.compile(r"^(?P<reason>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
 

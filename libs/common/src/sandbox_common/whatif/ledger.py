@@ -22,7 +22,7 @@ def idle_rule(policy: Policy, own_idle_seconds: int | None, tick: float) -> Idle
     own metadata's timeout wins, as it does for live deadlines; neverPause pauses never."""
     if policy.never_pause:
         return IdleRule(timeout=None, tick=tick)
-    timeout = own_idle_seconds or policy.idle_timeout_seconds
+    timeout = own_idle_seconds or policy.idle_seconds()
     return IdleRule(timeout=timeout, tick=tick)
 
 

@@ -189,15 +189,19 @@ class PostgresTransaction:
         facts: Sequence[Positioned],
         offsets: Iterable[tuple[str, int, int]],
         policies: Sequence[PolicyChange] = (),
-    ) -> None:
+    ) -> frozenset[str]:
         if changed:
             await self._upsert_states(changed)
             self.written.extend(changed)  # after the loaded states: the newer ones win
         if facts:
             await self._insert_history(facts)
             await enqueue(self._conn, (p.fact for p in facts))
+        refused: frozenset[str] = frozenset()
         if policies:
-            await upsert_policies(self._conn, [policy_row(c) for c in policies])
+            refused = await self._stale_amendments(policies)
+            await upsert_policies(
+                self._conn, [policy_row(c) for c in policies if c.subject not in refused]
+            )
             # Delivered at commit: every replica reloads the policies in force at once.
             await self._conn.execute(POLICIES_CHANGED)
         offsets = list(offsets)
@@ -207,6 +211,25 @@ class PostgresTransaction:
             " ON CONFLICT (topic, partition) DO UPDATE SET next_offset ="
             " GREATEST(projector_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()",
             *_columns(offsets, 3),
+        )
+        return refused
+
+    async def _stale_amendments(self, policies: Sequence[PolicyChange]) -> frozenset[str]:
+        """Subjects whose amendment amends a policy no longer in force. One already applied
+        (a redelivered batch) is in force itself and goes through, so its state record is
+        written again like the rest of the batch."""
+        amending = {c.subject: c for c in policies if c.amends is not None}
+        if not amending:
+            return frozenset()
+        rows = await self._conn.fetch(
+            "SELECT subject, event_id FROM project_policies WHERE subject = ANY($1::text[])",
+            list(amending),
+        )
+        in_force = {r["subject"]: r["event_id"] for r in rows}
+        return frozenset(
+            subject
+            for subject, change in amending.items()
+            if in_force.get(subject) not in (change.amends, change.fact.fact.event_id)
         )
 
     async def _insert_history(self, facts: Sequence[Positioned]) -> None:

@@ -88,6 +88,13 @@ class Rebuild:
         """A policy fact read: each partition is read in order, so the later one wins."""
         view = policy_view(read.fact)
         subject = read.fact.sandbox_id
+        held = self.policies.get(subject)
+        # As live: an amendment applies only to the policy still in force (the live store
+        # compares with the row, which is what is held here: the subject's earlier facts were
+        # read before it, from the same partition or the snapshot).
+        in_force = held.fact.fact.event_id if held is not None else None
+        if view.amends is not None and in_force not in (view.amends, read.fact.event_id):
+            return
         self.policies[subject] = PolicyChange(subject, view.project_id, view.policy, read)
 
     def drain(self) -> list[HistoryFact]:

@@ -22,7 +22,7 @@ from litestar.openapi.spec.media_type import OpenAPIMediaType
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_422_UNPROCESSABLE_ENTITY
 
-from sandbox_common.policies import decode_policy
+from sandbox_common.policies import Policy, PolicyError, decode_policy
 from status_api.deps import Deps
 from status_api.policies import record
 from status_api.policy_views import PolicyAccepted, PolicyAnswer, PolicyPage, PolicyRefused
@@ -58,9 +58,21 @@ _REFUSED = {
 _FIELDS = (
     "`idleTimeoutSeconds` (10 s to 7 days), `neverPause`, `maxLifetimeSeconds` (60 s to 30 "
     "days), `quietHours` {`start`, `end` (HH:MM), `timezone` (IANA), `days` (mon..sun)}, "
-    "`deleteAfterPausedSeconds` (60 s to 365 days), `warnBeforeSeconds` (0 to 3600): each "
-    "optional, a field left out is inherited (project > default > setting). "
+    "`deleteAfterPausedSeconds` (60 s to 365 days), `warnBeforeSeconds` (0 to 3600), `idle` "
+    "{`mode`: adaptive, `minSeconds`, `maxSeconds`, `targetRegret` (0 to 1)} (a timeout learned "
+    "from the project's history, in place of `idleTimeoutSeconds`; `idle.learned` is the "
+    "learner's, read-only): each optional, a field left out is inherited (project > default > "
+    "setting). "
 )
+
+
+def client_policy(body: bytes) -> Policy:
+    """A policy as a client may set it: what the adaptive rule learned is not the client's to
+    say (a 422 naming `idle.learned`)."""
+    policy = decode_policy(body)
+    if policy.idle is not None and policy.idle.learned is not None:
+        raise PolicyError("idle.learned", "set by the adaptive rule's learner, not by a client")
+    return policy
 
 
 @dataclass
@@ -123,7 +135,7 @@ async def set_project_policy(
 ) -> PolicyAccepted:
     principal = deps.gate.admin(request)
     writable(project_id)
-    policy = decode_policy(await request.body())
+    policy = client_policy(await request.body())
     return await deps.policies.set(project_id, policy, principal.subject)
 
 
@@ -142,7 +154,7 @@ async def default_policy(request: Request[Any, Any, State], deps: Deps) -> Polic
 @_put("/api/policy/default", "Set the global default lifecycle policy (admin)")
 async def set_default_policy(request: Request[Any, Any, State], deps: Deps) -> PolicyAccepted:
     principal = deps.gate.admin(request)
-    policy = decode_policy(await request.body())
+    policy = client_policy(await request.body())
     return await deps.policies.set(None, policy, principal.subject)
 
 
