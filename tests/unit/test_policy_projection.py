@@ -72,3 +72,15 @@ def test_verify_names_a_policy_that_differs_or_exists_on_one_side_only() -> None
     assert len(compare_policies({"policy:project:p1": row}, {"policy:project:p1": other})) == 1
     assert len(compare_policies({"policy:project:p1": row}, {})) == 1
     assert len(compare_policies({}, {"policy:default": row})) == 1
+
+
+def test_the_bulk_fold_takes_an_amendment_as_the_live_projector_does() -> None:
+    from tests.unit.test_projector_batches import AMENDMENT_STEPS, IN_FORCE_AFTER
+
+    rebuild = Rebuild()
+    offset = 0
+    for step, want in zip(AMENDMENT_STEPS, IN_FORCE_AFTER, strict=True):
+        for f in step:
+            rebuild.add(env.encode(f), "t", 0, offset)
+            offset += 1
+        assert rebuild.policies["policy:project:p1"].fact.fact.event_id == want

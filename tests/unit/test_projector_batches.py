@@ -257,3 +257,58 @@ async def test_an_unusable_policy_fact_is_dead_lettered_with_its_reason() -> Non
     assert reasons[0].startswith("idleTimeoutSeconds:"), reasons
     assert "names no project" in reasons[1], reasons
     assert store.policies["policy:project:p1"].fact.fact.event_id == "e1"
+
+
+ADAPTIVE = {"idle": {"mode": "adaptive", "minSeconds": 60, "maxSeconds": 900}}
+LEARNED = {
+    "seconds": 120,
+    "at": "2026-01-01T00:00:00+00:00",
+    "since": "2025-12-18T00:00:00+00:00",
+    "gaps": 50,
+    "pauses": 5,
+    "regrets": 0,
+    "why": "test",
+}
+
+
+def amendment(project: str, event_id: str, amends: str) -> env.Envelope:
+    policy = decode_policy(json.dumps({"idle": {**ADAPTIVE["idle"], "learned": LEARNED}}).encode())
+    origin = Origin(event_id, env.Source.ENFORCER, T0)
+    return policy_fact(project, policy, origin, actor="adaptive-idle", amends=amends)
+
+
+def from_offset(start: int, *facts: env.Envelope) -> list[Record]:
+    return [Record("sandbox-lifecycle", 0, start + i, env.encode(f)) for i, f in enumerate(facts)]
+
+
+@dataclass
+class AppliedPolicies:
+    subjects: list[str] = field(default_factory=list)
+
+    async def applied(self, changes: Sequence[PolicyChange]) -> None:
+        self.subjects.extend(c.fact.fact.event_id for c in changes)
+
+
+AMENDMENT_STEPS = [
+    [_policy("p1", "e1", **ADAPTIVE)],
+    [amendment("p1", "l1", "e1")],  # amends the one in force: applied
+    [_policy("p1", "e2", idleTimeoutSeconds=600)],  # the admin's change
+    [amendment("p1", "l2", "l1")],  # read before e2 landed: refused
+    [_policy("p1", "e3", **ADAPTIVE), amendment("p1", "l3", "e2")],  # stale within a batch
+    [_policy("p1", "e4", **ADAPTIVE), amendment("p1", "l4", "e4")],  # amends the batch's own
+    [amendment("p1", "l4", "e4")],  # the same amendment again (republished): in force already
+]
+IN_FORCE_AFTER = ["e1", "l1", "e2", "e2", "e3", "l4", "l4"]
+
+
+async def test_an_amendment_applies_only_while_the_policy_it_amends_is_in_force() -> None:
+    store, rm, dlq, told = MemoryStore(), MemoryReadModel(), MemoryDeadLetters(), AppliedPolicies()
+    projection = Projection(store, rm, dlq, RULE, policies=told)
+    offset = 0
+    for step, want in zip(AMENDMENT_STEPS, IN_FORCE_AFTER, strict=True):
+        await project_batch(from_offset(offset, *step), projection)
+        offset += len(step)
+        assert store.policies["policy:project:p1"].fact.fact.event_id == want
+    # Refused amendments are history, never applied (nor in the state topic).
+    assert {"l2", "l3"} <= set(store.history)
+    assert told.subjects == ["e1", "l1", "e2", "e3", "l4", "l4"]

@@ -155,3 +155,25 @@ def test_a_candidate_policy_is_refused_naming_its_field(
         main(["simulate", "--policy", str(path)])
     assert exited.value.code == 1
     assert capsys.readouterr().err.startswith("sandboxctl simulate: --policy: idleTimeoutSeconds")
+
+
+def test_an_adaptive_candidate_learns_each_projects_timeout_from_its_own_demand() -> None:
+    import random as rand
+
+    from sandbox_common.policies.model import AdaptiveIdle
+    from sandboxctl.simulate_cmd import learned_candidates
+    from tests.unit.test_whatif import sessions
+
+    rng = rand.Random(2)
+    quick = [sessions(rng, think=[10, 20, 30], breaks=[3600], uses=80) for _ in range(2)]
+    slow = [sessions(rng, think=[60, 150, 240], breaks=[3600], uses=80) for _ in range(2)]
+    for trace in quick:
+        trace.project_id = "quick"
+    for trace in slow:
+        trace.project_id = "slow"
+    idle = AdaptiveIdle(mode="adaptive", min_seconds=15, max_seconds=1800, target_regret=0.0)
+    end = max(t.ended_at or 0 for t in quick + slow)
+    frame = Frame(start=0, end=end, regret_seconds=300, prices=Prices(0, 0))
+    learned = learned_candidates(Policy(idle=idle), quick + slow, frame, 300)
+    assert {p: c.idle_seconds() for p, c in learned.items()} == {"quick": 30, "slow": 240}
+    assert learned_candidates(Policy(idle_timeout_seconds=60), quick, frame, 300) == {}

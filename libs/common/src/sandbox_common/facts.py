@@ -153,9 +153,7 @@ def policy_fact(
 ) -> Envelope:
     """`project_id` None: the global default."""
     scope = POLICY_SCOPE_DEFAULT if project_id is None else POLICY_SCOPE_PROJECT
-    payload = PolicySet(
-        scope=scope, policy=msgspec.to_builtins(policy), actor=actor, amends=amends
-    )
+    payload = PolicySet(scope=scope, policy=msgspec.to_builtins(policy), actor=actor, amends=amends)
     return new_fact(
         FactType.POLICY_SET,
         payload,

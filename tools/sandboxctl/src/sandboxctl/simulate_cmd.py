@@ -18,11 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from enforcer.schedule import ScheduleError, parse_schedule
 from sandbox_common import topics
 from sandbox_common.policies import Policy, PolicyError, decode_policy, encode_policy
 from sandbox_common.policies.effective import Layers, resolve
 from sandbox_common.whatif.facts import TopicFacts
+from sandbox_common.whatif.learn import Gaps, learn_idle
 from sandbox_common.whatif.ledger import NO_ENFORCEMENT, Ledger, RuleOf, idle_rule, tally
 from sandbox_common.whatif.replay import Frame, Prices
 from sandbox_common.whatif.trace import Trace
@@ -85,9 +88,35 @@ async def read_topic(settings: Settings, topic: str) -> TopicFacts:
     return found
 
 
+def learned_candidates(
+    candidate: Policy, traces: list[Trace], frame: Frame, regret_seconds: float
+) -> dict[str | None, Policy]:
+    """An adaptive candidate learns each project's timeout from that project's demand in the
+    frame, as the learner would from its history: the candidate as each project would get it."""
+    idle = candidate.idle
+    if idle is None:
+        return {}
+    by_project: dict[str | None, list[Trace]] = {}
+    for trace in traces:
+        by_project.setdefault(trace.project_id, []).append(trace)
+    since, at = (datetime.fromtimestamp(t, UTC) for t in (frame.start, frame.end))
+    found = {}
+    for project, mine in by_project.items():
+        gaps = Gaps.of(mine, until=frame.end)
+        value = learn_idle(idle, gaps, regret_seconds, since, at)
+        adapted = msgspec.structs.replace(idle, learned=value)
+        found[project] = msgspec.structs.replace(candidate, idle=adapted)
+    return found
+
+
 def scenarios(
-    facts: TopicFacts, candidate: Policy, projects: set[str] | None, settings: Settings, tick: float
+    facts: TopicFacts,
+    candidate: Policy | dict[str | None, Policy],
+    projects: set[str] | None,
+    settings: Settings,
+    tick: float,
 ) -> dict[str, RuleOf]:
+    """`candidate`: one policy for every selected project, or each project's own (learned)."""
     setting = Policy(idle_timeout_seconds=settings.idle_timeout_seconds)
     default = facts.policy(None)
     in_force: dict[str | None, Policy] = {}
@@ -99,7 +128,7 @@ def scenarios(
         if found is None:
             mine = facts.policy(project) if project is not None else None
             if try_candidate and (projects is None or project in projects):
-                mine = candidate
+                mine = candidate.get(project) if isinstance(candidate, dict) else candidate
             found = cache[project] = resolve(Layers(setting=setting, default=default, project=mine))
         return found
 
@@ -128,7 +157,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         regret_seconds=args.regret_seconds or settings.regret_window_seconds,
         prices=Prices(settings.price_vcpu_second, settings.price_gib_second),
     )
-    ledger: Ledger = tally(traces, scenarios(facts, candidate, projects, settings, tick), frame)
+    learned = learned_candidates(candidate, traces, frame, frame.regret_seconds)
+    rules = scenarios(facts, learned or candidate, projects, settings, tick)
+    ledger: Ledger = tally(traces, rules, frame)
     header: dict[str, Any] = {
         "facts": facts.traces.facts,
         "sandboxes": len(traces),
@@ -138,6 +169,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         "tickSeconds": tick,
         "candidatePolicy": json.loads(encode_policy(candidate)),
         "notSimulated": [f for f in _NOT_SIMULATED if f in candidate.fields_set()],
+        "learned": {
+            str(p): c.idle_seconds() for p, c in sorted(learned.items(), key=lambda kv: str(kv[0]))
+        },
         "unreadable": facts.unreadable,
     }
     if args.json:

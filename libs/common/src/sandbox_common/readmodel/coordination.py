@@ -43,6 +43,7 @@ return 0
 class LeaseName(StrEnum):
     TICKER = keys.TICKER_LEASE
     RECONCILER = keys.RECONCILER_LEASE
+    LEARNER = keys.LEARNER_LEASE
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,8 @@ READ_MODEL_MARKER = f"{_PREFIX}:read-model"
 WRITE_PROBE = f"{_PREFIX}:write-probe"
 # The reconciler's lease: one replica compares with E2B per period.
 RECONCILER_LEASE = f"{_PREFIX}:reconciler-lease"
+# The adaptive idle learner's lease: one replica recomputes the learned timeouts per run.
+LEARNER_LEASE = f"{_PREFIX}:learner-lease"
 
 _SHADOW_PREFIX = "sbx-shadow:"
 

@@ -17,7 +17,9 @@ import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
+from sandbox_common.policies.model import AdaptiveIdle, LearnedIdle
 from sandbox_common.whatif.trace import Trace
 
 # Fewer gaps than this say too little about a project's habits to shorten its timeout.
@@ -111,3 +113,21 @@ def _at(gaps: Gaps, seconds: int, window: float, why: str) -> Learned:
 
 def _longer(sorted_lengths: list[float], than: float) -> int:
     return len(sorted_lengths) - bisect.bisect_right(sorted_lengths, than)
+
+
+def learn_idle(
+    idle: AdaptiveIdle, gaps: Gaps, window: float, since: datetime, at: datetime
+) -> LearnedIdle:
+    """What an adaptive rule learns from `gaps` (seen from `since` to `at`), as GET
+    .../policy shows it."""
+    bounds = Bounds(idle.min_seconds, idle.max_seconds, idle.target_regret, window)
+    learned = learn_timeout(gaps, bounds)
+    return LearnedIdle(
+        seconds=learned.seconds,
+        at=at,
+        since=since,
+        gaps=learned.gaps,
+        pauses=learned.pauses,
+        regrets=learned.regrets,
+        why=learned.why,
+    )

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import redis.asyncio as aioredis
 
+from enforcer.learner.loop import periodic_learner
 from enforcer.periodic import Job, Periodic
 from enforcer.reconciler.loop import periodic_reconciler
 from enforcer.schedule import parse_schedule
@@ -66,6 +67,7 @@ class TickerParts:
             enabled=s.enforcer_enabled,
         )
         self.reconciles = periodic_reconciler(s, self._redis)
+        self.learns = periodic_learner(s, self._redis)
         log.info(
             "enforcer ticking on %r (enabled=%s, dry_run=%s)",
             schedule.expression,
@@ -78,12 +80,16 @@ class TickerParts:
         await self.ticks.start()
         if self.reconciles is not None:
             await self.reconciles.start()
+        if self.learns is not None:
+            await self.learns.start()
 
     async def stop(self) -> None:
         """No tick or pass starts any more; one in flight is cancelled."""
         await self.ticks.stop()
         if self.reconciles is not None:
             await self.reconciles.stop()
+        if self.learns is not None:
+            await self.learns.stop()
 
     async def close(self) -> None:
         await self._publisher.stop()

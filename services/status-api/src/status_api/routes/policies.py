@@ -66,10 +66,13 @@ _FIELDS = (
 )
 
 
-def client_policy(body: bytes) -> Policy:
+def client_policy(body: bytes, *, default: bool = False) -> Policy:
     """A policy as a client may set it: what the adaptive rule learned is not the client's to
-    say (a 422 naming `idle.learned`)."""
+    say (a 422 naming `idle.learned`), and it learns per project, from that project's history
+    (not for the default)."""
     policy = decode_policy(body)
+    if policy.idle is not None and default:
+        raise PolicyError("idle", "an adaptive timeout is learned per project: set it there")
     if policy.idle is not None and policy.idle.learned is not None:
         raise PolicyError("idle.learned", "set by the adaptive rule's learner, not by a client")
     return policy
@@ -154,7 +157,7 @@ async def default_policy(request: Request[Any, Any, State], deps: Deps) -> Polic
 @_put("/api/policy/default", "Set the global default lifecycle policy (admin)")
 async def set_default_policy(request: Request[Any, Any, State], deps: Deps) -> PolicyAccepted:
     principal = deps.gate.admin(request)
-    policy = client_policy(await request.body())
+    policy = client_policy(await request.body(), default=True)
     return await deps.policies.set(None, policy, principal.subject)
 
 
