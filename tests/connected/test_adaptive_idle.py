@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -29,9 +30,10 @@ async def history(client: httpx.AsyncClient, stack: Stack, project: str) -> int:
     apart, an hour between sessions), then killed. Returns the longest gap within a session:
     the shortest timeout that never pauses a session midway."""
     rng = random.Random(11)
-    longest, last = 0, ""
+    longest, sandboxes = 0, []
     for user in range(4):
-        sandbox = last = unique("hist")
+        sandbox = unique("hist")
+        sandboxes.append(sandbox)
         at = ago(3 * 86_400 - user * 3600)
         sent = [webhook("created", sandbox, project, seconds=at)]
         for k in range(12):
@@ -44,13 +46,19 @@ async def history(client: httpx.AsyncClient, stack: Stack, project: str) -> int:
             r = await post_webhook(client, stack, body)
             assert r.status_code in (200, 202), r.text
 
-    async def stored() -> bool:  # PostgreSQL before Redis: shown killed means stored
-        r = await client.get(
-            f"{stack.status_api.url}/api/sandboxes/{last}", headers=token(stack, admin=True)
-        )
-        return r.status_code == 200 and r.json()["status"] == "KILLED"
+    async def stored() -> bool:  # each sandbox's last fact: all of its facts are stored
+        conn = await asyncpg.connect(stack.infra.database_url)
+        try:
+            killed = await conn.fetchval(
+                "SELECT count(*) FROM sandbox_events WHERE sandbox_id = ANY($1::text[])"
+                " AND type = 'sandbox.lifecycle.killed'",
+                sandboxes,
+            )
+        finally:
+            await conn.close()
+        return bool(killed == len(sandboxes))
 
-    await eventually(stored, within=20)
+    await eventually(stored, within=20, interval=0.5)
     return longest
 
 
@@ -78,7 +86,8 @@ async def test_a_learned_timeout_reaches_the_policy_and_the_live_deadlines(
     answer = await eventually(learned, within=15)
     value = answer["policy"]["idle"]["learned"]
     assert value["seconds"] == best, value
-    assert (value["gaps"], value["regrets"]) == (4 * 12 + 4, 0)
+    # 12 gaps of each user's sandbox, the time after its last use, and after the live two's.
+    assert (value["gaps"], value["regrets"]) == (4 * 12 + 4 + 2, 0)
     assert answer["policy"]["warnBeforeSeconds"] == 0  # the rest of the policy kept
     assert answer["effective"]["idleTimeoutSeconds"] == {"value": best, "source": "project"}
     await timeouts_become(client, stack, live, best, within=5)

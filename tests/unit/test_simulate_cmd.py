@@ -75,7 +75,7 @@ def figures() -> tuple[TopicFacts, dict[str, object]]:
     )
     ledger = tally(facts.traces.of_projects(None), rules, frame)
     header = {
-        "facts": facts.traces.facts,
+        "facts": facts.facts,
         "sandboxes": 2,
         "from": frame.start,
         "to": frame.end,
@@ -95,7 +95,7 @@ def test_the_newest_policy_of_each_project_and_the_default_are_read_from_the_top
     assert facts.policy(None) == Policy(idle_timeout_seconds=600)
     assert facts.policy("p2") is None
     assert facts.unreadable == 1
-    assert facts.traces.facts == 6
+    assert (facts.traces.facts, facts.facts) == (6, 9)  # and three policy facts
 
 
 def test_the_candidate_is_replayed_beside_the_policy_in_force_with_hand_computed_figures() -> None:

@@ -161,7 +161,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
     rules = scenarios(facts, learned or candidate, projects, settings, tick)
     ledger: Ledger = tally(traces, rules, frame)
     header: dict[str, Any] = {
-        "facts": facts.traces.facts,
+        "facts": facts.facts,
         "sandboxes": len(traces),
         "from": frame.start,
         "to": frame.end,

@@ -31,6 +31,7 @@ _encoder = msgspec.json.Encoder()
 class TopicFacts:
     def __init__(self) -> None:
         self.traces = Traces()
+        self.facts = 0  # every readable fact, policies too
         self.unreadable = 0
         self.first: float | None = None
         self.last: float | None = None
@@ -43,6 +44,7 @@ class TopicFacts:
         except msgspec.DecodeError:
             self.unreadable += 1
             return
+        self.facts += 1
         at = fact.occurred_at.timestamp()
         self.first = at if self.first is None else min(self.first, at)
         self.last = at if self.last is None else max(self.last, at)
