@@ -9,6 +9,7 @@ import pytest
 
 from sandbox_common.envelope import FactType
 from sandbox_common.policies import Policy
+from sandbox_common.whatif.actual import Savings, Seen, actual
 from sandbox_common.whatif.learn import Bounds, Gaps, learn_timeout
 from sandbox_common.whatif.ledger import NO_ENFORCEMENT, SEED_RULE, idle_rule, tally
 from sandbox_common.whatif.replay import Frame, IdleRule, Prices, replay
@@ -169,3 +170,59 @@ def test_the_bounds_hold_and_too_little_data_keeps_the_upper_one() -> None:
     scarce = learn_timeout(few, Bounds(low=10, high=600, target=0.1, window=300))
     assert scarce.seconds == 600
     assert scarce.why.startswith("too little data")
+
+
+# What actually happened, and the savings ledger ------------------------------------------------
+
+
+def seen(kind: FactType, at: float, **data: object) -> Seen:
+    return Seen(kind.value, at, data)
+
+
+def test_what_happened_is_read_from_the_lifecycle_with_e2bs_own_run_times() -> None:
+    run = {"vcpu_count": 2, "memory_mb": 512}
+    facts = [
+        seen(FactType.KILLED, 3000, execution={**run, "execution_time": 0}),
+        seen(FactType.CREATED, 0),
+        seen(FactType.ACTIVITY, 100),
+        seen(FactType.PAUSED, 400, execution={**run, "execution_time": 400_000}),
+        seen(FactType.WAKE_REQUESTED, 500),
+        seen(FactType.RESUMED, 510),
+        seen(FactType.PAUSED, 1500, execution={**run, "execution_time": 990_000}),
+        seen(FactType.RESUMED, 4000),  # after the kill: changes nothing
+    ]
+    happened, trace = actual(facts, frame(prices=PER_VCPU))
+    assert (happened.running_seconds, happened.paused_seconds) == (1390, 1610)
+    assert (happened.pauses, happened.regrets, happened.resume_waits) == (2, 1, [10])
+    assert happened.cost == 1390 * 2  # E2B's execution_time, 2 vCPUs
+    assert (trace.moments(), trace.ended_at) == ([0, 100, 510], 3000)
+
+
+def test_a_sandbox_older_than_the_frame_starts_in_the_state_its_first_fact_tells() -> None:
+    facts = [seen(FactType.RESUMED, 2000), seen(FactType.PAUSED, 2600)]
+    happened, _ = actual(facts, frame(start=1000, end=5000, prices=PER_VCPU))
+    assert (happened.running_seconds, happened.paused_seconds) == (600, 1000 + 2400)
+    assert (happened.pauses, happened.resume_waits) == (1, [])
+    assert happened.cost == 600 * DEFAULT_VCPUS  # no execution_time told: our clock's
+
+
+def test_the_savings_ledger_sets_what_happened_beside_the_seed_and_no_enforcement() -> None:
+    run = {"vcpu_count": 2, "memory_mb": 512}
+    ledger = Savings()
+    ledger.add(
+        [
+            seen(FactType.CREATED, 0),
+            seen(FactType.ACTIVITY, 100),
+            seen(FactType.PAUSED, 400, execution={**run, "execution_time": 400_000}),
+            seen(FactType.WAKE_REQUESTED, 500),
+            seen(FactType.RESUMED, 510),
+            seen(FactType.PAUSED, 1500, execution={**run, "execution_time": 990_000}),
+            seen(FactType.KILLED, 3000),
+        ],
+        frame(prices=PER_VCPU),
+    )
+    # The seed's cron on the same uses (0, 100, 510): pauses at the ticks 360 and 720.
+    assert (ledger.seed.running_seconds, ledger.seed.pauses, ledger.seed.regrets) == (570, 2, 1)
+    assert ledger.seed.cost == 570 * 2
+    assert ledger.unenforced.running_seconds == 3000
+    assert ledger.actual.running_seconds == 1390
