@@ -32,6 +32,8 @@ ROUTES = [
     ("GET", "/api/projects/{project}/notifications", False),
     ("PUT", "/api/projects/{project}/notifications", False),
     ("DELETE", "/api/projects/{project}/notifications", False),
+    ("GET", "/api/projects/{project}/savings", False),
+    ("GET", "/api/savings", True),
 ]
 # What the owner is answered where it is let in but the request itself is not a success: the
 # victim has no notification receiver, and an empty PUT body is not one.

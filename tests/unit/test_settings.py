@@ -17,7 +17,7 @@ from ingest.settings import IngestSettings
 from projector.main import main as projector_main
 from projector.settings import ProjectorSettings
 from sandbox_common import serving
-from sandbox_common.settings import PriceSettings, SettingsError, load
+from sandbox_common.settings import SettingsError, load
 from sandboxctl.settings import Settings
 from status_api.main import main as status_api_main
 from status_api.settings import StatusApiSettings
@@ -118,8 +118,7 @@ def test_each_process_is_given_only_what_it_uses() -> None:
             ),
         )
     )
-    # Its own: prices, for `simulate`'s cost figures.
-    assert every | _fields(PriceSettings) == _fields(Settings)
+    assert every == _fields(Settings)
 
 
 @pytest.mark.parametrize(

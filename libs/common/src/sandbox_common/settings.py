@@ -273,9 +273,16 @@ class NotifySettings(BaseSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RegretSettings(BaseSettings):
+    # A pause the user undid (came back) within this many seconds is a regret (the adaptive
+    # idle rule's learner, the savings ledger, what-if).
+    regret_window_seconds: Positive = 300
+
+
+@dataclass(frozen=True, kw_only=True)
 class PriceSettings(BaseSettings):
-    # What a running second costs, for what-if figures: E2B's published prices in USD per
-    # vCPU-second and per GiB-second of memory (a paused sandbox costs nothing to run).
+    # What a running second costs, for the savings ledger and what-if: E2B's published prices
+    # in USD per vCPU-second and per GiB-second of memory (a paused sandbox costs nothing).
     price_vcpu_second: Price = 0.000014
     price_gib_second: Price = 0.0000045
 

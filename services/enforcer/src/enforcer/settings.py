@@ -17,6 +17,7 @@ from sandbox_common.settings import (
     PostgresSettings,
     ProjectKeySettings,
     RedisSettings,
+    RegretSettings,
     Seconds,
     SettingsError,
 )
@@ -29,6 +30,7 @@ class TickerSettings(
     PostgresSettings,
     E2BApiSettings,
     ProjectKeySettings,
+    RegretSettings,
     LogSettings,
 ):
     """The ticker process, which also runs the reconciler (PostgreSQL, E2B's list)."""
@@ -56,12 +58,10 @@ class TickerSettings(
     # yet: a new fleet of 100k is read over many passes instead of in one burst.
     reconciler_lifecycle_reads: NonNegative = 100
     # The adaptive idle rule's learner (enforcer/learner): when it recomputes the timeouts of
-    # projects whose policy is adaptive, from how many days of their history, and what counts
-    # as a regret (a pause the user undid within this many seconds).
+    # projects whose policy is adaptive, and from how many days of their history.
     adaptive_idle_schedule: str = "7 * * * *"
     adaptive_idle_enabled: bool = True
     adaptive_idle_lookback_days: Positive = 14
-    regret_window_seconds: Positive = 300
     ingest_publish_timeout_seconds: Seconds = 10.0
 
     def __post_init__(self) -> None:

@@ -34,6 +34,7 @@ from status_api.routes import (
     policies,
     probes,
     sandboxes,
+    savings,
     streams,
     tickets,
 )
@@ -125,6 +126,7 @@ def create_app(parts: StatusApiParts, settings: StatusApiSettings) -> Litestar:
             *operators.HANDLERS,
             *policies.HANDLERS,
             *notifications.HANDLERS,
+            *savings.HANDLERS,
             *probes.HANDLERS,
             dashboard.router(),
         ],

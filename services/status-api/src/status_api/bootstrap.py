@@ -20,10 +20,12 @@ from sandbox_common.readmodel.policies import PolicyReader
 from sandbox_common.readmodel.reader import ReadModelReader
 from sandbox_common.readmodel.tickets import SingleUseTickets
 from sandbox_common.tasks import cancel_and_wait
+from sandbox_common.whatif.replay import Prices
 from status_api.access import Gate
 from status_api.adapters.notification_targets import TargetStore
 from status_api.adapters.policies import PolicyStore
 from status_api.adapters.postgres import HistoryStore
+from status_api.adapters.savings_facts import SavingsFacts
 from status_api.adapters.tickets import StreamTickets
 from status_api.api_key_auth import ApiKeyVerifier
 from status_api.auth import TokenVerifier
@@ -32,6 +34,7 @@ from status_api.deadline_warnings import DeadlineWarner, watches
 from status_api.deps import Deps
 from status_api.policies import Policies, setting_level
 from status_api.receivers import Receivers, WarningNotices
+from status_api.savings import SavingsLedger
 from status_api.settings import StatusApiSettings
 from status_api.stream_slots import StreamSlots
 from status_api.views import WarnWindows
@@ -104,6 +107,12 @@ class StatusApiParts:
             ),
             busy_max=timedelta(seconds=s.status_api_busy_max_seconds),
             receivers=Receivers(TargetStore(self._pg), s.reach()),
+            savings=SavingsLedger(
+                SavingsFacts(self._pg),
+                Prices(s.price_vcpu_second, s.price_gib_second),
+                s.regret_window_seconds,
+                now,
+            ),
         )
 
     def provide_deps(self) -> Deps:

@@ -16,6 +16,7 @@ from status_api.adapters.tickets import StreamTickets
 from status_api.change_hub import ChangeHub
 from status_api.policies import Policies
 from status_api.receivers import Receivers
+from status_api.savings import SavingsLedger
 from status_api.stream_slots import StreamSlots
 from status_api.warn_policy import WarnPolicy
 
@@ -40,3 +41,5 @@ class Deps:
     busy_max: timedelta = timedelta(days=1)
     # Projects' notification receivers (None: not set up, 503).
     receivers: Receivers | None = None
+    # The savings ledger (None: not set up, 503).
+    savings: SavingsLedger | None = None

@@ -19,7 +19,9 @@ from sandbox_common.settings import (
     Port,
     Positive,
     PostgresSettings,
+    PriceSettings,
     RedisSettings,
+    RegretSettings,
     Seconds,
     hidden,
 )
@@ -37,6 +39,8 @@ class StatusApiSettings(
     IdleSettings,
     HttpServerSettings,
     NotifySettings,
+    RegretSettings,
+    PriceSettings,
     LogSettings,
 ):
     REQUIRED: ClassVar[tuple[str, ...]] = ("status_api_jwt_secret",)

@@ -10,7 +10,6 @@ from typing import ClassVar
 from enforcer.settings import ActuatorSettings, TickerSettings
 from ingest.settings import IngestSettings
 from projector.settings import ProjectorSettings
-from sandbox_common.settings import PriceSettings
 from status_api.settings import StatusApiSettings
 
 
@@ -21,6 +20,5 @@ class Settings(
     StatusApiSettings,
     TickerSettings,
     ActuatorSettings,
-    PriceSettings,
 ):
     REQUIRED: ClassVar[tuple[str, ...]] = ()
