@@ -175,7 +175,11 @@ function renderPolicy(project, answer) {
     }
     return row;
   }));
-  $("policy-json").value = JSON.stringify(answer.policy, null, 2);
+  // What an adaptive rule learned is the learner's (shown above, under effective): a PUT may
+  // not carry it, so the editor holds the policy without it.
+  const editable = structuredClone(answer.policy);
+  if (editable.idle) delete editable.idle.learned;
+  $("policy-json").value = JSON.stringify(editable, null, 2);
   $("policy-view").hidden = false;
 }
 
