@@ -95,6 +95,11 @@ class Undone(FactData, frozen=True, kw_only=True, omit_defaults=True):
 class WakeRequested(FactData, frozen=True, kw_only=True, omit_defaults=True):
     TYPES = frozenset({FactType.WAKE_REQUESTED})
     command_id: str
+    # Why, when it was not a user's wake: PREWARM (ahead of an expected return).
+    reason: str | None = None
+
+
+PREWARM = "prewarm"
 
 
 class Activity(FactData, frozen=True, kw_only=True, omit_defaults=True):

@@ -62,10 +62,20 @@ class TickerSettings(
     adaptive_idle_schedule: str = "7 * * * *"
     adaptive_idle_enabled: bool = True
     adaptive_idle_lookback_days: Positive = 14
+    # Pre-warming (enforcer/prewarm): how often it looks for expected returns (a pre-warm is
+    # at most this late) of projects whose policy pre-warms.
+    prewarm_schedule: str = "* * * * *"
+    prewarm_enabled: bool = True
     ingest_publish_timeout_seconds: Seconds = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("enforcer_schedule", "reconciler_schedule", "adaptive_idle_schedule"):
+        schedules = (
+            "enforcer_schedule",
+            "reconciler_schedule",
+            "adaptive_idle_schedule",
+            "prewarm_schedule",
+        )
+        for name in schedules:
             try:
                 parse_schedule(getattr(self, name), name.upper())
             except ScheduleError as exc:

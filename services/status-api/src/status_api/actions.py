@@ -1,51 +1,16 @@
 """Use cases that ask the actuator to act on E2B: a user wakes a paused sandbox (resume, then
-STARTING at once), an operator pauses one from the dashboard (pause, then PAUSING at once).
-
-The command goes out before the fact: if the fact were published and the command lost, the
-sandbox would show STARTING or PAUSING with nothing behind it (the enforcer repairs that, but
-only after minutes).
-"""
+STARTING at once: sandbox_common.wake), an operator pauses one from the dashboard (pause, then
+PAUSING at once). The command goes out before the fact, as for a wake."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-from typing import Protocol
-
-from sandbox_common.commands import Command, CommandType, PauseOrder, ResumeOrder, new_command
-from sandbox_common.envelope import Envelope, FactType, Source
-from sandbox_common.facts import Origin, PauseRequested, WakeRequested, new_fact
-from sandbox_common.payloads import Subject
+from sandbox_common.commands import CommandType, PauseOrder, new_command
+from sandbox_common.envelope import FactType, Source
+from sandbox_common.facts import Origin, PauseRequested, new_fact
 from sandbox_common.readmodel import Status, StatusDoc
+from sandbox_common.wake import Publisher, asked, command_then_fact, request_wake
 
-# Already up, or on its way: waking again would only repeat the E2B call.
-_AWAKE = frozenset({Status.RUNNING, Status.STARTING})
-
-
-class Publisher(Protocol):
-    async def publish(self, envelope: Envelope) -> None: ...
-
-    async def publish_command(self, command: Command) -> None: ...
-
-
-async def request_wake(doc: StatusDoc, source: Source, publisher: Publisher) -> Status:
-    """The status the sandbox is in now, as far as the caller should show it."""
-    if doc.status in _AWAKE:
-        return doc.status
-    now, command_id, subject = _asked(CommandType.RESUME, doc)
-    await _command_then_fact(
-        publisher,
-        new_command(
-            ResumeOrder(source=source.value), subject, command_id=command_id, issued_at=now
-        ),
-        new_fact(
-            FactType.WAKE_REQUESTED,
-            WakeRequested(command_id=command_id),
-            subject,
-            Origin(f"{command_id}:requested", source, now),
-        ),
-    )
-    return Status.STARTING
+__all__ = ["request_pause", "request_wake"]
 
 
 async def request_pause(doc: StatusDoc, operator: str | None, publisher: Publisher) -> Status:
@@ -54,8 +19,8 @@ async def request_pause(doc: StatusDoc, operator: str | None, publisher: Publish
     if doc.status is not Status.RUNNING or doc.last_active_at is None:
         return doc.status
     operator = operator or "unknown"
-    now, command_id, subject = _asked(CommandType.PAUSE, doc)
-    await _command_then_fact(
+    now, command_id, subject = asked(CommandType.PAUSE, doc)
+    await command_then_fact(
         publisher,
         new_command(
             PauseOrder(source=Source.API.value, reason="operator", operator=operator),
@@ -72,14 +37,3 @@ async def request_pause(doc: StatusDoc, operator: str | None, publisher: Publish
         ),
     )
     return Status.PAUSING
-
-
-def _asked(command_type: CommandType, doc: StatusDoc) -> tuple[datetime, str, Subject]:
-    """Now, a new command id, and the sandbox asked about."""
-    command_id = f"{command_type.value}:{doc.sandbox_id}:{uuid.uuid4().hex}"
-    return datetime.now(UTC), command_id, Subject(doc.sandbox_id, doc.project_id, doc.team_id)
-
-
-async def _command_then_fact(publisher: Publisher, command: Command, fact: Envelope) -> None:
-    await publisher.publish_command(command)
-    await publisher.publish(fact)

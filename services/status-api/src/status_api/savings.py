@@ -47,6 +47,16 @@ class ResumeWaits(msgspec.Struct, frozen=True, rename="camel"):
     max_seconds: float | None
 
 
+class Prewarms(msgspec.Struct, frozen=True, rename="camel"):
+    """Wakes ahead of an expected return: how many, how many the user used while they ran
+    (`hits`, `hitRate`), and the running time they cost."""
+
+    count: int
+    hits: int
+    hit_rate: float | None
+    running_seconds: float
+
+
 class SavingsReport(msgspec.Struct, frozen=True, rename="camel"):
     project_id: str | None  # null: the whole fleet
     since: datetime = msgspec.field(name="from")
@@ -58,6 +68,7 @@ class SavingsReport(msgspec.Struct, frozen=True, rename="camel"):
     regrets: int = 0
     regret_rate: float = 0.0
     resume_waits: ResumeWaits = ResumeWaits(0, None, None)
+    prewarms: Prewarms = Prewarms(0, 0, None, 0.0)
     cost: float = 0.0
     seed: Baseline | None = None
     no_enforcement: Baseline | None = None
@@ -140,6 +151,12 @@ def _report(
             len(waits),
             round(sum(waits) / len(waits), 3) if waits else None,
             round(max(waits), 3) if waits else None,
+        ),
+        prewarms=Prewarms(
+            happened.prewarms,
+            happened.prewarm_hits,
+            round(happened.prewarm_hits / happened.prewarms, 4) if happened.prewarms else None,
+            round(happened.prewarm_seconds, 1),
         ),
         cost=round(happened.cost, 6),
         seed=_baseline(happened.running_seconds, happened.cost, ledger.seed),

@@ -42,6 +42,15 @@ class PolicyError(ValueError):
         self.reason = reason
 
 
+def _zone_or_error(name: str) -> None:
+    """ "timezone: ..." (decode_policy puts it into the path it reports)."""
+    try:
+        ZoneInfo(name)
+    # OSError: a name longer than a file name may be (zoneinfo looks for a file of it).
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ValueError(f"timezone: unknown time zone {name!r}") from exc
+
+
 class QuietHours(
     msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True
 ):
@@ -62,11 +71,36 @@ class QuietHours(
             raise ValueError("end: the same time as start, a window of no length")
         if len(set(self.days)) != len(self.days):
             raise ValueError("days: a day is given twice")
-        try:
-            ZoneInfo(self.timezone)
-        # OSError: a name longer than a file name may be (zoneinfo looks for a file of it).
-        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from exc
+        _zone_or_error(self.timezone)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Prewarm(
+    msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True
+):
+    """Users come back at known times (`times`, local `HH:MM` in `timezone`, on `days`: the
+    cron `M H * * days` in that zone): `leadSeconds` before each, the project's PAUSED
+    sandboxes are resumed, so the user finds them RUNNING. If nobody comes, the idle rule pauses
+    them again. `budgetMinutesPerDay` caps the sandbox-minutes pre-warming may spend a day (each
+    pre-warm counts the lead plus the idle timeout, what it runs if nobody comes)."""
+
+    times: Annotated[list[ClockTime], msgspec.Meta(min_length=1, max_length=24)]
+    timezone: str
+    days: Annotated[list[Day], msgspec.Meta(min_length=1, max_length=7)] = msgspec.field(
+        default_factory=lambda: list(DAYS)
+    )
+    lead_seconds: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 300
+    budget_minutes_per_day: Annotated[int, msgspec.Meta(ge=1, le=1440 * 100)] = 60
+
+    def __post_init__(self) -> None:
+        if len(set(self.times)) != len(self.times):
+            raise ValueError("times: a time is given twice")
+        if len(set(self.days)) != len(self.days):
+            raise ValueError("days: a day is given twice")
+        _zone_or_error(self.timezone)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -130,6 +164,13 @@ class Policy(
     delete_after_paused_seconds: PausedSeconds | None = None
     warn_before_seconds: WarnSeconds | None = None
     idle: AdaptiveIdle | None = None
+    prewarm: Prewarm | None = None
+
+    def __post_init__(self) -> None:
+        if self.prewarm is not None and self.idle_seconds() is None:
+            # A pre-warm that nobody uses runs the lead plus the idle timeout: the budget
+            # counts that, so it must be known where the pre-warm is set.
+            raise ValueError("prewarm: needs idleTimeoutSeconds or idle in the same policy")
 
     def idle_seconds(self) -> int | None:
         """The idle timeout this level gives: its adaptive rule's, else idleTimeoutSeconds."""

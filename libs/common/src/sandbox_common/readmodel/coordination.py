@@ -1,6 +1,7 @@
 """Short-lived Redis keys beside the read model, with the rules that go with them: leases (one
 ticking enforcer, one reconciling one), heartbeat throttling, the E2B call budget the replicas
-share, and markers of work already done (a pause requested, a command carried out). Losing any
+share, pre-warming's budget, and markers of work already done (a pause requested, a command
+carried out). Losing any
 of them costs a repeat or a moment of unshared pacing, never a wrong state: each is backed by a
 deterministic id or a revision guard elsewhere."""
 
@@ -13,6 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 import redis.asyncio as aioredis
@@ -44,6 +46,7 @@ class LeaseName(StrEnum):
     TICKER = keys.TICKER_LEASE
     RECONCILER = keys.RECONCILER_LEASE
     LEARNER = keys.LEARNER_LEASE
+    PREWARM = keys.PREWARM_LEASE
 
 
 @dataclass(frozen=True)
@@ -235,3 +238,43 @@ class CommandLedger(_Markers):
 
     async def done(self, command_id: str) -> bool:
         return bool(await self._client.exists(self._key(command_id)))
+
+
+# Spend within the budget, or nothing: the spend and the check in one step.
+_SPEND = """
+local spent = redis.call('INCRBY', KEYS[1], ARGV[1])
+if spent > tonumber(ARGV[2]) then
+  redis.call('DECRBY', KEYS[1], ARGV[1])
+  return 0
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+_SPENT_TTL_SECONDS = 2 * 86_400
+
+
+class PrewarmBook:
+    """When pre-warming last ran, and each project's spend per local day. Lost (a Redis
+    restart), a run looks back one interval and the day's spend starts again from zero."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._spend = client.register_script(_SPEND)
+
+    async def last_run(self) -> datetime | None:
+        raw = await self._client.get(keys.PREWARM_LAST_RUN)
+        return datetime.fromisoformat(text(raw)) if raw else None
+
+    async def ran(self, at: datetime) -> None:
+        await self._client.set(keys.PREWARM_LAST_RUN, at.isoformat(), ex=_SPENT_TTL_SECONDS)
+
+    async def spend(self, project_id: str, day: str, seconds: int, budget_seconds: int) -> bool:
+        """Whether `seconds` more fit in the day's budget (then they are counted)."""
+        key = keys.prewarm_spent(project_id, day)
+        return bool(
+            await self._spend(keys=[key], args=[seconds, budget_seconds, _SPENT_TTL_SECONDS])
+        )
+
+    async def spent(self, project_id: str, day: str) -> int:
+        raw = await self._client.get(keys.prewarm_spent(project_id, day))
+        return int(text(raw)) if raw else 0

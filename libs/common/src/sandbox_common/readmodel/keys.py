@@ -190,6 +190,15 @@ WRITE_PROBE = f"{_PREFIX}:write-probe"
 RECONCILER_LEASE = f"{_PREFIX}:reconciler-lease"
 # The adaptive idle learner's lease: one replica recomputes the learned timeouts per run.
 LEARNER_LEASE = f"{_PREFIX}:learner-lease"
+# Pre-warming (enforcer/prewarm): its lease, when it last ran (ISO time: the next run looks for
+# returns due since), and each project's sandbox-seconds spent per local day (two days' TTL).
+PREWARM_LEASE = f"{_PREFIX}:prewarm-lease"
+PREWARM_LAST_RUN = f"{_PREFIX}:prewarm:last-run"
+
+
+def prewarm_spent(project_id: str, day: str) -> str:
+    return f"{_PREFIX}:prewarm:spent:{project_id}:{day}"
+
 
 _SHADOW_PREFIX = "sbx-shadow:"
 

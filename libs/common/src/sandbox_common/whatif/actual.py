@@ -14,12 +14,14 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sandbox_common.envelope import MOVES_LAST_ACTIVITY, FactType
+from sandbox_common.facts import PREWARM
 from sandbox_common.whatif.ledger import NO_ENFORCEMENT, SEED_RULE
 from sandbox_common.whatif.replay import Figures, Frame, replay
 from sandbox_common.whatif.trace import Trace
 
 _USES = frozenset(t.value for t in MOVES_LAST_ACTIVITY)
 _RETURNS = frozenset({FactType.WAKE_REQUESTED.value, FactType.RESUMED.value})
+_ENDS_PREWARM = frozenset({FactType.ACTIVITY.value, FactType.PAUSED.value, FactType.KILLED.value})
 MS = 1000.0
 
 
@@ -33,6 +35,11 @@ class Actual:
     cost: float = 0.0
     # Seconds each wake (a user's, an API's) waited for E2B's resume.
     resume_waits: list[float] = field(default_factory=list)
+    # Pre-warms (wakes ahead of an expected return), those the user used while it ran (hits),
+    # and the running time they cost: from the resume to the first use, or to the next pause.
+    prewarms: int = 0
+    prewarm_hits: int = 0
+    prewarm_seconds: float = 0.0
 
     def add(self, other: Actual) -> None:
         for f in fields(self):
@@ -72,6 +79,8 @@ class _Walk:
                 self.trace.uses.append(self.since)
         self.paused_at: float | None = None
         self.wake_at: float | None = None
+        self.prewarm_asked = False
+        self.prewarmed_at: float | None = None
         self.executed_ms = 0.0
 
     def inside(self, at: float) -> bool:
@@ -81,6 +90,7 @@ class _Walk:
         if self.trace.ended_at is not None:
             return  # a late fact after the kill changes nothing
         at, kind = fact.at, fact.type
+        self.prewarming(fact)
         if kind in _USES:
             self.trace.uses.append(at)
         if kind in _RETURNS:
@@ -106,6 +116,22 @@ class _Walk:
         if kind in (FactType.PAUSED, FactType.KILLED) and self.inside(at):
             self.executed_ms += _execution_ms(fact)
 
+    def prewarming(self, fact: Seen) -> None:
+        """A pre-warm's wake, its resume, and what came of it: a use while it ran (a hit), or
+        the next pause or kill (nobody came)."""
+        at, kind = fact.at, fact.type
+        if kind == FactType.WAKE_REQUESTED and fact.data.get("reason") == PREWARM:
+            self.prewarm_asked = True
+            self.out.prewarms += self.inside(at)
+        elif kind == FactType.WAKE_FAILED:
+            self.prewarm_asked = False
+        elif kind == FactType.RESUMED and self.prewarm_asked and not self.running:
+            self.prewarm_asked, self.prewarmed_at = False, at
+        elif self.prewarmed_at is not None and kind in _ENDS_PREWARM:
+            self.out.prewarm_seconds += _inside(self.prewarmed_at, at, self.frame)
+            self.out.prewarm_hits += kind == FactType.ACTIVITY and self.inside(at)
+            self.prewarmed_at = None
+
     def returned(self, at: float) -> None:
         """A wake or a resume: the end of a pause, a regret if it came soon."""
         if self.paused_at is None:
@@ -117,6 +143,8 @@ class _Walk:
     def finish(self) -> tuple[Actual, Trace]:
         if self.trace.ended_at is None:
             _close(self.out, self.running, self.since, self.frame.end, self.frame)
+        if self.prewarmed_at is not None:  # pre-warmed, nobody yet
+            self.out.prewarm_seconds += _inside(self.prewarmed_at, self.frame.end, self.frame)
         per_second = self.frame.prices.per_second(*self.trace.size)
         # E2B's own figure of each run (execution_time) where it told us, else our clock's.
         seconds = self.executed_ms / MS if self.executed_ms else self.out.running_seconds

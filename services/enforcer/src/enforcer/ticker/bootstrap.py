@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from enforcer.learner.loop import periodic_learner
 from enforcer.periodic import Job, Periodic
+from enforcer.prewarm.loop import periodic_prewarm
 from enforcer.reconciler.loop import periodic_reconciler
 from enforcer.schedule import parse_schedule
 from enforcer.settings import TickerSettings
@@ -68,6 +69,7 @@ class TickerParts:
         )
         self.reconciles = periodic_reconciler(s, self._redis)
         self.learns = periodic_learner(s, self._redis)
+        self.prewarms = periodic_prewarm(s, self._redis, self._publisher)
         log.info(
             "enforcer ticking on %r (enabled=%s, dry_run=%s)",
             schedule.expression,
@@ -80,16 +82,18 @@ class TickerParts:
         await self.ticks.start()
         if self.reconciles is not None:
             await self.reconciles.start()
-        if self.learns is not None:
-            await self.learns.start()
+        for extra in (self.learns, self.prewarms):
+            if extra is not None:
+                await extra.start()
 
     async def stop(self) -> None:
         """No tick or pass starts any more; one in flight is cancelled."""
         await self.ticks.stop()
         if self.reconciles is not None:
             await self.reconciles.stop()
-        if self.learns is not None:
-            await self.learns.stop()
+        for extra in (self.learns, self.prewarms):
+            if extra is not None:
+                await extra.stop()
 
     async def close(self) -> None:
         await self._publisher.stop()

@@ -27,10 +27,11 @@ _TYPES = sorted(
         FactType.WAKE_FAILED,
     )
 )
-# Only E2B's run figures of the data (what a pause or a kill says it cost), not the whole JSON.
+# Only what the ledger reads of the data (E2B's run figures of a pause or a kill, a wake's
+# reason), not the whole JSON.
 _COLUMNS = (
     "sandbox_id, type, extract(epoch FROM occurred_at)::float8 AS at,"
-    " (data->'execution')::text AS execution"
+    " (data->'execution')::text AS execution, data->>'reason' AS reason"
 )
 _OF_SANDBOXES = (
     f"SELECT {_COLUMNS} FROM sandbox_events WHERE sandbox_id = ANY($1::text[])"  # noqa: S608
@@ -90,5 +91,7 @@ def _by_sandbox(rows: Iterable[Any]) -> Iterable[list[Seen]]:
 
 def _seen(row: Any) -> Seen:
     raw = row["execution"]
-    execution = msgspec.json.decode(raw) if raw else None
-    return Seen(row["type"], row["at"], {"execution": execution} if execution else {})
+    data: dict[str, Any] = {"execution": msgspec.json.decode(raw)} if raw else {}
+    if row["reason"] is not None:
+        data["reason"] = row["reason"]
+    return Seen(row["type"], row["at"], data)

@@ -73,6 +73,8 @@ def client_policy(body: bytes, *, default: bool = False) -> Policy:
     policy = decode_policy(body)
     if policy.idle is not None and default:
         raise PolicyError("idle", "an adaptive timeout is learned per project: set it there")
+    if policy.prewarm is not None and default:
+        raise PolicyError("prewarm", "pre-warming follows a project's habits: set it there")
     if policy.idle is not None and policy.idle.learned is not None:
         raise PolicyError("idle.learned", "set by the adaptive rule's learner, not by a client")
     return policy
