@@ -97,6 +97,7 @@ async def test_a_project_without_a_policy_inherits_every_field() -> None:
         "deleteAfterPausedSeconds": (None, "setting"),
         "warnBeforeSeconds": (30, "setting"),
         "idle": (None, "setting"),
+        "prewarm": (None, "setting"),
     }
 
 
