@@ -204,6 +204,13 @@ def test_a_sandbox_older_than_the_frame_starts_in_the_state_its_first_fact_tells
     assert (happened.running_seconds, happened.paused_seconds) == (600, 1000 + 2400)
     assert (happened.pauses, happened.resume_waits) == (1, [])
     assert happened.cost == 600 * DEFAULT_VCPUS  # no execution_time told: our clock's
+    # A wake first: it was paused too.
+    woken = [seen(FactType.WAKE_REQUESTED, 1990), *facts]
+    happened, _ = actual(woken, frame(start=1000, end=5000))
+    assert (happened.running_seconds, happened.resume_waits) == (600, [10])
+    # Anything else first: it was running.
+    happened, trace = actual([seen(FactType.ACTIVITY, 3000)], frame(start=1000, end=5000))
+    assert (happened.running_seconds, trace.moments()) == (4000, [1000, 3000])
 
 
 def test_the_savings_ledger_sets_what_happened_beside_the_seed_and_no_enforcement() -> None:

@@ -4,7 +4,8 @@ waited for E2B's resume, and what its running cost by E2B's own figures. The sav
 sets this beside the seed's cron and no enforcement replayed on the same demand (replay.py).
 
 Facts before the frame may be missing (the history read starts at the frame): the first fact
-seen tells the state the sandbox was in (a resume: it was paused; anything else: running).
+seen tells the state the sandbox was in (a resume or a wake: it was paused; anything else:
+running).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from sandbox_common.whatif.trace import Trace
 
 _USES = frozenset(t.value for t in MOVES_LAST_ACTIVITY)
 _RETURNS = frozenset({FactType.WAKE_REQUESTED.value, FactType.RESUMED.value})
+# The first fact read is one of these: the sandbox was paused before it.
+_WAS_PAUSED = frozenset(
+    {FactType.RESUMED.value, FactType.WAKE_REQUESTED.value, FactType.WAKE_FAILED.value}
+)
 _ENDS_PREWARM = frozenset({FactType.ACTIVITY.value, FactType.PAUSED.value, FactType.KILLED.value})
 MS = 1000.0
 
@@ -69,7 +74,7 @@ class _Walk:
         self.frame = frame
         self.out = Actual(sandboxes=1)
         self.trace = Trace("")
-        self.running = first is not None and first.type != FactType.RESUMED
+        self.running = first is not None and first.type not in _WAS_PAUSED
         # A sandbox whose creation is not in the facts read existed when the frame began.
         if first is None or first.type == FactType.CREATED:
             self.since = first.at if first else frame.end
