@@ -33,8 +33,9 @@ from sandboxctl import simulate_report as report
 from sandboxctl.errors import OperatorError
 from sandboxctl.settings import Settings
 
-# Policy fields whose rules this simulation does not replay: they change no idle pause.
-_NOT_SIMULATED = ("maxLifetimeSeconds", "quietHours", "deleteAfterPausedSeconds")
+# Policy fields whose rules this simulation does not replay (pauses forced whatever the
+# activity, deletes, pre-warms): said when a candidate sets them.
+_NOT_SIMULATED = ("maxLifetimeSeconds", "quietHours", "deleteAfterPausedSeconds", "prewarm")
 
 
 def _moment(text: str | None, name: str) -> float | None:
