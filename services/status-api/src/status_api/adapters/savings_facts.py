@@ -5,7 +5,7 @@ time, not memory."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -58,28 +58,26 @@ class SavingsFacts:
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
             rows = await self._pool.fetch(_OF_SANDBOXES, chunk, since, until, _TYPES)
-            for facts in _by_sandbox(rows):
+            async for facts in _by_sandbox(_each(rows)):
                 yield facts
 
     async def of_fleet(self, since: datetime, until: datetime) -> AsyncIterator[list[Seen]]:
         async with self._pool.acquire() as conn, conn.transaction():
             rows = conn.cursor(_OF_FLEET, since, until, _TYPES, prefetch=_PREFETCH)
-            current: str | None = None
-            facts: list[Seen] = []
-            async for row in rows:
-                if row["sandbox_id"] != current and facts:
-                    yield facts
-                    facts = []
-                current = row["sandbox_id"]
-                facts.append(_seen(row))
-            if facts:
+            async for facts in _by_sandbox(rows):
                 yield facts
 
 
-def _by_sandbox(rows: Iterable[Any]) -> Iterable[list[Seen]]:
+async def _each(rows: Iterable[Any]) -> AsyncIterator[Any]:
+    for row in rows:
+        yield row
+
+
+async def _by_sandbox(rows: AsyncIterable[Any]) -> AsyncIterator[list[Seen]]:
+    """Rows ordered by sandbox, one list of facts per sandbox."""
     current: str | None = None
     facts: list[Seen] = []
-    for row in rows:
+    async for row in rows:
         if row["sandbox_id"] != current and facts:
             yield facts
             facts = []
