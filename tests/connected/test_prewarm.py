@@ -105,7 +105,11 @@ async def test_a_paused_sandbox_is_resumed_ahead_of_its_users_expected_return(
                 return prewarms if prewarms["hits"] == 1 else None
 
             prewarms = await eventually(ledger, within=20, interval=0.5)
-            assert (prewarms["count"], prewarms["hitRate"]) == (1, 1.0)
+            assert (prewarms["count"], prewarms["hitRate"], prewarms["returnsFoundRunning"]) == (
+                1,
+                1.0,
+                1.0,
+            )
             assert prewarms["runningSeconds"] > 0
     finally:
         await api.aclose()

@@ -175,4 +175,4 @@ def test_the_ledger_counts_a_prewarm_a_hit_when_used_before_its_next_pause() -> 
         frame,
     )
     assert (hit.prewarms, hit.prewarm_hits, hit.prewarm_seconds) == (2, 1, 295 + 600)
-    assert hit.resume_waits == [5, 2, 10]
+    assert hit.resume_waits == [10]  # the user's wake; nobody waited for the pre-warms

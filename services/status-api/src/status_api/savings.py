@@ -49,12 +49,14 @@ class ResumeWaits(msgspec.Struct, frozen=True, rename="camel"):
 
 class Prewarms(msgspec.Struct, frozen=True, rename="camel"):
     """Wakes ahead of an expected return: how many, how many the user used while they ran
-    (`hits`, `hitRate`), and the running time they cost."""
+    (`hits`, `hitRate`), the running time they cost, and of the returns to a sandbox that had
+    been paused (a hit, or a wake someone waited for) the share that found it RUNNING."""
 
     count: int
     hits: int
     hit_rate: float | None
     running_seconds: float
+    returns_found_running: float | None
 
 
 class SavingsReport(msgspec.Struct, frozen=True, rename="camel"):
@@ -68,7 +70,7 @@ class SavingsReport(msgspec.Struct, frozen=True, rename="camel"):
     regrets: int = 0
     regret_rate: float = 0.0
     resume_waits: ResumeWaits = ResumeWaits(0, None, None)
-    prewarms: Prewarms = Prewarms(0, 0, None, 0.0)
+    prewarms: Prewarms = Prewarms(0, 0, None, 0.0, None)
     cost: float = 0.0
     seed: Baseline | None = None
     no_enforcement: Baseline | None = None
@@ -137,6 +139,7 @@ def _report(
 ) -> SavingsReport:
     happened = ledger.actual
     waits = happened.resume_waits
+    returns = happened.prewarm_hits + len(waits)
     return SavingsReport(
         project_id=project_id,
         since=start,
@@ -157,6 +160,7 @@ def _report(
             happened.prewarm_hits,
             round(happened.prewarm_hits / happened.prewarms, 4) if happened.prewarms else None,
             round(happened.prewarm_seconds, 1),
+            round(happened.prewarm_hits / returns, 4) if returns else None,
         ),
         cost=round(happened.cost, 6),
         seed=_baseline(happened.running_seconds, happened.cost, ledger.seed),

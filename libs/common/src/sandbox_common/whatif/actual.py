@@ -38,7 +38,7 @@ class Actual:
     pauses: int = 0
     regrets: int = 0
     cost: float = 0.0
-    # Seconds each wake (a user's, an API's) waited for E2B's resume.
+    # Seconds each wake (a user's, an API's; not a pre-warm) waited for E2B's resume.
     resume_waits: list[float] = field(default_factory=list)
     # Pre-warms (wakes ahead of an expected return), those the user used while it ran (hits),
     # and the running time they cost: from the resume to the first use, or to the next pause.
@@ -101,7 +101,8 @@ class _Walk:
         if kind in _RETURNS:
             self.returned(at)
         if kind == FactType.WAKE_REQUESTED and self.wake_at is None:
-            self.wake_at = at
+            # Nobody waits for a pre-warm: only the others' resumes are waits.
+            self.wake_at = None if fact.data.get("reason") == PREWARM else at
         elif kind == FactType.WAKE_FAILED:
             self.wake_at = None
         elif kind == FactType.PAUSED and self.running:
