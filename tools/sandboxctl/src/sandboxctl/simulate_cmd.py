@@ -151,10 +151,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
     facts = asyncio.run(read_topic(settings, args.topic))
     projects = set(args.project) if args.project else None
     traces = facts.traces.of_projects(projects)
-    first, last = facts.first or 0.0, facts.last or 0.0
+    # A sandbox the topic saw no end of is still alive: counted up to now, not to its last fact.
+    now = settings.clock()().timestamp()
+    first = facts.first if facts.first is not None else now
     frame = Frame(
         start=first if start is None else start,
-        end=last if end is None else end,
+        end=max(now, facts.last or now) if end is None else end,
         regret_seconds=args.regret_seconds or settings.regret_window_seconds,
         prices=Prices(settings.price_vcpu_second, settings.price_gib_second),
     )
@@ -201,8 +203,12 @@ def add_commands(sub: Any) -> None:
     simulate.add_argument(
         "--policy", required=True, help="the candidate policy's JSON file ('-': standard input)"
     )
-    simulate.add_argument("--from", dest="since", help="count from this time (ISO 8601, UTC)")
-    simulate.add_argument("--to", dest="until", help="count up to this time (ISO 8601, UTC)")
+    simulate.add_argument(
+        "--from", dest="since", help="count from this time (ISO 8601, UTC; default the first fact)"
+    )
+    simulate.add_argument(
+        "--to", dest="until", help="count up to this time (ISO 8601, UTC; default now)"
+    )
     simulate.add_argument(
         "--project", action="append", help="only this project (repeatable; default: all)"
     )
